@@ -1,0 +1,5 @@
+"""``python -m sponsorcast``."""
+
+from sponsorcast.cli import main
+
+main()

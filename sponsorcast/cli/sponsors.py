@@ -1,0 +1,68 @@
+"""CLI: ``sponsors add/list/show``."""
+
+from __future__ import annotations
+
+from typing import Annotated, Optional
+
+import typer
+
+from sponsorcast import console
+from sponsorcast.cli._common import handle_errors, open_store
+
+sponsors_app = typer.Typer(help="Manage sponsors (who sends, and whose postal address is printed).", no_args_is_help=True)
+
+COLUMNS = ["id", "name", "from", "reply_to", "postal_address", "messaging_enabled"]
+
+
+@sponsors_app.command("add")
+@handle_errors
+def add(
+    sponsor_id: Annotated[str, typer.Argument(metavar="ID", help="Slug, e.g. acme.")],
+    name: Annotated[str, typer.Option("--name", help="Display name.")],
+    from_: Annotated[Optional[str], typer.Option("--from", help="From address: 'Name <addr@domain>'.")] = None,
+    reply_to: Annotated[Optional[str], typer.Option("--reply-to", help="Reply-To address.")] = None,
+    postal_address: Annotated[Optional[str], typer.Option("--postal-address", help="Printed in every footer.")] = None,
+    disabled: Annotated[bool, typer.Option("--disabled", help="Refuse sends for this sponsor.")] = False,
+) -> None:
+    """Add a sponsor, or update one with the same id."""
+    from sponsorcast.sponsors import add_sponsor
+
+    sponsor, created = add_sponsor(
+        open_store(), sponsor_id, name=name, from_address=from_, reply_to=reply_to,
+        postal_address=postal_address, messaging_enabled=not disabled,
+    )
+    console.say(f"{'Added' if created else 'Updated'} sponsor '{sponsor.id}'.")
+
+
+@sponsors_app.command("list")
+@handle_errors
+def list_(json_: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False) -> None:
+    """List sponsors."""
+    from sponsorcast.sponsors import list_sponsors, sponsor_dict
+
+    rows = [sponsor_dict(s) for s in list_sponsors(open_store())]
+    if json_:
+        console.print_json(rows)
+    else:
+        console.print_table(rows, COLUMNS, title="Sponsors")
+
+
+@sponsors_app.command("show")
+@handle_errors
+def show(
+    sponsor_id: Annotated[str, typer.Argument(metavar="ID")],
+    json_: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
+) -> None:
+    """Show one sponsor with its lead and campaign counts."""
+    from sponsorcast.sponsors import show_sponsor
+
+    data = show_sponsor(open_store(), sponsor_id)
+    if json_:
+        console.print_json(data)
+    else:
+        console.print_fields(data, title=f"Sponsor {sponsor_id}")
+
+
+def register(app: typer.Typer) -> None:
+    """Add the ``sponsors`` group."""
+    app.add_typer(sponsors_app, name="sponsors")

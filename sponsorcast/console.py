@@ -1,0 +1,130 @@
+"""Everything that prints: rich tables for people, JSON/CSV for machines, plain log lines for cron.
+
+Only this module and ``sponsorcast.cli`` import rich or typer.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import sys
+from collections.abc import Iterable, Mapping, Sequence
+from datetime import datetime, timezone
+from typing import Any
+
+from rich.console import Console
+from rich.table import Table
+
+out = Console(highlight=False, soft_wrap=False)
+err = Console(stderr=True, highlight=False, soft_wrap=True)
+
+
+def reset_consoles() -> None:
+    """Rebuild the consoles on the current sys.stdout/sys.stderr (the test runner swaps them)."""
+    global out, err
+    out = Console(file=sys.stdout, highlight=False, soft_wrap=False)
+    err = Console(file=sys.stderr, highlight=False, soft_wrap=True)
+
+
+def is_terminal() -> bool:
+    """True when stdout is a terminal a person is looking at."""
+    return out.is_terminal and os.environ.get("TERM") != "dumb"
+
+
+def error(message: str, hint: str | None = None) -> None:
+    """One clear sentence on stderr, and a hint on the next line when there is one."""
+    err.print(f"[bold red]Error:[/] {_escape(message)}")
+    if hint:
+        err.print(f"[dim]Hint:[/] {_escape(hint)}")
+
+
+def warn(message: str) -> None:
+    """A warning on stderr."""
+    err.print(f"[yellow]Warning:[/] {_escape(message)}")
+
+
+def say(message: str) -> None:
+    """A line for a person on stdout (rich markup escaped)."""
+    out.print(_escape(message), soft_wrap=True)
+
+
+def log(message: str) -> None:
+    """A timestamped plain line on stderr, for cron and logs."""
+    stamp = datetime.now(timezone.utc).astimezone().isoformat(timespec="seconds")
+    err.print(f"{stamp} {_escape(message)}", markup=True)
+
+
+def print_json(data: Any) -> None:
+    """Machine-readable JSON on stdout (stable keys, no colours)."""
+    sys.stdout.write(json.dumps(data, indent=2, default=_json_default, ensure_ascii=False) + "\n")
+
+
+def print_csv(rows: Iterable[Mapping[str, Any]], columns: Sequence[str]) -> None:
+    """CSV with a header on stdout."""
+    writer = csv.DictWriter(sys.stdout, fieldnames=list(columns), extrasaction="ignore", lineterminator="\n")
+    writer.writeheader()
+    for row in rows:
+        writer.writerow({k: _csv_value(row.get(k)) for k in columns})
+
+
+def print_table(
+    rows: Iterable[Mapping[str, Any]],
+    columns: Sequence[str],
+    *,
+    title: str | None = None,
+    headers: Mapping[str, str] | None = None,
+) -> None:
+    """A rich table of rows on stdout."""
+    table = Table(title=title, show_lines=False)
+    for col in columns:
+        table.add_column((headers or {}).get(col, col), overflow="fold")
+    for row in rows:
+        table.add_row(*(_escape(_cell(row.get(c))) for c in columns))
+    out.print(table)
+
+
+def print_fields(data: Mapping[str, Any], *, title: str | None = None) -> None:
+    """A two-column key/value table."""
+    table = Table(title=title, show_header=False)
+    table.add_column("field", style="bold")
+    table.add_column("value", overflow="fold")
+    for key, value in data.items():
+        table.add_row(key, _escape(_cell(value)))
+    out.print(table)
+
+
+def _cell(value: Any) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, datetime):
+        return value.astimezone().strftime("%Y-%m-%d %H:%M:%S")
+    if isinstance(value, (list, tuple)):
+        return ", ".join(str(v) for v in value)
+    if isinstance(value, dict):
+        return json.dumps(value, ensure_ascii=False, default=_json_default)
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    return str(value)
+
+
+def _csv_value(value: Any) -> Any:
+    if isinstance(value, datetime):
+        return value.isoformat()
+    if isinstance(value, (list, tuple)):
+        return ";".join(str(v) for v in value)
+    if isinstance(value, dict):
+        return json.dumps(value, ensure_ascii=False, default=_json_default)
+    return value
+
+
+def _json_default(value: Any) -> Any:
+    if isinstance(value, datetime):
+        return value.isoformat()
+    raise TypeError(f"not JSON serialisable: {type(value).__name__}")
+
+
+def _escape(text: str) -> str:
+    from rich.markup import escape
+
+    return escape(text)

@@ -1,0 +1,141 @@
+"""Every error sponsorcast raises on purpose, and the exit code each one means.
+
+The tree (exit code in brackets)::
+
+    SponsorcastError                 [1]  base: "the work failed"
+    ├── WorkFailed                   [1]  a run ended with failed deliveries or problems found
+    │   └── CampaignPaused           [1]  quota reached or paused by a user; resumable
+    ├── BadInput                     [2]  bad usage or bad input; the store is unchanged
+    │   ├── InputFileError           [2]  a file we read is wrong (names file and line or row)
+    │   │   ├── CampaignFileError    [2]  campaign file: YAML, keys, audience, send_at, subject
+    │   │   ├── TemplateError        [2]  template syntax, undefined variable, sandbox escape
+    │   │   └── LeadsFileError       [2]  leads CSV: encoding, header, a broken row
+    │   ├── NotFound                 [2]  unknown campaign, sponsor, lead or delivery
+    │   ├── StoreError               [2]  the store cannot be opened or is not ours
+    │   └── SourceError              [2]  a leads source (PostgreSQL URL) cannot be read
+    ├── ConfigError                  [3]  sponsorcast.toml or the environment is wrong
+    │   └── CredentialsError         [3]  missing key, or 401/403 from the provider
+    └── Interrupted                [130]  Ctrl-C: whatever was in flight is safe to resume
+
+Only the CLI turns these into exit codes (``exit_code_for``); domain modules raise them
+with one clear sentence as the message.
+"""
+
+from __future__ import annotations
+
+from enum import IntEnum
+from pathlib import Path
+
+
+class ExitCode(IntEnum):
+    """Process exit codes of SPEC §3."""
+
+    OK = 0
+    FAILED = 1
+    BAD_INPUT = 2
+    CONFIG = 3
+    INTERRUPTED = 130
+
+
+class SponsorcastError(Exception):
+    """Base of every deliberate sponsorcast error; the message is shown to the user."""
+
+    exit_code: ExitCode = ExitCode.FAILED
+
+    def __init__(self, message: str, *, hint: str | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.hint = hint
+
+    def __str__(self) -> str:
+        return self.message
+
+
+class WorkFailed(SponsorcastError):
+    """The work ran but failed in part or in whole."""
+
+    exit_code = ExitCode.FAILED
+
+
+class CampaignPaused(WorkFailed):
+    """A campaign stopped before the end and can be resumed later."""
+
+
+class BadInput(SponsorcastError):
+    """Bad usage or bad input: nothing in the store changed."""
+
+    exit_code = ExitCode.BAD_INPUT
+
+
+class InputFileError(BadInput):
+    """A file is wrong; ``location`` names the file and, when known, the line or row."""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        path: Path | str | None = None,
+        line: int | None = None,
+        hint: str | None = None,
+    ) -> None:
+        self.path = str(path) if path is not None else None
+        self.line = line
+        self.reason = message
+        super().__init__(_locate(message, self.path, line), hint=hint)
+
+
+def _locate(message: str, path: str | None, line: int | None) -> str:
+    if path is None:
+        return message
+    if line is None:
+        return f"{path}: {message}"
+    return f"{path}:{line}: {message}"
+
+
+class CampaignFileError(InputFileError):
+    """The campaign file is invalid (YAML, unknown key, audience, send_at, subject)."""
+
+
+class TemplateError(InputFileError):
+    """A template does not compile or does not render for a recipient."""
+
+
+class LeadsFileError(InputFileError):
+    """A leads file cannot be read or has a broken row."""
+
+
+class NotFound(BadInput):
+    """Something named on the command line does not exist."""
+
+
+class StoreError(BadInput):
+    """The store cannot be opened, or the file is not a sponsorcast database."""
+
+
+class SourceError(BadInput):
+    """A leads source other than a file (a PostgreSQL URL) cannot be read."""
+
+
+class ConfigError(SponsorcastError):
+    """The configuration file or environment is wrong."""
+
+    exit_code = ExitCode.CONFIG
+
+
+class CredentialsError(ConfigError):
+    """The API key is missing or the provider refused it."""
+
+
+class Interrupted(SponsorcastError):
+    """The user pressed Ctrl-C; the run can be resumed."""
+
+    exit_code = ExitCode.INTERRUPTED
+
+
+def exit_code_for(error: BaseException) -> ExitCode:
+    """Map any exception to the process exit code the CLI should return."""
+    if isinstance(error, SponsorcastError):
+        return error.exit_code
+    if isinstance(error, KeyboardInterrupt):
+        return ExitCode.INTERRUPTED
+    return ExitCode.FAILED

@@ -1,0 +1,232 @@
+"""Numbered schema migrations, run in order whenever the store is opened.
+
+Each migration is a function ``mNNN_name(conn)`` that gets a connection inside its own
+transaction; the runner records its name in ``_sponsorcast_migrations`` in that same
+transaction, so a migration is applied completely or not at all. Table shapes are frozen
+here as they were at that version (not imported from ``models``), so that an old database
+upgrades the same way forever; ``tests/test_migrations.py`` checks that the result matches
+the models.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from contextlib import AbstractContextManager
+from dataclasses import dataclass
+from datetime import datetime
+
+import sqlalchemy as sa
+
+from sponsorcast.models import UTCDateTime, utcnow
+
+MIGRATIONS_TABLE = "_sponsorcast_migrations"
+
+Migration = Callable[[sa.Connection], None]
+MIGRATIONS: list[Migration] = []
+
+
+def migration(fn: Migration) -> Migration:
+    """Register a migration; order of definition is order of application."""
+    MIGRATIONS.append(fn)
+    return fn
+
+
+def _now_col(name: str) -> sa.Column[datetime]:
+    return sa.Column(name, UTCDateTime(), nullable=True)
+
+
+@migration
+def m001_initial(conn: sa.Connection) -> None:
+    """Sponsors, leads, campaigns, deliveries, events and suppressions."""
+    md = sa.MetaData()
+    sa.Table(
+        "sponsor",
+        md,
+        sa.Column("id", sa.String(64), primary_key=True),
+        sa.Column("name", sa.String(), nullable=False),
+        sa.Column("from_address", sa.String(), nullable=True),
+        sa.Column("reply_to", sa.String(), nullable=True),
+        sa.Column("postal_address", sa.String(), nullable=True),
+        sa.Column("messaging_enabled", sa.Boolean(), nullable=False),
+        _now_col("created_at"),
+        _now_col("updated_at"),
+    )
+    sa.Table(
+        "lead",
+        md,
+        sa.Column("id", sa.Integer(), primary_key=True, autoincrement=True),
+        sa.Column("sponsor_id", sa.String(), sa.ForeignKey("sponsor.id"), nullable=False),
+        sa.Column("email", sa.String(), nullable=False),
+        sa.Column("name", sa.String(), nullable=True),
+        sa.Column("first_name", sa.String(), nullable=True),
+        sa.Column("last_name", sa.String(), nullable=True),
+        sa.Column("company", sa.String(), nullable=True),
+        sa.Column("title", sa.String(), nullable=True),
+        sa.Column("intent_level", sa.String(), nullable=True),
+        sa.Column("intent_score", sa.Integer(), nullable=True),
+        sa.Column("follow_up_status", sa.String(), nullable=False),
+        sa.Column("tags", sa.String(), nullable=False),
+        sa.Column("event", sa.String(), nullable=True),
+        sa.Column("fields", sa.JSON(), nullable=True),
+        sa.Column("source", sa.String(), nullable=True),
+        sa.Column("consent", sa.String(), nullable=True),
+        _now_col("created_at"),
+        _now_col("updated_at"),
+        sa.UniqueConstraint("sponsor_id", "email", name="uq_lead_sponsor_email"),
+        sa.Index("ix_lead_sponsor_intent_level", "sponsor_id", "intent_level"),
+        sa.Index("ix_lead_sponsor_follow_up", "sponsor_id", "follow_up_status"),
+        sa.Index("ix_lead_sponsor_score", "sponsor_id", "intent_score"),
+        sa.Index("ix_lead_sponsor_event", "sponsor_id", "event"),
+    )
+    sa.Table(
+        "campaign",
+        md,
+        sa.Column("id", sa.String(128), primary_key=True),
+        sa.Column("sponsor_id", sa.String(), sa.ForeignKey("sponsor.id"), nullable=False),
+        sa.Column("name", sa.String(), nullable=False),
+        sa.Column("subject", sa.String(), nullable=False),
+        sa.Column("body", sa.String(), nullable=False),
+        sa.Column("audience", sa.JSON(), nullable=True),
+        sa.Column("from_address", sa.String(), nullable=True),
+        sa.Column("reply_to", sa.String(), nullable=True),
+        sa.Column("tags", sa.JSON(), nullable=True),
+        sa.Column("source_path", sa.String(), nullable=True),
+        _now_col("send_at"),
+        sa.Column("status", sa.String(), nullable=False),
+        sa.Column("content_hash", sa.String(), nullable=False),
+        sa.Column("total_recipients", sa.Integer(), nullable=False),
+        _now_col("created_at"),
+        _now_col("started_at"),
+        _now_col("finished_at"),
+    )
+    sa.Table(
+        "delivery",
+        md,
+        sa.Column("id", sa.Integer(), primary_key=True, autoincrement=True),
+        sa.Column("campaign_id", sa.String(), sa.ForeignKey("campaign.id"), nullable=False),
+        sa.Column("lead_id", sa.Integer(), sa.ForeignKey("lead.id"), nullable=False),
+        sa.Column("recipient", sa.String(), nullable=False),
+        sa.Column("status", sa.String(), nullable=False),
+        sa.Column("attempts", sa.Integer(), nullable=False),
+        sa.Column("last_error", sa.String(), nullable=True),
+        sa.Column("provider_message_id", sa.String(), nullable=True, index=True),
+        sa.Column("batch", sa.Integer(), nullable=True),
+        _now_col("sent_at"),
+        _now_col("delivered_at"),
+        _now_col("opened_at"),
+        sa.Column("open_count", sa.Integer(), nullable=False),
+        _now_col("first_click_at"),
+        sa.Column("click_count", sa.Integer(), nullable=False),
+        _now_col("unsubscribed_at"),
+        sa.UniqueConstraint("campaign_id", "lead_id", name="uq_delivery_campaign_lead"),
+        sa.Index("ix_delivery_campaign_status", "campaign_id", "status"),
+        sa.Index("ix_delivery_campaign_batch", "campaign_id", "batch"),
+    )
+    sa.Table(
+        "event",
+        md,
+        sa.Column("id", sa.Integer(), primary_key=True, autoincrement=True),
+        sa.Column("campaign_id", sa.String(), nullable=True, index=True),
+        sa.Column("delivery_id", sa.Integer(), nullable=True, index=True),
+        sa.Column("type", sa.String(), nullable=False),
+        sa.Column("provider_event_id", sa.String(), nullable=True, unique=True),
+        _now_col("occurred_at"),
+        sa.Column("payload", sa.JSON(), nullable=True),
+        _now_col("created_at"),
+    )
+    sa.Table(
+        "suppression",
+        md,
+        sa.Column("id", sa.Integer(), primary_key=True, autoincrement=True),
+        sa.Column("email", sa.String(), nullable=False, index=True),
+        sa.Column("sponsor_id", sa.String(), nullable=False),
+        sa.Column("reason", sa.String(), nullable=False),
+        _now_col("created_at"),
+        sa.UniqueConstraint("email", "sponsor_id", name="uq_suppression_email_sponsor"),
+    )
+    md.create_all(conn)
+
+
+@migration
+def m002_send_batches(conn: sa.Connection) -> None:
+    """Batches claimed under leases, a reason beside each campaign status, due-campaign index."""
+    md = sa.MetaData()
+    sa.Table(
+        "send_batch",
+        md,
+        sa.Column("campaign_id", sa.String(), primary_key=True),
+        sa.Column("number", sa.Integer(), primary_key=True, autoincrement=False),
+        sa.Column("status", sa.String(), nullable=False),
+        sa.Column("idempotency_key", sa.String(), nullable=False),
+        sa.Column("lease_owner", sa.String(), nullable=True),
+        _now_col("lease_expires_at"),
+        sa.Column("attempts", sa.Integer(), nullable=False),
+        _now_col("first_attempt_at"),
+        _now_col("finished_at"),
+        sa.Index("ix_send_batch_claim", "campaign_id", "status", "lease_expires_at"),
+    )
+    md.create_all(conn)
+    conn.execute(sa.text("ALTER TABLE campaign ADD COLUMN status_reason VARCHAR"))
+    conn.execute(sa.text("CREATE INDEX ix_campaign_status_send_at ON campaign (status, send_at)"))
+
+
+@dataclass(frozen=True)
+class MigrationState:
+    """Which migrations a store has, and which it still needs."""
+
+    applied: list[tuple[str, datetime | None]]
+    pending: list[str]
+
+
+def _ledger() -> sa.Table:
+    return sa.Table(
+        MIGRATIONS_TABLE,
+        sa.MetaData(),
+        sa.Column("name", sa.String(), primary_key=True),
+        sa.Column("applied_at", UTCDateTime(), nullable=True),
+    )
+
+
+def migration_state(conn: sa.Connection) -> MigrationState:
+    """Read what has been applied; a store without the ledger has nothing applied."""
+    ledger = _ledger()
+    if not sa.inspect(conn).has_table(MIGRATIONS_TABLE):
+        return MigrationState(applied=[], pending=[m.__name__ for m in MIGRATIONS])
+    rows = conn.execute(sa.select(ledger.c.name, ledger.c.applied_at)).all()
+    done = {r.name for r in rows}
+    applied = sorted(((r.name, r.applied_at) for r in rows), key=lambda r: r[0])
+    return MigrationState(applied=applied, pending=[m.__name__ for m in MIGRATIONS if m.__name__ not in done])
+
+
+def run_migrations(
+    begin_write: Callable[[], AbstractContextManager[sa.Connection]],
+    *,
+    upto: str | None = None,
+) -> list[str]:
+    """Apply every pending migration (up to and including ``upto``), each in its own transaction.
+
+    ``begin_write`` opens a write transaction (the store's ``write``); inside it the ledger is
+    read again, so two processes opening one store at once apply each migration once.
+    """
+    applied_now: list[str] = []
+    ledger = _ledger()
+    with begin_write() as conn:
+        _lock(conn)
+        ledger.create(conn, checkfirst=True)
+    for fn in MIGRATIONS:
+        with begin_write() as conn:
+            _lock(conn)
+            done = set(conn.execute(sa.select(ledger.c.name)).scalars())
+            if fn.__name__ not in done:
+                fn(conn)
+                conn.execute(ledger.insert().values(name=fn.__name__, applied_at=utcnow()))
+                applied_now.append(fn.__name__)
+        if upto is not None and fn.__name__ == upto:
+            break
+    return applied_now
+
+
+def _lock(conn: sa.Connection) -> None:
+    # SQLite write transactions are already exclusive (BEGIN IMMEDIATE); PostgreSQL needs a lock
+    if conn.dialect.name == "postgresql":
+        conn.execute(sa.text("SELECT pg_advisory_xact_lock(7411001)"))

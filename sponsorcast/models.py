@@ -1,0 +1,237 @@
+"""The store's tables (SPEC §1) as SQLModel classes, and the status vocabularies.
+
+Conventions: every datetime is timezone-aware UTC in Python and stored as UTC; ``Lead.tags``
+is kept as ``,tag1,tag2,`` text so that "has tag t" is a portable, index-free ``LIKE`` in
+SQL on both SQLite and PostgreSQL; free-form data (``fields``, payloads) is JSON.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.types import TypeDecorator
+from sqlmodel import Field, SQLModel
+
+
+def utcnow() -> datetime:
+    """The current time, timezone-aware UTC."""
+    return datetime.now(timezone.utc)
+
+
+class UTCDateTime(TypeDecorator[datetime]):
+    """Stores aware datetimes as naive UTC and gives them back aware."""
+
+    impl = sa.DateTime
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: sa.Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetime given to the store; use timezone-aware UTC")
+        return value.astimezone(timezone.utc).replace(tzinfo=None)
+
+    def process_result_value(self, value: datetime | None, dialect: sa.Dialect) -> datetime | None:
+        if value is None:
+            return None
+        return value.replace(tzinfo=timezone.utc)
+
+
+def _dt(*, nullable: bool = True, index: bool = False) -> Any:
+    return Field(default=None, sa_type=UTCDateTime, nullable=nullable, index=index)
+
+
+def _json() -> Any:
+    return Field(default=None, sa_type=sa.JSON, nullable=True)
+
+
+class CampaignStatus:
+    """Campaign lifecycle states (SPEC §1)."""
+
+    DRAFT = "draft"
+    SCHEDULED = "scheduled"
+    SENDING = "sending"
+    SENT = "sent"
+    PAUSED = "paused"
+    FAILED = "failed"
+    MISSED = "missed"
+    CANCELLED = "cancelled"
+
+
+class DeliveryStatus:
+    """Delivery states (SPEC §1); FINAL ones are never sent again."""
+
+    PENDING = "pending"
+    SENDING = "sending"
+    SENT = "sent"
+    DELIVERED = "delivered"
+    FAILED = "failed"
+    BOUNCED = "bounced"
+    COMPLAINED = "complained"
+    SUPPRESSED = "suppressed"
+    CANCELLED = "cancelled"
+    ALL = (
+        "pending",
+        "sending",
+        "sent",
+        "delivered",
+        "failed",
+        "bounced",
+        "complained",
+        "suppressed",
+        "cancelled",
+    )
+
+
+class BatchStatus:
+    """Send-batch states: a batch is claimed with a lease, then done."""
+
+    PENDING = "pending"
+    CLAIMED = "claimed"
+    DONE = "done"
+    UNKNOWN = "unknown"  # outcome unknown past the provider's 24 h idempotency window
+
+
+ALL_SPONSORS = "*"
+
+
+class Sponsor(SQLModel, table=True):
+    """Owns leads and campaigns; its postal address goes in every footer."""
+
+    id: str = Field(primary_key=True, max_length=64)
+    name: str = ""
+    from_address: str | None = None
+    reply_to: str | None = None
+    postal_address: str | None = None
+    messaging_enabled: bool = True
+    created_at: datetime | None = _dt()
+    updated_at: datetime | None = _dt()
+
+
+class Lead(SQLModel, table=True):
+    """One person a sponsor may email; unique by (sponsor, lower-cased email)."""
+
+    __table_args__ = (
+        sa.UniqueConstraint("sponsor_id", "email", name="uq_lead_sponsor_email"),
+        sa.Index("ix_lead_sponsor_intent_level", "sponsor_id", "intent_level"),
+        sa.Index("ix_lead_sponsor_follow_up", "sponsor_id", "follow_up_status"),
+        sa.Index("ix_lead_sponsor_score", "sponsor_id", "intent_score"),
+        sa.Index("ix_lead_sponsor_event", "sponsor_id", "event"),
+    )
+
+    id: int | None = Field(default=None, primary_key=True)
+    sponsor_id: str = Field(foreign_key="sponsor.id")
+    email: str
+    name: str | None = None
+    first_name: str | None = None
+    last_name: str | None = None
+    company: str | None = None
+    title: str | None = None
+    intent_level: str | None = None
+    intent_score: int | None = None
+    follow_up_status: str = "new"
+    tags: str = ""  # ",a,b," — see module docstring
+    event: str | None = None
+    fields: dict[str, Any] | None = _json()
+    source: str | None = None
+    consent: str | None = None
+    created_at: datetime | None = _dt()
+    updated_at: datetime | None = _dt()
+
+
+class Campaign(SQLModel, table=True):
+    """A campaign file's snapshot as it was when sending began, and its lifecycle."""
+
+    __table_args__ = (sa.Index("ix_campaign_status_send_at", "status", "send_at"),)
+
+    id: str = Field(primary_key=True, max_length=128)
+    sponsor_id: str = Field(foreign_key="sponsor.id")
+    name: str = ""
+    subject: str = ""
+    body: str = ""
+    audience: dict[str, Any] | None = _json()
+    from_address: str | None = None
+    reply_to: str | None = None
+    tags: dict[str, Any] | None = _json()
+    source_path: str | None = None
+    send_at: datetime | None = _dt()
+    status: str = CampaignStatus.DRAFT
+    status_reason: str | None = None
+    content_hash: str = ""
+    total_recipients: int = 0
+    created_at: datetime | None = _dt()
+    started_at: datetime | None = _dt()
+    finished_at: datetime | None = _dt()
+
+
+class Delivery(SQLModel, table=True):
+    """One (campaign, lead): the ledger of what was sent to whom."""
+
+    __table_args__ = (
+        sa.UniqueConstraint("campaign_id", "lead_id", name="uq_delivery_campaign_lead"),
+        sa.Index("ix_delivery_campaign_status", "campaign_id", "status"),
+        sa.Index("ix_delivery_campaign_batch", "campaign_id", "batch"),
+    )
+
+    id: int | None = Field(default=None, primary_key=True)
+    campaign_id: str = Field(foreign_key="campaign.id")
+    lead_id: int = Field(foreign_key="lead.id")
+    recipient: str
+    status: str = DeliveryStatus.PENDING
+    attempts: int = 0
+    last_error: str | None = None
+    provider_message_id: str | None = Field(default=None, index=True)
+    batch: int | None = None
+    sent_at: datetime | None = _dt()
+    delivered_at: datetime | None = _dt()
+    opened_at: datetime | None = _dt()
+    open_count: int = 0
+    first_click_at: datetime | None = _dt()
+    click_count: int = 0
+    unsubscribed_at: datetime | None = _dt()
+
+
+class Event(SQLModel, table=True):
+    """Append-only log: provider webhooks, polled states, opens, clicks, campaign transitions."""
+
+    id: int | None = Field(default=None, primary_key=True)
+    campaign_id: str | None = Field(default=None, index=True)
+    delivery_id: int | None = Field(default=None, index=True)
+    type: str
+    provider_event_id: str | None = Field(default=None, unique=True)
+    occurred_at: datetime | None = _dt()
+    payload: dict[str, Any] | None = _json()
+    created_at: datetime | None = _dt()
+
+
+class Suppression(SQLModel, table=True):
+    """An address never to email again, for one sponsor or all (``sponsor_id = '*'``)."""
+
+    __table_args__ = (
+        sa.UniqueConstraint("email", "sponsor_id", name="uq_suppression_email_sponsor"),
+    )
+
+    id: int | None = Field(default=None, primary_key=True)
+    email: str = Field(index=True)
+    sponsor_id: str = ALL_SPONSORS
+    reason: str = "manual"
+    created_at: datetime | None = _dt()
+
+
+class SendBatch(SQLModel, table=True):
+    """A batch of deliveries sent in one request; claimed under a lease by one process."""
+
+    __tablename__ = "send_batch"
+    __table_args__ = (sa.Index("ix_send_batch_claim", "campaign_id", "status", "lease_expires_at"),)
+
+    campaign_id: str = Field(primary_key=True)
+    number: int = Field(primary_key=True)
+    status: str = BatchStatus.PENDING
+    idempotency_key: str
+    lease_owner: str | None = None
+    lease_expires_at: datetime | None = _dt()
+    attempts: int = 0
+    first_attempt_at: datetime | None = _dt()
+    finished_at: datetime | None = _dt()

@@ -1,0 +1,94 @@
+"""Sponsors: adding, listing and showing them (the config file's own are applied on open)."""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+import sqlalchemy as sa
+
+from sponsorcast.errors import BadInput
+from sponsorcast.models import Sponsor, utcnow
+from sponsorcast.store import Store, get_sponsor
+
+_SLUG = re.compile(r"^[a-z0-9][a-z0-9_-]{0,63}$")
+
+
+def add_sponsor(
+    store: Store,
+    sponsor_id: str,
+    *,
+    name: str,
+    from_address: str | None,
+    reply_to: str | None,
+    postal_address: str | None,
+    messaging_enabled: bool = True,
+) -> tuple[Sponsor, bool]:
+    """Create or update a sponsor; returns it and whether it was created."""
+    if not _SLUG.match(sponsor_id):
+        raise BadInput(
+            f"Sponsor id '{sponsor_id}' must be a slug: lower-case letters, digits, '-' or '_'."
+        )
+    if from_address:
+        check_from_address(from_address, "--from")
+    now = utcnow()
+    with store.session() as session:
+        sponsor = session.get(Sponsor, sponsor_id)
+        created = sponsor is None
+        if sponsor is None:
+            sponsor = Sponsor(id=sponsor_id, created_at=now)
+        sponsor.name = name
+        if from_address is not None:
+            sponsor.from_address = from_address
+        if reply_to is not None:
+            sponsor.reply_to = reply_to
+        if postal_address is not None:
+            sponsor.postal_address = postal_address
+        sponsor.messaging_enabled = messaging_enabled
+        sponsor.updated_at = now
+        session.add(sponsor)
+        session.commit()
+        session.refresh(sponsor)
+        return sponsor, created
+
+
+def list_sponsors(store: Store) -> list[Sponsor]:
+    """Every sponsor, by id."""
+    with store.session() as session:
+        return list(session.scalars(sa.select(Sponsor).order_by(Sponsor.id)))  # type: ignore[arg-type]
+
+
+def show_sponsor(store: Store, sponsor_id: str) -> dict[str, Any]:
+    """A sponsor with its lead and campaign counts."""
+    from sponsorcast.models import Campaign, Lead
+
+    sponsor = get_sponsor(store, sponsor_id)
+    with store.read() as conn:
+        leads = conn.execute(
+            sa.select(sa.func.count()).select_from(Lead).where(Lead.sponsor_id == sponsor_id)  # type: ignore[arg-type]
+        ).scalar_one()
+        campaigns = conn.execute(
+            sa.select(sa.func.count()).select_from(Campaign).where(Campaign.sponsor_id == sponsor_id)  # type: ignore[arg-type]
+        ).scalar_one()
+    return {**sponsor_dict(sponsor), "leads": leads, "campaigns": campaigns}
+
+
+def sponsor_dict(sponsor: Sponsor) -> dict[str, Any]:
+    """A sponsor as stable JSON keys."""
+    return {
+        "id": sponsor.id,
+        "name": sponsor.name,
+        "from": sponsor.from_address,
+        "reply_to": sponsor.reply_to,
+        "postal_address": sponsor.postal_address,
+        "messaging_enabled": sponsor.messaging_enabled,
+    }
+
+
+def check_from_address(value: str, key: str) -> None:
+    """A from address must be ``Name <addr@domain>`` or a bare address."""
+    from email.utils import parseaddr
+
+    _name, addr = parseaddr(value)
+    if not addr or "@" not in addr or addr.startswith("@") or addr.endswith("@"):
+        raise BadInput(f"{key} {value!r} is not an address like 'Name <hello@example.com>'.")

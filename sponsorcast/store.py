@@ -1,0 +1,246 @@
+"""Opening the store (SQLite or PostgreSQL), migrating it, and its transactions.
+
+SQLite runs in WAL mode with a busy timeout; ``Store.write()`` starts ``BEGIN IMMEDIATE`` so
+that a write transaction takes the lock at its start and concurrent writers queue instead of
+failing half-way. On PostgreSQL the same calls are ordinary transactions.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy import event
+from sqlalchemy.orm import Session
+
+from sponsorcast.config import Config, SponsorConfig
+from sponsorcast.errors import NotFound, StoreError
+from sponsorcast.migrations import MIGRATIONS_TABLE, MigrationState, migration_state, run_migrations
+from sponsorcast.models import Sponsor, utcnow
+
+SQLITE_HEADER = b"SQLite format 3\x00"
+BUSY_TIMEOUT_MS = 30_000
+DEFAULT_SPONSOR = "default"
+
+
+@dataclass
+class Store:
+    """An open store: an engine plus the transactions sponsorcast uses."""
+
+    url: str
+    engine: sa.Engine
+
+    @property
+    def is_sqlite(self) -> bool:
+        """True for a SQLite store."""
+        return self.engine.dialect.name == "sqlite"
+
+    @contextmanager
+    def read(self) -> Iterator[sa.Connection]:
+        """A read transaction (deferred on SQLite: it never blocks writers in WAL mode)."""
+        with self.engine.connect() as conn, conn.begin():
+            yield conn
+
+    @contextmanager
+    def write(self) -> Iterator[sa.Connection]:
+        """A write transaction: committed at the end of the block, rolled back on error."""
+        with self.engine.connect() as conn:
+            conn = conn.execution_options(sqlite_begin="IMMEDIATE")
+            with conn.begin():
+                yield conn
+
+    @contextmanager
+    def session(self) -> Iterator[Session]:
+        """An ORM session for small reads and writes (bulk paths use Core)."""
+        with Session(self.engine, expire_on_commit=False) as session:
+            yield session
+
+    def migration_state(self) -> MigrationState:
+        """Which migrations are applied and which are pending."""
+        with self.read() as conn:
+            return migration_state(conn)
+
+    def upgrade(self) -> list[str]:
+        """Apply pending migrations; returns the names applied now."""
+        return run_migrations(self.write)
+
+    def dispose(self) -> None:
+        """Close every pooled connection."""
+        self.engine.dispose()
+
+
+def open_store(
+    url: str,
+    *,
+    migrate: bool = True,
+    sponsors: tuple[SponsorConfig, ...] = (),
+    create: bool = True,
+) -> Store:
+    """Open (creating if allowed) and migrate the store at ``url``, then apply config sponsors."""
+    if url.startswith("sqlite"):
+        engine = _sqlite_engine(url, create=create)
+    elif url.startswith("postgresql"):
+        engine = _postgres_engine(url)
+    else:
+        raise StoreError(f"Store URL {url!r} is neither sqlite:/// nor postgresql://.")
+    store = Store(url=url, engine=engine)
+    if migrate:
+        try:
+            store.upgrade()
+        except sa.exc.OperationalError as exc:
+            raise StoreError(f"Cannot open the store {_redact(url)}: {_first_line(exc)}.") from None
+        apply_sponsors(store, sponsors)
+    return store
+
+
+def open_from_config(config: Config, *, migrate: bool = True) -> Store:
+    """Open the store a config names, with its sponsors applied."""
+    return open_store(config.store_url, migrate=migrate, sponsors=config.sponsors)
+
+
+def sqlite_path(url: str) -> Path | None:
+    """The file behind a sqlite URL, or None for an in-memory database."""
+    rest = url.split(":///", 1)[1] if ":///" in url else ""
+    if not rest or rest == ":memory:":
+        return None
+    return Path(rest.split("?", 1)[0])
+
+
+def _sqlite_engine(url: str, *, create: bool) -> sa.Engine:
+    path = sqlite_path(url)
+    if path is not None:
+        _refuse_foreign_sqlite(path, create=create)
+        path.parent.mkdir(parents=True, exist_ok=True)
+    engine = sa.create_engine(url, connect_args={"timeout": BUSY_TIMEOUT_MS / 1000})
+
+    @event.listens_for(engine, "connect")
+    def _on_connect(dbapi_conn: Any, _record: Any) -> None:
+        # let us issue BEGIN ourselves (pysqlite's own transaction handling defers it wrongly)
+        dbapi_conn.isolation_level = None
+        cur = dbapi_conn.cursor()
+        cur.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+        cur.execute("PRAGMA journal_mode = WAL")
+        cur.execute("PRAGMA synchronous = NORMAL")
+        cur.execute("PRAGMA foreign_keys = ON")
+        cur.close()
+
+    @event.listens_for(engine, "begin")
+    def _on_begin(conn: sa.Connection) -> None:
+        mode = conn.get_execution_options().get("sqlite_begin", "DEFERRED")
+        conn.exec_driver_sql(f"BEGIN {mode}")
+
+    return engine
+
+
+def _refuse_foreign_sqlite(path: Path, *, create: bool) -> None:
+    """Refuse, without touching it, a file that is not a sponsorcast database."""
+    if not path.exists():
+        if not create:
+            raise StoreError(f"The store {path} does not exist.", hint="Run 'sponsorcast init'.")
+        return
+    if path.is_dir():
+        raise StoreError(f"The store path {path} is a directory, not a database file.")
+    if path.stat().st_size == 0:
+        return
+    with path.open("rb") as fh:
+        header = fh.read(len(SQLITE_HEADER))
+    if header != SQLITE_HEADER:
+        raise StoreError(f"{path} is not a sponsorcast database (not an SQLite file); it was left untouched.")
+    try:
+        ro = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True)
+        try:
+            names = {r[0] for r in ro.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+        finally:
+            ro.close()
+    except sqlite3.DatabaseError as exc:
+        raise StoreError(f"{path} cannot be read as a database ({exc}); it was left untouched.") from None
+    if names and MIGRATIONS_TABLE not in names:
+        raise StoreError(
+            f"{path} is an SQLite database but not a sponsorcast one; it was left untouched."
+        )
+
+
+def _postgres_engine(url: str) -> sa.Engine:
+    if url.startswith("postgresql://"):
+        url = "postgresql+psycopg://" + url[len("postgresql://"):]
+    engine = sa.create_engine(url, pool_pre_ping=True)
+    try:
+        with engine.connect():
+            pass
+    except sa.exc.OperationalError as exc:
+        raise StoreError(f"Cannot connect to the store {_redact(url)}: {_first_line(exc)}.") from None
+    return engine
+
+
+def _redact(url: str) -> str:
+    """Hide a password in a URL before printing it."""
+    try:
+        return sa.engine.make_url(url).render_as_string(hide_password=True)
+    except sa.exc.ArgumentError:
+        return url
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(getattr(exc, "orig", exc) or exc).strip()
+    return text.splitlines()[0].rstrip(".") if text else type(exc).__name__
+
+
+def apply_sponsors(store: Store, sponsors: tuple[SponsorConfig, ...]) -> None:
+    """Make sure ``default`` exists and the config's sponsor fields are in the store."""
+    table = Sponsor.__table__  # type: ignore[attr-defined]
+    with store.read() as conn:
+        existing = {r.id: r for r in conn.execute(sa.select(table))}
+    writes: list[tuple[str, dict[str, Any]]] = []
+    if DEFAULT_SPONSOR not in existing and all(s.id != DEFAULT_SPONSOR for s in sponsors):
+        writes.append((DEFAULT_SPONSOR, {"name": "Default sponsor"}))
+    for sc in sponsors:
+        values = {
+            k: v
+            for k, v in {
+                "name": sc.name,
+                "from_address": sc.from_address,
+                "reply_to": sc.reply_to,
+                "postal_address": sc.postal_address,
+                "messaging_enabled": sc.messaging_enabled,
+            }.items()
+            if v is not None
+        }
+        row = existing.get(sc.id)
+        if row is None or any(getattr(row, k) != v for k, v in values.items()):
+            writes.append((sc.id, values))
+    if not writes:
+        return
+    now = utcnow()
+    with store.write() as conn:
+        for sid, values in writes:
+            found = conn.execute(sa.select(table.c.id).where(table.c.id == sid)).first()
+            if found is None:
+                conn.execute(
+                    table.insert().values(
+                        id=sid,
+                        name=values.get("name", sid),
+                        from_address=values.get("from_address"),
+                        reply_to=values.get("reply_to"),
+                        postal_address=values.get("postal_address"),
+                        messaging_enabled=values.get("messaging_enabled", True),
+                        created_at=now,
+                        updated_at=now,
+                    )
+                )
+            else:
+                conn.execute(table.update().where(table.c.id == sid).values(**values, updated_at=now))
+
+
+def get_sponsor(store: Store, sponsor_id: str) -> Sponsor:
+    """The sponsor with this id, or NotFound naming the known ones."""
+    with store.session() as session:
+        sponsor = session.get(Sponsor, sponsor_id)
+        if sponsor is None:
+            known = ", ".join(s.id for s in session.query(Sponsor).order_by(Sponsor.id)) or "none"  # type: ignore[arg-type]
+            raise NotFound(f"Unknown sponsor '{sponsor_id}' (known: {known}).")
+        return sponsor
