@@ -170,6 +170,12 @@ def m002_send_batches(conn: sa.Connection) -> None:
     conn.execute(sa.text("CREATE INDEX ix_campaign_status_send_at ON campaign (status, send_at)"))
 
 
+@migration
+def m003_batch_payload_hash(conn: sa.Connection) -> None:
+    """Remember what a batch's first attempt sent, so a re-send is provably the same payload."""
+    conn.execute(sa.text("ALTER TABLE send_batch ADD COLUMN payload_hash VARCHAR"))
+
+
 @dataclass(frozen=True)
 class MigrationState:
     """Which migrations a store has, and which it still needs."""

@@ -235,3 +235,4 @@ class SendBatch(SQLModel, table=True):
     attempts: int = 0
     first_attempt_at: datetime | None = _dt()
     finished_at: datetime | None = _dt()
+    payload_hash: str | None = None

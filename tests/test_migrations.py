@@ -90,8 +90,9 @@ def test_db_status_and_upgrade_cli(project: Project, tmp_path: Path) -> None:
 
     rows = json.loads(r.stdout)
     assert [(x["migration"], x["status"]) for x in rows] == [
-        ("m001_initial", "applied"), ("m002_send_batches", "pending")]
+        ("m001_initial", "applied"), ("m002_send_batches", "pending"),
+        ("m003_batch_payload_hash", "pending")]
     r = project.run("--db", url, "db", "upgrade")
-    assert r.stdout == "Applied 1 migration(s): m002_send_batches.\n"
+    assert r.stdout == "Applied 2 migration(s): m002_send_batches, m003_batch_payload_hash.\n"
     r = project.run("--db", url, "db", "upgrade")
     assert r.stdout == "The store is up to date; nothing to apply.\n"
