@@ -7,6 +7,7 @@ failing half-way. On PostgreSQL the same calls are ordinary transactions.
 
 from __future__ import annotations
 
+import re
 import sqlite3
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -25,6 +26,7 @@ from sponsorcast.models import Sponsor, utcnow
 
 SQLITE_HEADER = b"SQLite format 3\x00"
 BUSY_TIMEOUT_MS = 30_000
+PG_CONNECT_TIMEOUT = 10  # seconds
 DEFAULT_SPONSOR = "default"
 
 
@@ -92,8 +94,11 @@ def open_store(
     if migrate:
         try:
             store.upgrade()
-        except sa.exc.OperationalError as exc:
-            raise StoreError(f"Cannot open the store {_redact(url)}: {_first_line(exc)}.") from None
+        except (sa.exc.OperationalError, sa.exc.ProgrammingError) as exc:
+            # ProgrammingError: on PostgreSQL, e.g. no CREATE permission on the schema
+            raise StoreError(
+                f"Cannot open the store {_redact(url)}: {_scrub(_first_line(exc), parsed_password(url))}."
+            ) from None
         apply_sponsors(store, sponsors)
     return store
 
@@ -166,23 +171,67 @@ def _refuse_foreign_sqlite(path: Path, *, create: bool) -> None:
 
 
 def _postgres_engine(url: str) -> sa.Engine:
+    """An engine on psycopg 3, checked by connecting once; failures become one StoreError."""
+    shown = _redact(url)
+    driver_url = url
     if url.startswith("postgresql://"):
-        url = "postgresql+psycopg://" + url[len("postgresql://"):]
-    engine = sa.create_engine(url, pool_pre_ping=True)
+        driver_url = "postgresql+psycopg://" + url[len("postgresql://"):]
+    try:
+        parsed = sa.engine.make_url(driver_url)
+        _ = parsed.port  # a non-numeric port fails here, not half-way through connecting
+        engine = sa.create_engine(
+            parsed,
+            pool_pre_ping=True,
+            # a database created as SQL_ASCII would hand back bytes; fail fast on a dead host
+            connect_args={"connect_timeout": PG_CONNECT_TIMEOUT, "client_encoding": "utf8"},
+        )
+    except (sa.exc.ArgumentError, ValueError):
+        raise StoreError(
+            f"The store URL {shown} is not a valid PostgreSQL URL.",
+            hint="Use postgresql://USER[:PASSWORD]@HOST[:PORT]/DATABASE.",
+        ) from None
     try:
         with engine.connect():
             pass
-    except sa.exc.OperationalError as exc:
-        raise StoreError(f"Cannot connect to the store {_redact(url)}: {_first_line(exc)}.") from None
+    except sa.exc.DBAPIError as exc:
+        engine.dispose()
+        reason = _scrub(_pg_reason(exc), parsed_password(url))
+        raise StoreError(
+            f"Cannot connect to the PostgreSQL store {shown}: {reason}.",
+            hint="Check [store] url (or SPONSORCAST_DB / --db) and that the server is running.",
+        ) from None
     return engine
+
+
+def parsed_password(url: str) -> str | None:
+    """The password in a URL, if any (so that it can be scrubbed from messages)."""
+    try:
+        password = sa.engine.make_url(url).password
+    except (sa.exc.ArgumentError, ValueError):
+        return None
+    return str(password) if password else None
+
+
+def _pg_reason(exc: BaseException) -> str:
+    """psycopg's message as one line, without its 'connection failed:' and 'FATAL:' noise."""
+    text = " ".join(_first_line(exc).split())
+    for prefix in ("connection failed: ", "connection is bad: "):
+        if text.startswith(prefix):
+            text = text[len(prefix):]
+    return text.replace("FATAL: ", "")
+
+
+def _scrub(text: str, secret: str | None) -> str:
+    return text.replace(secret, "***") if secret else text
 
 
 def _redact(url: str) -> str:
     """Hide a password in a URL before printing it."""
     try:
         return sa.engine.make_url(url).render_as_string(hide_password=True)
-    except sa.exc.ArgumentError:
-        return url
+    except (sa.exc.ArgumentError, ValueError):
+        # unparsable (e.g. a non-numeric port): still never show what looks like a password
+        return re.sub(r"(://[^:/@]*):[^@/]*@", r"\1:***@", url)
 
 
 def _first_line(exc: BaseException) -> str:
@@ -217,6 +266,10 @@ def apply_sponsors(store: Store, sponsors: tuple[SponsorConfig, ...]) -> None:
         return
     now = utcnow()
     with store.write() as conn:
+        if not store.is_sqlite:
+            # hosts opening one fresh PostgreSQL store at once would both insert `default`;
+            # SQLite's BEGIN IMMEDIATE already serializes this check-then-insert
+            conn.execute(sa.text("SELECT pg_advisory_xact_lock(7411002)"))
         for sid, values in writes:
             found = conn.execute(sa.select(table.c.id).where(table.c.id == sid)).first()
             if found is None:

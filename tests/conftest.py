@@ -14,6 +14,8 @@ from sponsorcast.cli import app
 from sponsorcast.config import Config, load_config
 from sponsorcast.store import Store, open_from_config
 
+from .pg import closed_port, pg_project, pg_server_url, pg_store, pg_url, store_url  # noqa: F401 - PostgreSQL fixtures
+
 DATA = Path(__file__).parent / "data"
 CONSOLE_WIDTH = "100"
 

@@ -1,0 +1,216 @@
+"""The store on PostgreSQL: migrations, schema, sponsors, the CLI, and URLs that cannot connect."""
+
+from __future__ import annotations
+
+import json
+import threading
+from datetime import datetime, timezone
+
+import pytest
+import sqlalchemy as sa
+from sqlmodel import SQLModel
+
+import sponsorcast.models  # noqa: F401 - registers the tables
+from sponsorcast.config import SponsorConfig
+from sponsorcast.errors import StoreError
+from sponsorcast.migrations import MIGRATIONS, MIGRATIONS_TABLE, run_migrations
+from sponsorcast.models import Lead, Sponsor
+from sponsorcast.store import open_store
+
+from .conftest import Project
+from .pg import temporary_database
+
+pytestmark = pytest.mark.postgres
+
+T0 = datetime(2026, 1, 2, 3, 4, 5, 678000, tzinfo=timezone.utc)
+
+
+def _shape(engine: sa.Engine) -> dict[str, object]:
+    """Tables, columns (type, nullability), indexes, unique constraints and primary keys."""
+    insp = sa.inspect(engine)
+    shape: dict[str, object] = {}
+    for table in insp.get_table_names():
+        if table.startswith("_"):
+            continue
+        cols = {c["name"]: (str(c["type"]), c["nullable"]) for c in insp.get_columns(table)}
+        idx = sorted((i["name"], tuple(i["column_names"]), bool(i["unique"])) for i in insp.get_indexes(table))
+        uniq = sorted(tuple(u["column_names"]) for u in insp.get_unique_constraints(table))
+        pk = tuple(insp.get_pk_constraint(table)["constrained_columns"])
+        fks = sorted((tuple(f["constrained_columns"]), f["referred_table"]) for f in insp.get_foreign_keys(table))
+        shape[table] = (cols, idx, uniq, pk, fks)
+    return shape
+
+
+def test_migrated_postgres_schema_matches_models(pg_url: str, pg_server_url: str) -> None:
+    migrated = open_store(pg_url)
+    assert migrated.engine.dialect.name == "postgresql"
+    assert migrated.migration_state().pending == []
+    with temporary_database(pg_server_url) as models_url:
+        from_models = sa.create_engine(models_url.replace("postgresql://", "postgresql+psycopg://", 1))
+        SQLModel.metadata.create_all(from_models)
+        try:
+            expected = _shape(from_models)
+        finally:
+            from_models.dispose()
+    actual = _shape(migrated.engine)
+    migrated.dispose()
+    assert set(actual) == {"sponsor", "lead", "campaign", "delivery", "event", "suppression", "send_batch"}
+    assert actual == expected
+
+
+def test_first_version_upgrades_in_place_without_loss(pg_url: str) -> None:
+    old = open_store(pg_url, migrate=False)
+    run_migrations(old.write, upto="m001_initial")
+    assert old.migration_state().pending == [m.__name__ for m in MIGRATIONS[1:]]
+    with old.write() as conn:
+        conn.exec_driver_sql("INSERT INTO sponsor (id, name, messaging_enabled) VALUES ('acme', 'Acme', true)")
+        conn.exec_driver_sql(
+            "INSERT INTO lead (sponsor_id, email, name, follow_up_status, tags, fields, intent_score)"
+            " VALUES ('acme', 'ada@example.com', 'Ada', 'new', ',vip,', '{\"booth\": \"12\"}', 90)"
+        )
+        conn.exec_driver_sql(
+            "INSERT INTO campaign (id, sponsor_id, name, subject, body, status, content_hash,"
+            " total_recipients) VALUES ('spring', 'acme', 'Spring', 'Hi', 'Body', 'sent', 'abc', 1)"
+        )
+    old.dispose()
+
+    upgraded = open_store(pg_url)
+    assert upgraded.migration_state().pending == []
+    with upgraded.read() as conn:
+        lead = conn.exec_driver_sql("SELECT email, name, tags, fields, intent_score FROM lead").one()
+        assert tuple(lead) == ("ada@example.com", "Ada", ",vip,", {"booth": "12"}, 90)
+        camp = conn.exec_driver_sql("SELECT id, status, content_hash, status_reason FROM campaign").one()
+        assert tuple(camp) == ("spring", "sent", "abc", None)
+        assert conn.exec_driver_sql("SELECT count(*) FROM send_batch").scalar() == 0
+    upgraded.dispose()
+
+
+def test_concurrent_opens_apply_each_migration_once(pg_url: str) -> None:
+    errors: list[BaseException] = []
+
+    def opener() -> None:
+        try:
+            open_store(pg_url).dispose()
+        except BaseException as exc:  # noqa: BLE001 - collected and asserted below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=opener) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert errors == []
+    store = open_store(pg_url, migrate=False)
+    with store.read() as conn:
+        names = conn.exec_driver_sql(f"SELECT name FROM {MIGRATIONS_TABLE} ORDER BY name").scalars().all()
+    store.dispose()
+    assert names == sorted(m.__name__ for m in MIGRATIONS)
+
+
+def test_sponsors_from_config_are_applied_and_values_round_trip(pg_url: str) -> None:
+    acme = SponsorConfig(
+        id="acme", name="Acme Corp", from_address="Acme <hi@acme.test>", reply_to=None,
+        postal_address="2 Road, Town", messaging_enabled=False,
+    )
+    store = open_store(pg_url, sponsors=(acme,))
+    with store.session() as session:
+        rows = {s.id: (s.name, s.from_address, s.postal_address, s.messaging_enabled)
+                for s in session.query(Sponsor)}
+    assert rows == {
+        "acme": ("Acme Corp", "Acme <hi@acme.test>", "2 Road, Town", False),
+        "default": ("Default sponsor", None, None, True),
+    }
+    table = Lead.__table__  # type: ignore[attr-defined]
+    with store.write() as conn:
+        conn.execute(table.insert(), [{
+            "sponsor_id": "acme", "email": "Zoë@example.com", "follow_up_status": "new", "tags": ",a,",
+            "fields": {"score": 1.5, "nested": {"k": [1, None]}, "text": "naïve ✓"}, "created_at": T0,
+        }])
+    with store.read() as conn:
+        row = conn.execute(sa.select(table.c.email, table.c.fields, table.c.created_at)).one()
+    store.dispose()
+    assert row.email == "Zoë@example.com"
+    assert row.fields == {"score": 1.5, "nested": {"k": [1, None]}, "text": "naïve ✓"}
+    assert row.created_at == T0 and row.created_at.tzinfo is not None
+
+
+def test_cli_sponsors_and_db_status_on_postgres(project: Project, pg_url: str) -> None:
+    r = project.run("--db", pg_url, "sponsors", "add", "acme", "--name", "Acme Corp",
+                    "--from", "Acme <hi@acme.test>", "--postal-address", "2 Road, Town")
+    assert (r.exit_code, r.stdout, r.stderr) == (0, "Added sponsor 'acme'.\n", "")
+    r = project.run("--db", pg_url, "sponsors", "list", "--json")
+    assert r.exit_code == 0, r.stderr
+    rows = {s["id"]: s for s in json.loads(r.stdout)}
+    # the project's sponsorcast.toml declares `default`; --db only changes where the store is
+    assert rows["acme"] == {"id": "acme", "name": "Acme Corp", "from": "Acme <hi@acme.test>",
+                            "reply_to": None, "postal_address": "2 Road, Town", "messaging_enabled": True}
+    assert rows["default"]["from"] == "Example Events <hello@example.com>"
+    r = project.run("--db", pg_url, "db", "status", "--json")
+    assert r.exit_code == 0, r.stderr
+    assert [(x["migration"], x["status"]) for x in json.loads(r.stdout)] == [
+        (m.__name__, "applied") for m in MIGRATIONS]
+    r = project.run("--db", pg_url, "db", "upgrade")
+    assert r.stdout == "The store is up to date; nothing to apply.\n"
+    # nothing went to the project's SQLite store
+    r = project.run("sponsors", "list", "--json")
+    assert [s["id"] for s in json.loads(r.stdout)] == ["default"]
+
+
+def test_store_url_from_config_file(pg_project: Project) -> None:
+    r = pg_project.run("sponsors", "show", "default", "--json")
+    assert r.exit_code == 0, r.stderr
+    assert json.loads(r.stdout)["postal_address"] == "1 Example Street, Springfield"
+    assert pg_project.store().engine.dialect.name == "postgresql"
+
+
+def test_db_status_on_fresh_postgres_database_lists_all_pending(project: Project, pg_url: str) -> None:
+    r = project.run("--db", pg_url, "db", "status", "--json")
+    assert r.exit_code == 0, r.stderr
+    assert [(x["migration"], x["status"]) for x in json.loads(r.stdout)] == [
+        (m.__name__, "pending") for m in MIGRATIONS]
+
+
+def test_refused_connection_is_one_sentence_exit_2_without_password(project: Project, closed_port: int) -> None:
+    url = f"postgresql://bob:s3cr3t-pw@127.0.0.1:{closed_port}/events"
+    r = project.run("--db", url, "sponsors", "list")
+    assert r.exit_code == 2
+    assert r.stdout == ""
+    assert "s3cr3t-pw" not in r.stderr
+    assert "Traceback" not in r.stderr
+    first = r.stderr.splitlines()[0]
+    assert first == (
+        f"Error: Cannot connect to the PostgreSQL store postgresql://bob:***@127.0.0.1:{closed_port}/events: "
+        f"connection to server at \"127.0.0.1\", port {closed_port} failed: Connection refused."
+    )
+
+
+@pytest.mark.parametrize(
+    ("url", "message"),
+    [
+        ("postgresql://bob:pw-secret@127.0.0.1:notaport/db",
+         "The store URL postgresql://bob:***@127.0.0.1:notaport/db is not a valid PostgreSQL URL."),
+    ],
+)
+def test_invalid_url_is_refused(url: str, message: str) -> None:
+    with pytest.raises(StoreError) as info:
+        open_store(url)
+    assert str(info.value) == message
+    assert "pw-secret" not in str(info.value)
+
+
+def test_unknown_database_and_role_are_named(pg_server_url: str) -> None:
+    from .pg import with_database
+
+    with pytest.raises(StoreError, match=r'database "no_such_db_x" does not exist\.$'):
+        open_store(with_database(pg_server_url, "no_such_db_x"))
+    bad_role = pg_server_url.replace("postgresql://postgres@", "postgresql://nobody:hunter2@", 1)
+    with pytest.raises(StoreError, match=r'role "nobody" does not exist\.$') as info:
+        open_store(bad_role)
+    assert "hunter2" not in str(info.value)
+
+
+def test_store_url_fixture_covers_both_backends(store_url: str) -> None:
+    store = open_store(store_url)
+    assert store.is_sqlite == store_url.startswith("sqlite")
+    assert store.migration_state().pending == []
+    store.dispose()
