@@ -128,3 +128,57 @@ def _escape(text: str) -> str:
     from rich.markup import escape
 
     return escape(text)
+
+
+class SendProgress:
+    """A rich progress bar on a terminal (sent, failed, emails/s, ETA); log lines otherwise."""
+
+    def __init__(self, total: int, label: str, *, log_every: float = 10.0) -> None:
+        self.total = total
+        self.label = label
+        self.log_every = log_every
+        self._last_log = 0.0
+        self._bar: Any = None
+        self._task: Any = None
+        self._started = 0.0
+
+    def __enter__(self) -> "SendProgress":
+        import time
+
+        self._started = time.monotonic()
+        if is_terminal():
+            from rich.progress import (
+                BarColumn,
+                MofNCompleteColumn,
+                Progress,
+                TextColumn,
+                TimeRemainingColumn,
+            )
+
+            self._bar = Progress(
+                TextColumn("[bold]{task.description}"),
+                BarColumn(),
+                MofNCompleteColumn(),
+                TextColumn("failed {task.fields[failed]}"),
+                TextColumn("{task.fields[rate]:.0f} emails/s"),
+                TimeRemainingColumn(),
+                console=out,
+            )
+            self._bar.__enter__()
+            self._task = self._bar.add_task(self.label, total=self.total, failed=0, rate=0.0)
+        return self
+
+    def update(self, sent: int, failed: int) -> None:
+        """Show the counts so far."""
+        import time
+
+        elapsed = max(time.monotonic() - self._started, 1e-9)
+        if self._bar is not None:
+            self._bar.update(self._task, completed=sent + failed, failed=failed, rate=sent / elapsed)
+        elif time.monotonic() - self._last_log >= self.log_every:
+            self._last_log = time.monotonic()
+            log(f"{self.label}: {sent} sent, {failed} failed of {self.total} ({sent / elapsed:.0f} emails/s)")
+
+    def __exit__(self, *exc: Any) -> None:
+        if self._bar is not None:
+            self._bar.__exit__(*exc)

@@ -1,9 +1,95 @@
-"""CLI: campaigns commands (thin: parameters, one call into the domain, output)."""
+"""CLI: ``campaigns list/show/pause/resume/cancel/delete``."""
 
 from __future__ import annotations
 
+from typing import Annotated
+
 import typer
+
+from sponsorcast import console
+from sponsorcast.cli._common import handle_errors, open_store
+
+campaigns_app = typer.Typer(help="Campaign lifecycle: list, show history, pause, resume, cancel, delete.", no_args_is_help=True)
+LIST_COLUMNS = ["id", "name", "sponsor", "status", "total_recipients", "sent", "send_at"]
+
+
+@campaigns_app.command("list")
+@handle_errors
+def list_(json_: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False) -> None:
+    """Every campaign in the store."""
+    from sponsorcast.ledger import list_campaigns
+
+    with open_store().read() as conn:
+        rows = list_campaigns(conn)
+    if json_:
+        console.print_json(rows)
+    else:
+        console.print_table(rows, LIST_COLUMNS, title="Campaigns")
+
+
+@campaigns_app.command("show")
+@handle_errors
+def show(
+    campaign_id: Annotated[str, typer.Argument(metavar="ID")],
+    json_: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
+) -> None:
+    """A campaign, its delivery counts and its history."""
+    from sponsorcast.ledger import show_campaign
+
+    with open_store().read() as conn:
+        data = show_campaign(conn, campaign_id)
+    if json_:
+        console.print_json(data)
+        return
+    history = data.pop("history")
+    console.print_fields(data, title=f"Campaign {campaign_id}")
+    console.print_table(history, ["at", "from", "status", "cause"], title="History")
+
+
+@campaigns_app.command("pause")
+@handle_errors
+def pause(campaign_id: Annotated[str, typer.Argument(metavar="ID")]) -> None:
+    """Pause: a running sender stops claiming at its next batch."""
+    from sponsorcast.ledger import pause_campaign
+
+    with open_store().write() as conn:
+        pause_campaign(conn, campaign_id)
+    console.say(f"Paused campaign '{campaign_id}'; 'sponsorcast campaigns resume {campaign_id}' continues it.")
+
+
+@campaigns_app.command("resume")
+@handle_errors
+def resume(campaign_id: Annotated[str, typer.Argument(metavar="ID")]) -> None:
+    """Resume a paused campaign (the next send or run-due continues it)."""
+    from sponsorcast.ledger import resume_campaign
+
+    with open_store().write() as conn:
+        status = resume_campaign(conn, campaign_id)
+    console.say(f"Campaign '{campaign_id}' is {status} again.")
+
+
+@campaigns_app.command("cancel")
+@handle_errors
+def cancel(campaign_id: Annotated[str, typer.Argument(metavar="ID")]) -> None:
+    """Cancel: pending deliveries become cancelled and are never sent."""
+    from sponsorcast.ledger import cancel_campaign
+
+    with open_store().write() as conn:
+        n = cancel_campaign(conn, campaign_id)
+    console.say(f"Cancelled campaign '{campaign_id}'; {n} pending deliveries will not be sent.")
+
+
+@campaigns_app.command("delete")
+@handle_errors
+def delete(campaign_id: Annotated[str, typer.Argument(metavar="ID")]) -> None:
+    """Delete a campaign that sent nothing."""
+    from sponsorcast.ledger import delete_campaign
+
+    with open_store().write() as conn:
+        delete_campaign(conn, campaign_id)
+    console.say(f"Deleted campaign '{campaign_id}'.")
 
 
 def register(app: typer.Typer) -> None:
-    """Add this module's commands to the app."""
+    """Add the ``campaigns`` group."""
+    app.add_typer(campaigns_app, name="campaigns")

@@ -1,9 +1,136 @@
-"""CLI: send commands (thin: parameters, one call into the domain, output)."""
+"""CLI: ``send``, ``stats`` and ``deliveries``."""
 
 from __future__ import annotations
 
+import sys
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Optional
+
 import typer
+
+from sponsorcast import console
+from sponsorcast.cli._common import handle_errors, load, open_store
+from sponsorcast.errors import ExitCode
+
+if TYPE_CHECKING:
+    from sponsorcast.send import RunReport
+
+DELIVERY_COLUMNS = [
+    "id", "recipient", "status", "attempts", "last_error", "provider_message_id", "batch",
+    "sent_at", "delivered_at", "opened_at", "open_count", "first_click_at", "click_count",
+    "unsubscribed_at",
+]
+TABLE_COLUMNS = ["recipient", "status", "attempts", "sent_at", "opened_at", "open_count",
+                 "first_click_at", "click_count", "last_error"]
+
+
+@handle_errors
+def send(
+    campaign: Annotated[Path, typer.Argument(metavar="CAMPAIGN", help="Campaign file (.md or .yaml).")],
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="Render and count; send nothing, write nothing.")] = False,
+    yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask for confirmation.")] = False,
+    limit: Annotated[Optional[int], typer.Option("--limit", min=1, help="Send at most N emails in this run.")] = None,
+    test: Annotated[Optional[list[str]], typer.Option("--test", help="Send only to this address (repeatable), subject prefixed [TEST], not recorded.")] = None,
+) -> None:
+    """Send a campaign: every recipient of its audience exactly once, resumable."""
+    from sponsorcast.send import plan_send, send_campaign, send_test, validate_all
+
+    config = load()
+    store = open_store(config)
+    plan = plan_send(store, config, campaign)
+    transport_note = "" if config.transport == "resend" else " (outbox: nothing will be sent)"
+    if test:
+        n = send_test(store, config, plan, test)
+        where = "written to the outbox" if config.transport == "outbox" else "sent"
+        console.say(f"Test email {where} to {n} address(es): {', '.join(test)}. Nothing was recorded.")
+        return
+    if dry_run:
+        checked = validate_all(store, plan) if plan.existing_status is None else plan.recipients
+        console.print_fields({
+            "campaign": plan.campaign.id, "status": plan.existing_status or "new",
+            "recipients": checked if plan.existing_status is None else plan.recipients,
+            "suppressed": plan.suppressed, "transport": config.transport,
+        }, title="Dry run")
+        console.say("Dry run: every recipient rendered; nothing was sent and nothing was written.")
+        return
+    if plan.existing_status not in ("sent", "cancelled") and not yes:
+        if not console.is_terminal() or not sys.stdin.isatty():
+            console.error("Refusing to send without --yes when not on a terminal; nothing was sent.")
+            raise typer.Exit(int(ExitCode.BAD_INPUT))
+        to_send = plan.recipients - plan.suppressed
+        if not typer.confirm(
+            f"Send '{plan.campaign.id}' to {to_send} recipient(s){transport_note}?", default=False
+        ):
+            console.say("Nothing was sent.")
+            raise typer.Exit(int(ExitCode.OK))
+    with console.SendProgress(plan.recipients - plan.suppressed, plan.campaign.id) as bar:
+        report = send_campaign(store, config, plan, limit=limit, progress=lambda p: bar.update(p.sent, p.failed))
+    _summary(report)
+    if not report.ok:
+        raise typer.Exit(int(ExitCode.FAILED))
+
+
+def _summary(report: "RunReport") -> None:
+    if report.already_finished:
+        console.say(f"Campaign '{report.campaign_id}' is already {report.status}; nothing was sent.")
+        return
+    counts = report.counts
+    console.print_fields({
+        "campaign": report.campaign_id,
+        "status": report.status,
+        "recipients": report.total,
+        "sent now": report.sent_now,
+        "failed now": report.failed_now,
+        **{f"total {k}": v for k, v in sorted(counts.items())},
+        "emails/s": f"{report.emails_per_second:.1f}",
+    }, title="Send summary")
+    if not report.sends_for_real:
+        console.say("Outbox transport: emails were written as .eml files; nothing was sent.")
+    if report.unknown_batches:
+        console.warn(f"{report.unknown_batches} batch(es) got no answer from the provider; "
+                     "run the same command again to re-send them under their idempotency keys.")
+    if report.stopped_reason:
+        console.say(f"Stopped: {report.stopped_reason}; run the command again to continue.")
+
+
+@handle_errors
+def stats(
+    campaign_id: Annotated[str, typer.Argument(metavar="ID")],
+    json_: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
+) -> None:
+    """A campaign's numbers: sent, delivered, opened, clicked, rates."""
+    from sponsorcast.stats import campaign_stats
+
+    data = campaign_stats(open_store(), campaign_id)
+    if json_:
+        console.print_json(data)
+    else:
+        console.print_fields(data, title=f"Campaign {campaign_id}")
+
+
+@handle_errors
+def deliveries(
+    campaign_id: Annotated[str, typer.Argument(metavar="ID")],
+    status: Annotated[Optional[str], typer.Option("--status", help="Only deliveries in this status.")] = None,
+    json_: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
+    csv_: Annotated[bool, typer.Option("--csv", help="CSV output.")] = False,
+) -> None:
+    """Per-recipient ledger of a campaign."""
+    from sponsorcast.ledger import iter_deliveries
+
+    store = open_store()
+    with store.read() as conn:
+        rows = iter_deliveries(conn, campaign_id, status)
+        if json_:
+            console.print_json(list(rows))
+        elif csv_:
+            console.print_csv(rows, DELIVERY_COLUMNS)
+        else:
+            console.print_table(rows, TABLE_COLUMNS, title=f"Deliveries of {campaign_id}")
 
 
 def register(app: typer.Typer) -> None:
-    """Add this module's commands to the app."""
+    """Add ``send``, ``stats`` and ``deliveries``."""
+    app.command("send")(send)
+    app.command("stats")(stats)
+    app.command("deliveries")(deliveries)

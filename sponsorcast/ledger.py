@@ -1,0 +1,264 @@
+"""The campaign ledger: lifecycle transitions (each recorded as an event), listings, deliveries.
+
+Sending itself lives in ``send``; this module owns what a campaign's row and history say.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import sqlalchemy as sa
+
+from sponsorcast.errors import BadInput, NotFound
+from sponsorcast.models import (
+    BatchStatus,
+    Campaign,
+    CampaignStatus,
+    Delivery,
+    DeliveryStatus,
+    Event,
+    SendBatch,
+    utcnow,
+)
+
+campaign_t: sa.Table = Campaign.__table__  # type: ignore[attr-defined]
+delivery_t: sa.Table = Delivery.__table__  # type: ignore[attr-defined]
+event_t: sa.Table = Event.__table__  # type: ignore[attr-defined]
+batch_t: sa.Table = SendBatch.__table__  # type: ignore[attr-defined]
+
+FINISHED = (CampaignStatus.SENT, CampaignStatus.CANCELLED)
+
+DELIVERY_FIELDS = (
+    "id",
+    "recipient",
+    "status",
+    "attempts",
+    "last_error",
+    "provider_message_id",
+    "batch",
+    "sent_at",
+    "delivered_at",
+    "opened_at",
+    "open_count",
+    "first_click_at",
+    "click_count",
+    "unsubscribed_at",
+)
+
+
+def get_campaign_row(conn: sa.Connection, campaign_id: str) -> sa.RowMapping:
+    """The campaign's row, or NotFound."""
+    row = conn.execute(sa.select(campaign_t).where(campaign_t.c.id == campaign_id)).mappings().first()
+    if row is None:
+        raise NotFound(
+            f"Unknown campaign '{campaign_id}'.",
+            hint="'sponsorcast campaigns list' shows the campaigns in the store.",
+        )
+    return row
+
+
+def transition(
+    conn: sa.Connection,
+    campaign_id: str,
+    to: str,
+    cause: str,
+    *,
+    expect: tuple[str, ...] | None = None,
+    extra: dict[str, Any] | None = None,
+) -> bool:
+    """Move a campaign to status ``to`` and record the event; returns False if ``expect`` failed.
+
+    The status check and the update are one statement, so two processes racing to move the
+    same campaign cannot both succeed.
+    """
+    row = conn.execute(
+        sa.select(campaign_t.c.status).where(campaign_t.c.id == campaign_id)
+    ).first()
+    if row is None:
+        raise NotFound(f"Unknown campaign '{campaign_id}'.")
+    before = row.status
+    now = utcnow()
+    values: dict[str, Any] = {"status": to, "status_reason": cause, **(extra or {})}
+    if to == CampaignStatus.SENDING:
+        values.setdefault("started_at", sa.func.coalesce(campaign_t.c.started_at, now))
+    if to in (CampaignStatus.SENT, CampaignStatus.CANCELLED, CampaignStatus.FAILED):
+        values.setdefault("finished_at", now)
+    stmt = campaign_t.update().where(campaign_t.c.id == campaign_id)
+    if expect is not None:
+        stmt = stmt.where(campaign_t.c.status.in_(expect))
+    if conn.execute(stmt.values(**values)).rowcount == 0:
+        return False
+    if before != to or cause:
+        record_event(conn, campaign_id, f"campaign.{to}", {"from": before, "to": to, "cause": cause})
+    return True
+
+
+def record_event(
+    conn: sa.Connection, campaign_id: str | None, type_: str, payload: dict[str, Any],
+    *, delivery_id: int | None = None,
+) -> None:
+    """Append one event to the log."""
+    now = utcnow()
+    conn.execute(
+        event_t.insert().values(
+            campaign_id=campaign_id, delivery_id=delivery_id, type=type_,
+            occurred_at=now, created_at=now, payload=payload,
+        )
+    )
+
+
+def status_counts(conn: sa.Connection, campaign_id: str) -> dict[str, int]:
+    """Deliveries per status for one campaign."""
+    rows = conn.execute(
+        sa.select(delivery_t.c.status, sa.func.count())
+        .where(delivery_t.c.campaign_id == campaign_id)
+        .group_by(delivery_t.c.status)
+    ).all()
+    return {status: n for status, n in rows}
+
+
+def list_campaigns(conn: sa.Connection) -> list[dict[str, Any]]:
+    """Every campaign with `campaigns list --json`'s keys."""
+    sent = (
+        sa.select(sa.func.count())
+        .where(delivery_t.c.campaign_id == campaign_t.c.id, delivery_t.c.sent_at.is_not(None))
+        .scalar_subquery()
+    )
+    rows = conn.execute(
+        sa.select(
+            campaign_t.c.id, campaign_t.c.name, campaign_t.c.sponsor_id, campaign_t.c.status,
+            campaign_t.c.total_recipients, sent.label("sent"), campaign_t.c.send_at,
+        ).order_by(campaign_t.c.created_at, campaign_t.c.id)
+    ).mappings()
+    return [
+        {
+            "id": r["id"], "name": r["name"], "sponsor": r["sponsor_id"], "status": r["status"],
+            "total_recipients": r["total_recipients"], "sent": r["sent"], "send_at": r["send_at"],
+        }
+        for r in rows
+    ]
+
+
+def campaign_history(conn: sa.Connection, campaign_id: str) -> list[dict[str, Any]]:
+    """The campaign's lifecycle events, oldest first."""
+    rows = conn.execute(
+        sa.select(event_t.c.occurred_at, event_t.c.type, event_t.c.payload)
+        .where(event_t.c.campaign_id == campaign_id, event_t.c.delivery_id.is_(None),
+               event_t.c.type.like("campaign.%"))
+        .order_by(event_t.c.id)
+    ).mappings()
+    return [
+        {"at": r["occurred_at"], "status": (r["payload"] or {}).get("to"),
+         "from": (r["payload"] or {}).get("from"), "cause": (r["payload"] or {}).get("cause")}
+        for r in rows
+    ]
+
+
+def show_campaign(conn: sa.Connection, campaign_id: str) -> dict[str, Any]:
+    """A campaign's row, delivery counts per status and history."""
+    row = get_campaign_row(conn, campaign_id)
+    return {
+        "id": row["id"], "name": row["name"], "sponsor": row["sponsor_id"],
+        "status": row["status"], "status_reason": row["status_reason"],
+        "subject": row["subject"], "audience": row["audience"], "source_path": row["source_path"],
+        "content_hash": row["content_hash"], "send_at": row["send_at"],
+        "total_recipients": row["total_recipients"], "created_at": row["created_at"],
+        "started_at": row["started_at"], "finished_at": row["finished_at"],
+        "deliveries": status_counts(conn, campaign_id),
+        "history": campaign_history(conn, campaign_id),
+    }
+
+
+def iter_deliveries(
+    conn: sa.Connection, campaign_id: str, status: str | None = None
+) -> Iterator[dict[str, Any]]:
+    """The campaign's deliveries (SPEC §1 fields), streamed in id order."""
+    get_campaign_row(conn, campaign_id)
+    if status is not None and status not in DeliveryStatus.ALL:
+        raise BadInput(f"Unknown delivery status '{status}' (known: {', '.join(DeliveryStatus.ALL)}).")
+    query = sa.select(*(delivery_t.c[f] for f in DELIVERY_FIELDS)).where(
+        delivery_t.c.campaign_id == campaign_id
+    )
+    if status is not None:
+        query = query.where(delivery_t.c.status == status)
+    result = conn.execution_options(stream_results=True, yield_per=2000).execute(
+        query.order_by(delivery_t.c.id)
+    )
+    for row in result.mappings():
+        yield dict(row)
+
+
+def pause_campaign(conn: sa.Connection, campaign_id: str, cause: str = "paused by user") -> None:
+    """Pause: a running sender stops claiming at its next batch."""
+    row = get_campaign_row(conn, campaign_id)
+    ok = transition(conn, campaign_id, CampaignStatus.PAUSED, cause,
+                    expect=(CampaignStatus.SENDING, CampaignStatus.SCHEDULED))
+    if not ok:
+        raise BadInput(f"Campaign '{campaign_id}' is {row['status']}; only a sending or scheduled campaign can be paused.")
+
+
+def resume_campaign(conn: sa.Connection, campaign_id: str) -> str:
+    """Resume a paused campaign: back to ``sending`` (or ``scheduled`` if it never started)."""
+    row = get_campaign_row(conn, campaign_id)
+    if row["status"] not in (CampaignStatus.PAUSED, CampaignStatus.MISSED, CampaignStatus.FAILED):
+        raise BadInput(f"Campaign '{campaign_id}' is {row['status']}; only a paused, missed or failed campaign can be resumed.")
+    to = CampaignStatus.SENDING if row["started_at"] is not None else CampaignStatus.SCHEDULED
+    if to == CampaignStatus.SCHEDULED and row["send_at"] is None:
+        to = CampaignStatus.DRAFT
+    transition(conn, campaign_id, to, "resumed by user", expect=(row["status"],))
+    return to
+
+
+def cancel_campaign(conn: sa.Connection, campaign_id: str) -> int:
+    """Cancel: pending deliveries become ``cancelled``; returns how many."""
+    row = get_campaign_row(conn, campaign_id)
+    if row["status"] in FINISHED:
+        raise BadInput(f"Campaign '{campaign_id}' is already {row['status']}.")
+    # a batch that was attempted may have reached the provider: its deliveries keep their state
+    attempted = sa.select(batch_t.c.number).where(
+        batch_t.c.campaign_id == campaign_id, batch_t.c.first_attempt_at.is_not(None)
+    )
+    n = conn.execute(
+        delivery_t.update()
+        .where(
+            delivery_t.c.campaign_id == campaign_id,
+            delivery_t.c.status == DeliveryStatus.PENDING,
+            sa.or_(delivery_t.c.batch.is_(None), delivery_t.c.batch.not_in(attempted)),
+        )
+        .values(status=DeliveryStatus.CANCELLED)
+    ).rowcount
+    conn.execute(
+        batch_t.update()
+        .where(batch_t.c.campaign_id == campaign_id, batch_t.c.status == BatchStatus.PENDING,
+               batch_t.c.first_attempt_at.is_(None))
+        .values(status=BatchStatus.DONE, finished_at=utcnow())
+    )
+    transition(conn, campaign_id, CampaignStatus.CANCELLED, "cancelled by user", extra={"finished_at": utcnow()})
+    return n
+
+
+def delete_campaign(conn: sa.Connection, campaign_id: str) -> None:
+    """Delete a campaign that sent nothing (its deliveries, batches and events go with it)."""
+    get_campaign_row(conn, campaign_id)
+    attempted = conn.execute(
+        sa.select(sa.func.count()).where(
+            batch_t.c.campaign_id == campaign_id, batch_t.c.first_attempt_at.is_not(None)
+        )
+    ).scalar_one()
+    sent = conn.execute(
+        sa.select(sa.func.count()).where(
+            delivery_t.c.campaign_id == campaign_id,
+            sa.or_(delivery_t.c.sent_at.is_not(None), delivery_t.c.provider_message_id.is_not(None)),
+        )
+    ).scalar_one()
+    if attempted or sent:
+        raise BadInput(
+            f"Campaign '{campaign_id}' has sent emails and cannot be deleted.",
+            hint="Cancel it instead; its ledger is kept.",
+        )
+    conn.execute(event_t.delete().where(event_t.c.campaign_id == campaign_id))
+    conn.execute(batch_t.delete().where(batch_t.c.campaign_id == campaign_id))
+    conn.execute(delivery_t.delete().where(delivery_t.c.campaign_id == campaign_id))
+    conn.execute(campaign_t.delete().where(campaign_t.c.id == campaign_id))
+
