@@ -1,0 +1,593 @@
+"""Rendering (SPEC §2): a campaign compiled once, then one pure function per recipient.
+
+``compile_campaign`` does the expensive work once per campaign: it turns the Markdown body
+into HTML (markdown-it-py) with the Jinja placeholders protected, and compiles three
+templates — subject, text part, HTML part — in Jinja2's immutable sandbox with
+``StrictUndefined``. ``render_message`` fills them for one recipient; it is deterministic
+(no clock, no randomness), so a re-sent batch is byte-for-byte the same. ``check_recipients``
+runs it over a whole audience and lists each distinct problem once.
+
+Choices (documented in the README): a rendered subject's line breaks (from a lead's data) are
+collapsed into one space; a subject that renders empty is an error; ``None`` values print as
+an empty string; without tracking, ``unsubscribe_url`` is a ``mailto:`` link to the
+``tracking.unsubscribe_mailto`` address, else the reply-to, else the from address, with the
+subject "unsubscribe".
+"""
+
+from __future__ import annotations
+
+import html as html_lib
+import re
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from functools import lru_cache
+from types import TracebackType
+from typing import TYPE_CHECKING, Any, Protocol
+
+from jinja2 import StrictUndefined, TemplateSyntaxError, nodes
+from jinja2.exceptions import SecurityError, TemplateError as JinjaError
+from jinja2.runtime import new_context
+from jinja2.sandbox import ImmutableSandboxedEnvironment
+
+from sponsorcast.campaign import CampaignFile
+from sponsorcast.errors import TemplateError
+
+if TYPE_CHECKING:
+    from jinja2 import Environment, Template
+
+    from sponsorcast.models import Sponsor
+
+# Variables a lead's extra columns (``fields``) never override at the top level.
+STANDARD_NAMES = frozenset(
+    {
+        "name",
+        "first_name",
+        "last_name",
+        "company",
+        "title",
+        "email",
+        "intent_level",
+        "intent_score",
+        "follow_up_status",
+        "event",
+        "tags",
+        "fields",
+        "sponsor",
+        "campaign",
+        "unsubscribe_url",
+    }
+)
+FALLBACK_NAME = "there"
+
+# ``{{ … }}``, ``{% … %}`` and ``{# … #}``, protected from Markdown (which would mangle them
+# in link targets) and put back into the HTML afterwards.
+_JINJA_TAG = re.compile(r"\{\{.*?\}\}|\{%.*?%\}|\{#.*?#\}", re.DOTALL)
+_ANCHOR_HREF = re.compile(r"""(<a\b[^>]*?\bhref\s*=\s*)("([^"]*)"|'([^']*)')""", re.IGNORECASE)
+_EMPTY_PARAGRAPH = re.compile(r"<p>\s*</p>\n?")
+_BLANK_LINES = re.compile(r"\n[ \t]*\n(?:[ \t]*\n)+")
+_LINE_BREAKS = re.compile(r"\s*[\r\n]+\s*")
+
+
+class Links(Protocol):
+    """Per-recipient links: the unsubscribe URL, click rewriting and the open pixel."""
+
+    @property
+    def unsubscribe_url(self) -> str:
+        """The URL that unsubscribes this recipient."""
+        ...
+
+    @property
+    def pixel_url(self) -> str | None:
+        """The open-tracking pixel's URL, or None for no pixel."""
+        ...
+
+    def click(self, url: str) -> str:
+        """The URL to put in the email for a link to ``url``."""
+        ...
+
+
+@dataclass(frozen=True)
+class StaticLinks:
+    """Links when tracking is not configured: links stay as written, no pixel."""
+
+    unsubscribe_url: str
+    pixel_url: str | None = None
+
+    def click(self, url: str) -> str:
+        """Links are left unchanged."""
+        return url
+
+
+@dataclass(frozen=True)
+class RenderedMessage:
+    """One recipient's email: subject, plain-text part, HTML part and extra headers."""
+
+    subject: str
+    text: str
+    html: str
+    headers: dict[str, str]
+
+
+@dataclass(frozen=True)
+class Problem:
+    """One distinct problem found by a check, and how many recipients it hits."""
+
+    path: str
+    line: int | None
+    message: str
+    count: int = 1
+    example: str | None = None
+
+    def as_dict(self) -> dict[str, Any]:
+        """Stable JSON keys."""
+        return {
+            "file": self.path,
+            "line": self.line,
+            "message": self.message,
+            "recipients": self.count,
+            "example": self.example,
+        }
+
+
+@dataclass
+class CheckReport:
+    """What ``check_recipients`` found: recipients checked and each distinct problem once."""
+
+    campaign_id: str
+    path: str
+    checked: int = 0
+    problems: list[Problem] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        """True when every recipient rendered."""
+        return not self.problems
+
+
+@dataclass(frozen=True, eq=False)
+class CompiledCampaign:
+    """A campaign ready to render for any recipient (build with ``compile_campaign``)."""
+
+    campaign: CampaignFile
+    sponsor_vars: Mapping[str, Any]
+    campaign_vars: Mapping[str, Any]
+    from_address: str | None
+    reply_to: str | None
+    postal_address: str
+    unsubscribe_mailto: str
+    subject_template: Template
+    text_template: Template
+    html_template: Template
+    html_lines: Mapping[int, int]  # HTML template line -> body line
+    html_has_links: bool
+    html_has_blocks: bool
+
+    @property
+    def default_links(self) -> StaticLinks:
+        """Links for when tracking is not configured (unsubscribe by ``mailto:``)."""
+        return StaticLinks(self.unsubscribe_mailto)
+
+
+class SandboxRefused(TemplateError):
+    """Template code tried to reach Python internals; never a per-recipient problem."""
+
+
+class _Vars(dict[str, Any]):
+    """A dict of template variables that knows its own name, for clearer undefined errors."""
+
+    __slots__ = ("label",)
+
+    def __init__(self, label: str, data: Mapping[str, Any]) -> None:
+        super().__init__(data)
+        self.label = label
+
+
+class _Undefined(StrictUndefined):
+    """StrictUndefined with messages that name the variable as the author wrote it."""
+
+    __slots__ = ()
+
+    @property
+    def _undefined_message(self) -> str:
+        if self._undefined_hint:
+            return self._undefined_hint
+        if self._undefined_obj is _MISSING:
+            return f"undefined variable '{self._undefined_name}'"
+        if isinstance(self._undefined_obj, _Vars):
+            return f"undefined variable '{self._undefined_obj.label}.{self._undefined_name}'"
+        return f"'{type(self._undefined_obj).__name__}' value has no attribute '{self._undefined_name}'"
+
+
+def _missing_marker() -> Any:
+    from jinja2.utils import missing
+
+    return missing
+
+
+_MISSING = _missing_marker()
+
+
+@lru_cache(maxsize=1)
+def _globals() -> dict[str, Any]:
+    return dict(_environment(False).globals)
+
+
+def _finalize(value: Any) -> Any:
+    return "" if value is None else value
+
+
+@lru_cache(maxsize=2)
+def _environment(autoescape: bool) -> Environment:
+    return ImmutableSandboxedEnvironment(
+        autoescape=autoescape,
+        undefined=_Undefined,
+        finalize=_finalize,
+        keep_trailing_newline=True,
+        auto_reload=False,
+    )
+
+
+@lru_cache(maxsize=1)
+def _markdown() -> Any:
+    from markdown_it import MarkdownIt
+
+    return MarkdownIt("commonmark").enable(["table", "strikethrough"])
+
+
+def markdown_to_html(body: str) -> tuple[str, dict[int, int]]:
+    """Markdown → HTML template source, Jinja tags kept intact (done once per campaign).
+
+    Returns the HTML and, for each HTML line holding a Jinja tag, the body line it came from.
+    """
+    tags: list[tuple[str, int]] = []
+    prefix = "SCJINJA"
+    while prefix in body:
+        prefix += "Q"
+
+    def protect(match: re.Match[str]) -> str:
+        tags.append((match.group(0), body.count("\n", 0, match.start()) + 1))
+        return f"{prefix}{len(tags) - 1}Z"
+
+    protected = _JINJA_TAG.sub(protect, body)
+    rendered: str = _markdown().render(protected)
+    pieces: list[str] = []
+    lines: dict[int, int] = {}
+    html_line = 1
+    last = 0
+    for match in re.finditer(rf"{prefix}(\d+)Z", rendered):
+        before = rendered[last : match.start()]
+        html_line += before.count("\n")
+        tag, body_line = tags[int(match.group(1))]
+        lines.setdefault(html_line, body_line)
+        pieces.append(before)
+        pieces.append(tag)
+        html_line += tag.count("\n")
+        last = match.end()
+    pieces.append(rendered[last:])
+    return "".join(pieces), lines
+
+
+def compile_campaign(
+    campaign: CampaignFile, sponsor: Sponsor, *, unsubscribe_mailto: str = ""
+) -> CompiledCampaign:
+    """Compile a campaign's templates once; raises TemplateError with the file line."""
+    path = campaign.path
+    subject_line = campaign.key_lines.get("subject", 1)
+    body_offset = campaign.body_line - 1
+
+    subject_template = _compile(campaign.subject, False, path, lambda line: subject_line)
+    text_template = _compile(campaign.body, False, path, lambda line: line + body_offset)
+    html_source, html_lines = markdown_to_html(campaign.body)
+    html_template = _compile(
+        html_source, True, path, lambda line: _html_file_line(html_lines, line, campaign.body_line)
+    )
+
+    from_address = campaign.from_address or sponsor.from_address
+    reply_to = campaign.reply_to or sponsor.reply_to
+    sponsor_vars = {
+        "id": sponsor.id,
+        "name": sponsor.name or sponsor.id,
+        "from": sponsor.from_address or "",
+        "from_address": sponsor.from_address or "",
+        "reply_to": sponsor.reply_to or "",
+        "postal_address": sponsor.postal_address or "",
+    }
+    campaign_vars = {"id": campaign.id, "name": campaign.name, "tags": dict(campaign.tags)}
+    return CompiledCampaign(
+        campaign=campaign,
+        sponsor_vars=sponsor_vars,
+        campaign_vars=campaign_vars,
+        from_address=from_address,
+        reply_to=reply_to,
+        postal_address=sponsor.postal_address or "",
+        unsubscribe_mailto=mailto_unsubscribe(unsubscribe_mailto or reply_to or from_address or ""),
+        subject_template=subject_template,
+        text_template=text_template,
+        html_template=html_template,
+        html_lines=html_lines,
+        html_has_links=bool(re.search(r"<a\b", html_source, re.IGNORECASE)),
+        html_has_blocks="{%" in html_source,
+    )
+
+
+def mailto_unsubscribe(address: str) -> str:
+    """``mailto:`` URL asking to be unsubscribed (address may be ``Name <a@b>`` or a mailto:)."""
+    from email.utils import parseaddr
+    from urllib.parse import quote
+
+    if address.lower().startswith("mailto:"):
+        return address
+    _name, addr = parseaddr(address)
+    return f"mailto:{quote(addr, safe='@')}?subject=unsubscribe"
+
+
+def _html_file_line(lines: Mapping[int, int], html_line: int, body_line: int) -> int:
+    """The file line of a problem on ``html_line`` of the HTML template."""
+    if html_line in lines:
+        return lines[html_line] + body_line - 1
+    earlier = [k for k in lines if k <= html_line]
+    return (lines[max(earlier)] if earlier else 1) + body_line - 1
+
+
+def _compile(source: str, autoescape: bool, path: Any, file_line: Any) -> Template:
+    env = _environment(autoescape)
+    try:
+        tree = env.parse(source)
+    except TemplateSyntaxError as exc:
+        raise TemplateError(
+            f"template syntax error: {exc.message}.", path=path, line=file_line(exc.lineno or 1)
+        ) from None
+    _refuse_unsafe(tree, path, file_line)
+    return env.from_string(tree)
+
+
+def _refuse_unsafe(tree: nodes.Template, path: Any, file_line: Any) -> None:
+    """Refuse, before anything renders, template code that reaches for Python internals."""
+    refused: list[tuple[int, int, str]] = []
+    for order, node in enumerate(tree.find_all((nodes.Getattr, nodes.Getitem, nodes.Filter))):
+        if isinstance(node, nodes.Filter):
+            # {{ x | attr('__class__') }}
+            if node.name != "attr" or not node.args or not isinstance(node.args[0], nodes.Const):
+                continue
+            attr = str(node.args[0].value)
+        elif isinstance(node, nodes.Getattr):
+            attr = node.attr
+        elif (
+            isinstance(node, nodes.Getitem)
+            and isinstance(node.arg, nodes.Const)
+            and isinstance(node.arg.value, str)
+        ):
+            attr = node.arg.value
+        else:
+            continue
+        if attr.startswith("_"):
+            refused.append((node.lineno, -order, attr))
+    if refused:
+        # The first line; on it, the innermost access (``__class__`` in ``''.__class__.__mro__``).
+        lineno, _order, attr = min(refused)
+        raise SandboxRefused(
+            f"access to '{attr}' is not allowed: templates run in a sandbox and cannot reach "
+            "Python internals.",
+            path=path,
+            line=file_line(lineno),
+        )
+    for loader_node in tree.find_all((nodes.Extends, nodes.Include, nodes.Import, nodes.FromImport)):
+        raise TemplateError(
+            "extends, include and import are not available in campaign templates.",
+            path=path,
+            line=file_line(loader_node.lineno),
+        )
+
+
+def template_vars(
+    compiled: CompiledCampaign, recipient: Mapping[str, Any], unsubscribe_url: str
+) -> dict[str, Any]:
+    """The variables a template sees for one recipient (SPEC §2)."""
+    fields = recipient.get("fields") or {}
+    context: dict[str, Any] = (
+        {k: v for k, v in fields.items() if k not in STANDARD_NAMES} if fields else {}
+    )
+    get = recipient.get
+    context["name"] = get("name") or FALLBACK_NAME
+    context["first_name"] = get("first_name") or FALLBACK_NAME
+    context["last_name"] = get("last_name") or ""
+    context["company"] = get("company") or ""
+    context["title"] = get("title") or ""
+    context["email"] = get("email") or ""
+    context["intent_level"] = get("intent_level") or ""
+    context["intent_score"] = get("intent_score")
+    context["follow_up_status"] = get("follow_up_status") or ""
+    context["event"] = get("event") or ""
+    context["tags"] = list(get("tags") or ())
+    context["fields"] = _Vars("fields", fields)
+    context["sponsor"] = _Vars("sponsor", compiled.sponsor_vars)
+    context["campaign"] = _Vars("campaign", compiled.campaign_vars)
+    context["unsubscribe_url"] = unsubscribe_url
+    # Jinja's globals (range, cycler, …) merged in once here rather than once per template.
+    return {**_globals(), **context}
+
+
+def render_message(
+    compiled: CompiledCampaign, recipient: Mapping[str, Any], links: Links
+) -> RenderedMessage:
+    """Render one recipient's email; raises TemplateError (file and line) on any problem."""
+    context = template_vars(compiled, recipient, links.unsubscribe_url)
+    subject = _subject(compiled, context)
+    text = _text(compiled, context)
+    html = _html(compiled, context, links, subject)
+    return RenderedMessage(subject=subject, text=text, html=html, headers=_headers(compiled, links))
+
+
+def _subject(compiled: CompiledCampaign, context: dict[str, Any]) -> str:
+    line = compiled.campaign.key_lines.get("subject")
+    raw = _run(compiled.subject_template, context, compiled, lambda _l: line)
+    subject = _LINE_BREAKS.sub(" ", raw).strip()
+    if not subject:
+        raise TemplateError("the subject renders empty.", path=compiled.campaign.path, line=line)
+    return subject
+
+
+def _text(compiled: CompiledCampaign, context: dict[str, Any]) -> str:
+    offset = compiled.campaign.body_line - 1
+    body = _run(compiled.text_template, context, compiled, lambda line: line + offset)
+    body = _BLANK_LINES.sub("\n\n", body).strip("\n")
+    footer = "\n\n-- \n"
+    if compiled.postal_address:
+        footer += compiled.postal_address + "\n"
+    footer += f"Unsubscribe: {context['unsubscribe_url']}\n"
+    return body + footer
+
+
+def _html(compiled: CompiledCampaign, context: dict[str, Any], links: Links, subject: str) -> str:
+    body_line = compiled.campaign.body_line
+    body = _run(
+        compiled.html_template,
+        context,
+        compiled,
+        lambda line: _html_file_line(compiled.html_lines, line, body_line),
+    )
+    if compiled.html_has_blocks:
+        body = _EMPTY_PARAGRAPH.sub("", body)
+    unsubscribe = context["unsubscribe_url"]
+    if compiled.html_has_links and not isinstance(links, StaticLinks):
+
+        def rewrite(match: re.Match[str]) -> str:
+            raw = match.group(3) if match.group(3) is not None else match.group(4)
+            url = html_lib.unescape(raw)
+            if url == unsubscribe:
+                return match.group(0)
+            return f'{match.group(1)}"{html_lib.escape(links.click(url), quote=True)}"'
+
+        body = _ANCHOR_HREF.sub(rewrite, body)
+    esc = html_lib.escape
+    parts = [
+        "<!DOCTYPE html>\n<html>\n<head>\n<meta charset=\"utf-8\">\n"
+        '<meta name="viewport" content="width=device-width, initial-scale=1">\n'
+        f"<title>{esc(subject)}</title>\n</head>\n<body>\n",
+        body.rstrip("\n"),
+        '\n<hr>\n<p style="color:#666666;font-size:12px">',
+    ]
+    if compiled.postal_address:
+        parts.append(esc(compiled.postal_address) + "<br>\n")
+    parts.append(f'<a href="{esc(unsubscribe, quote=True)}">Unsubscribe</a></p>\n')
+    pixel = links.pixel_url
+    if pixel:
+        parts.append(
+            f'<img src="{esc(pixel, quote=True)}" width="1" height="1" alt="" '
+            'style="display:block;border:0">\n'
+        )
+    parts.append("</body>\n</html>\n")
+    return "".join(parts)
+
+
+def _headers(compiled: CompiledCampaign, links: Links) -> dict[str, str]:
+    url = links.unsubscribe_url
+    if url.startswith(("https://", "http://")):
+        value = f"<{url}>"
+        if compiled.unsubscribe_mailto and compiled.unsubscribe_mailto != "mailto:?subject=unsubscribe":
+            value += f", <{compiled.unsubscribe_mailto}>"
+        return {"List-Unsubscribe": value, "List-Unsubscribe-Post": "List-Unsubscribe=One-Click"}
+    return {"List-Unsubscribe": f"<{url}>"}
+
+
+def _run(template: Template, context: dict[str, Any], compiled: CompiledCampaign, file_line: Any) -> str:
+    """Render a template without Jinja's traceback rewriting (cheap on errors, too)."""
+    try:
+        # shared=True: the context already holds the globals (see template_vars)
+        ctx = new_context(template.environment, template.name, template.blocks, context, True, None, None)
+        return "".join(template.root_render_func(ctx))
+    except TemplateError:
+        raise
+    except SecurityError as exc:
+        raise SandboxRefused(
+            f"refused by the sandbox: {exc}", path=compiled.campaign.path,
+            line=file_line(_template_line(exc.__traceback__)),
+        ) from None
+    except JinjaError as exc:
+        raise TemplateError(
+            _message(exc), path=compiled.campaign.path, line=file_line(_template_line(exc.__traceback__))
+        ) from None
+    except (TypeError, ValueError, ArithmeticError, LookupError, AttributeError) as exc:
+        raise TemplateError(
+            f"{type(exc).__name__}: {exc}", path=compiled.campaign.path,
+            line=file_line(_template_line(exc.__traceback__)),
+        ) from None
+
+
+def _message(exc: JinjaError) -> str:
+    text = exc.message or type(exc).__name__
+    return text.rstrip(".")
+
+
+def _template_line(tb: TracebackType | None) -> int:
+    """The template line of the innermost template frame in a raw traceback."""
+    line = 1
+    while tb is not None:
+        template = tb.tb_frame.f_globals.get("__jinja_template__")
+        if template is not None:
+            line = template.get_corresponding_lineno(tb.tb_lineno)
+        tb = tb.tb_next
+    return line
+
+
+def check_recipients(
+    compiled: CompiledCampaign,
+    recipients: Iterable[Mapping[str, Any]],
+    links: Links | None = None,
+) -> CheckReport:
+    """Render every recipient; each distinct problem once, with how many it hits."""
+    links = links or compiled.default_links
+    found: dict[tuple[str, int | None, str], list[Any]] = {}
+    checked = 0
+    unsubscribe = links.unsubscribe_url
+
+    def note(error: TemplateError, email: str) -> None:
+        key = (error.path or "", error.line, error.reason)
+        entry = found.get(key)
+        if entry is None:
+            found[key] = [1, email]
+        else:
+            entry[0] += 1
+
+    for recipient in recipients:
+        checked += 1
+        context = template_vars(compiled, recipient, unsubscribe)
+        subject = "subject"
+        try:
+            subject = _subject(compiled, context)
+        except SandboxRefused:
+            raise
+        except TemplateError as exc:
+            note(exc, recipient.get("email") or "")
+        try:
+            _text(compiled, context)
+            _html(compiled, context, links, subject)
+        except SandboxRefused:
+            raise
+        except TemplateError as exc:
+            note(exc, recipient.get("email") or "")
+    problems = [
+        Problem(path=k[0], line=k[1], message=k[2], count=v[0], example=v[1] or None)
+        for k, v in sorted(found.items(), key=lambda item: (item[0][1] or 0, item[0][2]))
+    ]
+    return CheckReport(
+        campaign_id=compiled.campaign.id,
+        path=str(compiled.campaign.path),
+        checked=checked,
+        problems=problems,
+    )
+
+
+__all__ = [
+    "CheckReport",
+    "CompiledCampaign",
+    "Links",
+    "Problem",
+    "RenderedMessage",
+    "SandboxRefused",
+    "StaticLinks",
+    "check_recipients",
+    "compile_campaign",
+    "markdown_to_html",
+    "render_message",
+]
