@@ -15,7 +15,16 @@ The tree (exit code in brackets)::
     │   └── SourceError              [2]  a leads source (PostgreSQL URL) cannot be read
     ├── ConfigError                  [3]  sponsorcast.toml or the environment is wrong
     │   └── CredentialsError         [3]  missing key, or 401/403 from the provider
+    │       └── AuthError *          [3]  the provider refused key/domain/URL; nothing failed
+    ├── TransportError               [1]  the provider (or the outbox) did not do the work
+    │   ├── BatchRejected            [1]  non-retryable 4xx for a whole request: fail its emails
+    │   ├── OutcomeUnknown           [1]  retries exhausted: maybe accepted; re-send, same key
+    │   ├── AuthError *                   (also a CredentialsError, exit 3)
+    │   └── QuotaExceeded *               (also a CampaignPaused, exit 1: pause, resume later)
     └── Interrupted                [130]  Ctrl-C: whatever was in flight is safe to resume
+
+``*`` marks the two transport errors that have two parents, so that ``except TransportError``
+catches everything a transport raises while the exit code follows the first parent.
 
 Only the CLI turns these into exit codes (``exit_code_for``); domain modules raise them
 with one clear sentence as the message.
@@ -124,6 +133,52 @@ class ConfigError(SponsorcastError):
 
 class CredentialsError(ConfigError):
     """The API key is missing or the provider refused it."""
+
+
+class TransportError(SponsorcastError):
+    """A transport could not do its work; ``partial`` holds what it did before failing.
+
+    ``partial`` is only ever set by the one-request-per-email mode: emails accepted before
+    the failing one (a ``BatchOutcome``), so the sender can record them at once.
+    """
+
+    exit_code = ExitCode.FAILED
+    partial: object | None = None
+
+
+class BatchRejected(TransportError):
+    """The provider refused a whole request for good (4xx); its emails fail with ``reason``."""
+
+    def __init__(self, message: str, *, status: int, name: str, reason: str) -> None:
+        super().__init__(message)
+        self.status = status
+        self.name = name
+        self.reason = reason
+
+
+class OutcomeUnknown(TransportError):
+    """Retries ran out; the provider may or may not have accepted the request.
+
+    ``maybe_sent`` is False only when no attempt can have reached the provider's send logic
+    (connection refused, 429 rate limit); either way, re-send later under the same key.
+    """
+
+    def __init__(self, message: str, *, maybe_sent: bool = True) -> None:
+        super().__init__(message)
+        self.maybe_sent = maybe_sent
+
+
+class AuthError(CredentialsError, TransportError):
+    """The provider refused the key (401/403, unverified domain), a wrong base URL, or no key."""
+
+
+class QuotaExceeded(CampaignPaused, TransportError):
+    """The provider's daily or monthly quota is used up (``name``); pause and resume later."""
+
+    def __init__(self, message: str, *, name: str, retry_after: float | None = None) -> None:
+        super().__init__(message)
+        self.name = name
+        self.retry_after = retry_after
 
 
 class Interrupted(SponsorcastError):
