@@ -18,13 +18,14 @@ note() { printf 'test.sh: %s\n' "$*" >&2; }
 
 is_root() { [ "$(id -u)" = 0 ]; }
 
-# Run a command as the postgres user when we are root (initdb and postgres refuse root).
+# Run a command as the postgres user when we are root (initdb and postgres refuse root);
+# from / so that it does not complain about a working directory it may not enter.
 as_pg() {
   if is_root; then
     if command -v runuser >/dev/null 2>&1; then
-      runuser -u postgres -- "$@"
+      (cd / && runuser -u postgres -- "$@")
     else
-      su -s /bin/bash postgres -c "$(printf '%q ' "$@")"
+      (cd / && su -s /bin/bash postgres -c "$(printf '%q ' "$@")")
     fi
   else
     "$@"
