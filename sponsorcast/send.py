@@ -136,7 +136,7 @@ def plan_send(store: Store, config: Config, path: Path) -> Plan:
     campaign = load_campaign(path)
     sponsor = get_sponsor(store, campaign.sponsor)
     check_sponsor(sponsor, campaign)
-    compiled = compile_campaign(campaign, sponsor)
+    compiled = compile_campaign(campaign, sponsor, unsubscribe_mailto=config.tracking.unsubscribe_mailto)
     with store.read() as conn:
         row = conn.execute(
             sa.select(campaign_t.c.status, campaign_t.c.content_hash, campaign_t.c.source_path)
@@ -473,12 +473,12 @@ class _Claimer:
         conn.execute(delivery_t.update().where(*in_batch, delivery_t.c.id >= cut).values(batch=new_number))
 
     def _members(self, conn: sa.Connection, number: int) -> Iterator[dict[str, Any]]:
+        # every member, whatever its status: after the first attempt a batch never changes
         cols = [lead_table.c[name] for name in RECIPIENT_COLUMNS]
         rows = conn.execute(
             sa.select(delivery_t.c.id.label("delivery_id"), delivery_t.c.recipient, *cols)
             .join(lead_table, lead_table.c.id == delivery_t.c.lead_id)
-            .where(delivery_t.c.campaign_id == self.campaign_id, delivery_t.c.batch == number,
-                   delivery_t.c.status.in_((DeliveryStatus.PENDING, DeliveryStatus.SENDING)))
+            .where(delivery_t.c.campaign_id == self.campaign_id, delivery_t.c.batch == number)
             .order_by(delivery_t.c.id)
         ).mappings()
         for row in rows:
@@ -510,8 +510,7 @@ class _Claimer:
             if accepted:
                 conn.execute(
                     delivery_t.update()
-                    .where(delivery_t.c.id == sa.bindparam("d_id"),
-                           delivery_t.c.status.in_((DeliveryStatus.SENDING, DeliveryStatus.PENDING)))
+                    .where(delivery_t.c.id == sa.bindparam("d_id"), _unsent)
                     .values(status=DeliveryStatus.SENT, provider_message_id=sa.bindparam("msg"),
                             sent_at=now, last_error=None),
                     [{"d_id": d, "msg": m} for d, m in accepted.items()],
@@ -519,17 +518,33 @@ class _Claimer:
             if rejected:
                 conn.execute(
                     delivery_t.update()
-                    .where(delivery_t.c.id == sa.bindparam("d_id"),
-                           delivery_t.c.status.in_((DeliveryStatus.SENDING, DeliveryStatus.PENDING)))
+                    .where(delivery_t.c.id == sa.bindparam("d_id"), _unsent)
                     .values(status=DeliveryStatus.FAILED, last_error=sa.bindparam("err")),
                     [{"d_id": d, "err": e[:1000]} for d, e in rejected.items()],
                 )
             conn.execute(batch_t.update().where(*self._batch(claim.number)).values(
                 status=BatchStatus.DONE, finished_at=now, lease_owner=None, lease_expires_at=None))
 
-    def release(self, claim: Claim, reason: str) -> None:
-        """Outcome unknown: hand the batch back, to be re-sent under its key by a later run."""
+    def release(self, claim: Claim, reason: str, partial: object | None = None) -> None:
+        """Outcome unknown: hand the batch back, to be re-sent under its key by a later run.
+
+        ``partial`` (one-by-one mode) holds the emails accepted before the failure: they are
+        recorded as sent now; the re-send repeats them under their own keys, which the
+        provider answers from its idempotency cache.
+        """
+        from sponsorcast.transport import BatchOutcome
+
+        now = utcnow()
         with self.store.write() as conn:
+            if isinstance(partial, BatchOutcome) and partial.accepted:
+                conn.execute(
+                    delivery_t.update()
+                    .where(delivery_t.c.id == sa.bindparam("d_id"),
+                           delivery_t.c.status == DeliveryStatus.SENDING)
+                    .values(status=DeliveryStatus.SENT, provider_message_id=sa.bindparam("msg"),
+                            sent_at=now),
+                    [{"d_id": d, "msg": m} for d, m in partial.accepted.items()],
+                )
             conn.execute(batch_t.update().where(
                 *self._batch(claim.number), batch_t.c.lease_owner == self.owner,
                 batch_t.c.status == BatchStatus.CLAIMED,
@@ -538,6 +553,10 @@ class _Claimer:
                 delivery_t.c.campaign_id == self.campaign_id, delivery_t.c.batch == claim.number,
                 delivery_t.c.status == DeliveryStatus.SENDING,
             ).values(last_error=reason[:1000]))
+
+
+# executemany cannot expand IN lists, hence the OR
+_unsent = sa.or_(delivery_t.c.status == DeliveryStatus.SENDING, delivery_t.c.status == DeliveryStatus.PENDING)
 
 
 def _pid_alive(owner: str | None) -> bool:
@@ -575,6 +594,7 @@ class BatchRenderer:
     from_address: str
     reply_to: str | None
     subject_prefix: str = ""
+    campaign_links: tuple[str, ...] = ()  # the body's links, in order: click tokens index them
 
     def render_batch(self, members: Sequence[Mapping[str, Any]]) -> list["OutgoingEmail"]:
         """One OutgoingEmail per member (``delivery_id`` and ``recipient`` plus lead columns)."""
@@ -586,10 +606,17 @@ class BatchRenderer:
         from sponsorcast.transport import OutgoingEmail
 
         delivery_id = int(member.get("delivery_id") or 0)
-        links, headers = links_for(self.config, self.campaign_id, delivery_id, self.sponsor, self.reply_to)
+        links: Any = self.compiled.default_links
+        headers: dict[str, str] = {}
+        if self.config.tracking.public_url and delivery_id > 0:
+            from sponsorcast import tracking
+
+            links, headers = tracking.links_for(
+                self.config, self.campaign_id, delivery_id, self.campaign_links
+            )
         message = render_message(self.compiled, recipient(member), links)
         tags = {**self.campaign_tags, "campaign": _tag_value(self.campaign_id)}
-        if delivery_id:
+        if delivery_id > 0:
             tags["delivery"] = str(delivery_id)
         return OutgoingEmail(
             delivery_id=delivery_id,
@@ -602,22 +629,6 @@ class BatchRenderer:
             headers={**message.headers, **headers},
             tags=tuple(tags.items()),
         )
-
-
-def links_for(
-    config: Config, campaign_id: str, delivery_id: int, sponsor: Sponsor, reply_to: str | None
-) -> tuple[Any, dict[str, str]]:
-    """The links (unsubscribe, click, pixel) and List-Unsubscribe headers for one delivery."""
-    if config.tracking.public_url and delivery_id:
-        from sponsorcast import tracking
-
-        return tracking.links_for(config, campaign_id, delivery_id)  # type: ignore[no-any-return]
-    from sponsorcast.render import default_unsubscribe_url, StaticLinks
-
-    headers: dict[str, str] = {}
-    if config.tracking.unsubscribe_mailto:
-        headers["List-Unsubscribe"] = f"<mailto:{config.tracking.unsubscribe_mailto}?subject=unsubscribe>"
-    return StaticLinks(default_unsubscribe_url(config, sponsor, reply_to)), headers
 
 
 def _tag_value(value: str) -> str:
@@ -638,11 +649,20 @@ def make_renderer(store: Store, config: Config, campaign_id: str, *, subject_pre
         campaign_id=campaign_id,
         campaign_tags={str(k): str(v) for k, v in (row["tags"] or {}).items()},
         sponsor=sponsor,
-        compiled=compile_campaign(campaign, sponsor),
+        compiled=compile_campaign(campaign, sponsor, unsubscribe_mailto=config.tracking.unsubscribe_mailto),
         from_address=str(row["from_address"] or sponsor.from_address),
         reply_to=row["reply_to"] or sponsor.reply_to,
         subject_prefix=subject_prefix,
+        campaign_links=_links_of(config, campaign.body),
     )
+
+
+def _links_of(config: Config, body: str) -> tuple[str, ...]:
+    if not config.tracking.public_url:
+        return ()
+    from sponsorcast.tracking import campaign_links
+
+    return tuple(campaign_links(body))
 
 
 def stored_campaign(row: Mapping[str, Any]) -> "CampaignFile":
@@ -707,21 +727,24 @@ async def run_batches(
             if isinstance(claim, str):
                 report.stopped_reason = claim
                 return
+            if stop:  # another worker hit quota or auth while this one was claiming
+                await asyncio.to_thread(claimer.release, claim, "stopped before sending")
+                return
             try:
                 outcome = await transport.send_batch(claim.emails, claim.key)
             except BatchRejected as exc:
-                outcome_rejected = {e.delivery_id: exc.message for e in claim.emails}
+                outcome_rejected = {e.delivery_id: exc.reason for e in claim.emails}
                 await asyncio.to_thread(claimer.record, claim, {}, outcome_rejected)
                 report.failed_now += len(outcome_rejected)
                 prog.failed += len(outcome_rejected)
                 continue
             except OutcomeUnknown as exc:
                 claimer.skip.add(claim.number)
-                await asyncio.to_thread(claimer.release, claim, str(exc))
+                await asyncio.to_thread(claimer.release, claim, str(exc), exc.partial)
                 report.unknown_batches += 1
                 continue
             except (QuotaExceeded, AuthError) as exc:
-                await asyncio.to_thread(claimer.release, claim, str(exc))
+                await asyncio.to_thread(claimer.release, claim, str(exc), exc.partial)
                 stop.append(exc)
                 return
             except BaseException:
@@ -850,7 +873,11 @@ def send_test(
         from_address=plan.campaign.from_address or str(plan.sponsor.from_address),
         reply_to=plan.campaign.reply_to or plan.sponsor.reply_to, subject_prefix="[TEST] ",
     )
-    emails = [renderer.render_one({**sample, "recipient": a, "delivery_id": 0}) for a in addresses]
+    # test emails are not in the ledger: negative ids keep them apart in the batch
+    emails = [
+        renderer.render_one({**sample, "recipient": a, "delivery_id": -(i + 1)})
+        for i, a in enumerate(addresses)
+    ]
     key = f"sc-test-{plan.campaign.id}-{secrets.token_hex(6)}"
 
     async def main() -> int:

@@ -1,0 +1,287 @@
+"""The send engine: snapshot, batches, claims, recording, resumes — with an in-process transport.
+
+End-to-end runs over HTTP against the Resend stand-in are in ``test_send_e2e.py``.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+import sqlalchemy as sa
+
+from sponsorcast.errors import AuthError, BatchRejected, ConfigError, OutcomeUnknown, QuotaExceeded, TemplateError
+from sponsorcast.models import Delivery, Lead, SendBatch, Suppression, utcnow
+from sponsorcast.send import plan_send, run_campaign, send_campaign
+from sponsorcast.store import Store
+from sponsorcast.transport import BatchOutcome, OutgoingEmail
+
+from .conftest import Project
+
+CAMPAIGN = """\
+---
+name: Spring
+subject: "{{ first_name }}, hello from {{ sponsor.name }}"
+audience:
+  type: all
+---
+Hi {{ first_name }} of {{ company }}!
+"""
+
+
+def add_leads(store: Store, n: int, *, prefix: str = "lead", sponsor: str = "default") -> None:
+    """Insert n leads through Core."""
+    now = utcnow()
+    with store.write() as conn:
+        conn.execute(Lead.__table__.insert(), [  # type: ignore[attr-defined]
+            {"sponsor_id": sponsor, "email": f"{prefix}{i}@example.com", "name": f"Lead {i}",
+             "first_name": f"L{i}", "company": f"Co{i}", "follow_up_status": "new", "tags": "",
+             "fields": {}, "created_at": now, "updated_at": now}
+            for i in range(n)
+        ])
+
+
+@dataclass
+class MemoryTransport:
+    """A provider in memory with Resend's idempotency: same key, same body → first answer."""
+
+    name: str = "memory"
+    sends_for_real: bool = True
+    delivered: list[tuple[str, str]] = field(default_factory=list)  # (to, key)
+    answers: dict[str, tuple[str, BatchOutcome]] = field(default_factory=dict)
+    lose_next: int = 0  # accept, then lose the answer
+    fail_next: list[Exception] = field(default_factory=list)
+    reject: set[str] = field(default_factory=set)  # addresses refused per email
+    keys: list[str] = field(default_factory=list)
+
+    async def send_batch(self, emails: Sequence[OutgoingEmail], idempotency_key: str) -> BatchOutcome:
+        self.keys.append(idempotency_key)
+        if self.fail_next:
+            raise self.fail_next.pop(0)
+        body = json.dumps([e.to_resend() for e in emails], sort_keys=True)
+        if idempotency_key in self.answers:
+            first_body, outcome = self.answers[idempotency_key]
+            assert first_body == body, "same key, other body: the provider would answer 409"
+        else:
+            outcome = BatchOutcome()
+            for e in emails:
+                if e.to in self.reject:
+                    outcome.rejected[e.delivery_id] = f"Invalid `to` field: {e.to}"
+                else:
+                    outcome.accepted[e.delivery_id] = f"msg-{len(self.delivered)}"
+                    self.delivered.append((e.to, idempotency_key))
+            self.answers[idempotency_key] = (body, outcome)
+        if self.lose_next:
+            self.lose_next -= 1
+            raise OutcomeUnknown("connection dropped before the answer")
+        return outcome
+
+    async def aclose(self) -> None:
+        return None
+
+
+@pytest.fixture
+def spring(project: Project) -> Path:
+    path = project.path / "spring.md"
+    path.write_text(CAMPAIGN, encoding="utf-8")
+    return path
+
+
+def _send(project: Project, store: Store, path: Path, transport: MemoryTransport, **kw: Any):  # type: ignore[no-untyped-def]
+    config = project.config
+    plan = plan_send(store, config, path)
+    return send_campaign(store, config, plan, transport=transport, **kw)  # type: ignore[arg-type]
+
+
+def _statuses(store: Store) -> dict[str, int]:
+    with store.read() as conn:
+        rows = conn.execute(sa.select(Delivery.status, sa.func.count()).group_by(Delivery.status)).all()  # type: ignore[call-overload]
+    return dict(rows)
+
+
+def test_every_recipient_once_in_batches(project: Project, store: Store, spring: Path) -> None:
+    add_leads(store, 250)
+    t = MemoryTransport()
+    report = _send(project, store, spring, t)
+    assert report.status == "sent" and report.sent_now == 250 and report.ok
+    assert sorted(to for to, _ in t.delivered) == sorted(f"lead{i}@example.com" for i in range(250))
+    assert len(set(t.keys)) == 3  # 100 + 100 + 50
+    assert _statuses(store) == {"sent": 250}
+    with store.read() as conn:
+        ids = conn.execute(sa.select(Delivery.provider_message_id)).scalars().all()  # type: ignore[call-overload]
+    assert len(set(ids)) == 250 and None not in ids
+    again = _send(project, store, spring, t)
+    assert again.already_finished and len(t.delivered) == 250
+
+
+def test_personalised_payload(project: Project, store: Store, spring: Path) -> None:
+    add_leads(store, 1)
+    t = MemoryTransport()
+    _send(project, store, spring, t)
+    body = json.loads(next(iter(t.answers.values()))[0])[0]
+    assert body["subject"] == "L0, hello from Example Events"
+    assert body["from"] == "Example Events <hello@example.com>"
+    assert "Hi L0 of Co0!" in body["text"]
+    assert {"name": "campaign", "value": "spring"} in body["tags"]
+    assert body["headers"]["List-Unsubscribe"].startswith("<mailto:")
+
+
+def test_lost_answer_is_resent_under_same_key_not_twice(project: Project, store: Store, spring: Path) -> None:
+    add_leads(store, 150)
+    t = MemoryTransport(lose_next=1)
+    first = _send(project, store, spring, t)
+    assert first.unknown_batches == 1 and first.status == "sending" and not first.ok
+    lost_key = t.keys[0]
+    second = _send(project, store, spring, t)
+    assert second.status == "sent"
+    assert t.keys.count(lost_key) == 2  # re-sent under the same key...
+    assert len(t.delivered) == 150  # ...and nobody got two emails
+    assert _statuses(store) == {"sent": 150}
+
+
+def test_suppressed_addresses_are_counted_not_sent(project: Project, store: Store, spring: Path) -> None:
+    add_leads(store, 5)
+    with store.write() as conn:
+        conn.execute(Suppression.__table__.insert().values(  # type: ignore[attr-defined]
+            email="lead1@example.com", sponsor_id="*", reason="bounced", created_at=utcnow()))
+        conn.execute(Suppression.__table__.insert().values(  # type: ignore[attr-defined]
+            email="lead2@example.com", sponsor_id="default", reason="unsubscribed", created_at=utcnow()))
+        conn.execute(Suppression.__table__.insert().values(  # type: ignore[attr-defined]
+            email="lead3@example.com", sponsor_id="other", reason="unsubscribed", created_at=utcnow()))
+    t = MemoryTransport()
+    report = _send(project, store, spring, t)
+    assert sorted(to for to, _ in t.delivered) == ["lead0@example.com", "lead3@example.com", "lead4@example.com"]
+    assert report.counts == {"sent": 3, "suppressed": 2}
+
+
+def test_suppression_added_after_snapshot_is_honoured_at_claim(project: Project, store: Store, spring: Path) -> None:
+    add_leads(store, 3)
+    t = MemoryTransport(fail_next=[QuotaExceeded("daily quota", name="daily_quota_exceeded")])
+    with pytest.raises(QuotaExceeded):
+        _send(project, store, spring, t)
+    with store.read() as conn:
+        assert conn.execute(sa.text("SELECT status FROM campaign")).scalar() == "paused"
+    # the batch was attempted: its payload is fixed, so a new suppression cannot change it...
+    # ...but one that was never attempted is re-checked: use a fresh campaign to show it
+    with store.write() as conn:
+        conn.execute(Suppression.__table__.insert().values(  # type: ignore[attr-defined]
+            email="lead0@example.com", sponsor_id="*", reason="complained", created_at=utcnow()))
+    other = project.path / "other.md"
+    other.write_text(CAMPAIGN.replace("name: Spring", "name: Other"), encoding="utf-8")
+    add_leads(store, 2, prefix="late")
+    t2 = MemoryTransport()
+    _send(project, store, other, t2)
+    assert "lead0@example.com" not in [to for to, _ in t2.delivered]
+    assert len(t2.delivered) == 4
+
+
+def test_quota_pauses_and_a_later_run_finishes(project: Project, store: Store, spring: Path) -> None:
+    add_leads(store, 250)
+    t = MemoryTransport(fail_next=[QuotaExceeded("daily quota", name="daily_quota_exceeded")])
+    with pytest.raises(QuotaExceeded):
+        _send(project, store, spring, t)
+    with store.read() as conn:
+        status, reason = conn.execute(sa.text("SELECT status, status_reason FROM campaign")).one()
+    assert status == "paused" and reason.startswith("provider quota reached")
+    assert len(t.delivered) < 250
+    report = _send(project, store, spring, t)
+    assert report.status == "sent"
+    assert sorted(to for to, _ in t.delivered) == sorted(f"lead{i}@example.com" for i in range(250))
+
+
+def test_auth_error_marks_nothing_failed(project: Project, store: Store, spring: Path) -> None:
+    add_leads(store, 10)
+    t = MemoryTransport(fail_next=[AuthError("The provider refused the API key (401 missing_api_key).")])
+    with pytest.raises(AuthError):
+        _send(project, store, spring, t)
+    statuses = _statuses(store)
+    assert "failed" not in statuses and sum(statuses.values()) == 10
+
+
+def test_one_invalid_address_fails_only_that_delivery(project: Project, store: Store, spring: Path) -> None:
+    add_leads(store, 5)
+    t = MemoryTransport(reject={"lead2@example.com"})
+    report = _send(project, store, spring, t)
+    assert report.counts == {"sent": 4, "failed": 1} and not report.ok
+    with store.read() as conn:
+        err = conn.execute(sa.text("SELECT last_error FROM delivery WHERE recipient = 'lead2@example.com'")).scalar()
+    assert err == "Invalid `to` field: lead2@example.com"
+
+
+def test_whole_batch_rejected_fails_its_deliveries(project: Project, store: Store, spring: Path) -> None:
+    add_leads(store, 3)
+    t = MemoryTransport(fail_next=[BatchRejected("422", status=422, name="invalid_from_address",
+                                                 reason="Invalid `from` field.")])
+    report = _send(project, store, spring, t)
+    assert report.counts == {"failed": 3} and report.status == "sent"
+
+
+def test_limit_sends_exactly_n_then_resumes(project: Project, store: Store, spring: Path) -> None:
+    add_leads(store, 250)
+    t = MemoryTransport()
+    first = _send(project, store, spring, t, limit=130)
+    assert len(t.delivered) == 130 and first.status == "sending"
+    second = _send(project, store, spring, t)
+    assert second.status == "sent"
+    assert sorted(to for to, _ in t.delivered) == sorted(f"lead{i}@example.com" for i in range(250))
+
+
+def test_template_error_sends_nothing_and_writes_nothing(project: Project, store: Store) -> None:
+    add_leads(store, 3)
+    path = project.path / "bad.md"
+    path.write_text(CAMPAIGN.replace("{{ company }}", "{{ compnay }}"), encoding="utf-8")
+    t = MemoryTransport()
+    with pytest.raises(TemplateError, match="compnay"):
+        _send(project, store, path, t)
+    assert t.delivered == [] and _statuses(store) == {}
+
+
+def test_changed_file_after_sending_began_is_refused(project: Project, store: Store, spring: Path) -> None:
+    add_leads(store, 2)
+    _send(project, store, spring, MemoryTransport(lose_next=1))
+    spring.write_text(CAMPAIGN.replace("hello", "hi again"), encoding="utf-8")
+    r = project.run("send", "spring.md", "--yes")
+    assert r.exit_code == 2
+    assert "spring.md changed after campaign 'spring' was sending" in r.stderr
+
+
+def test_missing_from_address_is_config_error(project: Project, store: Store) -> None:
+    add_leads(store, 1)
+    path = project.path / "x.md"
+    path.write_text(CAMPAIGN.replace("audience:", "sponsor: nofrom\naudience:"), encoding="utf-8")
+    project.run("sponsors", "add", "nofrom", "--name", "No From")
+    with pytest.raises(ConfigError, match="has no from address"):
+        _send(project, store, path, MemoryTransport())
+    r = project.run("send", "x.md", "--yes")
+    assert r.exit_code == 3 and "Set 'from' under [sponsors.nofrom]" in r.stderr
+
+
+def test_cli_refuses_without_yes_off_terminal(project: Project, store: Store, spring: Path) -> None:
+    add_leads(store, 2)
+    r = project.run("send", "spring.md")
+    assert r.exit_code == 2
+    assert "Refusing to send without --yes when not on a terminal" in r.stderr
+    assert _statuses(store) == {}
+
+
+def test_cli_dry_run_writes_nothing(project: Project, store: Store, spring: Path) -> None:
+    add_leads(store, 4)
+    r = project.run("send", "spring.md", "--dry-run")
+    assert r.exit_code == 0, r.stderr
+    assert "nothing was sent and nothing was written" in r.stdout
+    assert "recipients" in r.stdout and "4" in r.stdout
+    with store.read() as conn:
+        assert conn.execute(sa.text("SELECT count(*) FROM campaign")).scalar() == 0
+
+
+def test_batch_keys_are_stable_and_recorded(project: Project, store: Store, spring: Path) -> None:
+    add_leads(store, 120)
+    t = MemoryTransport()
+    _send(project, store, spring, t)
+    with store.read() as conn:
+        keys = conn.execute(sa.select(SendBatch.idempotency_key).order_by(SendBatch.number)).scalars().all()  # type: ignore[call-overload]
+    assert keys == t.keys and all(k.startswith("sc-spring-") for k in keys)
