@@ -178,4 +178,4 @@ def iter_recipients(conn: sa.Connection, query: sa.Select[Any], chunk: int = 200
     """Stream a recipient query in chunks so memory stays flat for any audience size."""
     result = conn.execution_options(stream_results=True, yield_per=chunk).execute(query)
     for row in result.mappings():
-        yield recipient(row)
+        yield recipient(dict(row))

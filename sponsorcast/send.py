@@ -405,7 +405,7 @@ class _Claimer:
     def _batch(self, number: int) -> tuple[sa.ColumnElement[bool], ...]:
         return (batch_t.c.campaign_id == self.campaign_id, batch_t.c.number == number)
 
-    def _next_batch(self, conn: sa.Connection, now: datetime) -> sa.Row[Any] | None:
+    def _next_batch(self, conn: sa.Connection, now: datetime) -> Any:
         claimable = sa.or_(
             batch_t.c.status == BatchStatus.PENDING,
             sa.and_(batch_t.c.status == BatchStatus.CLAIMED, batch_t.c.lease_expires_at < now),
@@ -426,7 +426,7 @@ class _Claimer:
             return row
         return self._dead_holders_batch(conn)
 
-    def _dead_holders_batch(self, conn: sa.Connection) -> sa.Row[Any] | None:
+    def _dead_holders_batch(self, conn: sa.Connection) -> Any:
         """A batch leased by a process on this host that no longer exists can be taken now."""
         host = socket.gethostname()
         rows = conn.execute(
@@ -665,7 +665,7 @@ def _links_of(config: Config, body: str) -> tuple[str, ...]:
     return tuple(campaign_links(body))
 
 
-def stored_campaign(row: Mapping[str, Any]) -> "CampaignFile":
+def stored_campaign(row: Mapping[Any, Any]) -> "CampaignFile":
     """The campaign as snapshotted in the store, in the shape rendering takes."""
     from sponsorcast.audience import parse_audience
     from sponsorcast.campaign import CampaignFile

@@ -55,7 +55,7 @@ def add_sponsor(
 def list_sponsors(store: Store) -> list[Sponsor]:
     """Every sponsor, by id."""
     with store.session() as session:
-        return list(session.scalars(sa.select(Sponsor).order_by(Sponsor.id)))  # type: ignore[arg-type]
+        return list(session.scalars(sa.select(Sponsor).order_by(Sponsor.id)))
 
 
 def show_sponsor(store: Store, sponsor_id: str) -> dict[str, Any]:

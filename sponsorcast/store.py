@@ -294,6 +294,6 @@ def get_sponsor(store: Store, sponsor_id: str) -> Sponsor:
     with store.session() as session:
         sponsor = session.get(Sponsor, sponsor_id)
         if sponsor is None:
-            known = ", ".join(s.id for s in session.query(Sponsor).order_by(Sponsor.id)) or "none"  # type: ignore[arg-type]
+            known = ", ".join(s.id for s in session.query(Sponsor).order_by(Sponsor.id)) or "none"
             raise NotFound(f"Unknown sponsor '{sponsor_id}' (known: {known}).")
         return sponsor
