@@ -297,3 +297,8 @@ def get_sponsor(store: Store, sponsor_id: str) -> Sponsor:
             known = ", ".join(s.id for s in session.query(Sponsor).order_by(Sponsor.id)) or "none"
             raise NotFound(f"Unknown sponsor '{sponsor_id}' (known: {known}).")
         return sponsor
+
+
+def redact_url(url: str) -> str:
+    """A store URL fit to print: any password replaced by ***."""
+    return _redact(url)

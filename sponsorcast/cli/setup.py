@@ -9,6 +9,7 @@ import typer
 
 from sponsorcast import console
 from sponsorcast.cli._common import handle_errors
+from sponsorcast.errors import ExitCode
 
 
 @handle_errors
@@ -27,6 +28,28 @@ def init(
     console.say("Next: sponsorcast leads import leads.csv && sponsorcast render campaigns/welcome.md")
 
 
+@handle_errors
+def doctor(
+    json_: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
+) -> None:
+    """Check config, API key, store and provider; say what to fix."""
+    from sponsorcast.cli._common import OPTIONS
+    from sponsorcast.doctor import run_checks
+
+    checks = run_checks(OPTIONS.config_path, OPTIONS.store_url)
+    rows = [{"check": c.name, "ok": c.ok, "detail": c.detail, "fix": c.fix} for c in checks]
+    if json_:
+        console.print_json(rows)
+    else:
+        console.print_table(
+            [{**r, "ok": "ok" if r["ok"] else "FAIL"} for r in rows],
+            ["check", "ok", "detail", "fix"], title="sponsorcast doctor",
+        )
+    if not all(c.ok for c in checks):
+        raise typer.Exit(int(ExitCode.CONFIG))
+
+
 def register(app: typer.Typer) -> None:
-    """Add ``init``."""
+    """Add ``init`` and ``doctor``."""
     app.command("init")(init)
+    app.command("doctor")(doctor)
