@@ -226,6 +226,9 @@ def _parse_yaml(
         mark = exc.problem_mark or exc.context_mark
         line = mark.line + first_line if mark is not None else first_line
         problem = exc.problem or exc.context or "syntax error"
+        if exc.problem and exc.context and exc.context_mark is not None:
+            # e.g. "found unexpected end of stream (while scanning a quoted scalar on line 3)"
+            problem += f" ({exc.context} on line {exc.context_mark.line + first_line})"
         raise CampaignFileError(f"invalid YAML: {problem}.", path=path, line=line) from None
     except yaml.YAMLError as exc:
         raise CampaignFileError(f"invalid YAML: {exc}.", path=path, line=first_line) from None

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import html as html_lib
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from functools import lru_cache
 from types import TracebackType
@@ -29,13 +29,18 @@ from jinja2.exceptions import SecurityError, TemplateError as JinjaError
 from jinja2.runtime import new_context
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 
-from sponsorcast.campaign import CampaignFile
+from sponsorcast.campaign import CampaignFile, load_campaign
 from sponsorcast.errors import TemplateError
 
 if TYPE_CHECKING:
+    from pathlib import Path
+
     from jinja2 import Environment, Template
 
+    from sponsorcast.audience import Audience
+    from sponsorcast.config import Config
     from sponsorcast.models import Sponsor
+    from sponsorcast.store import Store
 
 # Variables a lead's extra columns (``fields``) never override at the top level.
 STANDARD_NAMES = frozenset(
@@ -578,16 +583,200 @@ def check_recipients(
     )
 
 
-__all__ = [
-    "CheckReport",
-    "CompiledCampaign",
-    "Links",
-    "Problem",
-    "RenderedMessage",
-    "SandboxRefused",
-    "StaticLinks",
-    "check_recipients",
-    "compile_campaign",
-    "markdown_to_html",
-    "render_message",
-]
+
+# --------------------------------------------------------------------------- preview and check
+# What the ``render`` command does, over the store or over a leads CSV (SPEC §3).
+
+
+@dataclass(frozen=True)
+class Preview:
+    """One recipient's rendered email, for ``render`` without ``--check``."""
+
+    campaign_id: str
+    path: str
+    to: str
+    from_address: str | None
+    reply_to: str | None
+    message: RenderedMessage
+    note: str | None = None  # e.g. "not in the campaign's audience"
+
+    def as_dict(self) -> dict[str, Any]:
+        """Stable JSON keys."""
+        return {
+            "campaign": self.campaign_id,
+            "file": self.path,
+            "to": self.to,
+            "from": self.from_address,
+            "reply_to": self.reply_to,
+            "subject": self.message.subject,
+            "headers": self.message.headers,
+            "text": self.message.text,
+            "html": self.message.html,
+            "note": self.note,
+        }
+
+
+@dataclass
+class CheckResult:
+    """One campaign file's outcome in ``render --check``: its report, or why it is invalid."""
+
+    report: CheckReport
+    invalid: bool = False
+
+    def as_dict(self) -> dict[str, Any]:
+        """Stable JSON keys."""
+        return {
+            "file": self.report.path,
+            "campaign": self.report.campaign_id,
+            "valid": not self.invalid,
+            "recipients": self.report.checked,
+            "problems": [p.as_dict() for p in self.report.problems],
+        }
+
+
+class RecipientSource:
+    """Where recipients and sponsors come from: the store, or a leads CSV (in memory)."""
+
+    def __init__(self, config: Config, leads_csv: Path | None = None) -> None:
+        self.config = config
+        self.leads_csv = leads_csv
+        self._store: Store | None = None
+        self._loaded: set[str] = set()
+
+    def store(self) -> Store:
+        """The store: the configured one (never created here), or a private in-memory one."""
+        from sponsorcast.store import open_store
+
+        if self._store is None:
+            if self.leads_csv is None:
+                self._store = open_store(
+                    self.config.store_url, sponsors=self.config.sponsors, create=False
+                )
+            else:
+                # The CSV goes into a throwaway in-memory store so the audience is the same SQL
+                # as for a real send; the configured store is never opened, let alone created.
+                self._store = open_store("sqlite:///:memory:", sponsors=self.config.sponsors)
+        return self._store
+
+    def sponsor(self, sponsor_id: str) -> Sponsor:
+        """The campaign's sponsor (from the store, or from the config with ``--leads``)."""
+        from sponsorcast.errors import NotFound
+        from sponsorcast.store import get_sponsor
+
+        try:
+            return get_sponsor(self.store(), sponsor_id)
+        except NotFound as exc:
+            if self.leads_csv is not None:
+                raise NotFound(
+                    exc.message, hint=f"With --leads, sponsors come from the config: add [sponsors.{sponsor_id}]."
+                ) from None
+            raise
+
+    def _load_csv(self, sponsor_id: str) -> None:
+        if self.leads_csv is None or sponsor_id in self._loaded:
+            return
+        from sponsorcast.audience import lead_table, tags_to_text
+        from sponsorcast.leads import read_csv_recipients
+
+        insert = lead_table.insert().prefix_with("OR REPLACE")
+        columns = ("email", "name", "first_name", "last_name", "company", "title", "intent_level",
+                   "intent_score", "follow_up_status", "event", "fields")
+        with self.store().write() as conn:
+            chunk: list[dict[str, Any]] = []
+            for row in read_csv_recipients(self.leads_csv):
+                values = {k: row.get(k) for k in columns}
+                values["sponsor_id"] = sponsor_id
+                values["email"] = (row.get("email") or "").strip().lower()
+                values["follow_up_status"] = row.get("follow_up_status") or "new"
+                values["tags"] = tags_to_text(row.get("tags") or [])
+                chunk.append(values)
+                if len(chunk) >= 1000:
+                    conn.execute(insert, chunk)
+                    chunk = []
+            if chunk:
+                conn.execute(insert, chunk)
+        self._loaded.add(sponsor_id)
+
+    def recipients(self, sponsor_id: str, audience: Audience) -> Iterator[dict[str, Any]]:
+        """Stream the audience's recipients, in lead order."""
+        from sponsorcast.audience import iter_recipients, select_recipients
+
+        self._load_csv(sponsor_id)
+        with self.store().read() as conn:
+            yield from iter_recipients(conn, select_recipients(sponsor_id, audience))
+
+    def find(self, sponsor_id: str, audience: Audience, email: str | None) -> tuple[dict[str, Any], str | None]:
+        """One recipient to preview: ``email``'s lead or the audience's first; and a note."""
+        import sqlalchemy as sa
+
+        from sponsorcast.audience import RECIPIENT_COLUMNS, lead_table, recipient, select_recipients
+        from sponsorcast.errors import NotFound
+
+        self._load_csv(sponsor_id)
+        query = select_recipients(sponsor_id, audience)
+        hint = "Import leads with 'sponsorcast leads import', or preview against a CSV with --leads."
+        with self.store().read() as conn:
+            if email is None:
+                row = conn.execute(query.limit(1)).mappings().first()
+                if row is None:
+                    raise NotFound(f"The audience ({audience.type}) of sponsor '{sponsor_id}' has no leads to preview.", hint=hint)
+                return recipient(dict(row)), None
+            wanted = email.strip().lower()
+            row = conn.execute(query.where(sa.func.lower(lead_table.c.email) == wanted).limit(1)).mappings().first()
+            if row is not None:
+                return recipient(dict(row)), None
+            cols = [lead_table.c[name] for name in RECIPIENT_COLUMNS]
+            any_row = conn.execute(
+                sa.select(*cols).where(lead_table.c.sponsor_id == sponsor_id,
+                                       sa.func.lower(lead_table.c.email) == wanted).limit(1)
+            ).mappings().first()
+            if any_row is None:
+                raise NotFound(f"No lead {email} for sponsor '{sponsor_id}'.", hint=hint)
+            return recipient(dict(any_row)), f"{email} is not in this campaign's audience ({audience.type})."
+
+    def close(self) -> None:
+        """Release the store."""
+        if self._store is not None:
+            self._store.dispose()
+            self._store = None
+
+
+def preview_campaign(path: Path, source: RecipientSource, to: str | None = None) -> Preview:
+    """Render one campaign file for one recipient (``to``, else the audience's first)."""
+    campaign = load_campaign(path)
+    compiled = compile_campaign(
+        campaign, source.sponsor(campaign.sponsor),
+        unsubscribe_mailto=source.config.tracking.unsubscribe_mailto,
+    )
+    lead, note = source.find(campaign.sponsor, campaign.audience, to)
+    message = render_message(compiled, lead, compiled.default_links)
+    name = lead.get("name")
+    to_header = f"{name} <{lead['email']}>" if name else str(lead["email"])
+    return Preview(
+        campaign_id=campaign.id, path=str(path), to=to_header, from_address=compiled.from_address,
+        reply_to=compiled.reply_to, message=message, note=note,
+    )
+
+
+def check_campaign_file(path: Path, source: RecipientSource) -> CheckResult:
+    """Check one campaign file against every recipient of its audience.
+
+    An invalid file (YAML, keys, template syntax, sandbox, unknown sponsor) is reported as one
+    problem with ``invalid`` set instead of raising, so a directory check reports every file.
+    """
+    from sponsorcast.errors import InputFileError, NotFound
+
+    try:
+        campaign = load_campaign(path)
+        compiled = compile_campaign(
+            campaign, source.sponsor(campaign.sponsor),
+            unsubscribe_mailto=source.config.tracking.unsubscribe_mailto,
+        )
+        return CheckResult(check_recipients(compiled, source.recipients(campaign.sponsor, campaign.audience)))
+    except (InputFileError, NotFound) as exc:
+        if isinstance(exc, InputFileError) and exc.path not in (None, str(path)):
+            raise  # the leads CSV, not the campaign: the whole check is invalid
+        line = exc.line if isinstance(exc, InputFileError) else None
+        reason = exc.reason if isinstance(exc, InputFileError) else exc.message
+        problem = Problem(path=str(path), line=line, message=reason, count=0)
+        return CheckResult(CheckReport(campaign_id=path.stem, path=str(path), problems=[problem]), invalid=True)
