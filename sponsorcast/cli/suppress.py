@@ -1,9 +1,69 @@
-"""CLI: suppress commands (thin: parameters, one call into the domain, output)."""
+"""CLI: ``suppress add/remove/list`` (thin: parameters, one call into the domain, output)."""
 
 from __future__ import annotations
 
+from typing import Annotated, Optional
+
 import typer
+
+from sponsorcast import console
+from sponsorcast.cli._common import handle_errors, open_store
+
+suppress_app = typer.Typer(help="The suppression list: addresses never to email again.", no_args_is_help=True)
+
+SPONSOR_HELP = "Sponsor id; '*' means all sponsors."
+
+
+@suppress_app.command("add")
+@handle_errors
+def add(
+    emails: Annotated[list[str], typer.Argument(metavar="EMAIL...", help="Addresses to suppress.")],
+    sponsor: Annotated[Optional[str], typer.Option("--sponsor", help=SPONSOR_HELP + " Default: all.")] = None,
+    reason: Annotated[str, typer.Option("--reason", help="unsubscribed, bounced, complained or manual.")] = "manual",
+) -> None:
+    """Suppress addresses (for all sponsors unless --sponsor)."""
+    from sponsorcast.suppression import add as add_suppressions
+
+    result = add_suppressions(open_store(), emails, sponsor_id=sponsor, reason=reason)
+    scope = f"sponsor '{sponsor}'" if sponsor and sponsor != "*" else "all sponsors"
+    console.say(f"Suppressed {len(result.changed)} address(es) for {scope}; "
+                f"{len(result.unchanged)} already were.")
+
+
+@suppress_app.command("remove")
+@handle_errors
+def remove(
+    emails: Annotated[list[str], typer.Argument(metavar="EMAIL...", help="Addresses to allow again.")],
+    sponsor: Annotated[Optional[str], typer.Option("--sponsor", help=SPONSOR_HELP + " Default: every entry.")] = None,
+) -> None:
+    """Lift suppressions (every entry for the address unless --sponsor)."""
+    from sponsorcast.suppression import remove as remove_suppressions
+
+    result = remove_suppressions(open_store(), emails, sponsor_id=sponsor)
+    console.say(f"Removed {len(result.changed)} address(es) from the suppression list.")
+    if result.unchanged:
+        console.warn(f"Not on the list: {', '.join(result.unchanged)}.")
+
+
+@suppress_app.command("list")
+@handle_errors
+def list_(
+    sponsor: Annotated[Optional[str], typer.Option("--sponsor", help="Only entries that apply to this sponsor.")] = None,
+    json_: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
+    csv_: Annotated[bool, typer.Option("--csv", help="CSV output.")] = False,
+) -> None:
+    """List suppressed addresses."""
+    from sponsorcast.suppression import COLUMNS, list_suppressions
+
+    rows = list_suppressions(open_store(), sponsor_id=sponsor)
+    if json_:
+        console.print_json(rows)
+    elif csv_:
+        console.print_csv(rows, COLUMNS)
+    else:
+        console.print_table(rows, COLUMNS, title=f"Suppressed addresses ({len(rows)})")
 
 
 def register(app: typer.Typer) -> None:
-    """Add this module's commands to the app."""
+    """Add the ``suppress`` group."""
+    app.add_typer(suppress_app, name="suppress")

@@ -1,0 +1,167 @@
+"""The suppression list (SPEC §1): addresses never to email again, per sponsor or for all.
+
+An entry is (``email``, ``sponsor_id``, ``reason``); ``sponsor_id = '*'`` (``ALL_SPONSORS``)
+means every sponsor. Addresses are kept trimmed and lower-cased, the way leads are compared.
+
+The send engine leaves suppressed addresses out with one SQL condition, at snapshot and again
+when it claims a batch::
+
+    from sponsorcast.suppression import suppressed_condition
+    # snapshot: over the lead table
+    suppressed_condition(campaign.sponsor_id)                          # EXISTS(...) on lead.email
+    # claim: over the delivery table
+    suppressed_condition(campaign.sponsor_id, delivery_table.c.recipient)
+
+Both give ``EXISTS (SELECT 1 FROM suppression WHERE suppression.email = lower(<email>) AND
+suppression.sponsor_id IN (<sponsor>, '*'))``; ``sponsor_id`` may also be a column (e.g.
+``campaign.c.sponsor_id`` in a join). It uses the index on ``suppression.email``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import sqlalchemy as sa
+
+from sponsorcast.errors import BadInput
+from sponsorcast.models import ALL_SPONSORS, Lead, Suppression, utcnow
+from sponsorcast.store import Store, get_sponsor
+
+REASONS = ("unsubscribed", "bounced", "complained", "manual")
+COLUMNS = ["email", "sponsor", "reason", "created_at"]
+
+suppression_table: sa.Table = Suppression.__table__  # type: ignore[attr-defined]
+lead_table: sa.Table = Lead.__table__  # type: ignore[attr-defined]
+
+
+@dataclass(frozen=True)
+class SuppressResult:
+    """What ``add`` or ``remove`` did: addresses changed and addresses left as they were."""
+
+    changed: list[str]
+    unchanged: list[str]
+
+
+def normalize_email(email: str) -> str:
+    """The form addresses are stored and compared in: trimmed, lower-cased."""
+    return email.strip().lower()
+
+
+def validate_emails(emails: Iterable[str]) -> list[str]:
+    """Normalised addresses, or BadInput naming the first invalid one (nothing is changed)."""
+    from email_validator import EmailNotValidError, validate_email
+
+    result: list[str] = []
+    for raw in emails:
+        email = normalize_email(raw)
+        try:
+            validate_email(email, check_deliverability=False)
+        except EmailNotValidError as exc:
+            raise BadInput(f"'{raw}' is not a valid email address: {exc}") from None
+        if email not in result:
+            result.append(email)
+    if not result:
+        raise BadInput("Give at least one email address.")
+    return result
+
+
+def suppressed_condition(
+    sponsor_id: str | sa.ColumnElement[Any],
+    email: sa.ColumnElement[Any] | None = None,
+) -> sa.ColumnElement[bool]:
+    """SQL EXISTS: the address in ``email`` (default ``lead.email``) is suppressed for the sponsor."""
+    email_col = lead_table.c.email if email is None else email
+    sponsor = sa.literal(sponsor_id) if isinstance(sponsor_id, str) else sponsor_id
+    s = suppression_table
+    return sa.exists(
+        sa.select(sa.literal(1))
+        .select_from(s)
+        .where(
+            s.c.email == sa.func.lower(email_col),
+            sa.or_(s.c.sponsor_id == sponsor, s.c.sponsor_id == ALL_SPONSORS),
+        )
+    )
+
+
+def is_suppressed(conn: sa.Connection, email: str, sponsor_id: str) -> bool:
+    """True when ``email`` is suppressed for ``sponsor_id`` (or for all sponsors)."""
+    s = suppression_table
+    row = conn.execute(
+        sa.select(s.c.id).where(
+            s.c.email == normalize_email(email),
+            s.c.sponsor_id.in_([sponsor_id, ALL_SPONSORS]),
+        ).limit(1)
+    ).first()
+    return row is not None
+
+
+def suppress_conn(conn: sa.Connection, email: str, sponsor_id: str, reason: str) -> bool:
+    """Add one entry inside an open write transaction; False when it was already there."""
+    s = suppression_table
+    email = normalize_email(email)
+    exists = conn.execute(
+        sa.select(s.c.id).where(s.c.email == email, s.c.sponsor_id == sponsor_id)
+    ).first()
+    if exists is not None:
+        return False
+    conn.execute(
+        s.insert().values(email=email, sponsor_id=sponsor_id, reason=reason, created_at=utcnow())
+    )
+    return True
+
+
+def _check_sponsor(store: Store, sponsor_id: str | None) -> None:
+    if sponsor_id is not None and sponsor_id != ALL_SPONSORS:
+        get_sponsor(store, sponsor_id)
+
+
+def add(
+    store: Store, emails: Sequence[str], *, sponsor_id: str | None = None, reason: str = "manual"
+) -> SuppressResult:
+    """Suppress addresses for a sponsor (default: all sponsors); all or nothing."""
+    if reason not in REASONS:
+        raise BadInput(f"Unknown reason '{reason}' (choose from {', '.join(REASONS)}).")
+    clean = validate_emails(emails)
+    sponsor = sponsor_id or ALL_SPONSORS
+    _check_sponsor(store, sponsor)
+    changed: list[str] = []
+    unchanged: list[str] = []
+    with store.write() as conn:
+        for email in clean:
+            (changed if suppress_conn(conn, email, sponsor, reason) else unchanged).append(email)
+    return SuppressResult(changed, unchanged)
+
+
+def remove(store: Store, emails: Sequence[str], *, sponsor_id: str | None = None) -> SuppressResult:
+    """Lift suppressions: for one sponsor (``'*'`` = the all-sponsors entry), or every entry."""
+    clean = validate_emails(emails)
+    _check_sponsor(store, sponsor_id)
+    s = suppression_table
+    changed: list[str] = []
+    unchanged: list[str] = []
+    with store.write() as conn:
+        for email in clean:
+            query = s.delete().where(s.c.email == email)
+            if sponsor_id is not None:
+                query = query.where(s.c.sponsor_id == sponsor_id)
+            removed = conn.execute(query).rowcount
+            (changed if removed else unchanged).append(email)
+    return SuppressResult(changed, unchanged)
+
+
+def list_suppressions(store: Store, *, sponsor_id: str | None = None) -> list[dict[str, Any]]:
+    """Entries, ordered by address; with a sponsor, those that apply to it (its own and '*')."""
+    _check_sponsor(store, sponsor_id)
+    s = suppression_table
+    query = sa.select(s.c.email, s.c.sponsor_id, s.c.reason, s.c.created_at).order_by(
+        s.c.email, s.c.sponsor_id
+    )
+    if sponsor_id is not None:
+        query = query.where(s.c.sponsor_id.in_([sponsor_id, ALL_SPONSORS]))
+    with store.read() as conn:
+        return [
+            {"email": r.email, "sponsor": r.sponsor_id, "reason": r.reason, "created_at": r.created_at}
+            for r in conn.execute(query)
+        ]

@@ -1,0 +1,495 @@
+"""Tracking: tokens, Links for the send engine, Svix signatures, applying events, import, sync."""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import json
+from collections.abc import Sequence
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+from typing import Any
+
+import pytest
+import sqlalchemy as sa
+
+from sponsorcast import tracking
+from sponsorcast.config import Config, Secrets, TrackingConfig
+from sponsorcast.errors import ConfigError, NotFound, TransportError
+from sponsorcast.models import Campaign, Delivery, Event, Lead, Sponsor, Suppression
+from sponsorcast.store import Store
+from sponsorcast.suppression import suppressed_condition
+
+campaign_t: sa.Table = Campaign.__table__  # type: ignore[attr-defined]
+delivery_t: sa.Table = Delivery.__table__  # type: ignore[attr-defined]
+lead_t: sa.Table = Lead.__table__  # type: ignore[attr-defined]
+event_t: sa.Table = Event.__table__  # type: ignore[attr-defined]
+sponsor_t: sa.Table = Sponsor.__table__  # type: ignore[attr-defined]
+suppression_t: sa.Table = Suppression.__table__  # type: ignore[attr-defined]
+
+SECRET = "test-secret-0123456789abcdef"
+T0 = datetime(2026, 11, 20, 9, 0, tzinfo=timezone.utc)
+BODY = """Hi {{ first_name }},
+
+[Book a demo](https://example.com/demo?src=mail&x=1). See <https://example.com/agenda>.
+<a href="https://example.com/raw">raw</a> and https://example.com/plain.
+[Your page](https://example.com/p?c={{ company | urlencode }}) and [again](https://example.com/demo?src=mail&x=1)
+"""
+LINKS = [
+    "https://example.com/demo?src=mail&x=1",
+    "https://example.com/agenda",
+    "https://example.com/raw",
+    "https://example.com/plain",
+    "https://example.com/p?c={{ company | urlencode }}",
+]
+
+# Svix's published test vector
+VECTOR_SECRET = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
+VECTOR_ID = "msg_p5jXN8AQM9LWM0D4loKWxJek"
+VECTOR_TS = 1614265330
+VECTOR_BODY = b'{"test": 2432232314}'
+VECTOR_SIG = "v1,g0hM9SsE+OTPJTGt/tmIKtSyZlE3uFJELVlNIOLJ1OE="
+
+
+# --- helpers shared with the server, suppression and stats tests --------------------------
+
+
+def add_sponsor(store: Store, sponsor_id: str, name: str | None = None) -> None:
+    """Insert a sponsor row."""
+    with store.write() as conn:
+        conn.execute(sponsor_t.insert().values(id=sponsor_id, name=name or sponsor_id, messaging_enabled=True))
+
+
+def seed(
+    store: Store,
+    emails: Sequence[str],
+    *,
+    campaign: str = "spring",
+    sponsor: str = "default",
+    body: str = BODY,
+    status: str = "sent",
+    started_at: datetime | None = T0,
+) -> list[int]:
+    """A campaign with one lead and one delivery per address (sent, with msg ids); the delivery ids."""
+    with store.write() as conn:
+        conn.execute(campaign_t.insert().values(
+            id=campaign, sponsor_id=sponsor, name=campaign.title(), subject="Hello", body=body,
+            status="sent", content_hash="h", total_recipients=len(emails), created_at=T0,
+            started_at=started_at,
+        ))
+        ids = []
+        for i, email in enumerate(emails):
+            existing = conn.execute(sa.select(lead_t.c.id).where(
+                lead_t.c.sponsor_id == sponsor, lead_t.c.email == email)).scalar()
+            lead_id = existing or conn.execute(lead_t.insert().values(
+                sponsor_id=sponsor, email=email, first_name=email.split("@")[0], company="ACME & Co",
+                follow_up_status="new", tags="",
+            )).inserted_primary_key[0]
+            sent = status not in ("pending", "sending", "suppressed", "cancelled")
+            ids.append(conn.execute(delivery_t.insert().values(
+                campaign_id=campaign, lead_id=lead_id, recipient=email, status=status, batch=0,
+                provider_message_id=f"{campaign}-msg-{i}" if sent else None,
+                sent_at=T0 + timedelta(seconds=i) if sent else None,
+            )).inserted_primary_key[0])
+    return ids
+
+
+def delivery(store: Store, delivery_id: int) -> dict[str, Any]:
+    """One delivery row as a dict."""
+    with store.read() as conn:
+        return dict(conn.execute(sa.select(delivery_t).where(delivery_t.c.id == delivery_id)).mappings().one())
+
+
+def table_rows(store: Store, table: sa.Table) -> list[dict[str, Any]]:
+    """Every row of a table, for before/after comparisons."""
+    with store.read() as conn:
+        return [dict(r) for r in conn.execute(sa.select(table).order_by(*table.primary_key.columns)).mappings()]
+
+
+def snapshot(store: Store) -> tuple[Any, ...]:
+    """Deliveries, events and suppressions: what tracking may change."""
+    return tuple(table_rows(store, t) for t in (delivery_t, event_t, suppression_t))
+
+
+def suppressed_leads(store: Store, sponsor: str) -> list[str]:
+    """Lead addresses of a sponsor that suppressed_condition excludes."""
+    with store.read() as conn:
+        return list(conn.execute(
+            sa.select(lead_t.c.email).where(lead_t.c.sponsor_id == sponsor, suppressed_condition(sponsor))
+            .order_by(lead_t.c.email)
+        ).scalars())
+
+
+def tracking_config(config: Config, public_url: str = "https://t.example.com", **kw: Any) -> Config:
+    """The project's config with tracking and secrets set."""
+    return dataclasses.replace(
+        config,
+        tracking=TrackingConfig(public_url=public_url, **kw),
+        secrets=Secrets(sponsorcast_secret=SECRET, webhook_secret=VECTOR_SECRET),
+    )
+
+
+def event(type_: str, email_id: str | None, created: datetime = T0, **data: Any) -> dict[str, Any]:
+    """A Resend webhook payload."""
+    body: dict[str, Any] = {"created_at": created.isoformat(), "to": ["someone@example.org"], **data}
+    if email_id is not None:
+        body["email_id"] = email_id
+    return {"type": type_, "created_at": created.isoformat(), "data": body}
+
+
+# --- Svix signatures ----------------------------------------------------------------------
+
+
+def vector_headers(sig: str = VECTOR_SIG, ts: int = VECTOR_TS) -> dict[str, str]:
+    return {"svix-id": VECTOR_ID, "svix-timestamp": str(ts), "svix-signature": sig}
+
+
+def test_published_vector_verifies_at_its_time() -> None:
+    got = tracking.verify_webhook(VECTOR_SECRET, vector_headers(), VECTOR_BODY, now=lambda: VECTOR_TS)
+    assert got == VECTOR_ID
+
+
+def test_vector_with_last_character_changed_fails() -> None:
+    bad = VECTOR_SIG[:-2] + ("A" if VECTOR_SIG[-2] != "A" else "B") + "="
+    with pytest.raises(tracking.WebhookSignatureError, match="does not match"):
+        tracking.verify_webhook(VECTOR_SECRET, vector_headers(bad), VECTOR_BODY, now=lambda: VECTOR_TS)
+    altered_last = VECTOR_SIG[:-1] + "A"
+    with pytest.raises(tracking.WebhookSignatureError):
+        tracking.verify_webhook(VECTOR_SECRET, vector_headers(altered_last), VECTOR_BODY, now=lambda: VECTOR_TS)
+
+
+def test_vector_body_altered_fails_and_one_of_several_signatures_passes() -> None:
+    with pytest.raises(tracking.WebhookSignatureError):
+        tracking.verify_webhook(VECTOR_SECRET, vector_headers(), b'{"test": 2432232315}', now=lambda: VECTOR_TS)
+    several = "v1,bm90IGl0 " + VECTOR_SIG + " v2,whatever"
+    assert tracking.verify_webhook(VECTOR_SECRET, vector_headers(several), VECTOR_BODY,
+                                   now=lambda: VECTOR_TS) == VECTOR_ID
+
+
+@pytest.mark.parametrize("offset", [301, -301, 3600])
+def test_stale_or_future_timestamp_is_refused(offset: int) -> None:
+    with pytest.raises(tracking.WebhookSignatureError, match="5 minutes"):
+        tracking.verify_webhook(VECTOR_SECRET, vector_headers(), VECTOR_BODY, now=lambda: VECTOR_TS + offset)
+    # within tolerance it passes
+    tracking.verify_webhook(VECTOR_SECRET, vector_headers(), VECTOR_BODY, now=lambda: VECTOR_TS + 299)
+
+
+def test_missing_headers_are_refused() -> None:
+    for missing in ("svix-id", "svix-timestamp", "svix-signature"):
+        headers = {k: v for k, v in vector_headers().items() if k != missing}
+        with pytest.raises(tracking.WebhookSignatureError, match="header"):
+            tracking.verify_webhook(VECTOR_SECRET, headers, VECTOR_BODY, now=lambda: VECTOR_TS)
+
+
+# --- tokens -------------------------------------------------------------------------------
+
+
+def test_tokens_are_deterministic_compact_and_url_safe() -> None:
+    a = tracking.make_token(SECRET, "u", 12345)
+    assert a == tracking.make_token(SECRET, "u", 12345)
+    assert len(a) <= 30 and all(c.isalnum() or c in "-_" for c in a)
+    assert tracking.read_token(SECRET, "u", a) == tracking.TokenData(12345, None)
+    c = tracking.make_token(SECRET, "c", 7, 3)
+    assert tracking.read_token(SECRET, "c", c) == tracking.TokenData(7, 3)
+
+
+def test_altered_forged_and_cross_route_tokens_are_refused() -> None:
+    token = tracking.make_token(SECRET, "o", 42)
+    flipped = token[:5] + ("A" if token[5] != "A" else "B") + token[6:]
+    other_delivery = token[:-2] + "2b"  # same MAC, body says delivery 43
+    assert tracking.read_token(SECRET, "o", flipped) is None
+    assert tracking.read_token(SECRET, "o", other_delivery) is None
+    assert tracking.read_token("another-secret", "o", token) is None
+    assert tracking.read_token(SECRET, "u", token) is None  # an open token does not unsubscribe
+    assert tracking.read_token(SECRET, "o", "") is None
+    assert tracking.read_token(SECRET, "o", "x" * 200) is None
+
+
+# --- campaign links and the send engine's Links -------------------------------------------
+
+
+def test_campaign_links_lists_body_link_targets_in_order_once() -> None:
+    assert tracking.campaign_links(BODY) == LINKS
+
+
+def test_links_for_with_public_url(project: Any) -> None:
+    config = tracking_config(project.config, unsubscribe_mailto="leave@example.com")
+    links, headers = tracking.links_for(config, "spring", 17, LINKS)
+    u = tracking.make_token(SECRET, "u", 17)
+    assert links.unsubscribe_url == f"https://t.example.com/u/{u}"
+    assert links.pixel_url == f"https://t.example.com/o/{tracking.make_token(SECRET, 'o', 17)}.gif"
+    assert headers == {
+        "List-Unsubscribe": f"<https://t.example.com/u/{u}>, <mailto:leave@example.com?subject=unsubscribe>",
+        "List-Unsubscribe-Post": "List-Unsubscribe=One-Click",
+    }
+    assert links.click("https://example.com/agenda") == (
+        f"https://t.example.com/c/{tracking.make_token(SECRET, 'c', 17, 1)}")
+    assert links.click("https://elsewhere.example/") == "https://elsewhere.example/"
+    # the same delivery always gets the same links (a re-sent batch is byte-identical)
+    again, again_headers = tracking.links_for(config, "spring", 17, LINKS)
+    assert (again.unsubscribe_url, again.pixel_url, again_headers) == (
+        links.unsubscribe_url, links.pixel_url, headers)
+
+
+def test_links_for_switches(project: Any) -> None:
+    config = tracking_config(project.config, open_tracking=False, click_tracking=False)
+    links, headers = tracking.links_for(config, "spring", 3, LINKS)
+    assert links.pixel_url is None
+    assert links.click("https://example.com/agenda") == "https://example.com/agenda"
+    assert set(headers) == {"List-Unsubscribe", "List-Unsubscribe-Post"}
+
+
+def test_links_for_without_public_url_gives_static_links(project: Any) -> None:
+    from sponsorcast.render import StaticLinks
+
+    config = dataclasses.replace(project.config, tracking=TrackingConfig(unsubscribe_mailto="out@example.com"))
+    links, headers = tracking.links_for(config, "spring", 3, LINKS)
+    assert isinstance(links, StaticLinks)
+    assert links.unsubscribe_url == "mailto:out@example.com?subject=unsubscribe"
+    assert headers == {"List-Unsubscribe": "<mailto:out@example.com?subject=unsubscribe>"}
+
+
+def test_links_for_without_secret_is_a_config_error(project: Any) -> None:
+    config = dataclasses.replace(project.config, tracking=TrackingConfig(public_url="https://t.example.com"))
+    with pytest.raises(ConfigError, match="SPONSORCAST_SECRET") as info:
+        tracking.links_for(config, "spring", 3, LINKS)
+    assert info.value.exit_code == 3
+
+
+def test_rendered_email_links_resolve_back_to_the_campaign_links(store: Store, project: Any) -> None:
+    """Through render: every tracked href redirects to what the untracked email linked to."""
+    import re
+
+    from sponsorcast.campaign import CampaignFile
+    from sponsorcast.render import StaticLinks, compile_campaign, render_message
+    from sponsorcast.store import get_sponsor
+
+    [did] = seed(store, ["ann@example.org"])
+    compiled = compile_campaign(CampaignFile(id="spring", subject="Hi", body=BODY), get_sponsor(store, "default"))
+    lead = {"email": "ann@example.org", "first_name": "Ann", "company": "ACME & Co", "fields": {}, "tags": []}
+    plain = render_message(compiled, lead, StaticLinks("mailto:x@example.com"))
+    links, _ = tracking.links_for(tracking_config(project.config), "spring", did, tracking.campaign_links(BODY))
+    tracked = render_message(compiled, lead, links)
+    hrefs = re.compile(r'<a href="([^"]*)"')
+    import html
+
+    plain_urls = [html.unescape(u) for u in hrefs.findall(plain.html)][:-1]  # last: unsubscribe
+    tracked_urls = [html.unescape(u) for u in hrefs.findall(tracked.html)][:-1]
+    assert len(plain_urls) == 5 and all(u.startswith("https://t.example.com/c/") for u in tracked_urls)
+    from urllib.parse import parse_qs, urlsplit
+
+    resolved = []
+    for url in tracked_urls:
+        parts = urlsplit(url)
+        u = parse_qs(parts.query).get("u", [None])[0]
+        found = tracking.resolve_click(store, SECRET, parts.path.rsplit("/", 1)[1], u)
+        assert found is not None and found[0] == did
+        resolved.append(found[1])
+    assert resolved == plain_urls
+    assert "https://example.com/p?c=ACME%20%26%20Co" in resolved
+
+
+def test_personalised_click_refuses_a_url_it_did_not_sign(store: Store) -> None:
+    [did] = seed(store, ["ann@example.org"])
+    good = "https://example.com/p?c=ACME"
+    token = tracking.make_token(SECRET, "c", did, 4, good)
+    assert tracking.resolve_click(store, SECRET, token, good) == (did, good)
+    assert tracking.resolve_click(store, SECRET, token, "https://evil.example/p?c=ACME") is None
+    # signed, but not from that link's template: still refused
+    evil = "https://evil.example/"
+    assert tracking.resolve_click(store, SECRET, tracking.make_token(SECRET, "c", did, 4, evil), evil) is None
+    # a static link index beyond the campaign's links
+    assert tracking.resolve_click(store, SECRET, tracking.make_token(SECRET, "c", did, 9), None) is None
+
+
+# --- applying events ----------------------------------------------------------------------
+
+
+def test_delivered_then_replay_is_applied_once(store: Store) -> None:
+    [did] = seed(store, ["ann@example.org"])
+    payload = event("email.opened", "spring-msg-0", T0 + timedelta(minutes=5))
+    assert tracking.apply_event(store, payload, "msg_1").outcome == "applied"
+    before = snapshot(store)
+    assert tracking.apply_event(store, payload, "msg_1").outcome == "duplicate"
+    assert snapshot(store) == before
+    row = delivery(store, did)
+    assert (row["status"], row["open_count"], row["opened_at"]) == ("delivered", 1, T0 + timedelta(minutes=5))
+    # an open arriving first counts as delivered too
+    assert row["delivered_at"] == T0 + timedelta(minutes=5)
+
+
+def test_status_never_moves_backwards(store: Store) -> None:
+    [did] = seed(store, ["ann@example.org"])
+    tracking.apply_event(store, event("email.complained", "spring-msg-0", T0 + timedelta(hours=2)), "e1")
+    tracking.apply_event(store, event("email.delivered", "spring-msg-0", T0 + timedelta(minutes=1)), "e2")
+    tracking.apply_event(store, event("email.sent", "spring-msg-0", T0), "e3")
+    row = delivery(store, did)
+    assert row["status"] == "complained"
+    assert row["delivered_at"] == T0 + timedelta(hours=2)  # first known evidence of delivery
+    assert row["sent_at"] == T0
+
+
+def test_clicks_count_events_and_keep_the_first_time(store: Store) -> None:
+    [did] = seed(store, ["ann@example.org"])
+    for i, minutes in enumerate([30, 10, 20]):
+        tracking.apply_event(store, event("email.clicked", "spring-msg-0", T0 + timedelta(minutes=minutes),
+                                          click={"link": "https://example.com/agenda"}), f"c{i}")
+    row = delivery(store, did)
+    assert (row["click_count"], row["first_click_at"], row["open_count"]) == (3, T0 + timedelta(minutes=10), 0)
+
+
+def test_hard_bounce_suppresses_for_every_sponsor(store: Store) -> None:
+    add_sponsor(store, "acme")
+    [did] = seed(store, ["Bob@Example.org"])
+    seed(store, ["bob@example.org"], campaign="acme-news", sponsor="acme", status="pending")
+    out = tracking.apply_event(store, event("email.bounced", "spring-msg-0",
+                                            bounce={"type": "Permanent", "subType": "General", "message": "no such user"}), "b1")
+    assert out == tracking.Applied("applied", did)
+    row = delivery(store, did)
+    assert (row["status"], row["last_error"]) == ("bounced", "no such user")
+    assert [(r["email"], r["sponsor_id"], r["reason"]) for r in table_rows(store, suppression_t)] == [
+        ("bob@example.org", "*", "bounced")]
+    assert suppressed_leads(store, "acme") == ["bob@example.org"]
+    assert suppressed_leads(store, "default") == ["Bob@Example.org"]
+
+
+def test_transient_bounce_does_not_suppress(store: Store) -> None:
+    [did] = seed(store, ["ann@example.org"])
+    tracking.apply_event(store, event("email.bounced", "spring-msg-0", bounce={"type": "Transient",
+                                                                              "subType": "MailboxFull"}), "b1")
+    assert delivery(store, did)["status"] == "bounced"
+    assert table_rows(store, suppression_t) == []
+
+
+def test_complaint_suppresses_for_every_sponsor(store: Store) -> None:
+    [did] = seed(store, ["ann@example.org"])
+    tracking.apply_event(store, event("email.complained", "spring-msg-0"), "x1")
+    assert delivery(store, did)["status"] == "complained"
+    assert [(r["email"], r["sponsor_id"], r["reason"]) for r in table_rows(store, suppression_t)] == [
+        ("ann@example.org", "*", "complained")]
+
+
+def test_event_found_by_tags_when_the_message_id_is_not_recorded(store: Store) -> None:
+    [did] = seed(store, ["ann@example.org"], status="sending")
+    tags = [{"name": "campaign", "value": "spring"}, {"name": "delivery", "value": str(did)}]
+    out = tracking.apply_event(store, event("email.delivered", "unknown-id", tags=tags), "d1")
+    assert out == tracking.Applied("applied", did)
+    row = delivery(store, did)
+    assert (row["status"], row["sent_at"], row["delivered_at"]) == ("delivered", T0, T0)
+
+
+def test_tags_of_another_campaign_do_not_match(store: Store) -> None:
+    [did] = seed(store, ["ann@example.org"], status="sending")
+    before = table_rows(store, delivery_t)
+    tags = {"campaign": "other", "delivery": str(did)}
+    assert tracking.apply_event(store, event("email.delivered", "x", tags=tags), "d1").outcome == "unmatched"
+    assert table_rows(store, delivery_t) == before
+    assert [r["type"] for r in table_rows(store, event_t)] == ["email.delivered"]  # kept for the record
+
+
+def test_other_event_types_are_ignored(store: Store) -> None:
+    seed(store, ["ann@example.org"])
+    before = snapshot(store)
+    assert tracking.apply_event(store, {"type": "contact.created", "data": {}}, "z").outcome == "ignored"
+    assert snapshot(store) == before
+
+
+# --- events import ------------------------------------------------------------------------
+
+
+def write_jsonl(path: Path, lines: list[Any]) -> Path:
+    path.write_text("\n".join(x if isinstance(x, str) else json.dumps(x) for x in lines) + "\n", encoding="utf-8")
+    return path
+
+
+def test_events_import_applies_once(project: Any, store: Store) -> None:
+    [a, b] = seed(store, ["ann@example.org", "bob@example.org"])
+    path = write_jsonl(project.path / "events.jsonl", [
+        {"svix-id": "msg_1", "payload": event("email.delivered", "spring-msg-0")},
+        event("email.opened", "spring-msg-0"),
+        {"svix-id": "msg_3", "payload": event("email.bounced", "spring-msg-1", bounce={"type": "Permanent"})},
+        {"svix-id": "msg_4", "payload": event("email.delivered", "nobody")},
+        {"type": "domain.updated", "data": {}},
+        "",
+    ])
+    result = project.run("events", "import", "events.jsonl")
+    assert result.exit_code == 0, result.stderr
+    assert result.stdout == ("Applied 3 event(s); 0 already applied, 1 for no known delivery, "
+                             "1 of other types.\n")
+    again = project.run("events", "import", "events.jsonl")
+    assert again.stdout == ("Applied 0 event(s); 4 already applied, 0 for no known delivery, "
+                            "1 of other types.\n")
+    assert (delivery(store, a)["status"], delivery(store, a)["open_count"]) == ("delivered", 1)
+    assert delivery(store, b)["status"] == "bounced"
+
+
+@pytest.mark.parametrize("line, reason", [
+    ("{not json", "not valid JSON (Expecting property name enclosed in double quotes)"),
+    ('["a"]', "not a JSON object"),
+    ('{"payload": {"type": "email.sent", "data": {}}}', "an object with 'payload' needs a 'svix-id' string"),
+    ('{"type": "email.sent"}', "the payload has no 'data' object"),
+    ('{"data": {}}', "the payload has no 'type'"),
+])
+def test_events_import_bad_line_changes_nothing(project: Any, store: Store, line: str, reason: str) -> None:
+    seed(store, ["ann@example.org"])
+    path = write_jsonl(project.path / "bad.jsonl", [event("email.delivered", "spring-msg-0"), "", line])
+    before = snapshot(store)
+    result = project.run("events", "import", str(path))
+    assert result.exit_code == 2
+    assert result.stderr == f"Error: {path}:3: {reason}; nothing was applied.\n"
+    assert snapshot(store) == before
+
+
+def test_events_import_missing_file(project: Any) -> None:
+    result = project.run("events", "import", "nope.jsonl")
+    assert result.exit_code == 2
+    assert "nope.jsonl: no such file." in result.stderr
+
+
+# --- sync ---------------------------------------------------------------------------------
+
+
+class FakeResend:
+    """Answers get_email from a dict; ids not in it are unknown (NotFound)."""
+
+    def __init__(self, states: dict[str, str | Exception]) -> None:
+        self.states = states
+        self.asked: list[str] = []
+
+    async def get_email(self, message_id: str) -> dict[str, Any]:
+        self.asked.append(message_id)
+        state = self.states.get(message_id)
+        if state is None:
+            raise NotFound(f"Resend has no email with id {message_id}.")
+        if isinstance(state, Exception):
+            raise state
+        return {"object": "email", "id": message_id, "last_event": state}
+
+
+def test_sync_updates_deliveries_not_yet_final(store: Store) -> None:
+    ids = seed(store, [f"p{i}@example.org" for i in range(6)])
+    with store.write() as conn:  # p5 is already final: not asked about
+        conn.execute(delivery_t.update().where(delivery_t.c.id == ids[5]).values(status="bounced"))
+    fake = FakeResend({"spring-msg-0": "delivered", "spring-msg-1": "opened", "spring-msg-2": "bounced",
+                       "spring-msg-3": "queued", "spring-msg-4": TransportError("boom")})
+    result = asyncio.run(tracking.sync_deliveries(store, fake, "spring"))
+    assert sorted(fake.asked) == [f"spring-msg-{i}" for i in range(5)]
+    assert (result.checked, result.updated, result.unchanged, result.missing, result.errors) == (5, 3, 1, 0, ["boom"])
+    statuses = [delivery(store, i)["status"] for i in ids]
+    assert statuses == ["delivered", "delivered", "bounced", "sent", "sent", "bounced"]
+    assert delivery(store, ids[1])["open_count"] == 1
+    # asked again: the same states are not applied twice
+    again = asyncio.run(tracking.sync_deliveries(store, FakeResend({"spring-msg-3": "delivered"})))
+    assert (again.checked, again.updated, again.missing) == (2, 1, 1)
+    assert delivery(store, ids[1])["open_count"] == 1
+
+
+def test_sync_unknown_campaign(store: Store) -> None:
+    with pytest.raises(NotFound, match="Unknown campaign 'nope'"):
+        asyncio.run(tracking.sync_deliveries(store, FakeResend({}), "nope"))
+
+
+def test_sync_cli_refuses_outbox_transport(project: Any) -> None:
+    result = project.run("sync")
+    assert result.exit_code == 3
+    assert 'transport.kind is "outbox"' in result.stderr
