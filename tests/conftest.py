@@ -86,3 +86,12 @@ def store(project: Project) -> Iterator[Store]:
     s = project.store()
     yield s
     s.dispose()
+
+
+@pytest.fixture
+def fake_resend() -> Iterator["FakeResend"]:
+    """A fresh Resend stand-in on 127.0.0.1 (see tests/fakeresend.py); ``.url``, ``.api_key``."""
+    from tests.fakeresend import FakeResend
+
+    with FakeResend() as fake:
+        yield fake
