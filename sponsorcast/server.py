@@ -1,0 +1,201 @@
+"""``sponsorcast serve``: the Starlette app for webhooks, opens, clicks and unsubscribes (SPEC §5).
+
+Routes:
+
+- ``POST /webhooks/resend`` — Resend events, Svix-signed with ``RESEND_WEBHOOK_SECRET``:
+  401 for a missing, wrong or stale (over 5 minutes) signature, and nothing changes; 200 when
+  applied or already applied (each ``svix-id`` once); 503 when the secret is not configured
+  (Resend keeps retrying for a day, so nothing is lost while it is fixed).
+- ``GET /o/{token}.gif`` — 1x1 GIF, records an open.
+- ``GET /c/{token}`` — records a click and redirects (302) to that campaign's link.
+- ``GET /u/{token}`` — a small page with an "Unsubscribe" button that posts to itself.
+- ``POST /u/{token}`` — RFC 8058 one-click: unsubscribes, answers 200; no login.
+- ``GET /healthz`` — "ok", for a reverse proxy or a monitor.
+
+A forged or altered token gets 404 and changes nothing. Database work runs in Starlette's
+thread pool; the store is opened once, when the app is made.
+"""
+
+from __future__ import annotations
+
+import html
+import json
+import time
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from typing import Any
+
+from starlette.applications import Starlette
+from starlette.concurrency import run_in_threadpool
+from starlette.requests import Request
+from starlette.responses import HTMLResponse, JSONResponse, PlainTextResponse, RedirectResponse, Response
+from starlette.routing import Route
+
+from sponsorcast import tracking
+from sponsorcast.config import Config
+from sponsorcast.errors import ConfigError
+from sponsorcast.store import Store
+
+# the smallest transparent 1x1 GIF
+PIXEL = (
+    b"GIF89a\x01\x00\x01\x00\x80\x00\x00\x00\x00\x00\x00\x00\x00!\xf9\x04\x01\x00\x00\x00\x00"
+    b",\x00\x00\x00\x00\x01\x00\x01\x00\x00\x02\x02D\x01\x00;"
+)
+NO_STORE = {"Cache-Control": "no-store, private", "X-Robots-Tag": "noindex"}
+PAGE_HEADERS = {**NO_STORE, "Referrer-Policy": "no-referrer", "X-Frame-Options": "DENY"}
+MAX_WEBHOOK_BYTES = 1_000_000
+
+
+def serve_warnings(config: Config) -> list[str]:
+    """What ``serve`` will not do with this config; ConfigError when it could do nothing."""
+    secrets = config.secrets
+    if not secrets.sponsorcast_secret and not secrets.webhook_secret:
+        raise ConfigError(
+            "Neither SPONSORCAST_SECRET nor RESEND_WEBHOOK_SECRET is set, so there is nothing to serve.",
+            hint="SPONSORCAST_SECRET signs tracking links; RESEND_WEBHOOK_SECRET (whsec_…) checks webhooks.",
+        )
+    if config.tracking.public_url and not secrets.sponsorcast_secret:
+        tracking.require_secret(config)
+    notes: list[str] = []
+    if not secrets.webhook_secret:
+        notes.append("RESEND_WEBHOOK_SECRET is not set: POST /webhooks/resend answers 503.")
+    if not secrets.sponsorcast_secret:
+        notes.append("SPONSORCAST_SECRET is not set: open, click and unsubscribe links answer 404.")
+    elif not config.tracking.public_url:
+        notes.append("tracking.public_url is empty: new emails carry no links to this server.")
+    return notes
+
+
+def _not_found() -> Response:
+    return PlainTextResponse("Not found.\n", status_code=404, headers=NO_STORE)
+
+
+def _mask(email: str) -> str:
+    local, _, domain = email.partition("@")
+    return (local[:1] + "***@" + domain) if domain else "***"
+
+
+def _page(title: str, body: str) -> str:
+    return (
+        "<!DOCTYPE html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n"
+        "<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\n"
+        "<meta name=\"robots\" content=\"noindex\">\n"
+        f"<title>{html.escape(title)}</title>\n"
+        "<style>body{font-family:system-ui,sans-serif;max-width:32rem;margin:4rem auto;"
+        "padding:0 1rem;line-height:1.5}button{font-size:1rem;padding:.5rem 1.25rem}</style>\n"
+        f"</head>\n<body>\n<h1>{html.escape(title)}</h1>\n{body}\n</body>\n</html>\n"
+    )
+
+
+def create_app(
+    config: Config,
+    store: Store | None = None,
+    *,
+    clock: Callable[[], float] = time.time,
+) -> Starlette:
+    """The ``serve`` app; opens the store from ``config`` unless one is given."""
+    own_store = store is None
+    if store is None:
+        from sponsorcast.store import open_from_config
+
+        store = open_from_config(config)
+    db: Store = store
+    secret = config.secrets.sponsorcast_secret
+    webhook_secret = config.secrets.webhook_secret
+
+    async def webhook(request: Request) -> Response:
+        if not webhook_secret:
+            return JSONResponse({"error": "RESEND_WEBHOOK_SECRET is not configured"}, 503)
+        body = await request.body()
+        if len(body) > MAX_WEBHOOK_BYTES:
+            return JSONResponse({"error": "payload too large"}, 413)
+        try:
+            event_id = tracking.verify_webhook(webhook_secret, request.headers, body, now=clock)
+        except tracking.WebhookSignatureError as exc:
+            return JSONResponse({"error": exc.message}, 401)
+        except ConfigError as exc:
+            return JSONResponse({"error": exc.message}, 503)
+        try:
+            payload = json.loads(body)
+        except (json.JSONDecodeError, UnicodeDecodeError):
+            return JSONResponse({"error": "the body is not JSON"}, 400)
+        if not isinstance(payload, dict):
+            return JSONResponse({"error": "the body is not a JSON object"}, 400)
+        applied = await run_in_threadpool(tracking.apply_event, db, payload, event_id, "webhook")
+        return JSONResponse({"outcome": applied.outcome})
+
+    async def pixel(request: Request) -> Response:
+        data = tracking.read_token(secret, tracking.KIND_OPEN, request.path_params["token"]) if secret else None
+        if data is None or not await run_in_threadpool(tracking.record_open, db, data.delivery_id):
+            return _not_found()
+        return Response(PIXEL, media_type="image/gif", headers=NO_STORE)
+
+    async def click(request: Request) -> Response:
+        if not secret:
+            return _not_found()
+        url = request.query_params.get("u")
+        found = await run_in_threadpool(
+            tracking.resolve_click, db, secret, request.path_params["token"], url
+        )
+        if found is None:
+            return _not_found()
+        delivery_id, target = found
+        await run_in_threadpool(tracking.record_click, db, delivery_id, target)
+        return RedirectResponse(target, status_code=302, headers=NO_STORE)
+
+    def _unsubscribe_token(request: Request) -> int | None:
+        if not secret:
+            return None
+        data = tracking.read_token(secret, tracking.KIND_UNSUBSCRIBE, request.path_params["token"])
+        return data.delivery_id if data is not None else None
+
+    async def unsubscribe_page(request: Request) -> Response:
+        delivery_id = _unsubscribe_token(request)
+        target = None
+        if delivery_id is not None:
+            target = await run_in_threadpool(tracking.unsubscribe_target, db, delivery_id)
+        if target is None:
+            return _not_found()
+        who = html.escape(_mask(target.email))
+        sponsor = html.escape(target.sponsor_name)
+        if target.unsubscribed:
+            body = f"<p>{who} is unsubscribed from {sponsor}'s emails.</p>"
+            return HTMLResponse(_page("You are unsubscribed", body), headers=PAGE_HEADERS)
+        body = (
+            f"<p>Stop emails from {sponsor} to {who}?</p>\n"
+            '<form method="post">\n<input type="hidden" name="List-Unsubscribe" value="One-Click">\n'
+            '<button type="submit">Unsubscribe</button>\n</form>'
+        )
+        return HTMLResponse(_page("Unsubscribe", body), headers=PAGE_HEADERS)
+
+    async def unsubscribe(request: Request) -> Response:
+        delivery_id = _unsubscribe_token(request)
+        done = None
+        if delivery_id is not None:
+            done = await run_in_threadpool(tracking.unsubscribe, db, delivery_id)
+        if done is None:
+            return _not_found()
+        body = (
+            f"<p>{html.escape(_mask(done.email))} will get no more emails from "
+            f"{html.escape(done.sponsor_name)}.</p>"
+        )
+        return HTMLResponse(_page("You are unsubscribed", body), headers=PAGE_HEADERS)
+
+    async def health(request: Request) -> Response:
+        return PlainTextResponse("ok\n", headers=NO_STORE)
+
+    @asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        yield
+        if own_store:
+            db.dispose()
+
+    routes: list[Any] = [
+        Route("/webhooks/resend", webhook, methods=["POST"]),
+        Route("/o/{token}.gif", pixel, methods=["GET"]),
+        Route("/c/{token}", click, methods=["GET"]),
+        Route("/u/{token}", unsubscribe_page, methods=["GET"]),
+        Route("/u/{token}", unsubscribe, methods=["POST"]),
+        Route("/healthz", health, methods=["GET"]),
+    ]
+    return Starlette(routes=routes, lifespan=lifespan)

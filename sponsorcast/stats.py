@@ -1,0 +1,108 @@
+"""A campaign's numbers (SPEC §3 ``stats --json``), from one aggregate query over its deliveries.
+
+Counters are cumulative along the way an email travels: ``sent`` is every delivery the provider
+accepted (``sent_at`` set), whatever happened after; ``delivered`` every one with
+``delivered_at`` (set too when an open, click or complaint arrives first); ``opened`` and
+``clicked`` count recipients, not events. ``pending`` is pending plus sending. Rates are
+percentages of ``sent`` with one decimal (0.0 when nothing was sent).
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+from typing import Any
+
+import sqlalchemy as sa
+
+from sponsorcast.errors import NotFound
+from sponsorcast.models import Campaign, Delivery, DeliveryStatus
+from sponsorcast.store import Store
+
+campaign_t: sa.Table = Campaign.__table__  # type: ignore[attr-defined]
+delivery_t: sa.Table = Delivery.__table__  # type: ignore[attr-defined]
+
+STATS_KEYS = (
+    "campaign",
+    "status",
+    "total_recipients",
+    "pending",
+    "sent",
+    "delivered",
+    "failed",
+    "bounced",
+    "complained",
+    "suppressed",
+    "opened",
+    "clicked",
+    "unsubscribed",
+    "open_rate",
+    "click_rate",
+    "started_at",
+    "finished_at",
+    "emails_per_second",
+)
+
+
+def _count_if(condition: sa.ColumnElement[bool], name: str) -> sa.Label[Any]:
+    return sa.func.coalesce(sa.func.sum(sa.case((condition, 1), else_=0)), 0).label(name)
+
+
+def _counters_query(campaign_id: str) -> sa.Select[Any]:
+    d = delivery_t
+    return sa.select(
+        sa.func.count().label("total_recipients"),
+        _count_if(d.c.status.in_([DeliveryStatus.PENDING, DeliveryStatus.SENDING]), "pending"),
+        _count_if(d.c.sent_at.is_not(None), "sent"),
+        _count_if(d.c.delivered_at.is_not(None), "delivered"),
+        _count_if(d.c.status == DeliveryStatus.FAILED, "failed"),
+        _count_if(d.c.status == DeliveryStatus.BOUNCED, "bounced"),
+        _count_if(d.c.status == DeliveryStatus.COMPLAINED, "complained"),
+        _count_if(d.c.status == DeliveryStatus.SUPPRESSED, "suppressed"),
+        _count_if(d.c.opened_at.is_not(None), "opened"),
+        _count_if(d.c.first_click_at.is_not(None), "clicked"),
+        _count_if(d.c.unsubscribed_at.is_not(None), "unsubscribed"),
+        sa.func.max(d.c.sent_at).label("last_sent_at"),
+    ).where(d.c.campaign_id == campaign_id)
+
+
+def _rate(part: int, whole: int) -> float:
+    return round(100.0 * part / whole, 1) if whole else 0.0
+
+
+def campaign_stats(store: Store, campaign_id: str) -> dict[str, Any]:
+    """The SPEC's ``stats --json`` numbers for one campaign; NotFound for an unknown id."""
+    with store.read() as conn:
+        campaign = conn.execute(
+            sa.select(campaign_t.c.id, campaign_t.c.status, campaign_t.c.started_at,
+                      campaign_t.c.finished_at).where(campaign_t.c.id == campaign_id)
+        ).first()
+        if campaign is None:
+            raise NotFound(
+                f"Unknown campaign '{campaign_id}'.",
+                hint="'sponsorcast campaigns list' shows the campaigns in the store.",
+            )
+        counts = conn.execute(_counters_query(campaign_id)).mappings().one()
+    numbers = {k: int(v) for k, v in counts.items() if k != "last_sent_at"}
+    # SQLite gives max() of the stored column back as text or naive; read it through the type
+    last_sent: datetime | None = counts["last_sent_at"]
+    if isinstance(last_sent, str):
+        last_sent = datetime.fromisoformat(last_sent)
+    if last_sent is not None and last_sent.tzinfo is None:
+        last_sent = last_sent.replace(tzinfo=timezone.utc)
+    started: datetime | None = campaign.started_at
+    per_second = None
+    if started is not None and last_sent is not None and numbers["sent"]:
+        elapsed = (last_sent - started).total_seconds()
+        if elapsed > 0:
+            per_second = round(numbers["sent"] / elapsed, 2)
+    result: dict[str, Any] = {
+        "campaign": campaign.id,
+        "status": campaign.status,
+        **numbers,
+        "open_rate": _rate(numbers["opened"], numbers["sent"]),
+        "click_rate": _rate(numbers["clicked"], numbers["sent"]),
+        "started_at": started,
+        "finished_at": campaign.finished_at,
+        "emails_per_second": per_second,
+    }
+    return {key: result[key] for key in STATS_KEYS}

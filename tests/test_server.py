@@ -1,0 +1,278 @@
+"""The ``serve`` app: in-process (Starlette TestClient) and over real HTTP on 127.0.0.1."""
+
+from __future__ import annotations
+
+import base64
+import dataclasses
+import hashlib
+import hmac
+import json
+import socket
+import threading
+import time
+import warnings
+from collections.abc import Iterator
+from typing import Any
+
+import httpx
+import pytest
+import uvicorn
+
+with warnings.catch_warnings():  # starlette 1.x prefers httpx2 for its TestClient; httpx works
+    warnings.simplefilter("ignore")
+    from starlette.testclient import TestClient
+
+from sponsorcast import tracking
+from sponsorcast.config import Config, Secrets
+from sponsorcast.server import PIXEL, create_app
+from sponsorcast.store import Store
+from tests.test_tracking import (
+    BODY,
+    SECRET,
+    VECTOR_SECRET,
+    add_sponsor,
+    delivery,
+    event,
+    seed,
+    snapshot,
+    suppressed_leads,
+    table_rows,
+    tracking_config,
+    suppression_t,
+)
+
+NOW = 1_790_000_000.0
+
+
+def sign(body: bytes, msg_id: str, ts: float = NOW, secret: str = VECTOR_SECRET) -> dict[str, str]:
+    """Svix headers for a body, the way Resend signs it."""
+    key = base64.b64decode(secret.removeprefix("whsec_"))
+    stamp = str(int(ts))
+    sig = base64.b64encode(hmac.new(key, f"{msg_id}.{stamp}.".encode() + body, hashlib.sha256).digest())
+    return {"svix-id": msg_id, "svix-timestamp": stamp, "svix-signature": f"v1,{sig.decode()}",
+            "content-type": "application/json"}
+
+
+@pytest.fixture
+def config(project: Any) -> Config:
+    return tracking_config(project.config)
+
+
+@pytest.fixture
+def client(config: Config, store: Store) -> Iterator[TestClient]:
+    with TestClient(create_app(config, store, clock=lambda: NOW), follow_redirects=False) as c:
+        yield c
+
+
+def token(kind: str, delivery_id: int, index: int | None = None, url: str | None = None) -> str:
+    return tracking.make_token(SECRET, kind, delivery_id, index, url)
+
+
+# --- webhooks -----------------------------------------------------------------------------
+
+
+def test_webhook_applied_once(client: TestClient, store: Store) -> None:
+    [did] = seed(store, ["ann@example.org"])
+    body = json.dumps(event("email.opened", "spring-msg-0")).encode()
+    first = client.post("/webhooks/resend", content=body, headers=sign(body, "msg_a"))
+    assert (first.status_code, first.json()) == (200, {"outcome": "applied"})
+    before = snapshot(store)
+    replay = client.post("/webhooks/resend", content=body, headers=sign(body, "msg_a"))
+    assert (replay.status_code, replay.json()) == (200, {"outcome": "duplicate"})
+    assert snapshot(store) == before
+    assert delivery(store, did)["open_count"] == 1
+
+
+@pytest.mark.parametrize("case", ["stale", "future", "bad-signature", "other-secret", "missing", "altered-body"])
+def test_webhook_refused_changes_nothing(client: TestClient, store: Store, case: str) -> None:
+    seed(store, ["ann@example.org"])
+    body = json.dumps(event("email.bounced", "spring-msg-0", bounce={"type": "Permanent"})).encode()
+    headers = {
+        "stale": sign(body, "m1", NOW - 301),
+        "future": sign(body, "m1", NOW + 301),
+        "bad-signature": {**sign(body, "m1"), "svix-signature": "v1,AAAA"},
+        "other-secret": sign(body, "m1", secret="whsec_" + base64.b64encode(b"x" * 24).decode()),
+        "missing": {"content-type": "application/json"},
+        "altered-body": sign(body.replace(b"Permanent", b"Transient"), "m1"),
+    }[case]
+    before = snapshot(store)
+    response = client.post("/webhooks/resend", content=body, headers=headers)
+    assert response.status_code == 401
+    assert snapshot(store) == before
+
+
+def test_webhook_without_configured_secret_is_503(project: Any, store: Store) -> None:
+    config = dataclasses.replace(project.config, secrets=Secrets(sponsorcast_secret=SECRET))
+    body = b"{}"
+    with TestClient(create_app(config, store, clock=lambda: NOW)) as c:
+        assert c.post("/webhooks/resend", content=body, headers=sign(body, "m")).status_code == 503
+
+
+def test_webhook_signed_but_not_json_is_400(client: TestClient) -> None:
+    body = b"not json"
+    assert client.post("/webhooks/resend", content=body, headers=sign(body, "m")).status_code == 400
+
+
+# --- pixel, clicks ------------------------------------------------------------------------
+
+
+def test_pixel_records_an_open(client: TestClient, store: Store) -> None:
+    [did] = seed(store, ["ann@example.org"])
+    response = client.get(f"/o/{token('o', did)}.gif")
+    assert response.status_code == 200
+    assert response.headers["content-type"] == "image/gif"
+    assert response.content == PIXEL
+    assert "no-store" in response.headers["cache-control"]
+    client.get(f"/o/{token('o', did)}.gif")
+    row = delivery(store, did)
+    assert (row["open_count"], row["status"]) == (2, "delivered")
+    assert row["opened_at"] is not None and row["delivered_at"] is not None
+
+
+def test_forged_and_altered_tokens_get_404_and_change_nothing(client: TestClient, store: Store) -> None:
+    [did] = seed(store, ["ann@example.org"])
+    good = token("o", did)
+    altered = good[:3] + ("A" if good[3] != "A" else "B") + good[4:]
+    forged = tracking.make_token("not-our-secret", "o", did)
+    unknown_delivery = token("o", did + 100)
+    before = snapshot(store)
+    for path in (f"/o/{altered}.gif", f"/o/{forged}.gif", f"/o/{unknown_delivery}.gif", "/o/abc.gif",
+                 f"/c/{token('o', did)}", f"/c/{tracking.make_token('nope', 'c', did, 0)}",
+                 f"/u/{token('c', did, 0)}", f"/u/{forged}"):
+        assert client.get(path).status_code == 404, path
+    assert client.post(f"/u/{tracking.make_token('nope', 'u', did)}").status_code == 404
+    assert snapshot(store) == before
+
+
+def test_click_redirects_to_the_campaign_link(client: TestClient, store: Store) -> None:
+    [did] = seed(store, ["ann@example.org"])
+    response = client.get(f"/c/{token('c', did, 0)}")
+    assert response.status_code == 302
+    assert response.headers["location"] == "https://example.com/demo?src=mail&x=1"
+    personal = "https://example.com/p?c=ACME%20%26%20Co"
+    response = client.get(f"/c/{token('c', did, 4, personal)}", params={"u": personal})
+    assert (response.status_code, response.headers["location"]) == (302, personal)
+    row = delivery(store, did)
+    assert (row["click_count"], row["status"]) == (2, "delivered")
+    clicks = [r["payload"]["url"] for r in table_rows(store, tracking.event_t) if r["type"] == "click"]
+    assert clicks == ["https://example.com/demo?src=mail&x=1", personal]
+
+
+def test_click_refuses_a_url_not_in_the_campaign(client: TestClient, store: Store) -> None:
+    [did] = seed(store, ["ann@example.org"])
+    evil = "https://evil.example/phish"
+    before = snapshot(store)
+    # a valid static token with a foreign url added; a signed url that no link of the body made;
+    # an index past the campaign's links; a personalised token whose url was swapped
+    good = "https://example.com/p?c=ACME"
+    for path, params in (
+        (f"/c/{token('c', did, 0)}", {"u": evil}),
+        (f"/c/{token('c', did, 4, evil)}", {"u": evil}),
+        (f"/c/{token('c', did, 99)}", {}),
+        (f"/c/{token('c', did, 4, good)}", {"u": evil}),
+        (f"/c/{token('c', did, 4, good)}", {}),
+    ):
+        response = client.get(path, params=params)
+        assert response.status_code == 404, (path, params)
+        assert "location" not in response.headers
+    assert snapshot(store) == before
+
+
+# --- unsubscribe --------------------------------------------------------------------------
+
+
+def test_unsubscribe_page_has_a_button_posting_to_itself(client: TestClient, store: Store) -> None:
+    [did] = seed(store, ["ann@example.org"])
+    before = snapshot(store)
+    page = client.get(f"/u/{token('u', did)}")
+    assert page.status_code == 200
+    assert '<form method="post">' in page.text and "<button" in page.text
+    assert "<p>Stop emails from Example Events to a***@example.org?</p>" in page.text
+    assert page.headers["referrer-policy"] == "no-referrer"
+    assert snapshot(store) == before  # looking is not unsubscribing
+
+
+def test_one_click_post_unsubscribes_for_that_sponsor(client: TestClient, store: Store) -> None:
+    add_sponsor(store, "acme", "Acme Corp")
+    [did] = seed(store, ["ann@example.org"], campaign="acme-news", sponsor="acme")
+    seed(store, ["ann@example.org"], campaign="spring", sponsor="default")
+    response = client.post(f"/u/{token('u', did)}", content=b"List-Unsubscribe=One-Click",
+                           headers={"content-type": "application/x-www-form-urlencoded"})
+    assert response.status_code == 200
+    assert "Acme Corp" in response.text
+    row = delivery(store, did)
+    assert row["unsubscribed_at"] is not None
+    assert [(r["email"], r["sponsor_id"], r["reason"]) for r in table_rows(store, suppression_t)] == [
+        ("ann@example.org", "acme", "unsubscribed")]
+    # the next campaign of that sponsor skips the address; the other sponsor's does not
+    assert suppressed_leads(store, "acme") == ["ann@example.org"]
+    assert suppressed_leads(store, "default") == []
+    # a second POST is answered 200 and changes nothing
+    before = snapshot(store)
+    assert client.post(f"/u/{token('u', did)}").status_code == 200
+    assert snapshot(store) == before
+    assert "You are unsubscribed" in client.get(f"/u/{token('u', did)}").text
+    events = [r["type"] for r in table_rows(store, tracking.event_t)]
+    assert events == ["unsubscribe"]
+
+
+# --- over real HTTP -----------------------------------------------------------------------
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@pytest.fixture
+def live(config: Config, store: Store) -> Iterator[str]:
+    """The app under uvicorn in a thread on a free 127.0.0.1 port; yields its base URL."""
+    port = free_port()
+    server = uvicorn.Server(uvicorn.Config(create_app(config, store), host="127.0.0.1", port=port,
+                                           log_level="warning", lifespan="on"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 10
+    while not server.started:
+        assert time.monotonic() < deadline, "uvicorn did not start"
+        time.sleep(0.01)
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        thread.join(timeout=10)
+
+
+def test_over_real_http(live: str, store: Store) -> None:
+    [did, other] = seed(store, ["ann@example.org", "bob@example.org"])
+    with httpx.Client(base_url=live, follow_redirects=False, timeout=10) as http:
+        assert http.get("/healthz").text == "ok\n"
+        body = json.dumps(event("email.delivered", "spring-msg-1")).encode()
+        webhook = http.post("/webhooks/resend", content=body, headers=sign(body, "msg_live", time.time()))
+        assert (webhook.status_code, webhook.json()) == (200, {"outcome": "applied"})
+        stale = http.post("/webhooks/resend", content=body, headers=sign(body, "msg_old", time.time() - 600))
+        assert stale.status_code == 401
+        assert http.get(f"/o/{token('o', did)}.gif").content == PIXEL
+        click = http.get(f"/c/{token('c', did, 1)}")
+        assert (click.status_code, click.headers["location"]) == (302, "https://example.com/agenda")
+        assert http.post(f"/u/{token('u', did)}", data={"List-Unsubscribe": "One-Click"}).status_code == 200
+        assert http.get(f"/o/{token('o', did)[:-1]}0.gif").status_code == 404
+    row = delivery(store, did)
+    assert (row["open_count"], row["click_count"], row["unsubscribed_at"] is not None) == (1, 1, True)
+    assert delivery(store, other)["status"] == "delivered"
+    assert suppressed_leads(store, "default") == ["ann@example.org"]
+
+
+def test_links_made_for_an_email_work_against_the_server(config: Config, client: TestClient, store: Store) -> None:
+    """The URLs links_for puts in an email are the ones the server accepts."""
+    [did] = seed(store, ["ann@example.org"])
+    links, headers = tracking.links_for(config, "spring", did, tracking.campaign_links(BODY))
+    base = config.tracking.public_url
+    assert links.pixel_url is not None
+    assert client.get(links.pixel_url.removeprefix(base)).status_code == 200
+    click = client.get(links.click("https://example.com/raw").removeprefix(base))
+    assert click.headers["location"] == "https://example.com/raw"
+    one_click = headers["List-Unsubscribe"].split(",")[0].strip("<>")
+    assert client.post(one_click.removeprefix(base), content=b"List-Unsubscribe=One-Click").status_code == 200
+    assert delivery(store, did)["unsubscribed_at"] is not None

@@ -1,0 +1,76 @@
+"""Campaign numbers after a scripted series of events equal hand-counted ones."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pytest
+import sqlalchemy as sa
+
+from sponsorcast import tracking
+from sponsorcast.errors import NotFound
+from sponsorcast.stats import STATS_KEYS, campaign_stats
+from sponsorcast.store import Store
+from tests.test_tracking import T0, delivery_t, event, seed
+
+
+def test_stats_after_scripted_events(store: Store) -> None:
+    ids = seed(store, [f"p{i}@example.org" for i in range(10)])  # 10 sent at T0 … T0+9s
+    more = seed(store, ["q0@example.org", "q1@example.org", "q2@example.org"], campaign="other")
+    with store.write() as conn:
+        # p7: suppressed at snapshot, p8 still pending, p9 failed (never accepted)
+        for did, status in ((ids[7], "suppressed"), (ids[8], "pending"), (ids[9], "failed")):
+            conn.execute(delivery_t.update().where(delivery_t.c.id == did)
+                         .values(status=status, sent_at=None, provider_message_id=None))
+    script = [
+        ("email.delivered", 0), ("email.delivered", 1), ("email.delivered", 2), ("email.delivered", 3),
+        ("email.opened", 0), ("email.opened", 0), ("email.opened", 1),   # p0 twice, p1 once
+        ("email.clicked", 0), ("email.clicked", 0),                      # p0 clicked twice
+        ("email.clicked", 4),                                            # p4: click before delivered
+        ("email.complained", 2),                                         # p2 delivered, then complained
+        ("email.bounced", 5),                                            # p5 hard bounce
+        ("email.delivery_delayed", 6),                                   # p6: only delayed
+        ("email.delivered", 1),                                          # late duplicate state
+    ]
+    for n, (kind, who) in enumerate(script):
+        tracking.apply_event(store, event(kind, f"spring-msg-{who}", T0 + timedelta(minutes=n)), f"ev{n}")
+    tracking.unsubscribe(store, ids[3])
+    tracking.apply_event(store, event("email.opened", "other-msg-0"), "ev-other")  # another campaign
+    with store.write() as conn:
+        conn.execute(sa.text("UPDATE campaign SET status = 'sent', finished_at = started_at WHERE id = 'spring'"))
+
+    stats = campaign_stats(store, "spring")
+    assert list(stats) == list(STATS_KEYS)
+    assert stats == {
+        "campaign": "spring",
+        "status": "sent",
+        "total_recipients": 10,
+        "pending": 1,          # p8
+        "sent": 7,             # p0–p6 were accepted
+        "delivered": 5,        # p0, p1, p2, p3, p4 (by its click)
+        "failed": 1,           # p9
+        "bounced": 1,          # p5
+        "complained": 1,       # p2
+        "suppressed": 1,       # p7
+        "opened": 2,           # p0, p1 (recipients, not 3 events)
+        "clicked": 2,          # p0, p4
+        "unsubscribed": 1,     # p3
+        "open_rate": 28.6,     # 2 / 7
+        "click_rate": 28.6,
+        "started_at": T0,
+        "finished_at": T0,
+        "emails_per_second": 1.17,  # 7 sent between T0 and the last sent_at, T0 + 6 s
+    }
+    assert campaign_stats(store, "other")["opened"] == 1 and len(more) == 3
+
+
+def test_stats_of_a_campaign_with_nothing_sent(store: Store) -> None:
+    seed(store, ["a@example.org", "b@example.org"], status="pending", started_at=None)
+    stats = campaign_stats(store, "spring")
+    assert (stats["pending"], stats["sent"], stats["open_rate"], stats["click_rate"],
+            stats["emails_per_second"], stats["started_at"]) == (2, 0, 0.0, 0.0, None, None)
+
+
+def test_stats_unknown_campaign(store: Store) -> None:
+    with pytest.raises(NotFound, match="Unknown campaign 'nope'"):
+        campaign_stats(store, "nope")
