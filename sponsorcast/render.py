@@ -232,6 +232,12 @@ def _environment(autoescape: bool) -> Environment:
     )
 
 
+def _encode_url(url: str) -> str:
+    from mdurl import encode
+
+    return str(encode(url))
+
+
 @lru_cache(maxsize=1)
 def _markdown() -> Any:
     from markdown_it import MarkdownIt
@@ -454,14 +460,17 @@ def _html(compiled: CompiledCampaign, context: dict[str, Any], links: Links, sub
     if compiled.html_has_blocks:
         body = _EMPTY_PARAGRAPH.sub("", body)
     unsubscribe = context["unsubscribe_url"]
-    if compiled.html_has_links and not isinstance(links, StaticLinks):
+    if compiled.html_has_links:
+        static = isinstance(links, StaticLinks)
 
         def rewrite(match: re.Match[str]) -> str:
             raw = match.group(3) if match.group(3) is not None else match.group(4)
-            url = html_lib.unescape(raw)
-            if url == unsubscribe:
-                return match.group(0)
-            return f'{match.group(1)}"{html_lib.escape(links.click(url), quote=True)}"'
+            # A value put into a link target after Markdown ran is percent-encoded here the
+            # way Markdown encodes the rest of the URL (spaces, non-ASCII; %XX is kept).
+            url = _encode_url(html_lib.unescape(raw).strip())
+            if not static and url != unsubscribe:
+                url = links.click(url)
+            return f'{match.group(1)}"{html_lib.escape(url, quote=True)}"'
 
         body = _ANCHOR_HREF.sub(rewrite, body)
     esc = html_lib.escape
