@@ -276,3 +276,28 @@ def test_links_made_for_an_email_work_against_the_server(config: Config, client:
     one_click = headers["List-Unsubscribe"].split(",")[0].strip("<>")
     assert client.post(one_click.removeprefix(base), content=b"List-Unsubscribe=One-Click").status_code == 200
     assert delivery(store, did)["unsubscribed_at"] is not None
+
+
+def test_serve_without_any_secret_is_a_config_error(project: Any) -> None:
+    result = project.run("serve", "--port", "1", env={"SPONSORCAST_SECRET": "", "RESEND_WEBHOOK_SECRET": ""})
+    assert result.exit_code == 3
+    assert result.stderr.startswith(
+        "Error: Neither SPONSORCAST_SECRET nor RESEND_WEBHOOK_SECRET is set, so there is nothing to serve.")
+
+
+def test_serve_with_public_url_needs_the_tracking_secret(project: Any) -> None:
+    toml = project.path / "sponsorcast.toml"
+    toml.write_text(toml.read_text() + '\n[tracking]\npublic_url = "https://t.example.com"\n')
+    result = project.run("serve", env={"RESEND_WEBHOOK_SECRET": VECTOR_SECRET, "SPONSORCAST_SECRET": ""})
+    assert result.exit_code == 3
+    assert result.stderr.startswith("Error: SPONSORCAST_SECRET is not set; it signs tracking and unsubscribe links.")
+
+
+def test_serve_warnings(config: Config) -> None:
+    from sponsorcast.server import serve_warnings
+
+    assert serve_warnings(config) == []
+    only_webhooks = dataclasses.replace(config, tracking=dataclasses.replace(config.tracking, public_url=""),
+                                        secrets=Secrets(webhook_secret=VECTOR_SECRET))
+    assert serve_warnings(only_webhooks) == [
+        "SPONSORCAST_SECRET is not set: open, click and unsubscribe links answer 404."]

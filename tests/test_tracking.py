@@ -493,3 +493,98 @@ def test_sync_cli_refuses_outbox_transport(project: Any) -> None:
     result = project.run("sync")
     assert result.exit_code == 3
     assert 'transport.kind is "outbox"' in result.stderr
+
+
+# --- end to end: send through the Resend stand-in, then sync, unsubscribe, send again ----
+
+
+E2E_CAMPAIGN = """\
+---
+name: Spring
+subject: "Hello {{ first_name }}"
+---
+Hi {{ first_name }}, [book a demo](https://example.com/demo) or [see yours](https://example.com/u?e={{ email | urlencode }}).
+"""
+
+
+def test_send_sync_unsubscribe_end_to_end(project: Any, fake_resend: Any) -> None:
+    import re
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        from starlette.testclient import TestClient
+
+    from sponsorcast.config import load_config
+    from sponsorcast.server import create_app
+
+    (project.path / "sponsorcast.toml").write_text(f"""\
+[store]
+url = "sqlite:///sponsorcast.db"
+
+[transport]
+kind = "resend"
+
+[resend]
+base_url = "{fake_resend.url}"
+rate_limit = 100
+
+[tracking]
+public_url = "https://t.example.com"
+
+[sponsors.default]
+name = "Example Events"
+from = "Example Events <hello@example.com>"
+postal_address = "1 Example Street, Springfield"
+""", encoding="utf-8")
+    (project.path / "spring.md").write_text(E2E_CAMPAIGN, encoding="utf-8")
+    (project.path / "summer.md").write_text(E2E_CAMPAIGN.replace("Spring", "Summer"), encoding="utf-8")
+    env = {"RESEND_API_KEY": fake_resend.api_key, "SPONSORCAST_SECRET": SECRET}
+    fake_resend.configure(keep_bodies=True)
+    store = project.store()
+    with store.write() as conn:
+        for email in ("ann@example.org", "bob@example.org", "cat@example.org"):
+            conn.execute(lead_t.insert().values(sponsor_id="default", email=email, first_name=email[:3],
+                                                follow_up_status="new", tags=""))
+    assert project.run("suppress", "add", "cat@example.org", env=env).exit_code == 0
+
+    sent = project.run("send", "spring.md", "--yes", env=env)
+    assert sent.exit_code == 0, sent.stderr
+    accepted = {a.to[0]: a for a in fake_resend.accepted}
+    assert sorted(accepted) == ["ann@example.org", "bob@example.org"]  # cat is suppressed
+    ann = accepted["ann@example.org"]
+    unsubscribe = re.fullmatch(r"<(https://t\.example\.com/u/[A-Za-z0-9_-]+)>", ann.headers["List-Unsubscribe"])
+    assert unsubscribe is not None, ann.headers
+    assert ann.headers["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"
+    assert ann.html is not None and "https://t.example.com/o/" in ann.html
+    hrefs = re.findall(r'href="(https://t\.example\.com/c/[^"]+)"', ann.html)
+    assert len(hrefs) == 2, ann.html
+
+    app = create_app(load_config(project.path / "sponsorcast.toml", env=env), store)
+    with TestClient(app, follow_redirects=False) as client:
+        import html as html_lib
+
+        demo = client.get(html_lib.unescape(hrefs[0]).removeprefix("https://t.example.com"))
+        assert demo.headers["location"] == "https://example.com/demo"
+        mine = client.get(html_lib.unescape(hrefs[1]).removeprefix("https://t.example.com"))
+        assert mine.headers["location"] == "https://example.com/u?e=ann%40example.org"
+        assert client.post(unsubscribe.group(1).removeprefix("https://t.example.com"),
+                           content=b"List-Unsubscribe=One-Click").status_code == 200
+
+    fake_resend.set_last_event(accepted["bob@example.org"].id, "delivered")
+    synced = project.run("sync", "spring", env=env)
+    assert synced.exit_code == 0, synced.stderr
+    # ann's clicks already made her delivered: only bob was not final
+    assert synced.stdout == "Checked 1 deliveries: 1 updated, 0 unchanged, 0 unknown to Resend, 0 error(s).\n"
+    with store.read() as conn:
+        rows = {r.recipient: r for r in conn.execute(sa.select(delivery_t).where(delivery_t.c.campaign_id == "spring"))}
+    assert (rows["ann@example.org"].status, rows["ann@example.org"].click_count) == ("delivered", 2)
+    assert rows["ann@example.org"].unsubscribed_at is not None
+    assert rows["bob@example.org"].status == "delivered"
+    assert rows["cat@example.org"].status == "suppressed"
+
+    fake_resend.reset()
+    again = project.run("send", "summer.md", "--yes", env=env)
+    assert again.exit_code == 0, again.stderr
+    assert [a.to[0] for a in fake_resend.accepted] == ["bob@example.org"]  # ann unsubscribed, cat suppressed
+    store.dispose()
