@@ -63,6 +63,11 @@ if TYPE_CHECKING:
     from sponsorcast.transport import OutgoingEmail, Transport
 
 KEY_WINDOW = timedelta(hours=24)  # how long Resend keeps idempotency keys
+QUOTA_CAUSE = "provider quota reached"  # a status_reason starting so: run-due resumes the campaign
+AUTH_CAUSE = "provider refused the API key"
+# Statuses from which a campaign that never started sending is snapshotted afresh.
+NOT_STARTED = (CampaignStatus.DRAFT, CampaignStatus.SCHEDULED, CampaignStatus.MISSED,
+               CampaignStatus.PAUSED, CampaignStatus.FAILED)
 RETRY = "closed a batch with nothing to send; claim the next"
 suppression_t: sa.Table = Suppression.__table__  # type: ignore[attr-defined]
 
@@ -139,11 +144,12 @@ def plan_send(store: Store, config: Config, path: Path) -> Plan:
     compiled = compile_campaign(campaign, sponsor, unsubscribe_mailto=config.tracking.unsubscribe_mailto)
     with store.read() as conn:
         row = conn.execute(
-            sa.select(campaign_t.c.status, campaign_t.c.content_hash, campaign_t.c.source_path)
+            sa.select(campaign_t.c.status, campaign_t.c.content_hash, campaign_t.c.source_path,
+                      campaign_t.c.started_at)
             .where(campaign_t.c.id == campaign.id)
         ).first()
         if row is not None:
-            _refuse_changed(campaign, row.status, row.content_hash)
+            _refuse_changed(campaign, row.status, row.content_hash, started=row.started_at is not None)
             counts = status_counts(conn, campaign.id)
             total = sum(counts.values())
             suppressed = counts.get(DeliveryStatus.SUPPRESSED, 0)
@@ -166,10 +172,10 @@ def check_sponsor(sponsor: Sponsor, campaign: "CampaignFile") -> None:
         )
 
 
-def _refuse_changed(campaign: "CampaignFile", status: str, stored_hash: str) -> None:
-    if stored_hash and stored_hash != campaign.content_hash and status not in (
-        CampaignStatus.DRAFT,
-    ):
+def _refuse_changed(campaign: "CampaignFile", status: str, stored_hash: str, *, started: bool = True) -> None:
+    # before sending began (draft, scheduled, missed, paused/failed before the start) no
+    # recipient got anything yet: the new version replaces the stored one
+    if stored_hash and stored_hash != campaign.content_hash and (started or status not in NOT_STARTED):
         raise BadInput(
             f"{campaign.path} changed after campaign '{campaign.id}' was {status}; "
             "recipients must not get two versions of one campaign, so nothing was sent.",
@@ -236,15 +242,13 @@ def snapshot(store: Store, plan: Plan, batch_size: int, *, cause: str = "send") 
     try:
         with store.write() as conn:
             existing = conn.execute(
-                sa.select(campaign_t.c.status).where(campaign_t.c.id == campaign.id)
+                sa.select(campaign_t.c.status, campaign_t.c.started_at).where(campaign_t.c.id == campaign.id)
             ).first()
-            if existing is not None and existing.status not in (
-                CampaignStatus.DRAFT, CampaignStatus.SCHEDULED, CampaignStatus.MISSED,
-            ):
+            if existing is not None and (existing.status not in NOT_STARTED or existing.started_at is not None):
                 return False
             if existing is not None and _has_deliveries(conn, campaign.id):
                 return False
-            values = _campaign_values(campaign, plan.sponsor)
+            values = campaign_values(campaign, plan.sponsor)
             if existing is None:
                 conn.execute(campaign_t.insert().values(
                     id=campaign.id, status=CampaignStatus.DRAFT, created_at=now,
@@ -253,6 +257,8 @@ def snapshot(store: Store, plan: Plan, batch_size: int, *, cause: str = "send") 
                 record_event(conn, campaign.id, "campaign.draft",
                              {"from": None, "to": CampaignStatus.DRAFT, "cause": cause})
             else:
+                if values["send_at"] is None:  # keep the time it was scheduled for
+                    del values["send_at"]
                 conn.execute(campaign_t.update().where(campaign_t.c.id == campaign.id).values(**values))
             total = _insert_deliveries(conn, campaign, batch_size)
             _insert_batches(conn, campaign.id, f"sc-{campaign.id}-{nonce}-b")
@@ -272,7 +278,12 @@ def _has_deliveries(conn: sa.Connection, campaign_id: str) -> bool:
     ).first() is not None
 
 
-def _campaign_values(campaign: "CampaignFile", sponsor: Sponsor) -> dict[str, Any]:
+def campaign_values(
+    campaign: "CampaignFile", sponsor: Sponsor, *, send_at: datetime | None = None
+) -> dict[str, Any]:
+    """The campaign row's snapshot columns for a campaign file (``send_at`` overrides the file's)."""
+    if send_at is None and campaign.send_at is not None and campaign.send_at.tzinfo is not None:
+        send_at = campaign.send_at
     return {
         "sponsor_id": sponsor.id,
         "name": campaign.name,
@@ -283,7 +294,7 @@ def _campaign_values(campaign: "CampaignFile", sponsor: Sponsor) -> dict[str, An
         "reply_to": campaign.reply_to,
         "tags": dict(campaign.tags),
         "source_path": str(campaign.path),
-        "send_at": campaign.send_at if campaign.send_at and campaign.send_at.tzinfo else None,
+        "send_at": send_at,
         "content_hash": campaign.content_hash,
     }
 
@@ -364,6 +375,8 @@ class _Claimer:
             status = conn.execute(
                 sa.select(campaign_t.c.status).where(campaign_t.c.id == self.campaign_id)
             ).scalar_one()
+            if status == CampaignStatus.SENT:  # another process finished it
+                return None
             if status != CampaignStatus.SENDING:
                 return f"campaign is {status}"
             if self.limit_left is not None and self.limit_left <= 0:
@@ -766,7 +779,7 @@ async def run_batches(
         report.elapsed = time.monotonic() - started
     if stop:
         exc = stop[0]
-        cause = "provider quota reached" if isinstance(exc, QuotaExceeded) else "provider refused the API key"
+        cause = QUOTA_CAUSE if isinstance(exc, QuotaExceeded) else AUTH_CAUSE
         with store.write() as conn:
             transition(conn, campaign_id, CampaignStatus.PAUSED, f"{cause}: {exc}",
                        expect=(CampaignStatus.SENDING,))
@@ -839,7 +852,11 @@ def send_campaign(
         return RunReport(campaign_id, plan.existing_status, config.transport,
                          config.transport == "resend", sum(counts.values()), counts=counts,
                          already_finished=True)
-    if plan.existing_status in (None, CampaignStatus.DRAFT, CampaignStatus.SCHEDULED, CampaignStatus.MISSED):
+    fresh = plan.existing_status is None
+    if plan.existing_status in NOT_STARTED:
+        with store.read() as conn:  # paused or failed before the start: nothing snapshotted yet
+            fresh = get_campaign_row(conn, campaign_id)["started_at"] is None
+    if fresh:
         validate_all(store, plan)
         snapshot(store, plan, config.resend.batch_size if config.resend.endpoint == "batch" else 100)
     with store.write() as conn:

@@ -1,0 +1,242 @@
+"""Sending end to end: real ``sponsorcast send`` processes against the Resend stand-in on 127.0.0.1.
+
+These are the exactly-once guarantees of SPEC §4 under fire: SIGKILL at random moments,
+5xx and lost answers, overlapping processes, rate limits, quota, bad keys, bad addresses.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import signal
+import subprocess
+import sys
+import time
+from collections import Counter
+from pathlib import Path
+
+import pytest
+import sqlalchemy as sa
+
+from sponsorcast.models import Lead, utcnow
+from sponsorcast.store import Store
+
+from .conftest import Project
+from .fakeresend import FakeResend
+
+CAMPAIGN = """\
+---
+name: Spring
+subject: "{{ first_name }}, see us at booth 12"
+audience:
+  type: all
+---
+Hi {{ first_name }}, thanks for stopping by.
+"""
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def resend_project(project: Project, fake: FakeResend, *, extra: str = "", rate_limit: str = "100") -> None:
+    """Point the project at the stand-in with the resend transport."""
+    (project.path / "sponsorcast.toml").write_text(f"""\
+[store]
+url = "sqlite:///sponsorcast.db"
+
+[transport]
+kind = "resend"
+
+[resend]
+base_url = "{fake.url}"
+rate_limit = {rate_limit}
+max_attempts = 3
+timeout = 5
+
+[send]
+lease_seconds = 3
+
+[sponsors.default]
+name = "Example Events"
+from = "Example Events <hello@example.com>"
+postal_address = "1 Example Street, Springfield"
+{extra}""", encoding="utf-8")
+    (project.path / "spring.md").write_text(CAMPAIGN, encoding="utf-8")
+
+
+def add_leads(store: Store, emails: list[str]) -> None:
+    """Insert leads through Core."""
+    now = utcnow()
+    with store.write() as conn:
+        conn.execute(Lead.__table__.insert(), [  # type: ignore[attr-defined]
+            {"sponsor_id": "default", "email": e, "first_name": f"F{i}", "follow_up_status": "new",
+             "tags": "", "fields": {}, "created_at": now, "updated_at": now}
+            for i, e in enumerate(emails)
+        ])
+
+
+def emails(n: int) -> list[str]:
+    return [f"person{i}@example.com" for i in range(n)]
+
+
+def spawn(project: Project, fake: FakeResend, *args: str, key: str | None = None) -> subprocess.Popen[bytes]:
+    """Start ``sponsorcast`` as a real process in the project directory."""
+    env = {**os.environ, "RESEND_API_KEY": key or fake.api_key, "PYTHONPATH": str(ROOT),
+           "SPONSORCAST_CONFIG": "", "SPONSORCAST_DB": "", "RESEND_BASE_URL": "", "COLUMNS": "100"}
+    return subprocess.Popen([sys.executable, "-m", "sponsorcast", *args], cwd=project.path, env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL)
+
+
+def run(project: Project, fake: FakeResend, *args: str, key: str | None = None) -> tuple[int, str, str]:
+    proc = spawn(project, fake, *args, key=key)
+    out, err = proc.communicate(timeout=120)
+    return proc.returncode, out.decode(), err.decode()
+
+
+def ledger(store: Store) -> dict[str, tuple[str, str | None]]:
+    with store.read() as conn:
+        rows = conn.execute(sa.text("SELECT recipient, status, provider_message_id FROM delivery")).all()
+    return {r[0]: (r[1], r[2]) for r in rows}
+
+
+def received(fake: FakeResend) -> Counter[str]:
+    return Counter(to for a in fake.accepted for to in a.to)
+
+
+def assert_exactly_once(fake: FakeResend, store: Store, expected: list[str]) -> None:
+    counts = received(fake)
+    assert sorted(counts) == sorted(expected), "someone was not emailed"
+    assert max(counts.values()) == 1, f"duplicates: {[e for e, n in counts.items() if n > 1][:5]}"
+    book = ledger(store)
+    assert {s for s, _ in book.values()} == {"sent"}
+    by_to = {a.to[0]: a.id for a in fake.accepted}
+    assert {e: m for e, (_, m) in book.items()} == by_to, "the ledger disagrees with the provider"
+
+
+@pytest.mark.slow
+def test_exactly_once_under_sigkill_5xx_and_lost_answers(project: Project, store: Store, fake_resend: FakeResend) -> None:
+    resend_project(project, fake_resend)
+    people = emails(3000)
+    add_leads(store, people)
+    fake_resend.configure(latency=0.05, fail_rate=0.1, lose_rate=0.1, seed=7, rate=40)
+    rng = random.Random(1)
+    kills = 0
+    for _ in range(4):  # killed at random moments
+        proc = spawn(project, fake_resend, "send", "spring.md", "--yes")
+        time.sleep(rng.uniform(0.6, 1.6))
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGKILL)
+            kills += 1
+        proc.communicate(timeout=30)
+    assert kills >= 2, "the run was too fast to be killed mid-send"
+    for _ in range(15):  # resumed until done
+        code, out, err = run(project, fake_resend, "send", "spring.md", "--yes")
+        if code == 0 and ("is already sent" in out or "sent " in out):
+            with store.read() as conn:
+                if conn.execute(sa.text("SELECT status FROM campaign")).scalar() == "sent":
+                    break
+    else:
+        pytest.fail(f"never finished: {code} {out} {err}")
+    assert fake_resend.counters["lost"] > 0 and fake_resend.counters["server_errors"] > 0
+    assert_exactly_once(fake_resend, store, people)
+
+
+def test_two_processes_started_together_send_each_email_once(project: Project, store: Store, fake_resend: FakeResend) -> None:
+    resend_project(project, fake_resend, extra="")
+    people = emails(1500)
+    add_leads(store, people)
+    fake_resend.configure(latency=0.05)
+    procs = [spawn(project, fake_resend, "send", "spring.md", "--yes") for _ in range(2)]
+    results = [p.communicate(timeout=120) for p in procs]
+    assert all(p.returncode == 0 for p in procs), [(p.returncode, o.decode(), e.decode()) for p, (o, e) in zip(procs, results)]
+    assert_exactly_once(fake_resend, store, people)
+    with store.read() as conn:
+        starts = conn.execute(sa.text("SELECT count(*) FROM event WHERE type = 'campaign.sending'")).scalar()
+    assert starts == 1
+
+
+def test_steady_run_with_limiter_sees_no_429(project: Project, store: Store, fake_resend: FakeResend) -> None:
+    resend_project(project, fake_resend, rate_limit='"auto"', extra="")
+    (project.path / "sponsorcast.toml").write_text(
+        (project.path / "sponsorcast.toml").read_text().replace("max_attempts = 3", "max_attempts = 3\nbatch_size = 20"))
+    people = emails(400)  # 20 requests
+    add_leads(store, people)
+    fake_resend.configure(rate=5, latency=0.02)
+    code, out, err = run(project, fake_resend, "send", "spring.md", "--yes")
+    assert code == 0, err
+    assert fake_resend.counters["rate_limited"] == 0
+    assert_exactly_once(fake_resend, store, people)
+
+
+def test_burst_of_429s_loses_and_duplicates_nothing(project: Project, store: Store, fake_resend: FakeResend) -> None:
+    # the configured ceiling (50/s) is far above what the provider allows (3/s): 429s follow
+    resend_project(project, fake_resend, rate_limit="50", extra="")
+    (project.path / "sponsorcast.toml").write_text(
+        (project.path / "sponsorcast.toml").read_text().replace("max_attempts = 3", "max_attempts = 5\nbatch_size = 25"))
+    people = emails(500)
+    add_leads(store, people)
+    fake_resend.configure(rate=3)
+    for _ in range(5):
+        code, out, err = run(project, fake_resend, "send", "spring.md", "--yes")
+        if code == 0:
+            break
+    assert code == 0, err
+    assert fake_resend.counters["rate_limited"] > 0
+    assert_exactly_once(fake_resend, store, people)
+
+
+def test_quota_pauses_then_a_later_run_finishes(project: Project, store: Store, fake_resend: FakeResend) -> None:
+    resend_project(project, fake_resend)
+    people = emails(450)
+    add_leads(store, people)
+    fake_resend.configure(quota=200)
+    code, out, err = run(project, fake_resend, "send", "spring.md", "--yes")
+    assert code == 1
+    assert "quota" in err.lower()
+    with store.read() as conn:
+        assert conn.execute(sa.text("SELECT status FROM campaign")).scalar() == "paused"
+    assert len(fake_resend.accepted) == 200
+    fake_resend.configure(quota=None)
+    code, out, err = run(project, fake_resend, "send", "spring.md", "--yes")
+    assert code == 0, err
+    assert_exactly_once(fake_resend, store, people)
+
+
+def test_401_exits_3_with_nothing_failed(project: Project, store: Store, fake_resend: FakeResend) -> None:
+    resend_project(project, fake_resend)
+    add_leads(store, emails(30))
+    code, out, err = run(project, fake_resend, "send", "spring.md", "--yes", key="re_wrong_key_12345")
+    assert code == 3
+    assert "re_wrong_key_12345" not in out + err
+    assert err.startswith("Error: ")
+    assert {s for s, _ in ledger(store).values()} <= {"pending", "sending"}
+    assert fake_resend.accepted == []
+
+
+def test_one_invalid_address_fails_only_that_delivery(project: Project, store: Store, fake_resend: FakeResend) -> None:
+    resend_project(project, fake_resend)
+    people = emails(9)
+    add_leads(store, [*people[:4], "broken@nodot", *people[4:]])
+    code, out, err = run(project, fake_resend, "send", "spring.md", "--yes")
+    assert code == 1
+    book = ledger(store)
+    assert book.pop("broken@nodot")[0] == "failed"
+    assert {s for s, _ in book.values()} == {"sent"}
+    assert sorted(received(fake_resend)) == sorted(people)
+    with store.read() as conn:
+        err_msg = conn.execute(sa.text("SELECT last_error FROM delivery WHERE status = 'failed'")).scalar()
+    assert err_msg and err_msg.startswith("Invalid `to` field")
+
+
+def test_resend_request_matches_openapi_and_headers(project: Project, store: Store, fake_resend: FakeResend) -> None:
+    resend_project(project, fake_resend, extra='\n[tracking]\nunsubscribe_mailto = "unsub@example.com"\n')
+    add_leads(store, emails(2))
+    fake_resend.configure(keep_bodies=True)
+    code, out, err = run(project, fake_resend, "send", "spring.md", "--yes")
+    assert code == 0, err
+    first = sorted(fake_resend.accepted, key=lambda a: a.to[0])[0]
+    assert first.subject == "F0, see us at booth 12"
+    assert first.from_address == "Example Events <hello@example.com>"
+    assert first.headers["List-Unsubscribe"] == "<mailto:unsub@example.com?subject=unsubscribe>"
+    assert {"name": "campaign", "value": "spring"} in first.tags
+    assert first.text and "Hi F0, thanks for stopping by." in first.text
+    assert first.html and "1 Example Street, Springfield" in first.html
