@@ -44,6 +44,7 @@ class RateLimiter:
         self._generation = 0  # bumped when reserved slots become invalid
         self._sent: deque[float] = deque()  # our departure times over the last second
         self.holds = 0  # times a 429 or an exhausted window paused the callers
+        self._wake: tuple[asyncio.AbstractEventLoop, asyncio.Event] | None = None
 
     @property
     def limit(self) -> float:
@@ -66,12 +67,17 @@ class RateLimiter:
             self._next = slot + 1.0 / self.rate
             generation = self._generation
             if slot > now:
-                await asyncio.sleep(slot - now)
+                wake = self._wake_event()
+                try:
+                    async with asyncio.timeout(slot - now):
+                        await wake.wait()
+                except TimeoutError:
+                    pass
             if generation == self._generation:
                 departed = self._clock()
                 self._remember(departed)
                 return departed
-            # a 429 or a lower limit came in while we waited: queue up again
+            # the limit changed or a 429 came in while we waited: queue up again
 
     def observe(self, headers: Mapping[str, str], sent_at: float | None = None) -> None:
         """Learn from an answer's ``ratelimit-*`` headers (``sent_at``: ``acquire``'s value)."""
@@ -79,12 +85,12 @@ class RateLimiter:
         if limit is not None and limit > 0 and limit != self.server_limit:
             old_rate = self.rate
             self.server_limit = limit
-            if self.rate < old_rate:
-                # slots handed out at the old spacing would now be too close together
-                # (the waiting callers queue up again from the last departure)
-                self._generation += 1
-                last = self._sent[-1] if self._sent else self._clock()
-                self._next = max(last + 1.0 / self.rate, self._hold_until)
+            if self.rate != old_rate:
+                # slots handed out at the old spacing are wrong now (too close together, or
+                # needlessly far apart): wake the waiting callers to queue up again
+                last = self._sent[-1] if self._sent else None
+                self._next = last + 1.0 / self.rate if last is not None else 0.0
+                self._invalidate()
         remaining = _number(headers.get("ratelimit-remaining"))
         reset = _number(headers.get("ratelimit-reset"))
         if remaining == 0 and reset is not None and not self._filled_by_us(sent_at):
@@ -104,8 +110,22 @@ class RateLimiter:
             return
         self._hold_until = until
         self._next = until
-        self._generation += 1
         self.holds += 1
+        self._invalidate()
+
+    def _invalidate(self) -> None:
+        """Every slot handed out so far is void: wake its holder to queue up again."""
+        self._generation += 1
+        if self._wake is not None:
+            self._wake[1].set()
+            self._wake = None
+
+    def _wake_event(self) -> asyncio.Event:
+        """The event set at the next ``_invalidate`` (one per event loop)."""
+        loop = asyncio.get_running_loop()
+        if self._wake is None or self._wake[0] is not loop:
+            self._wake = (loop, asyncio.Event())
+        return self._wake[1]
 
     def _remember(self, departed: float) -> None:
         self._sent.append(departed)
