@@ -203,6 +203,13 @@ def resume_campaign(conn: sa.Connection, campaign_id: str) -> str:
     row = get_campaign_row(conn, campaign_id)
     if row["status"] not in (CampaignStatus.PAUSED, CampaignStatus.MISSED, CampaignStatus.FAILED):
         raise BadInput(f"Campaign '{campaign_id}' is {row['status']}; only a paused, missed or failed campaign can be resumed.")
+    if row["status"] == CampaignStatus.MISSED:
+        # back to scheduled it would only be missed again by the next run-due
+        raise BadInput(
+            f"Campaign '{campaign_id}' missed its send time; resuming would not send it.",
+            hint=f"Send it now with 'sponsorcast send {row['source_path'] or 'CAMPAIGN'}', "
+            "or give it a new time with 'sponsorcast schedule CAMPAIGN --at TIME'.",
+        )
     to = CampaignStatus.SENDING if row["started_at"] is not None else CampaignStatus.SCHEDULED
     if to == CampaignStatus.SCHEDULED and row["send_at"] is None:
         to = CampaignStatus.DRAFT

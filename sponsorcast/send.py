@@ -25,6 +25,7 @@ import json
 import os
 import secrets
 import socket
+import threading
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -367,9 +368,16 @@ class _Claimer:
     owner: str = field(default_factory=lambda: f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(3)}")
     skip: set[int] = field(default_factory=set)
     limit_left: int | None = None
+    # this process's workers take turns at the store: on SQLite a waiting writer would
+    # otherwise sleep in the busy handler's coarse steps instead of starting at once
+    lock: threading.Lock = field(default_factory=threading.Lock)
 
     def claim(self) -> Claim | str | None:
         """Claim the next batch; a string says why the campaign stopped; None: nothing claimable."""
+        with self.lock:
+            return self._claim()
+
+    def _claim(self) -> Claim | str | None:
         now = utcnow()
         with self.store.write() as conn:
             status = conn.execute(
@@ -519,7 +527,7 @@ class _Claimer:
     def record(self, claim: Claim, accepted: Mapping[int, str], rejected: Mapping[int, str]) -> None:
         """Write the provider's answer for a batch in one transaction."""
         now = utcnow()
-        with self.store.write() as conn:
+        with self.lock, self.store.write() as conn:
             if accepted:
                 conn.execute(
                     delivery_t.update()
@@ -548,7 +556,7 @@ class _Claimer:
         from sponsorcast.transport import BatchOutcome
 
         now = utcnow()
-        with self.store.write() as conn:
+        with self.lock, self.store.write() as conn:
             if isinstance(partial, BatchOutcome) and partial.accepted:
                 conn.execute(
                     delivery_t.update()

@@ -1,0 +1,554 @@
+"""Scheduled sends (SPEC §3 ``schedule``, ``unschedule``, ``run-due``): times, lateness, the cron run.
+
+``schedule`` validates a campaign as ``send`` would (every recipient rendered) and stores its
+row with status ``scheduled``, its content hash and ``send_at``; nothing is snapshotted yet.
+``run-due`` is meant for cron: each run starts the scheduled campaigns whose time has come
+(the file must still hash to what was scheduled), resumes ``sending`` campaigns and those
+paused for quota, and stops claiming before its time budget. Overlapping runs are safe
+because the send engine snapshots a campaign once and claims batches under leases.
+
+Every function takes ``now`` so that tests (and ``SPONSORCAST_NOW``) control the clock.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import re
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta, timezone, tzinfo
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import sqlalchemy as sa
+
+from sponsorcast.config import Config
+from sponsorcast.errors import (
+    AuthError,
+    BadInput,
+    ConfigError,
+    ExitCode,
+    QuotaExceeded,
+    SponsorcastError,
+    TemplateError,
+)
+from sponsorcast.ledger import campaign_t, get_campaign_row, record_event, transition
+from sponsorcast.models import CampaignStatus, utcnow
+from sponsorcast.store import Store
+
+if TYPE_CHECKING:
+    from sponsorcast.send import Plan, RunReport
+    from sponsorcast.transport import Transport
+
+DEFAULT_MAX_LATENESS = timedelta(hours=24)
+RUN_DUE_CAUSE = "run-due"
+# Statuses a campaign may be (re)scheduled from, provided it never started sending.
+SCHEDULABLE = (
+    CampaignStatus.DRAFT,
+    CampaignStatus.SCHEDULED,
+    CampaignStatus.MISSED,
+    CampaignStatus.PAUSED,
+    CampaignStatus.FAILED,
+)
+_DURATION = re.compile(r"(\d+(?:\.\d+)?)\s*([smhdw])")
+_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
+_TIME_TEXT = re.compile(
+    r"^\d{4}-\d{2}-\d{2}[Tt ]\d{1,2}:\d{2}(:\d{2}(\.\d+)?)?\s*(Z|z|[+-]\d{2}(:?\d{2})?)?$"
+)
+
+Log = Callable[[str], None]
+
+
+# --------------------------------------------------------------------------- times
+
+
+def zone_name(config: Config) -> str:
+    """The configured time zone's name, or "the system time zone"."""
+    return config.timezone or "the system time zone"
+
+
+def _zone(config: Config) -> tzinfo | None:
+    if not config.timezone:
+        return None
+    from zoneinfo import ZoneInfo
+
+    return ZoneInfo(config.timezone)
+
+
+def localize(naive: datetime, config: Config, *, what: str = "time") -> datetime:
+    """A local wall-clock time in the configured zone (default: the system's) as aware UTC.
+
+    A time that does not exist (clocks skip it) or exists twice (clocks go back) is refused:
+    guessing would send an hour early or late.
+    """
+    zone = _zone(config)
+
+    def attach(fold: int) -> datetime:
+        d = naive.replace(fold=fold)
+        return d.replace(tzinfo=zone) if zone is not None else d.astimezone()
+
+    early, late = attach(0), attach(1)
+    if early.utcoffset() != late.utcoffset():
+        utc = early.astimezone(timezone.utc)  # via UTC: astimezone to its own zone is a no-op
+        back = utc.astimezone(zone) if zone is not None else utc.astimezone()
+        shown = naive.isoformat(sep=" ", timespec="minutes")
+        if back.replace(tzinfo=None) == naive:
+            offsets = " or ".join(_offset_text(d) for d in (early, late))
+            raise BadInput(
+                f"The {what} {shown} happens twice in {zone_name(config)} (the clocks go back); "
+                "it is ambiguous.",
+                hint=f"Give the UTC offset, e.g. {naive.isoformat(timespec='minutes')}{offsets.split(' or ')[0]} "
+                f"(possible offsets: {offsets}).",
+            )
+        raise BadInput(
+            f"The {what} {shown} does not exist in {zone_name(config)} (the clocks skip it).",
+            hint="Give another time, or a time with its UTC offset.",
+        )
+    return early.astimezone(timezone.utc)
+
+
+def _offset_text(d: datetime) -> str:
+    offset = d.utcoffset() or timedelta(0)
+    minutes = int(offset.total_seconds() // 60)
+    sign = "+" if minutes >= 0 else "-"
+    return f"{sign}{abs(minutes) // 60:02d}:{abs(minutes) % 60:02d}"
+
+
+def parse_time(text: str, config: Config, *, what: str = "time") -> datetime:
+    """ISO-8601 date and time, with an offset or as local time in the configured zone → aware UTC."""
+    raw = text.strip()
+    hint = "Write a date and time, e.g. 2026-12-01T09:00:00+01:00, or 2026-12-01 09:00 for local time."
+    if not _TIME_TEXT.match(raw):
+        raise BadInput(f"The {what} {text!r} is not a date and time.", hint=hint)
+    try:
+        value = datetime.fromisoformat(raw.replace("z", "Z").replace(" Z", "Z"))
+    except ValueError:
+        raise BadInput(f"The {what} {text!r} is not a valid date and time.", hint=hint) from None
+    if value.tzinfo is None:
+        return localize(value, config, what=what)
+    return value.astimezone(timezone.utc)
+
+
+def parse_duration(text: str) -> timedelta:
+    """A duration like ``90m``, ``24h``, ``2d``, ``1h30m`` or plain seconds."""
+    raw = text.strip().lower()
+    if re.fullmatch(r"\d+(\.\d+)?", raw):
+        seconds = float(raw)
+    elif raw and _DURATION.sub("", raw).strip() == "":
+        seconds = sum(float(n) * _UNITS[u] for n, u in _DURATION.findall(raw))
+    else:
+        raise BadInput(
+            f"{text!r} is not a duration.",
+            hint="Write a number with a unit: 90s, 90m, 24h, 2d (or 1h30m).",
+        )
+    if seconds <= 0:
+        raise BadInput(f"The duration {text!r} must be longer than zero.")
+    return timedelta(seconds=seconds)
+
+
+def format_duration(delta: timedelta) -> str:
+    """``1d 2h 5m`` style, to the minute (seconds under a minute)."""
+    seconds = int(delta.total_seconds())
+    if seconds < 60:
+        return f"{max(seconds, 0)}s"
+    days, rest = divmod(seconds, 86400)
+    hours, rest = divmod(rest, 3600)
+    minutes = rest // 60
+    parts = [f"{days}d" if days else "", f"{hours}h" if hours else "", f"{minutes}m" if minutes else ""]
+    return " ".join(p for p in parts if p)
+
+
+def show_time(value: datetime, config: Config) -> str:
+    """A time as the configured zone's wall clock with its offset (ISO-8601, to the second)."""
+    zone = _zone(config)
+    local = value.astimezone(zone) if zone is not None else value.astimezone()
+    return local.isoformat(timespec="seconds")
+
+
+# --------------------------------------------------------------------------- schedule
+
+
+@dataclass(frozen=True)
+class Scheduled:
+    """What ``schedule`` stored."""
+
+    campaign_id: str
+    send_at: datetime
+    recipients: int
+    previous_status: str | None
+
+
+def schedule_campaign(
+    store: Store, config: Config, path: Path, *, at: str | None = None, now: datetime | None = None
+) -> Scheduled:
+    """Validate a campaign (every recipient rendered) and store it as ``scheduled`` for its time."""
+    from sponsorcast.send import campaign_values, plan_send, validate_all
+
+    now = now or utcnow()
+    plan = plan_send(store, config, path)
+    campaign = plan.campaign
+    _check_schedulable(store, campaign.id)
+    if at is not None:
+        send_at = parse_time(at, config, what="--at time")
+    elif campaign.send_at is None:
+        raise BadInput(
+            f"{path} has no send_at and no --at was given; there is no time to schedule it for.",
+            hint="Add 'send_at: 2026-12-01T09:00:00+01:00' to the front matter, or pass --at TIME.",
+        )
+    elif campaign.send_at.tzinfo is None:
+        send_at = localize(campaign.send_at, config, what="send_at")
+    else:
+        send_at = campaign.send_at.astimezone(timezone.utc)
+    if send_at <= now:
+        raise BadInput(
+            f"The send time {show_time(send_at, config)} is in the past "
+            f"(now is {show_time(now, config)}); nothing was scheduled.",
+            hint=f"Give a later time with --at, or send it now with 'sponsorcast send {path}'.",
+        )
+    try:
+        recipients = validate_all(store, plan)
+    except TemplateError as exc:
+        raise TemplateError(exc.reason.replace("nothing was sent", "nothing was scheduled"),
+                            path=exc.path, line=exc.line, hint=exc.hint) from None
+    values = campaign_values(campaign, plan.sponsor, send_at=send_at)
+    values["source_path"] = str(path.resolve())  # run-due may run from another directory
+    with store.write() as conn:
+        row = conn.execute(
+            sa.select(campaign_t.c.status).where(campaign_t.c.id == campaign.id)
+        ).first()
+        previous = row.status if row is not None else None
+        if row is None:
+            conn.execute(campaign_t.insert().values(
+                id=campaign.id, status=CampaignStatus.DRAFT, created_at=now,
+                total_recipients=recipients, **values,
+            ))
+            record_event(conn, campaign.id, "campaign.draft",
+                         {"from": None, "to": CampaignStatus.DRAFT, "cause": "created by schedule"})
+        moved = transition(
+            conn, campaign.id, CampaignStatus.SCHEDULED,
+            f"{'re' if previous == CampaignStatus.SCHEDULED else ''}scheduled for "
+            f"{show_time(send_at, config)} by user",
+            expect=SCHEDULABLE, extra={**values, "total_recipients": recipients},
+        )
+        if not moved or _started(conn, campaign.id):
+            # another process started it between our check and this transaction
+            raise BadInput(f"Campaign '{campaign.id}' started sending meanwhile; it cannot be scheduled.")
+    return Scheduled(campaign.id, send_at, recipients, previous)
+
+
+def _started(conn: sa.Connection, campaign_id: str) -> bool:
+    row = get_campaign_row(conn, campaign_id)
+    return row["started_at"] is not None
+
+
+def _check_schedulable(store: Store, campaign_id: str) -> None:
+    with store.read() as conn:
+        row = conn.execute(
+            sa.select(campaign_t.c.status, campaign_t.c.started_at).where(campaign_t.c.id == campaign_id)
+        ).first()
+    if row is None:
+        return
+    if row.status not in SCHEDULABLE or row.started_at is not None:
+        raise BadInput(
+            f"Campaign '{campaign_id}' is {row.status}: sending already began, so it cannot be "
+            "scheduled again.",
+            hint=f"'sponsorcast campaigns show {campaign_id}' shows where it is.",
+        )
+
+
+def unschedule_campaign(store: Store, campaign_id: str) -> str:
+    """``scheduled`` or ``missed`` → ``draft`` (event recorded); returns the previous status."""
+    with store.write() as conn:
+        row = get_campaign_row(conn, campaign_id)
+        ok = transition(conn, campaign_id, CampaignStatus.DRAFT, "unscheduled by user",
+                        expect=(CampaignStatus.SCHEDULED, CampaignStatus.MISSED),
+                        extra={"send_at": None})
+        if not ok:
+            raise BadInput(
+                f"Campaign '{campaign_id}' is {row['status']}; only a scheduled or missed campaign "
+                "can be unscheduled.",
+                hint=f"'sponsorcast campaigns pause {campaign_id}' or 'cancel' stops a campaign that is sending.",
+            )
+        return str(row["status"])
+
+
+# --------------------------------------------------------------------------- run-due
+
+
+@dataclass
+class CampaignOutcome:
+    """What one run-due did to one campaign."""
+
+    campaign_id: str
+    action: str  # started | resumed | missed | refused | failed | paused | auth | joined
+    ok: bool
+    exit_code: ExitCode = ExitCode.OK
+    report: "RunReport | None" = None
+
+
+@dataclass
+class RunDueReport:
+    """Everything one run-due did; empty when there was nothing to do."""
+
+    outcomes: list[CampaignOutcome] = field(default_factory=list)
+    left_for_next_run: list[str] = field(default_factory=list)
+
+    @property
+    def exit_code(self) -> ExitCode:
+        """3 for credentials, 1 when any campaign failed/paused/missed/refused, else 0."""
+        codes = [o.exit_code for o in self.outcomes]
+        if ExitCode.CONFIG in codes:
+            return ExitCode.CONFIG
+        return ExitCode.FAILED if ExitCode.FAILED in codes else ExitCode.OK
+
+
+def _quiet(_: str) -> None:
+    return None
+
+
+def due_campaigns(conn: sa.Connection, now: datetime) -> list[sa.Row[tuple[str, str]]]:
+    """(id, status) of scheduled campaigns whose time has come, sending ones and quota-paused ones."""
+    from sponsorcast.send import QUOTA_CAUSE
+
+    c = campaign_t.c
+    query = (
+        sa.select(c.id, c.status)
+        .where(sa.or_(
+            sa.and_(c.status == CampaignStatus.SCHEDULED, c.send_at <= now),
+            c.status == CampaignStatus.SENDING,
+            sa.and_(c.status == CampaignStatus.PAUSED, c.status_reason.like(f"{QUOTA_CAUSE}%")),
+        ))
+        .order_by(sa.func.coalesce(c.send_at, c.started_at, c.created_at), c.id)
+    )
+    return list(conn.execute(query).all())  # type: ignore[arg-type]
+
+
+def run_due(
+    store: Store,
+    config: Config,
+    *,
+    now: datetime | None = None,
+    max_seconds: float | None = None,
+    max_lateness: timedelta = DEFAULT_MAX_LATENESS,
+    transport: "Transport | None" = None,
+    log: Log = _quiet,
+) -> RunDueReport:
+    """Start due campaigns, resume sending and quota-paused ones, one after another, within a time budget.
+
+    ``log`` receives one line per thing that happened (nothing when there was nothing to do).
+    A credentials error stops the whole run (every other campaign would fail the same way).
+    """
+    now = now or utcnow()
+    deadline = time.monotonic() + max_seconds if max_seconds is not None else None
+    report = RunDueReport()
+    with store.read() as conn:
+        due = due_campaigns(conn, now)
+    if not due:
+        return report
+    if config.transport == "resend" and not config.secrets.resend_api_key and transport is None:
+        names = ", ".join(r.id for r in due)
+        log(f"RESEND_API_KEY is not set; nothing was started or resumed ({names}).")
+        report.outcomes.append(CampaignOutcome(names, "auth", False, ExitCode.CONFIG))
+        return report
+    for index, row in enumerate(due):
+        if deadline is not None and time.monotonic() >= deadline:
+            report.left_for_next_run = [r.id for r in due[index:]]
+            log(f"Time limit reached; left for the next run: {', '.join(report.left_for_next_run)}.")
+            break
+        try:
+            outcome = _run_one(store, config, row.id, row.status, now, max_lateness,
+                               deadline, transport, log)
+        except AuthError as exc:
+            log(f"Campaign '{row.id}': the provider refused the credentials: {exc.message} "
+                "Stopping this run; fix the key, then 'sponsorcast campaigns resume "
+                f"{row.id}' (other campaigns were left as they were).")
+            report.outcomes.append(CampaignOutcome(row.id, "auth", False, ExitCode.CONFIG))
+            break
+        except SponsorcastError as exc:
+            hint = f" ({exc.hint})" if exc.hint else ""
+            log(f"Campaign '{row.id}' ERROR: {exc.message}{hint}")
+            code = ExitCode.CONFIG if isinstance(exc, ConfigError) else ExitCode.FAILED
+            report.outcomes.append(CampaignOutcome(row.id, "error", False, code))
+            continue
+        except Exception as exc:  # noqa: BLE001 - one campaign's bug must not stop the others
+            log(f"Campaign '{row.id}' ERROR: unexpected {type(exc).__name__}: {exc} "
+                "(run with SPONSORCAST_DEBUG=1 for the traceback, and report it).")
+            if os.environ.get("SPONSORCAST_DEBUG") == "1":
+                raise
+            report.outcomes.append(CampaignOutcome(row.id, "error", False, ExitCode.FAILED))
+            continue
+        if outcome is not None:
+            report.outcomes.append(outcome)
+    return report
+
+
+def _run_one(
+    store: Store,
+    config: Config,
+    campaign_id: str,
+    status: str,
+    now: datetime,
+    max_lateness: timedelta,
+    deadline: float | None,
+    transport: "Transport | None",
+    log: Log,
+) -> CampaignOutcome | None:
+    from sponsorcast.send import QUOTA_CAUSE
+
+    if status == CampaignStatus.SCHEDULED:
+        return _start_scheduled(store, config, campaign_id, now, max_lateness, deadline, transport, log)
+    action = "resumed"
+    if status == CampaignStatus.PAUSED:
+        with store.write() as conn:
+            reason = get_campaign_row(conn, campaign_id)["status_reason"] or ""
+            if not reason.startswith(QUOTA_CAUSE) or not transition(
+                conn, campaign_id, CampaignStatus.SENDING, f"{RUN_DUE_CAUSE}: resumed after {reason}",
+                expect=(CampaignStatus.PAUSED,),
+            ):
+                return None  # resumed or changed by someone else meanwhile
+        log(f"Campaign '{campaign_id}': resuming after the provider's quota pause.")
+    return _run(store, config, campaign_id, action, deadline, transport, log)
+
+
+def _start_scheduled(
+    store: Store,
+    config: Config,
+    campaign_id: str,
+    now: datetime,
+    max_lateness: timedelta,
+    deadline: float | None,
+    transport: "Transport | None",
+    log: Log,
+) -> CampaignOutcome | None:
+    from sponsorcast.campaign import load_campaign
+    from sponsorcast.send import plan_send, snapshot, validate_all
+
+    with store.read() as conn:
+        row = get_campaign_row(conn, campaign_id)
+    send_at: datetime = row["send_at"]
+    late = now - send_at
+    if late > max_lateness:
+        cause = (f"{RUN_DUE_CAUSE}: {format_duration(late)} past its send time "
+                 f"{show_time(send_at, config)} (more than --max-lateness {format_duration(max_lateness)})")
+        with store.write() as conn:
+            moved = transition(conn, campaign_id, CampaignStatus.MISSED, cause,
+                               expect=(CampaignStatus.SCHEDULED,))
+        if not moved:
+            return None
+        log(f"Campaign '{campaign_id}' MISSED: {format_duration(late)} past its send time "
+            f"{show_time(send_at, config)}, more than --max-lateness {format_duration(max_lateness)}; "
+            f"not started. Send it by hand with 'sponsorcast send {row['source_path']}', "
+            "or schedule it again.")
+        return CampaignOutcome(campaign_id, "missed", False, ExitCode.FAILED)
+
+    path = _source_path(row["source_path"], config)
+    refusal = None
+    if path is None:
+        refusal = (f"its file {row['source_path']} no longer exists, so what was scheduled cannot be "
+                   "checked; not started. Restore the file and schedule it again.")
+    else:
+        try:
+            current = load_campaign(path).content_hash
+        except SponsorcastError as exc:
+            current = f"unreadable: {exc.message}"
+        if current != row["content_hash"]:
+            refusal = (f"{path} changed after it was scheduled; not started. Run "
+                       f"'sponsorcast schedule {path}' to schedule the new version, or restore the file.")
+    if refusal is not None:
+        log(f"Campaign '{campaign_id}' REFUSED: {refusal}")
+        return CampaignOutcome(campaign_id, "refused", False, ExitCode.FAILED)
+
+    assert path is not None
+    try:
+        plan = plan_send(store, config, path)
+        # send the scheduled time with it, not the file's (it may be local or overridden by --at)
+        plan = dataclasses.replace(plan, campaign=dataclasses.replace(plan.campaign, send_at=send_at))
+        validate_all(store, plan)
+    except (BadInput, ConfigError) as exc:
+        return _fail_start(store, campaign_id, exc, log)
+    if not snapshot(store, plan, _batch_size(config), cause=RUN_DUE_CAUSE):
+        with store.read() as conn:
+            status = get_campaign_row(conn, campaign_id)["status"]
+        if status != CampaignStatus.SENDING:
+            return None  # unscheduled, cancelled or finished by someone else meanwhile
+        return _run(store, config, campaign_id, "joined", deadline, transport, log)
+    lateness = f", {format_duration(late)} after its send time" if late >= timedelta(minutes=1) else ""
+    with store.read() as conn:
+        total = get_campaign_row(conn, campaign_id)["total_recipients"]
+    log(f"Campaign '{campaign_id}': starting, {total} recipient(s){lateness}.")
+    return _run(store, config, campaign_id, "started", deadline, transport, log)
+
+
+def _fail_start(store: Store, campaign_id: str, exc: SponsorcastError, log: Log) -> CampaignOutcome:
+    cause = f"{RUN_DUE_CAUSE}: could not start: {exc.message}"
+    with store.write() as conn:
+        transition(conn, campaign_id, CampaignStatus.FAILED, cause[:1000],
+                   expect=(CampaignStatus.SCHEDULED,), extra={"finished_at": None})
+    hint = f" ({exc.hint})" if exc.hint else ""
+    log(f"Campaign '{campaign_id}' FAILED to start, nothing was sent: {exc.message}{hint} "
+        "Fix it, then schedule it again or send it by hand.")
+    code = ExitCode.CONFIG if isinstance(exc, ConfigError) else ExitCode.FAILED
+    return CampaignOutcome(campaign_id, "failed", False, code)
+
+
+def _batch_size(config: Config) -> int:
+    return config.resend.batch_size if config.resend.endpoint == "batch" else 100
+
+
+def _source_path(stored: str | None, config: Config) -> Path | None:
+    """The campaign file: as stored (absolute since ``schedule``), else beside the config file."""
+    if not stored:
+        return None
+    path = Path(stored)
+    if path.is_file():
+        return path
+    if not path.is_absolute() and config.path is not None and (config.path.parent / path).is_file():
+        return config.path.parent / path
+    return None
+
+
+def _run(
+    store: Store,
+    config: Config,
+    campaign_id: str,
+    action: str,
+    deadline: float | None,
+    transport: "Transport | None",
+    log: Log,
+) -> CampaignOutcome | None:
+    from sponsorcast.send import run_campaign
+
+    try:
+        result = run_campaign(store, config, campaign_id, transport=transport, deadline=deadline)
+    except QuotaExceeded as exc:
+        log(f"Campaign '{campaign_id}' PAUSED: the provider's quota is used up ({exc.message}); "
+            "the next run-due resumes it.")
+        return CampaignOutcome(campaign_id, "paused", False, ExitCode.FAILED)
+    left = sum(n for s, n in result.counts.items() if s in ("pending", "sending"))
+    quiet = action in ("resumed", "joined") and result.sent_now == 0 and result.failed_now == 0 \
+        and result.unknown_batches == 0 and result.status == CampaignStatus.SENDING
+    if quiet:
+        # another run holds every remaining batch: nothing happened here worth a line
+        return None
+    line = (f"Campaign '{campaign_id}': {result.sent_now} sent, {result.failed_now} failed in this run "
+            f"({result.emails_per_second:.0f} emails/s); status {result.status}")
+    if not result.sends_for_real:
+        line += " (outbox transport: nothing was sent)"
+    if result.status == CampaignStatus.SENDING and left:
+        why = result.stopped_reason or "batches held by another run"
+        line += f", {left} left ({why}; the next run continues)"
+    elif result.status not in (CampaignStatus.SENT, CampaignStatus.SENDING):
+        line += f" ({result.stopped_reason or 'stopped'})"
+    log(line + ".")
+    ok = True
+    if result.failed_now:
+        log(f"Campaign '{campaign_id}': {result.failed_now} delivery(ies) failed; "
+            f"'sponsorcast deliveries {campaign_id} --status failed' lists them.")
+        ok = False
+    if result.unknown_batches:
+        log(f"Campaign '{campaign_id}': {result.unknown_batches} batch(es) got no answer from the "
+            "provider; the next run re-sends them under their idempotency keys.")
+        ok = False
+    return CampaignOutcome(campaign_id, action, ok, ExitCode.OK if ok else ExitCode.FAILED, result)
