@@ -55,9 +55,9 @@ def validate_emails(emails: Iterable[str]) -> list[str]:
 
     result: list[str] = []
     for raw in emails:
-        email = normalize_email(raw)
         try:
-            validate_email(email, check_deliverability=False)
+            # the same normalisation as leads import, so suppressions match stored leads
+            email = validate_email(raw.strip(), check_deliverability=False).normalized.lower()
         except EmailNotValidError as exc:
             raise BadInput(f"'{raw}' is not a valid email address: {exc}") from None
         if email not in result:
@@ -97,19 +97,35 @@ def is_suppressed(conn: sa.Connection, email: str, sponsor_id: str) -> bool:
     return row is not None
 
 
+def insert_ignore(
+    conn: sa.Connection, table: sa.Table, values: dict[str, Any], conflict: Sequence[str]
+) -> bool:
+    """INSERT … ON CONFLICT DO NOTHING (SQLite and PostgreSQL); True when a row went in.
+
+    Safe against a concurrent transaction inserting the same key: it waits, then skips,
+    instead of failing the whole transaction with an IntegrityError.
+    """
+    if conn.dialect.name == "postgresql":
+        from sqlalchemy.dialects.postgresql import insert as pg_insert
+
+        pg_stmt = (
+            pg_insert(table).values(**values)
+            .on_conflict_do_nothing(index_elements=list(conflict))
+            .returning(*table.primary_key.columns)
+        )
+        # psycopg's rowcount is not reliable here; RETURNING gives no row when skipped
+        return conn.execute(pg_stmt).first() is not None
+    from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+
+    stmt = sqlite_insert(table).values(**values).on_conflict_do_nothing(index_elements=list(conflict))
+    return bool(conn.execute(stmt).rowcount == 1)
+
+
 def suppress_conn(conn: sa.Connection, email: str, sponsor_id: str, reason: str) -> bool:
     """Add one entry inside an open write transaction; False when it was already there."""
-    s = suppression_table
-    email = normalize_email(email)
-    exists = conn.execute(
-        sa.select(s.c.id).where(s.c.email == email, s.c.sponsor_id == sponsor_id)
-    ).first()
-    if exists is not None:
-        return False
-    conn.execute(
-        s.insert().values(email=email, sponsor_id=sponsor_id, reason=reason, created_at=utcnow())
-    )
-    return True
+    values = {"email": normalize_email(email), "sponsor_id": sponsor_id, "reason": reason,
+              "created_at": utcnow()}
+    return insert_ignore(conn, suppression_table, values, ("email", "sponsor_id"))
 
 
 def _check_sponsor(store: Store, sponsor_id: str | None) -> None:

@@ -59,7 +59,7 @@ from sponsorcast.models import (
     utcnow,
 )
 from sponsorcast.store import Store
-from sponsorcast.suppression import suppress_conn
+from sponsorcast.suppression import insert_ignore, suppress_conn
 from sponsorcast.transport import tag_safe
 
 if TYPE_CHECKING:
@@ -412,6 +412,7 @@ def _find_delivery(conn: sa.Connection, data: Mapping[str, Any]) -> dict[str, An
     if isinstance(email_id, str) and email_id:
         row = conn.execute(
             sa.select(*cols).select_from(joined).where(delivery_t.c.provider_message_id == email_id)
+            .with_for_update(of=delivery_t)
         ).mappings().first()
         if row is not None:
             return dict(row)
@@ -422,6 +423,7 @@ def _find_delivery(conn: sa.Connection, data: Mapping[str, Any]) -> dict[str, An
         return None
     row = conn.execute(
         sa.select(*cols).select_from(joined).where(delivery_t.c.id == delivery_id)
+        .with_for_update(of=delivery_t)
     ).mappings().first()
     if row is None:
         return None
@@ -524,18 +526,19 @@ def apply_event_conn(
     at = parse_time(payload.get("created_at")) or parse_time(data.get("created_at")) or utcnow()
     row = _find_delivery(conn, data)
     kind = str(kind_full).removeprefix("email.")
-    now = utcnow()
-    conn.execute(
-        event_t.insert().values(
-            campaign_id=row["campaign_id"] if row is not None else None,
-            delivery_id=row["id"] if row is not None else None,
-            type=kind_full if source != "sync" else f"sync.{kind}",
-            provider_event_id=event_id,
-            occurred_at=at,
-            payload=dict(payload),
-            created_at=now,
-        )
-    )
+    values = {
+        "campaign_id": row["campaign_id"] if row is not None else None,
+        "delivery_id": row["id"] if row is not None else None,
+        "type": kind_full if source != "sync" else f"sync.{kind}",
+        "provider_event_id": event_id,
+        "occurred_at": at,
+        "payload": dict(payload),
+        "created_at": utcnow(),
+    }
+    if event_id is None:
+        conn.execute(event_t.insert().values(**values))
+    elif not insert_ignore(conn, event_t, values, ("provider_event_id",)):
+        return Applied("duplicate")  # a concurrent request applied it first
     addresses = [row["recipient"]] if row is not None else _recipients(data)
     reason = None
     if kind == "complained":
@@ -549,9 +552,9 @@ def apply_event_conn(
             suppress_conn(conn, address, ALL_SPONSORS, reason)
     if row is None:
         return Applied("unmatched")
-    values = _changes(row, kind, data, at, polled)
-    if values:
-        conn.execute(delivery_t.update().where(delivery_t.c.id == row["id"]).values(**values))
+    changes = _changes(row, kind, data, at, polled)
+    if changes:
+        conn.execute(delivery_t.update().where(delivery_t.c.id == row["id"]).values(**changes))
     return Applied("applied", row["id"])
 
 
@@ -564,19 +567,15 @@ def apply_event(
     polled: bool = False,
 ) -> Applied:
     """Apply one Resend event to its delivery and the suppression list, once per event id."""
-    try:
-        with store.write() as conn:
-            return apply_event_conn(conn, payload, event_id, source, polled=polled)
-    except sa.exc.IntegrityError:
-        # a concurrent request applied the same event id first (PostgreSQL)
-        return Applied("duplicate")
+    with store.write() as conn:
+        return apply_event_conn(conn, payload, event_id, source, polled=polled)
 
 
 # --- own tracking: opens, clicks, unsubscribes ------------------------------------------
 
 
-def _delivery(conn: sa.Connection, delivery_id: int) -> dict[str, Any] | None:
-    row = conn.execute(
+def _delivery(conn: sa.Connection, delivery_id: int, *, lock: bool = False) -> dict[str, Any] | None:
+    query = (
         sa.select(delivery_t, campaign_t.c.sponsor_id, campaign_t.c.body,
                   sponsor_t.c.name.label("sponsor_name"))
         .select_from(
@@ -584,7 +583,10 @@ def _delivery(conn: sa.Connection, delivery_id: int) -> dict[str, Any] | None:
             .join(sponsor_t, sponsor_t.c.id == campaign_t.c.sponsor_id)
         )
         .where(delivery_t.c.id == delivery_id)
-    ).mappings().first()
+    )
+    if lock:  # PostgreSQL: concurrent events for one delivery apply one after the other
+        query = query.with_for_update(of=delivery_t)
+    row = conn.execute(query).mappings().first()
     return dict(row) if row is not None else None
 
 
@@ -604,7 +606,7 @@ def record_open(store: Store, delivery_id: int, *, now: datetime | None = None) 
     """Count an open from the pixel; False when the delivery does not exist."""
     at = now or utcnow()
     with store.write() as conn:
-        row = _delivery(conn, delivery_id)
+        row = _delivery(conn, delivery_id, lock=True)
         if row is None:
             return False
         _own_event(conn, row, "open", at, {"source": "pixel"})
@@ -639,7 +641,7 @@ def record_click(store: Store, delivery_id: int, url: str, *, now: datetime | No
     """Count a click on a tracked link; False when the delivery does not exist."""
     at = now or utcnow()
     with store.write() as conn:
-        row = _delivery(conn, delivery_id)
+        row = _delivery(conn, delivery_id, lock=True)
         if row is None:
             return False
         _own_event(conn, row, "click", at, {"source": "redirect", "url": url})
@@ -673,7 +675,7 @@ def unsubscribe(store: Store, delivery_id: int, *, now: datetime | None = None) 
     """Unsubscribe a delivery's recipient from its sponsor (idempotent); None if unknown."""
     at = now or utcnow()
     with store.write() as conn:
-        row = _delivery(conn, delivery_id)
+        row = _delivery(conn, delivery_id, lock=True)
         if row is None:
             return None
         if row["unsubscribed_at"] is None:

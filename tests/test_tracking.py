@@ -588,3 +588,47 @@ postal_address = "1 Example Street, Springfield"
     assert again.exit_code == 0, again.stderr
     assert [a.to[0] for a in fake_resend.accepted] == ["bob@example.org"]  # ann unsubscribed, cat suppressed
     store.dispose()
+
+
+# --- both backends, concurrently --------------------------------------------------------
+
+
+def test_concurrent_events_and_replays_apply_once_on_each_backend(store_url: str) -> None:
+    """Webhook retries racing each other (and other events for the same delivery) on SQLite
+    and PostgreSQL: every event id applied once, counters exact, status never backwards."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from sponsorcast.stats import campaign_stats
+    from sponsorcast.store import open_store
+
+    store = open_store(store_url)
+    try:
+        [did, other] = seed(store, ["ann@example.org", "bob@example.org"])
+        jobs = [(event("email.opened", "spring-msg-0", T0 + timedelta(minutes=i)), f"open-{i}") for i in range(10)]
+        jobs += [(event("email.clicked", "spring-msg-0", T0 + timedelta(minutes=i)), f"click-{i}") for i in range(5)]
+        jobs += [(event("email.complained", "spring-msg-0", T0 + timedelta(hours=1)), "complaint"),
+                 (event("email.delivered", "spring-msg-0", T0 + timedelta(seconds=5)), "delivered"),
+                 (event("email.bounced", "spring-msg-1", bounce={"type": "Permanent"}), "bounce")]
+        work = jobs * 3  # every webhook delivered three times
+        with ThreadPoolExecutor(max_workers=8) as pool:
+            outcomes = list(pool.map(lambda job: tracking.apply_event(store, job[0], job[1]).outcome, work))
+        assert outcomes.count("applied") == len(jobs)
+        assert outcomes.count("duplicate") == 2 * len(jobs)
+        for _ in range(3):
+            tracking.unsubscribe(store, did)
+        row = delivery(store, did)
+        assert (row["status"], row["open_count"], row["click_count"]) == ("complained", 10, 5)
+        assert (row["opened_at"], row["first_click_at"], row["delivered_at"]) == (T0, T0, T0)
+        assert delivery(store, other)["status"] == "bounced"
+        assert sorted((r["email"], r["sponsor_id"], r["reason"]) for r in table_rows(store, suppression_t)) == [
+            ("ann@example.org", "*", "complained"), ("ann@example.org", "default", "unsubscribed"),
+            ("bob@example.org", "*", "bounced")]
+        assert len(table_rows(store, event_t)) == len(jobs) + 1
+        stats = campaign_stats(store, "spring")
+        assert {k: stats[k] for k in ("sent", "delivered", "opened", "clicked", "complained", "bounced",
+                                      "unsubscribed", "open_rate")} == {
+            "sent": 2, "delivered": 1, "opened": 1, "clicked": 1, "complained": 1, "bounced": 1,
+            "unsubscribed": 1, "open_rate": 50.0}
+        assert suppressed_leads(store, "default") == ["ann@example.org", "bob@example.org"]
+    finally:
+        store.dispose()
