@@ -63,6 +63,9 @@ def serve_warnings(config: Config) -> list[str]:
         notes.append("SPONSORCAST_SECRET is not set: open, click and unsubscribe links answer 404.")
     elif not config.tracking.public_url:
         notes.append("tracking.public_url is empty: new emails carry no links to this server.")
+    elif not config.tracking.public_url.startswith("https://"):
+        notes.append("tracking.public_url is not https://: mail providers ignore one-click "
+                     "unsubscribe without HTTPS; put serve behind a TLS proxy.")
     return notes
 
 

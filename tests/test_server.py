@@ -301,3 +301,12 @@ def test_serve_warnings(config: Config) -> None:
                                         secrets=Secrets(webhook_secret=VECTOR_SECRET))
     assert serve_warnings(only_webhooks) == [
         "SPONSORCAST_SECRET is not set: open, click and unsubscribe links answer 404."]
+
+
+def test_serve_warns_about_plain_http_public_url(config: Config) -> None:
+    from sponsorcast.server import serve_warnings
+
+    plain = dataclasses.replace(config, tracking=dataclasses.replace(config.tracking, public_url="http://t.example.com"))
+    assert serve_warnings(plain) == [
+        "tracking.public_url is not https://: mail providers ignore one-click unsubscribe without HTTPS; "
+        "put serve behind a TLS proxy."]
