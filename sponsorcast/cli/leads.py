@@ -1,9 +1,211 @@
-"""CLI: leads commands (thin: parameters, one call into the domain, output)."""
+"""CLI: ``leads import / list / count`` (thin: parameters, one call into ``sponsorcast.leads``,
+output through ``console``)."""
 
 from __future__ import annotations
 
+import json
+import sys
+from collections.abc import Iterable
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Any, Optional
+
 import typer
+
+from sponsorcast import console
+from sponsorcast.cli._common import handle_errors, open_store
+
+if TYPE_CHECKING:
+    from sponsorcast.leads import ImportReport, LeadSource
+
+leads_app = typer.Typer(help="Import and look at leads.", no_args_is_help=True)
+
+TABLE_COLUMNS = ["email", "name", "company", "title", "intent_level", "intent_score", "follow_up_status", "tags"]
+TABLE_HEADERS = {"intent_level": "intent", "intent_score": "score", "follow_up_status": "status"}
+REJECTS_SHOWN = 20
+PROGRESS_EVERY = 100_000  # rows between plain log lines when not on a terminal
+
+SponsorOpt = Annotated[str, typer.Option("--sponsor", "-s", help="Sponsor id.")]
+AudienceOpt = Annotated[
+    Optional[str],
+    typer.Option("--audience", "-a", help="all | hot | warm | cold | new | contacted | custom."),
+]
+FilterOpt = Annotated[
+    Optional[list[str]],
+    typer.Option(
+        "--filter",
+        help="Custom audience filter KEY=VALUE (repeatable): intent_level, follow_up_status, "
+        "intent_score_min, intent_score_max, tags, tags_any, event; lists comma-separated.",
+    ),
+]
+
+
+@leads_app.command("import")
+@handle_errors
+def import_(
+    source: Annotated[str, typer.Argument(metavar="SOURCE", help="A CSV file, or a postgresql:// URL.")],
+    sponsor: SponsorOpt = "default",
+    map_: Annotated[
+        Optional[list[str]], typer.Option("--map", help='Map a column: "Work Email=email" (repeatable).')
+    ] = None,
+    tag: Annotated[Optional[list[str]], typer.Option("--tag", help="Add this tag to every lead (repeatable).")] = None,
+    encoding: Annotated[
+        Optional[str], typer.Option("--encoding", help="The CSV's encoding (default: detected).")
+    ] = None,
+    rejects: Annotated[
+        Optional[Path],
+        typer.Option("--rejects", help="Import the valid rows; write bad ones to this CSV with a reason."),
+    ] = None,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="Report what would happen; write nothing.")] = False,
+    table: Annotated[Optional[str], typer.Option("--table", help="PostgreSQL source: the table to read.")] = None,
+    query: Annotated[Optional[str], typer.Option("--query", help="PostgreSQL source: the SELECT to run.")] = None,
+    json_: Annotated[bool, typer.Option("--json", help="Machine-readable report.")] = False,
+) -> None:
+    """Upsert leads by email from a CSV file (or PostgreSQL); atomic unless --rejects."""
+    from sponsorcast.leads import import_leads, parse_mapping
+
+    lead_source = _source(source, encoding=encoding, table=table, query=query)
+    mapping = parse_mapping(map_ or [])
+    store = open_store()
+    report = import_leads(
+        store,
+        lead_source,
+        sponsor_id=sponsor,
+        mapping=mapping,
+        extra_tags=tag or [],
+        dry_run=dry_run,
+        rejects_path=rejects,
+        progress=None if json_ else _progress(),
+    )
+    if json_:
+        console.print_json(report.as_dict())
+    else:
+        _print_report(report)
+
+
+def _source(source: str, *, encoding: str | None, table: str | None, query: str | None) -> "LeadSource":
+    from sponsorcast.errors import BadInput, SourceError
+
+    if source.startswith(("postgresql://", "postgres://", "postgresql+psycopg://")):
+        if encoding:
+            raise BadInput("--encoding is for CSV files; a PostgreSQL source has its own encoding.")
+        try:
+            from sponsorcast import leads_postgres
+        except ImportError:
+            raise SourceError("PostgreSQL lead sources are not available in this version.") from None
+        result: LeadSource = leads_postgres.PostgresSource(source, table=table, query=query)
+        return result
+    if table or query:
+        raise BadInput(
+            "--table and --query are for PostgreSQL sources: SOURCE must be a postgresql:// URL, "
+            f"not '{source}'."
+        )
+    from sponsorcast.leads import CsvSource
+
+    return CsvSource(source, encoding=encoding)
+
+
+def _progress() -> Any:
+    """Plain log lines every PROGRESS_EVERY rows (terminal or not: imports are fast)."""
+    state = {"next": PROGRESS_EVERY}
+
+    def report(rows: int) -> None:
+        if rows >= state["next"]:
+            console.log(f"{rows:,} rows read")
+            state["next"] = (rows // PROGRESS_EVERY + 1) * PROGRESS_EVERY
+
+    return report
+
+
+def _print_report(report: "ImportReport") -> None:
+    verb = "Dry run of" if report.dry_run else "Imported"
+    console.say(f"{verb} {report.source} for sponsor '{report.sponsor_id}': {report.rows} rows read.")
+    console.print_table(
+        [{
+            "inserted": report.inserted,
+            "updated": report.updated,
+            "unchanged": report.unchanged,
+            "rejected": report.rejected,
+        }],
+        ["inserted", "updated", "unchanged", "rejected"],
+    )
+    if report.merged:
+        console.say(f"{report.merged} repeated row(s) merged into an earlier row with the same email.")
+    if report.rejects:
+        shown = report.rejects[:REJECTS_SHOWN]
+        console.print_table([{"row": r, "reason": reason} for r, reason in shown], ["row", "reason"],
+                            title="Rejected rows")
+        if report.rejected > len(shown):
+            console.say(f"… and {report.rejected - len(shown)} more.")
+    if report.rejects_path:
+        console.say(f"Rejected rows written to {report.rejects_path} with a 'reason' column.")
+    if report.dry_run:
+        console.say("Dry run: nothing was written to the store.")
+
+
+@leads_app.command("list")
+@handle_errors
+def list_(
+    sponsor: SponsorOpt = "default",
+    audience: AudienceOpt = None,
+    filter_: FilterOpt = None,
+    limit: Annotated[Optional[int], typer.Option("--limit", min=1, help="At most N leads.")] = None,
+    json_: Annotated[bool, typer.Option("--json", help="JSON list of lead objects.")] = False,
+    csv_: Annotated[bool, typer.Option("--csv", help="CSV with a header.")] = False,
+) -> None:
+    """List a sponsor's leads (every match unless --limit)."""
+    from sponsorcast.errors import BadInput
+    from sponsorcast.leads import LIST_COLUMNS, audience_from_options, list_leads
+
+    if json_ and csv_:
+        raise BadInput("Choose one of --json and --csv.")
+    selected = audience_from_options(audience, filter_ or [])
+    rows = list_leads(open_store(), sponsor, selected, limit)
+    if json_:
+        _stream_json(rows)
+    elif csv_:
+        console.print_csv(rows, LIST_COLUMNS)
+    else:
+        console.print_table(rows, TABLE_COLUMNS, headers=TABLE_HEADERS, title=f"Leads of '{sponsor}'")
+
+
+def _stream_json(rows: Iterable[dict[str, Any]]) -> None:
+    """A JSON list, one object at a time, formatted exactly as ``console.print_json``."""
+    out = sys.stdout
+    first = True
+    for row in rows:
+        text = json.dumps(row, indent=2, ensure_ascii=False, default=_json_default)
+        out.write(("[\n" if first else ",\n") + "\n".join("  " + line for line in text.splitlines()))
+        first = False
+    out.write("[]\n" if first else "\n]\n")
+
+
+def _json_default(value: Any) -> Any:
+    from datetime import datetime
+
+    if isinstance(value, datetime):
+        return value.isoformat()
+    raise TypeError(f"not JSON serialisable: {type(value).__name__}")
+
+
+@leads_app.command("count")
+@handle_errors
+def count(
+    sponsor: SponsorOpt = "default",
+    audience: AudienceOpt = None,
+    filter_: FilterOpt = None,
+    json_: Annotated[bool, typer.Option("--json", help='Print {"count": N}.')] = False,
+) -> None:
+    """Count a sponsor's leads in an audience."""
+    from sponsorcast.leads import audience_from_options, count_leads
+
+    selected = audience_from_options(audience, filter_ or [])
+    n = count_leads(open_store(), sponsor, selected)
+    if json_:
+        console.print_json({"count": n})
+    else:
+        console.say(f"{n} lead{'' if n == 1 else 's'} ({selected.type} of sponsor '{sponsor}').")
 
 
 def register(app: typer.Typer) -> None:
-    """Add this module's commands to the app."""
+    """Add the ``leads`` group."""
+    app.add_typer(leads_app, name="leads")

@@ -1,0 +1,1037 @@
+"""Leads: importing them from a source (a CSV file now, PostgreSQL later) and listing them.
+
+The pieces, in the order an import runs them:
+
+- A **source** (:class:`LeadSource`) yields raw rows: ``(row_number, {column: value})``. It only
+  reads; it does not know about lead columns. :class:`CsvSource` is the CSV one; a PostgreSQL
+  source (``sponsorcast/leads_postgres.py``) implements the same three members.
+- A **column plan** (:func:`plan_columns`) maps the source's headers onto lead columns once:
+  loose matching (case, spaces, dashes and underscores ignored; synonyms such as ``E-mail``,
+  ``user_email``, ``Full Name``), then ``--map`` overrides. Every other column goes to ``fields``
+  under its original header.
+- **Normalisation** (:meth:`ColumnPlan.lead`) turns one raw row into a clean lead or a
+  :class:`RowError` with the reason: email validated with email-validator and stored lower-cased,
+  names split, tags split, intent level and score checked.
+- **Upsert** (:func:`import_leads`): rows are merged by email within the file, looked up in
+  the store a chunk at a time (one ``IN`` query per chunk) and written with Core
+  ``executemany``, all in one write transaction, so that the import is atomic and memory stays
+  flat however long the file.
+
+Upsert rules (a careful user's expectation, spelled out):
+
+- a non-empty value in the file replaces the stored one; an empty cell keeps what is stored
+  (so re-importing a file without a ``Status`` column never resets ``contacted`` leads to
+  ``new``); ``follow_up_status`` defaults to ``new`` for new leads only;
+- tags are added to the stored ones (never removed); ``fields`` are merged key by key;
+- ``source`` is set to the source's name on insert and whenever the lead changes; a lead whose
+  values are all the same is ``unchanged`` and is not written at all;
+- a ``sponsor_id`` (or ``sponsor``) column is allowed as a safety check: a row naming another
+  sponsor is rejected, never re-assigned.
+"""
+
+from __future__ import annotations
+
+import codecs
+import csv
+import io
+import os
+import re
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Protocol, TextIO
+
+from sponsorcast.errors import BadInput, LeadsFileError
+
+if TYPE_CHECKING:
+    import sqlalchemy as sa
+
+    from sponsorcast.audience import Audience
+    from sponsorcast.store import Store
+
+CHUNK_ROWS = 2_000
+REJECTS_KEPT = 100  # rejects kept in ImportReport.rejects; every one goes to the rejects file
+DELIMITERS = (",", ";", "\t")
+INTENT_LEVELS = ("hot", "warm", "cold")
+DEFAULT_STATUS = "new"
+
+# Lead columns an imported column can map to (``sponsor_id`` is only checked, never stored).
+TARGETS = (
+    "email",
+    "name",
+    "first_name",
+    "last_name",
+    "company",
+    "title",
+    "intent_level",
+    "intent_score",
+    "follow_up_status",
+    "tags",
+    "event",
+    "consent",
+    "sponsor_id",
+)
+
+# Normalised header (lower-case, no spaces, dashes or underscores) -> lead column.
+SYNONYMS: dict[str, str] = {
+    **dict.fromkeys(["email", "emailaddress", "useremail", "mail", "emailid"], "email"),
+    **dict.fromkeys(["name", "fullname", "username", "contactname"], "name"),
+    **dict.fromkeys(["firstname", "givenname", "forename", "userfirstname"], "first_name"),
+    **dict.fromkeys(["lastname", "surname", "familyname", "userlastname"], "last_name"),
+    **dict.fromkeys(
+        ["company", "companyname", "organisation", "organization", "usercompany", "employer"],
+        "company",
+    ),
+    **dict.fromkeys(["title", "jobtitle", "usertitle", "position", "role"], "title"),
+    **dict.fromkeys(["intentlevel", "intent"], "intent_level"),
+    **dict.fromkeys(["intentscore", "score", "leadscore"], "intent_score"),
+    **dict.fromkeys(["followupstatus", "status", "followup"], "follow_up_status"),
+    **dict.fromkeys(["tags", "tag", "labels", "label"], "tags"),
+    **dict.fromkeys(["event", "eventid", "eventname"], "event"),
+    **dict.fromkeys(["consent", "lawfulbasis", "optin"], "consent"),
+    **dict.fromkeys(["sponsorid", "sponsor"], "sponsor_id"),
+}
+
+# Columns compared to decide updated / unchanged, in the order they are written.
+_COMPARED = (
+    "name",
+    "first_name",
+    "last_name",
+    "company",
+    "title",
+    "intent_level",
+    "intent_score",
+    "follow_up_status",
+    "tags",
+    "event",
+    "consent",
+    "fields",
+)
+_SCALARS = (
+    "name",
+    "first_name",
+    "last_name",
+    "company",
+    "title",
+    "intent_level",
+    "intent_score",
+    "follow_up_status",
+    "event",
+    "consent",
+)
+
+# Stable keys of ``leads list --json`` / ``--csv``.
+LIST_COLUMNS = (
+    "id",
+    "email",
+    "name",
+    "first_name",
+    "last_name",
+    "company",
+    "title",
+    "intent_level",
+    "intent_score",
+    "follow_up_status",
+    "tags",
+    "event",
+    "fields",
+    "source",
+    "consent",
+    "created_at",
+    "updated_at",
+)
+
+
+# --------------------------------------------------------------------------- sources
+
+
+class LeadSource(Protocol):
+    """Where raw lead rows come from. Implement these three members to add a source.
+
+    - ``name``: what ends up in ``lead.source`` and in messages (a file name, ``table x``).
+    - ``headers()``: the column names, unique, in source order; raise ``LeadsFileError`` or
+      ``SourceError`` when the source cannot be read.
+    - ``rows()``: stream ``(row_number, {header: value})`` — the row number as the user counts
+      it (for a CSV, the spreadsheet row: the header is row 1). Values may be ``str``, ``None``,
+      ``int``/``float``/``bool``, or a ``list`` of strings (an array column, e.g. tags). A header
+      missing from a row's dict means "no value". A row with more cells than headers carries the
+      surplus as a list under the key ``None`` (as ``csv.DictReader`` does) and is rejected.
+
+    Header mapping, normalisation, validation and writing happen in :func:`import_leads`, the
+    same for every source. A source may also offer ``delimiter`` and ``rejects_encoding``
+    attributes, used for the ``--rejects`` file.
+    """
+
+    name: str
+
+    def headers(self) -> list[str]:
+        """The column names, unique, in source order."""
+        ...
+
+    def rows(self) -> Iterator[tuple[int, dict[Any, Any]]]:
+        """Stream ``(row_number, {header: value})``."""
+        ...
+
+
+_SCAN_BLOCK = 1 << 20
+
+
+class CsvSource:
+    """A CSV file: encoding detected (UTF-8 ± BOM, UTF-16 with BOM, else Windows-1252/Latin-1),
+    delimiter sniffed among comma, semicolon and tab, read as a stream."""
+
+    def __init__(self, path: Path | str, encoding: str | None = None) -> None:
+        self.path = Path(path)
+        self.name = self.path.name
+        self._requested = _check_encoding(encoding) if encoding else None
+        self.encoding: str | None = None
+        self.delimiter = ","
+        self.rejects_encoding = "utf-8"
+        self._headers: list[str] | None = None
+        self._skip_first_line = False  # an Excel "sep=;" line
+
+    def headers(self) -> list[str]:
+        """The header row, made unique (blank → ``column N``, repeated → ``Name (2)``)."""
+        if self._headers is None:
+            self.encoding = self._requested or self._detect_encoding()
+            self.rejects_encoding = (
+                "utf-8-sig" if self.encoding not in ("utf-8", "utf-8-sig") or self._has_bom() else "utf-8"
+            )
+            try:
+                with self._open() as fh:
+                    sample = fh.read(64 * 1024)
+            except UnicodeDecodeError as exc:
+                raise self._decode_error(exc, "in the first rows") from None
+            self._headers = self._parse_header(sample)
+        return list(self._headers)
+
+    def rows(self) -> Iterator[tuple[int, dict[Any, Any]]]:
+        """Stream the data rows; blank rows are skipped but still counted."""
+        headers = self.headers()
+        width = len(headers)
+        unnamed = {h for h in headers if h.startswith("\x00")}
+        with self._open() as fh:
+            if self._skip_first_line:
+                fh.readline()
+            reader = csv.reader(fh, delimiter=self.delimiter)
+            number = 1 + self._skip_first_line
+            try:
+                next(reader, None)
+                for cells in reader:
+                    number += 1
+                    if not any(cells):
+                        continue
+                    row: dict[Any, Any] = dict(zip(headers, cells))
+                    if len(cells) > width:
+                        surplus = cells[width:]
+                        if any(c.strip() for c in surplus):
+                            row[None] = surplus
+                    if unnamed:
+                        for h in unnamed:
+                            if not (row.get(h) or "").strip():
+                                row.pop(h, None)
+                    yield number, row
+            except csv.Error as exc:
+                raise LeadsFileError(f"row {number + 1} is not valid CSV ({exc}).", path=self.path) from None
+            except UnicodeDecodeError as exc:
+                raise self._decode_error(exc, f"near row {number + 1}") from None
+
+    # -- helpers
+
+    def _decode_error(self, exc: UnicodeDecodeError, where: str) -> LeadsFileError:
+        shown = "utf-8" if self.encoding == "utf-8-sig" else self.encoding
+        return LeadsFileError(
+            f"cannot be decoded as {shown} {where} ({exc.reason}).",
+            path=self.path,
+            hint="Name the file's encoding with --encoding (e.g. cp1252, latin-1, utf-8), "
+                 "or leave it out to have it detected.",
+        )
+
+    def _open(self) -> TextIO:
+        try:
+            return open(self.path, encoding=self.encoding, newline="", errors="strict")
+        except OSError as exc:
+            raise LeadsFileError(f"cannot be read ({exc.strerror or exc}).", path=self.path) from None
+
+    def _has_bom(self) -> bool:
+        try:
+            with open(self.path, "rb") as fh:
+                return fh.read(3) == codecs.BOM_UTF8
+        except OSError:
+            return False
+
+    def _detect_encoding(self) -> str:
+        """UTF-8 if every byte decodes as UTF-8, else Windows-1252, else Latin-1."""
+        try:
+            fh = open(self.path, "rb")
+        except OSError as exc:
+            raise LeadsFileError(f"cannot be read ({exc.strerror or exc}).", path=self.path) from None
+        with fh:
+            head = fh.read(4)
+            if head[:2] in (codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE):
+                return "utf-16"
+            fh.seek(0)
+            first = fh.read(8192)
+            if b"\x00" in first:
+                raise LeadsFileError(
+                    "is not a CSV text file (it contains NUL bytes).",
+                    path=self.path,
+                    hint="Export the spreadsheet as CSV (UTF-8) and import that file.",
+                )
+            for candidate in ("utf-8", "cp1252"):
+                fh.seek(0)
+                decoder = codecs.getincrementaldecoder(candidate)()
+                try:
+                    while block := fh.read(_SCAN_BLOCK):
+                        decoder.decode(block)
+                    decoder.decode(b"", final=True)
+                except UnicodeDecodeError:
+                    continue
+                return "utf-8-sig" if candidate == "utf-8" else candidate
+            return "latin-1"
+
+    def _parse_header(self, sample: str) -> list[str]:
+        if sample.startswith("\ufeff"):
+            sample = sample[1:]
+        first_line = sample.split("\n", 1)[0].strip("\r")
+        if re.fullmatch(r"sep=.", first_line, flags=re.IGNORECASE):
+            self.delimiter = first_line[4]
+            self._skip_first_line = True
+            sample = sample.split("\n", 1)[1] if "\n" in sample else ""
+        else:
+            self.delimiter = _sniff_delimiter(sample)
+        try:
+            header = next(csv.reader(io.StringIO(sample), delimiter=self.delimiter), None)
+        except csv.Error as exc:
+            raise LeadsFileError(f"the header row is not valid CSV ({exc}).", path=self.path) from None
+        if not header or not any(h.strip() for h in header):
+            raise LeadsFileError("is empty: no header row found.", path=self.path)
+        return _unique_headers(header)
+
+
+def _check_encoding(encoding: str) -> str:
+    try:
+        name = codecs.lookup(encoding).name
+    except LookupError:
+        raise BadInput(f"Unknown encoding '{encoding}' (try utf-8, cp1252 or latin-1).") from None
+    return "utf-8-sig" if name == "utf-8" else name
+
+
+def _sniff_delimiter(sample: str) -> str:
+    """The delimiter that splits the header into the most columns, consistently with the
+    first data rows; comma when in doubt."""
+    lines = sample.splitlines()
+    if len(sample) >= 64 * 1024 and len(lines) > 1:
+        lines = lines[:-1]  # the last line of a cut sample may be partial
+    text = "\n".join(lines[:20])
+    best, best_score = ",", (0, 0)
+    for delim in DELIMITERS:
+        try:
+            records = [r for r in csv.reader(io.StringIO(text), delimiter=delim) if r]
+        except csv.Error:
+            continue
+        if not records:
+            continue
+        width = len(records[0])
+        consistent = sum(1 for r in records[1:] if len(r) == width)
+        score = (width if width > 1 else 0, consistent)
+        if score > best_score:
+            best, best_score = delim, score
+    return best
+
+
+def _unique_headers(raw: Sequence[str]) -> list[str]:
+    out: list[str] = []
+    seen: set[str] = set()
+    for i, h in enumerate(raw, start=1):
+        name = h.strip().lstrip("\ufeff").strip()
+        if not name:
+            # an unnamed column: kept only where a row has a value in it (see CsvSource.rows)
+            name = f"\x00column {i}"
+        base, k = name, 2
+        while name in seen:
+            name = f"{base} ({k})"
+            k += 1
+        seen.add(name)
+        out.append(name)
+    return out
+
+
+def display_header(header: str) -> str:
+    """A header as the user should see it (unnamed columns are ``column N``)."""
+    return header.lstrip("\x00")
+
+
+# --------------------------------------------------------------------------- column plan
+
+
+def normalise_header(header: str) -> str:
+    """Lower-case, trimmed, without spaces, dashes or underscores: ``E-mail`` → ``email``."""
+    return re.sub(r"[\s\-_]+", "", header.strip().lower())
+
+
+def target_for(name: str) -> str | None:
+    """The lead column a header or ``--map`` target names, or None."""
+    key = normalise_header(name)
+    if key in SYNONYMS:
+        return SYNONYMS[key]
+    for target in TARGETS:
+        if key == target.replace("_", ""):
+            return target
+    return None
+
+
+def parse_mapping(items: Iterable[str]) -> dict[str, str]:
+    """``["Work Email=email", …]`` (the ``--map`` options) → ``{"Work Email": "email"}``."""
+    mapping: dict[str, str] = {}
+    for item in items:
+        column, sep, target = item.partition("=")
+        if not sep or not column.strip() or not target.strip():
+            raise BadInput(f"--map '{item}' must look like \"Column Name=email\".")
+        mapping[column.strip()] = target.strip()
+    return mapping
+
+
+@dataclass(frozen=True)
+class ColumnPlan:
+    """Which source column feeds which lead column; the rest go to ``fields``."""
+
+    columns: Mapping[str, str]  # lead column -> source header
+    extras: tuple[str, ...]  # source headers kept in ``fields``
+    source_name: str
+
+    def lead(self, number: int, raw: Mapping[Any, Any], sponsor_id: str | None = None,
+             extra_tags: Sequence[str] = ()) -> dict[str, Any]:
+        """One raw row as a clean lead dict; raises RowError with the reason."""
+        return _normalise(self, number, raw, sponsor_id, extra_tags)
+
+
+def plan_columns(headers: Sequence[str], mapping: Mapping[str, str] | None, source_name: str,
+                 *, path: str | None = None) -> ColumnPlan:
+    """Match headers to lead columns: ``--map`` first, then loosely by name and synonym."""
+    where = path or source_name
+    by_norm: dict[str, list[str]] = {}
+    for h in headers:
+        by_norm.setdefault(normalise_header(display_header(h)), []).append(h)
+    columns: dict[str, str] = {}
+    taken: set[str] = set()
+    for column, target_name in (mapping or {}).items():
+        target = target_for(target_name)
+        if target is None:
+            raise BadInput(
+                f"--map '{column}={target_name}': '{target_name}' is not a lead column "
+                f"(one of: {', '.join(TARGETS)}); unmapped columns are kept in fields."
+            )
+        if column in headers:
+            header = column
+        else:
+            matches = by_norm.get(normalise_header(column), [])
+            if len(matches) != 1:
+                raise LeadsFileError(
+                    f"--map '{column}={target_name}': no column '{column}' "
+                    f"(headers found: {_header_list(headers)}).",
+                    path=where,
+                )
+            header = matches[0]
+        if target in columns and columns[target] != header:
+            raise BadInput(f"--map names two columns for {target}: '{columns[target]}' and '{header}'.")
+        columns[target] = header
+        taken.add(header)
+    loose: dict[str, list[str]] = {}
+    for h in headers:
+        if h in taken or h.startswith("\x00"):
+            continue
+        target = SYNONYMS.get(normalise_header(h))
+        if target is not None and target not in columns:
+            loose.setdefault(target, []).append(h)
+    for target, found in loose.items():
+        if len(found) > 1:
+            raise LeadsFileError(
+                f"the columns {' and '.join(repr(h) for h in found)} both look like {target}.",
+                path=where,
+                hint=f'Choose one with --map "{found[0]}={target}"; the other is then kept in fields.',
+            )
+        columns[target] = found[0]
+        taken.add(found[0])
+    if "email" not in columns:
+        raise LeadsFileError(
+            f"no email column (headers found: {_header_list(headers)}).",
+            path=where,
+            hint='Name it with --map, e.g. --map "Work Email=email".',
+        )
+    extras = tuple(h for h in headers if h not in taken)
+    return ColumnPlan(columns=columns, extras=extras, source_name=source_name)
+
+
+def _header_list(headers: Sequence[str]) -> str:
+    shown = [display_header(h) for h in headers[:20]]
+    more = f", … ({len(headers) - 20} more)" if len(headers) > 20 else ""
+    return ", ".join(shown) + more if shown else "none"
+
+
+# --------------------------------------------------------------------------- normalisation
+
+
+class RowError(Exception):
+    """One row cannot be imported; ``reason`` says why (without the row number)."""
+
+    def __init__(self, number: int, reason: str) -> None:
+        super().__init__(f"row {number}: {reason}")
+        self.number = number
+        self.reason = reason
+
+
+_ATEXT = r"a-zA-Z0-9_!#$%&'*+\-/=?^`{|}~"
+_ASCII_LOCAL = re.compile(rf"([{_ATEXT}]+(?:\.[{_ATEXT}]+)*)@(.+)\Z", re.DOTALL)
+_DOMAIN_CACHE: dict[str, tuple[str, str] | None] = {}
+_DOMAIN_CACHE_MAX = 50_000
+
+
+def normalise_email(value: str) -> str:
+    """A valid address, trimmed and lower-cased; ValueError with email-validator's reason.
+
+    Fast path, exactly equivalent to email-validator's syntax check (no DNS): a plain ASCII
+    dot-atom local part is valid as it is, so only the domain needs validating, and its
+    result is cached per domain. Anything else (quotes, Unicode, display names, over-long
+    addresses, bad domains) goes through ``validate_email`` in full.
+    """
+    email = value.strip()
+    m = _ASCII_LOCAL.match(email)
+    if m is not None:
+        local, domain = m.group(1), m.group(2)
+        try:
+            cached = _DOMAIN_CACHE[domain]
+        except KeyError:
+            cached = _validate_domain(domain)
+        if cached is not None:
+            norm_domain, ascii_domain = cached
+            # email-validator's length rules: 254 UTF-8 bytes, original and normalised forms
+            if (len(email) <= 254 and len(local) + 1 + len(norm_domain.encode()) <= 254
+                    and len(local) + 1 + len(ascii_domain) <= 254):
+                return f"{local}@{norm_domain}".lower()
+    return _validate_full(email)
+
+
+def _validate_domain(domain: str) -> tuple[str, str] | None:
+    from email_validator import EmailNotValidError, validate_email
+
+    try:
+        v = validate_email(f"a@{domain}", check_deliverability=False)
+        result: tuple[str, str] | None = (v.domain, v.ascii_domain)
+    except EmailNotValidError:
+        result = None
+    if len(_DOMAIN_CACHE) >= _DOMAIN_CACHE_MAX:
+        _DOMAIN_CACHE.clear()
+    _DOMAIN_CACHE[domain] = result
+    return result
+
+
+def _validate_full(email: str) -> str:
+    from email_validator import EmailNotValidError, validate_email
+
+    try:
+        return validate_email(email, check_deliverability=False).normalized.lower()
+    except EmailNotValidError as exc:
+        raise ValueError(str(exc)) from None
+
+
+def _text(value: Any) -> str | None:
+    if value is None:
+        return None
+    if isinstance(value, str):
+        value = value.strip()
+        return value or None
+    if isinstance(value, (list, tuple)):
+        return _text(", ".join(str(v) for v in value if v is not None))
+    text = str(value).strip()
+    return text or None
+
+
+def split_tags(value: Any) -> list[str]:
+    """Tags from one cell (``a;b`` or ``a,b``) or an array value; trimmed, empties dropped."""
+    if value is None:
+        return []
+    items = value if isinstance(value, (list, tuple)) else [value]
+    tags: list[str] = []
+    for item in items:
+        if item is None:
+            continue
+        for tag in re.split(r"[;,]", str(item)):
+            tag = tag.strip()
+            if tag and tag not in tags:
+                tags.append(tag)
+    return tags
+
+
+def split_name(name: str) -> tuple[str | None, str | None]:
+    """``Ada Lovelace`` → (Ada, Lovelace); ``Lovelace, Ada`` → (Ada, Lovelace); ``Linus`` → (Linus, None)."""
+    if "," in name:
+        last, _, first = name.partition(",")
+        return (first.strip() or None, last.strip() or None)
+    parts = name.split(None, 1)
+    return (parts[0] if parts else None, parts[1] if len(parts) > 1 else None)
+
+
+def _quote(value: Any) -> str:
+    text = str(value)
+    return repr(text if len(text) <= 80 else text[:77] + "...")
+
+
+def _normalise(plan: ColumnPlan, number: int, raw: Mapping[Any, Any], sponsor_id: str | None,
+               extra_tags: Sequence[str]) -> dict[str, Any]:
+    if None in raw:
+        surplus = [c for c in raw[None] if str(c).strip()]
+        raise RowError(number, f"has {len(surplus)} more cell(s) than the header "
+                               f"({_quote(surplus[0])}…); is a delimiter inside an unquoted value?")
+    cols = plan.columns
+    get = raw.get
+    lead: dict[str, Any] = {}
+    for target, header in cols.items():
+        if target == "tags":
+            continue
+        lead[target] = _text(get(header))
+
+    email = lead["email"]
+    if email is None:
+        raise RowError(number, "has no email address.")
+    try:
+        lead["email"] = normalise_email(email)
+    except ValueError as exc:
+        raise RowError(number, f"{_quote(email)} is not a valid email address ({exc})") from None
+
+    if "sponsor_id" in lead:
+        row_sponsor = lead.pop("sponsor_id")
+        if row_sponsor is not None and sponsor_id is not None and row_sponsor != sponsor_id:
+            raise RowError(number, f"belongs to sponsor {_quote(row_sponsor)}, not '{sponsor_id}' "
+                                   f"(import it with --sponsor {row_sponsor}).")
+
+    level = lead.get("intent_level")
+    if level is not None:
+        level = level.lower()
+        if level not in INTENT_LEVELS:
+            raise RowError(number, f"intent level {_quote(lead['intent_level'])} must be hot, warm, cold or empty.")
+        lead["intent_level"] = level
+
+    score = lead.get("intent_score")
+    if score is not None:
+        lead["intent_score"] = _score(number, score, get(cols["intent_score"]))
+
+    status = lead.get("follow_up_status")
+    if status is not None:
+        lead["follow_up_status"] = status.lower()
+
+    name, first, last = lead.get("name"), lead.get("first_name"), lead.get("last_name")
+    if name is not None and first is None and last is None:
+        lead["first_name"], lead["last_name"] = split_name(name)
+    elif name is None and (first is not None or last is not None):
+        lead["name"] = " ".join(p for p in (first, last) if p)
+
+    tags = split_tags(get(cols["tags"])) if "tags" in cols else []
+    for tag in extra_tags:
+        if tag not in tags:
+            tags.append(tag)
+    lead["tags"] = tags
+
+    fields: dict[str, Any] = {}
+    for header in plan.extras:
+        if header in raw:
+            value = raw[header]
+            if isinstance(value, str):
+                value = value.strip()
+            fields[display_header(header)] = "" if value is None else value
+    lead["fields"] = fields
+    return lead
+
+
+def _score(number: int, text: str, raw: Any) -> int:
+    if isinstance(raw, bool):
+        raise RowError(number, f"intent score {_quote(text)} must be a whole number from 0 to 100.")
+    try:
+        if isinstance(raw, int):
+            value = raw
+        else:
+            as_float = float(text.replace(",", ".")) if not text.isdigit() else float(text)
+            if not as_float.is_integer():
+                raise ValueError
+            value = int(as_float)
+    except (ValueError, OverflowError):
+        raise RowError(number, f"intent score {_quote(text)} must be a whole number from 0 to 100.") from None
+    if not 0 <= value <= 100:
+        raise RowError(number, f"intent score {_quote(text)} must be a whole number from 0 to 100.")
+    return value
+
+
+def merge_rows(first: dict[str, Any], later: dict[str, Any]) -> dict[str, Any]:
+    """Two rows of one file for the same email: the later row's non-empty values win, tags
+    and fields are united."""
+    merged = dict(first)
+    for key, value in later.items():
+        if key == "tags":
+            merged["tags"] = first["tags"] + [t for t in value if t not in first["tags"]]
+        elif key == "fields":
+            f = dict(first["fields"])
+            for k, v in value.items():
+                if v != "" or k not in f:
+                    f[k] = v
+            merged["fields"] = f
+        elif value is not None:
+            merged[key] = value
+    return merged
+
+
+# --------------------------------------------------------------------------- import
+
+
+@dataclass
+class ImportReport:
+    """What an import did (or, with ``dry_run``, would do)."""
+
+    source: str
+    sponsor_id: str
+    inserted: int = 0
+    updated: int = 0
+    unchanged: int = 0
+    rejected: int = 0
+    merged: int = 0  # rows folded into an earlier row of the same file (same email)
+    rows: int = 0  # data rows read (blank rows not counted)
+    rejects: list[tuple[int, str]] = field(default_factory=list)  # the first REJECTS_KEPT
+    dry_run: bool = False
+    rejects_path: str | None = None
+
+    def as_dict(self) -> dict[str, Any]:
+        """The report for ``--json``."""
+        return {
+            "source": self.source,
+            "sponsor": self.sponsor_id,
+            "dry_run": self.dry_run,
+            "rows": self.rows,
+            "inserted": self.inserted,
+            "updated": self.updated,
+            "unchanged": self.unchanged,
+            "rejected": self.rejected,
+            "merged": self.merged,
+            "rejects": [{"row": r, "reason": reason} for r, reason in self.rejects],
+            "rejects_file": self.rejects_path,
+        }
+
+
+class _Rollback(Exception):
+    """Raised inside the write transaction to undo it (dry run, or bad rows)."""
+
+
+def import_leads(
+    store: Store,
+    source: LeadSource,
+    *,
+    sponsor_id: str = "default",
+    mapping: Mapping[str, str] | None = None,
+    extra_tags: Sequence[str] = (),
+    dry_run: bool = False,
+    rejects_path: Path | str | None = None,
+    progress: Callable[[int], None] | None = None,
+) -> ImportReport:
+    """Upsert a source's leads for a sponsor, atomically; see the module docstring for rules.
+
+    Without ``rejects_path`` any bad row raises LeadsFileError (row number and reason, plus how
+    many other rows are bad) and nothing is written. With it, bad rows go to that CSV file
+    (original columns plus ``reason``) and the rest is imported. ``dry_run`` runs everything
+    in a transaction that is rolled back, so the numbers are exactly those of a real run.
+    ``progress`` is called after each chunk with the number of rows read so far.
+    """
+    from sponsorcast.store import get_sponsor
+
+    get_sponsor(store, sponsor_id)
+    headers = source.headers()
+    path = str(getattr(source, "path", source.name))
+    plan = plan_columns(headers, mapping, source.name, path=path)
+    tags = split_tags(list(extra_tags))
+    report = ImportReport(source=source.name, sponsor_id=sponsor_id, dry_run=dry_run,
+                          rejects_path=str(rejects_path) if rejects_path else None)
+    rejects = _RejectsFile(rejects_path, headers, source) if rejects_path else None
+    bad_rows: list[int] = []
+    try:
+        try:
+            with store.write() as conn:
+                upsert = _Upserter(conn, sponsor_id, source.name, report)
+                for number, raw in source.rows():
+                    report.rows += 1
+                    try:
+                        lead = plan.lead(number, raw, sponsor_id, tags)
+                    except RowError as exc:
+                        report.rejected += 1
+                        if len(report.rejects) < REJECTS_KEPT:
+                            report.rejects.append((number, exc.reason))
+                        if rejects is not None:
+                            rejects.write(raw, exc.reason)
+                        else:
+                            bad_rows.append(number)
+                        continue
+                    if not bad_rows:
+                        upsert.add(number, lead)
+                        if progress is not None and report.rows % CHUNK_ROWS == 0:
+                            progress(report.rows)
+                if bad_rows:
+                    raise _Rollback
+                upsert.flush()
+                if progress is not None:
+                    progress(report.rows)
+                if dry_run:
+                    raise _Rollback
+        except _Rollback:
+            pass
+    except BaseException:
+        if rejects is not None:
+            rejects.discard()
+        raise
+    if rejects is not None:
+        rejects.commit()
+    if bad_rows:
+        first_row, reason = report.rejects[0]
+        others = bad_rows[1:]
+        more = ""
+        if others:
+            listed = ", ".join(str(n) for n in others[:5]) + (", …" if len(others) > 5 else "")
+            more = f" ({len(others)} more bad row{'s' if len(others) > 1 else ''}: {listed})"
+        raise LeadsFileError(
+            f"row {first_row}: {reason}{more}; nothing was imported.",
+            path=path,
+            hint="Fix the file, or import with --rejects FILE to import the valid rows and "
+                 "write the bad ones to FILE.",
+        )
+    return report
+
+
+class _RejectsFile:
+    """The ``--rejects`` CSV, written to a temp file and moved into place when the import ends."""
+
+    def __init__(self, path: Path | str, headers: Sequence[str], source: LeadSource) -> None:
+        self.path = Path(path)
+        self.tmp = self.path.with_name(f".{self.path.name}.tmp")
+        self.headers = list(headers)
+        try:
+            self.fh = open(self.tmp, "w", encoding=getattr(source, "rejects_encoding", "utf-8"), newline="")
+        except OSError as exc:
+            raise BadInput(f"Cannot write the rejects file {self.path} ({exc.strerror or exc}).") from None
+        self.writer = csv.writer(self.fh, delimiter=getattr(source, "delimiter", ","), lineterminator="\r\n")
+        self.writer.writerow([display_header(h) for h in self.headers] + ["reason"])
+
+    def write(self, raw: Mapping[Any, Any], reason: str) -> None:
+        cells = ["" if raw.get(h) is None else _cell(raw.get(h)) for h in self.headers]
+        # surplus cells of a too-long row go after the reason, so that the columns stay aligned
+        self.writer.writerow([*cells, reason, *(_cell(c) for c in raw.get(None) or [])])
+
+    def commit(self) -> None:
+        self.fh.close()
+        os.replace(self.tmp, self.path)
+
+    def discard(self) -> None:
+        self.fh.close()
+        self.tmp.unlink(missing_ok=True)
+
+
+def _cell(value: Any) -> str:
+    if isinstance(value, (list, tuple)):
+        return ";".join(str(v) for v in value)
+    return str(value)
+
+
+class _Upserter:
+    """Collects clean leads, merges repeats, and writes them a chunk at a time."""
+
+    def __init__(self, conn: sa.Connection, sponsor_id: str, source: str, report: ImportReport) -> None:
+        import sqlalchemy as sa
+
+        from sponsorcast.audience import lead_table
+        from sponsorcast.models import utcnow
+
+        self.conn = conn
+        self.sponsor_id = sponsor_id
+        self.source = source
+        self.report = report
+        self.now = utcnow()
+        self.pending: dict[str, dict[str, Any]] = {}
+        t = lead_table
+        self.table = t
+        self.lookup_cols = [t.c.id, t.c.email, *(t.c[c] for c in _COMPARED)]
+        self.insert_stmt = t.insert()
+        self.update_stmt = (
+            t.update()
+            .where(t.c.id == sa.bindparam("_id"))
+            .values({c: sa.bindparam(c) for c in (*_COMPARED, "source", "updated_at")})
+        )
+        # Leads that existed before this import: which of them has this import already touched?
+        # Ids above max_before were inserted by this import (we hold the write lock).
+        self.max_before = conn.execute(sa.select(sa.func.max(t.c.id))).scalar() or 0
+        self.touched = bytearray(self.max_before // 8 + 1)
+
+    def add(self, number: int, lead: dict[str, Any]) -> None:
+        email = lead["email"]
+        earlier = self.pending.get(email)
+        if earlier is not None:
+            self.pending[email] = merge_rows(earlier, lead)
+            self.report.merged += 1
+            return
+        self.pending[email] = lead
+        if len(self.pending) >= CHUNK_ROWS:
+            self.flush()
+
+    def flush(self) -> None:
+        if not self.pending:
+            return
+        import sqlalchemy as sa
+
+        t = self.table
+        found = {
+            row.email: row
+            for row in self.conn.execute(
+                sa.select(*self.lookup_cols).where(t.c.sponsor_id == self.sponsor_id, t.c.email.in_(list(self.pending)))
+            )
+        }
+        inserts: list[dict[str, Any]] = []
+        updates: list[dict[str, Any]] = []
+        report = self.report
+        for email, lead in self.pending.items():
+            row = found.get(email)
+            if row is None:
+                inserts.append(self._insert_values(lead))
+                report.inserted += 1
+                continue
+            lead_id: int = row.id
+            stored = {c: getattr(row, c) for c in _COMPARED}
+            merged = _merge_into_stored(stored, lead)
+            seen = lead_id > self.max_before or self._seen(lead_id)
+            if merged != stored:
+                updates.append({"_id": lead_id, **merged, "source": self.source, "updated_at": self.now})
+            if seen:
+                report.merged += 1  # the same email again, in a later chunk of this file
+            else:
+                self.touched[lead_id >> 3] |= 1 << (lead_id & 7)
+                if merged != stored:
+                    report.updated += 1
+                else:
+                    report.unchanged += 1
+        if inserts:
+            self.conn.execute(self.insert_stmt, inserts)
+        if updates:
+            self.conn.execute(self.update_stmt, updates)
+        self.pending = {}
+
+    def _seen(self, lead_id: int) -> bool:
+        return bool(self.touched[lead_id >> 3] & (1 << (lead_id & 7)))
+
+    def _insert_values(self, lead: dict[str, Any]) -> dict[str, Any]:
+        from sponsorcast.audience import tags_to_text
+
+        return {
+            "sponsor_id": self.sponsor_id,
+            "email": lead["email"],
+            **{c: lead.get(c) for c in _SCALARS},
+            "follow_up_status": lead.get("follow_up_status") or DEFAULT_STATUS,
+            "tags": tags_to_text(lead["tags"]),
+            "fields": lead["fields"],
+            "source": self.source,
+            "created_at": self.now,
+            "updated_at": self.now,
+        }
+
+
+def _merge_into_stored(stored: Mapping[str, Any], lead: Mapping[str, Any]) -> dict[str, Any]:
+    """The stored lead's compared columns after applying one file row (see module rules)."""
+    from sponsorcast.audience import tags_to_list, tags_to_text
+
+    merged = dict(stored)
+    for c in _SCALARS:
+        value = lead.get(c)
+        if value is not None:
+            merged[c] = value
+    if lead["tags"]:
+        old = tags_to_list(stored["tags"])
+        merged["tags"] = tags_to_text(old + [t for t in lead["tags"] if t not in old])
+    if lead["fields"]:
+        f = dict(stored["fields"] or {})
+        for k, v in lead["fields"].items():
+            if v != "" or k not in f:
+                f[k] = v
+        merged["fields"] = f
+    return merged
+
+
+# --------------------------------------------------------------------------- CSV for render --check
+
+
+RECIPIENT_KEYS = (
+    "id", "sponsor_id", "email", "name", "first_name", "last_name", "company", "title",
+    "intent_level", "intent_score", "follow_up_status", "tags", "event", "fields",
+)
+
+
+def read_csv_recipients(path: Path | str, *, encoding: str | None = None,
+                        mapping: Mapping[str, str] | None = None) -> Iterator[dict[str, Any]]:
+    """Stream a leads CSV as recipient dicts (the shape of ``audience.recipient``), one per
+    row, without touching the store; a bad row raises LeadsFileError naming the row."""
+    source = CsvSource(path, encoding=encoding)
+    plan = plan_columns(source.headers(), mapping, source.name, path=str(path))
+    for number, raw in source.rows():
+        try:
+            lead = plan.lead(number, raw)
+        except RowError as exc:
+            raise LeadsFileError(f"row {number}: {exc.reason}", path=str(path)) from None
+        yield {
+            "id": None,
+            "sponsor_id": None,
+            **{k: lead.get(k) for k in RECIPIENT_KEYS[2:]},
+            "follow_up_status": lead.get("follow_up_status") or DEFAULT_STATUS,
+        }
+
+
+# --------------------------------------------------------------------------- listing
+
+
+def list_leads(store: Store, sponsor_id: str, audience: Audience,
+               limit: int | None = None) -> Iterator[dict[str, Any]]:
+    """Stream the audience's leads (LIST_COLUMNS, tags as a list, fields a dict), by id."""
+    from sponsorcast.audience import iter_recipients, select_recipients
+    from sponsorcast.store import get_sponsor
+
+    get_sponsor(store, sponsor_id)
+    query = select_recipients(sponsor_id, audience, columns=LIST_COLUMNS)
+    if limit is not None:
+        query = query.limit(limit)
+    with store.read() as conn:
+        for row in iter_recipients(conn, query):
+            yield {k: row[k] for k in LIST_COLUMNS}
+
+
+def count_leads(store: Store, sponsor_id: str, audience: Audience) -> int:
+    """How many of the sponsor's leads the audience selects."""
+    from sponsorcast.audience import count_recipients
+    from sponsorcast.store import get_sponsor
+
+    get_sponsor(store, sponsor_id)
+    with store.read() as conn:
+        return int(conn.execute(count_recipients(sponsor_id, audience)).scalar_one())
+
+
+def audience_from_options(audience: str | None, filters: Sequence[str]) -> Audience:
+    """``--audience TYPE`` and ``--filter KEY=VALUE`` options as a validated Audience
+    (a filter implies ``custom``; lists are comma-separated; scores are whole numbers)."""
+    from sponsorcast.audience import parse_audience
+
+    flt: dict[str, Any] = {}
+    for item in filters:
+        key, sep, value = item.partition("=")
+        key, value = key.strip(), value.strip()
+        if not sep or not key:
+            raise BadInput(f"--filter '{item}' must look like KEY=VALUE, e.g. intent_score_min=50.")
+        if key in ("intent_score_min", "intent_score_max"):
+            try:
+                flt[key] = int(value)
+            except ValueError:
+                raise BadInput(f"--filter {key} must be a whole number from 0 to 100.") from None
+        elif key == "event":
+            flt[key] = value
+        else:
+            flt[key] = [v.strip() for v in value.split(",") if v.strip()]
+    if not flt:
+        return parse_audience(audience or "all")
+    return parse_audience({"type": audience or "custom", "filter": flt})
