@@ -48,15 +48,14 @@ from sponsorcast.ledger import (
     transition,
 )
 from sponsorcast.models import (
-    ALL_SPONSORS,
     BatchStatus,
     CampaignStatus,
     DeliveryStatus,
     Sponsor,
-    Suppression,
     utcnow,
 )
 from sponsorcast.store import Store, get_sponsor
+from sponsorcast.suppression import suppressed_condition
 
 if TYPE_CHECKING:
     from sponsorcast.campaign import CampaignFile
@@ -70,7 +69,6 @@ AUTH_CAUSE = "provider refused the API key"
 NOT_STARTED = (CampaignStatus.DRAFT, CampaignStatus.SCHEDULED, CampaignStatus.MISSED,
                CampaignStatus.PAUSED, CampaignStatus.FAILED)
 RETRY = "closed a batch with nothing to send; claim the next"
-suppression_t: sa.Table = Suppression.__table__  # type: ignore[attr-defined]
 
 
 @dataclass(frozen=True)
@@ -186,22 +184,12 @@ def _refuse_changed(campaign: "CampaignFile", status: str, stored_hash: str, *, 
 
 def _audience_size(conn: sa.Connection, campaign: "CampaignFile") -> tuple[int, int]:
     sel = select_recipients(campaign.sponsor, campaign.audience, ("email", "sponsor_id")).subquery()
-    supp = _suppressed(sel.c.email, sel.c.sponsor_id)
+    supp = suppressed_condition(sel.c.sponsor_id, sel.c.email)
     row = conn.execute(
         sa.select(sa.func.count(), sa.func.coalesce(sa.func.sum(sa.case((supp, 1), else_=0)), 0))
         .select_from(sel)
     ).one()
     return int(row[0]), int(row[1])
-
-
-def _suppressed(email: Any, sponsor_id: Any) -> sa.ColumnElement[bool]:
-    """SQL: this address is suppressed for this sponsor (or for all sponsors)."""
-    return sa.exists(
-        sa.select(1).where(
-            suppression_t.c.email == email,
-            suppression_t.c.sponsor_id.in_([sponsor_id, sa.literal(ALL_SPONSORS)]),
-        )
-    )
 
 
 # --------------------------------------------------------------------------- validation
@@ -302,7 +290,7 @@ def campaign_values(
 
 def _insert_deliveries(conn: sa.Connection, campaign: "CampaignFile", batch_size: int) -> int:
     c = lead_table.c
-    supp = _suppressed(c.email, c.sponsor_id)
+    supp = suppressed_condition(c.sponsor_id, c.email)
     is_supp = sa.case((supp, 1), else_=0)
     rank = sa.func.row_number().over(partition_by=is_supp, order_by=c.id)
     source = (
@@ -470,7 +458,7 @@ class _Claimer:
         conn.execute(
             delivery_t.update()
             .where(*in_batch, delivery_t.c.status == DeliveryStatus.PENDING,
-                   _suppressed(delivery_t.c.recipient, sa.literal(self.renderer.sponsor.id)))
+                   suppressed_condition(self.renderer.sponsor.id, delivery_t.c.recipient))
             .values(status=DeliveryStatus.SUPPRESSED, batch=None)
         )
         if self.limit_left is None:
