@@ -466,21 +466,25 @@ class _Handler(BaseHTTPRequestHandler):
                     conflict = _Answer(409, "invalid_idempotent_request",
                                        "Same idempotency key used with a different request "
                                        "payload.")
-                elif stored is not None:
-                    state.counters["replays"] += 1
-                else:
+                elif stored is None:
                     state.in_flight_keys.add(key)
         self._pause(config)
+        marked = key is not None and conflict is None and stored is None
+        if self._inject_failure(headers):
+            if marked:
+                with state.lock:
+                    state.in_flight_keys.discard(str(key))
+            return
         if conflict is not None:
             self._error(conflict, headers)
             return
         if stored is not None:
+            with state.lock:
+                state.counters["replays"] += 1
             self._send(stored.status, None, headers, raw=stored.body)
             return
         lose = False
         try:
-            if self._inject_failure(headers):
-                return
             status, answer = self._accept(path, body, key)
             with state.lock:
                 if status == 200:

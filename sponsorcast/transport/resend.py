@@ -28,6 +28,7 @@ an error stops it part-way, the exception's ``partial`` holds the ``BatchOutcome
 from __future__ import annotations
 
 import json
+import random
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -39,7 +40,6 @@ from tenacity import (
     RetryCallState,
     retry_if_exception_type,
     stop_after_attempt,
-    wait_exponential_jitter,
 )
 
 from sponsorcast import __version__
@@ -133,7 +133,8 @@ class ResendTransport:
             "User-Agent": USER_AGENT,
             "Accept": "application/json",
         }
-        self._backoff = wait_exponential_jitter(initial=backoff, max=backoff_max, jitter=backoff)
+        self._backoff_initial = backoff
+        self._backoff_max = backoff_max
 
     async def send_batch(
         self, emails: Sequence[OutgoingEmail], idempotency_key: str
@@ -258,8 +259,13 @@ class ResendTransport:
             if error.limiter_paused:
                 return 0.0  # the limiter already holds every caller until retry-after
             if error.retry_after is not None:
-                return max(error.retry_after, float(self._backoff(state)))
-        return float(self._backoff(state))
+                return max(error.retry_after, self._backoff(state.attempt_number))
+        return self._backoff(state.attempt_number)
+
+    def _backoff(self, attempt: int) -> float:
+        """Exponential backoff with full jitter on top: initial x 2^(attempt-1), capped."""
+        base = min(self._backoff_max, self._backoff_initial * 2.0 ** (attempt - 1))
+        return base + random.uniform(0, self._backoff_initial)
 
     async def _attempt(
         self, method: str, url: str, body: bytes | None, headers: dict[str, str]
