@@ -288,7 +288,9 @@ def links_for(
     tracked = TrackingLinks(
         public_url=public_url,
         secret=require_secret(config),
-        delivery_id=delivery_id,
+        # test sends (not in the ledger, ids <= 0) get links of the same shape that lead to no
+        # delivery: the server answers them 404
+        delivery_id=max(delivery_id, 0),
         index=link_index(tuple(links or ())),
         open_tracking=config.tracking.open_tracking,
         click_tracking=config.tracking.click_tracking,
@@ -556,6 +558,11 @@ def apply_event_conn(
     if row is None:
         return Applied("unmatched")
     changes = _changes(row, kind, data, at, polled)
+    email_id = data.get("email_id")
+    if row["provider_message_id"] is None and isinstance(email_id, str) and email_id:
+        # found by its tags before the sender recorded the answer (or it crashed first): the
+        # sender only records deliveries still pending/sending, so keep the id here for sync
+        changes["provider_message_id"] = email_id
     if changes:
         conn.execute(delivery_t.update().where(delivery_t.c.id == row["id"]).values(**changes))
     return Applied("applied", row["id"])

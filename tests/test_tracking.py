@@ -231,6 +231,14 @@ def test_links_for_with_public_url(project: Any) -> None:
         links.unsubscribe_url, links.pixel_url, headers)
 
 
+def test_links_for_test_sends_lead_nowhere(project: Any, store: Store) -> None:
+    seed(store, ["ann@example.org"])
+    links, _ = tracking.links_for(tracking_config(project.config), "spring", -3, LINKS)
+    token = links.unsubscribe_url.rsplit("/", 1)[1]
+    assert tracking.read_token(SECRET, "u", token) == tracking.TokenData(0, None)
+    assert tracking.unsubscribe(store, 0) is None
+
+
 def test_links_for_switches(project: Any) -> None:
     config = tracking_config(project.config, open_tracking=False, click_tracking=False)
     links, headers = tracking.links_for(config, "spring", 3, LINKS)
@@ -376,6 +384,7 @@ def test_event_found_by_tags_when_the_message_id_is_not_recorded(store: Store) -
     assert out == tracking.Applied("applied", did)
     row = delivery(store, did)
     assert (row["status"], row["sent_at"], row["delivered_at"]) == ("delivered", T0, T0)
+    assert row["provider_message_id"] == "unknown-id"  # kept: later events and sync find it by id
 
 
 def test_tags_of_another_campaign_do_not_match(store: Store) -> None:
