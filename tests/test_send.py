@@ -285,3 +285,123 @@ def test_batch_keys_are_stable_and_recorded(project: Project, store: Store, spri
     with store.read() as conn:
         keys = conn.execute(sa.select(SendBatch.idempotency_key).order_by(SendBatch.number)).scalars().all()  # type: ignore[call-overload]
     assert keys == t.keys and all(k.startswith("sc-spring-") for k in keys)
+
+
+# --------------------------------------------------------------------------- through the CLI
+
+
+def test_cli_send_to_outbox_then_again_says_finished(project: Project, store: Store, spring: Path) -> None:
+    add_leads(store, 3)
+    r = project.run("send", "spring.md", "--yes")
+    assert r.exit_code == 0, r.stderr
+    assert "Outbox transport: emails were written as .eml files; nothing was sent." in r.stdout
+    assert sorted(p.name for p in (project.path / "outbox" / "spring").iterdir()) == ["1.eml", "2.eml", "3.eml"]
+    r = project.run("send", "spring.md", "--yes")
+    assert r.exit_code == 0
+    assert r.stdout == "Campaign 'spring' is already sent; nothing was sent.\n"
+
+
+def test_cli_test_send_is_prefixed_and_not_recorded(project: Project, store: Store, spring: Path) -> None:
+    add_leads(store, 2)
+    r = project.run("send", "spring.md", "--test", "me@example.org", "--test", "you@example.org")
+    assert r.exit_code == 0, r.stderr
+    assert r.stdout.startswith("Test email written to the outbox to 2 address(es)")
+    files = sorted((project.path / "outbox" / "spring-test").iterdir())
+    import email
+
+    subjects = sorted(email.message_from_bytes(f.read_bytes())["Subject"] for f in files)
+    tos = sorted(email.message_from_bytes(f.read_bytes())["To"] for f in files)
+    assert subjects == ["[TEST] L0, hello from Example Events"] * 2
+    assert tos == ["me@example.org", "you@example.org"]
+    with store.read() as conn:
+        assert conn.execute(sa.text("SELECT count(*) FROM delivery")).scalar() == 0
+        assert conn.execute(sa.text("SELECT count(*) FROM campaign")).scalar() == 0
+
+
+def test_cli_test_send_rejects_a_bad_address(project: Project, store: Store, spring: Path) -> None:
+    r = project.run("send", "spring.md", "--test", "not-an-address")
+    assert r.exit_code == 2
+    assert "--test address 'not-an-address' is not valid" in r.stderr
+
+
+def test_cli_unknown_campaign_file_exit_2(project: Project) -> None:
+    r = project.run("send", "nope.md", "--yes")
+    assert r.exit_code == 2
+    assert "nope.md" in r.stderr and r.stderr.count("\n") <= 2
+
+
+def test_cli_deliveries_json_csv_and_status_filter(project: Project, store: Store, spring: Path) -> None:
+    add_leads(store, 3)
+    with store.write() as conn:
+        conn.execute(Suppression.__table__.insert().values(  # type: ignore[attr-defined]
+            email="lead1@example.com", sponsor_id="*", reason="manual", created_at=utcnow()))
+    assert project.run("send", "spring.md", "--yes").exit_code == 0
+    r = project.run("deliveries", "spring", "--json")
+    rows = json.loads(r.stdout)
+    assert [(d["recipient"], d["status"]) for d in rows] == [
+        ("lead0@example.com", "sent"), ("lead1@example.com", "suppressed"), ("lead2@example.com", "sent")]
+    assert set(rows[0]) == {"id", "recipient", "status", "attempts", "last_error", "provider_message_id",
+                            "batch", "sent_at", "delivered_at", "opened_at", "open_count",
+                            "first_click_at", "click_count", "unsubscribed_at"}
+    assert rows[0]["provider_message_id"] == "outbox-1"
+    r = project.run("deliveries", "spring", "--status", "suppressed", "--csv")
+    lines = r.stdout.splitlines()
+    assert lines[0].startswith("id,recipient,status,attempts,last_error,provider_message_id,batch,sent_at")
+    assert len(lines) == 2 and ",lead1@example.com,suppressed,0,," in lines[1]
+    r = project.run("deliveries", "spring", "--status", "lost")
+    assert r.exit_code == 2 and "Unknown delivery status 'lost'" in r.stderr
+    r = project.run("deliveries", "ghost")
+    assert r.exit_code == 2 and "Unknown campaign 'ghost'" in r.stderr
+
+
+def test_cli_stats_json_keys(project: Project, store: Store, spring: Path) -> None:
+    add_leads(store, 4)
+    assert project.run("send", "spring.md", "--yes").exit_code == 0
+    data = json.loads(project.run("stats", "spring", "--json").stdout)
+    assert list(data) == ["campaign", "status", "total_recipients", "pending", "sent", "delivered",
+                          "failed", "bounced", "complained", "suppressed", "opened", "clicked",
+                          "unsubscribed", "open_rate", "click_rate", "started_at", "finished_at",
+                          "emails_per_second"]
+    assert (data["campaign"], data["status"], data["total_recipients"], data["sent"]) == ("spring", "sent", 4, 4)
+    r = project.run("stats", "ghost", "--json")
+    assert r.exit_code == 2
+
+
+def test_cli_campaign_lifecycle(project: Project, store: Store, spring: Path) -> None:
+    add_leads(store, 150)
+    t = MemoryTransport(lose_next=1)
+    _send(project, store, spring, t, limit=100)  # one batch, its answer lost: still sending
+    listed = json.loads(project.run("campaigns", "list", "--json").stdout)
+    assert listed == [{"id": "spring", "name": "Spring", "sponsor": "default", "status": "sending",
+                       "total_recipients": 150, "sent": 0, "send_at": None}]
+    assert project.run("campaigns", "pause", "spring").exit_code == 0
+    r = project.run("campaigns", "pause", "spring")
+    assert r.exit_code == 2 and "is paused" in r.stderr
+    r = project.run("campaigns", "delete", "spring")
+    assert r.exit_code == 2 and "has sent emails and cannot be deleted" in r.stderr
+    r = project.run("campaigns", "cancel", "spring")
+    assert r.exit_code == 0, r.stderr
+    # the attempted batch (100) keeps its state; the 50 never attempted are cancelled
+    assert r.stdout == "Cancelled campaign 'spring'; 50 pending deliveries will not be sent.\n"
+    show = json.loads(project.run("campaigns", "show", "spring", "--json").stdout)
+    assert [h["status"] for h in show["history"]] == ["draft", "sending", "paused", "cancelled"]
+    assert [h["cause"] for h in show["history"]][2:] == ["paused by user", "cancelled by user"]
+    assert show["deliveries"]["cancelled"] == 50
+
+
+def test_cli_delete_only_when_nothing_was_sent(project: Project, store: Store, spring: Path) -> None:
+    from sponsorcast.send import snapshot
+
+    add_leads(store, 3)
+    snapshot(store, plan_send(store, project.config, spring), 100)  # snapshotted, never attempted
+    r = project.run("campaigns", "delete", "spring")
+    assert r.exit_code == 0 and r.stdout == "Deleted campaign 'spring'.\n"
+    with store.read() as conn:
+        for table in ("campaign", "delivery", "send_batch", "event"):
+            assert conn.execute(sa.text(f"SELECT count(*) FROM {table}")).scalar() == 0
+    # once a request went out (here refused with 401) the ledger is kept: conservative on purpose
+    t = MemoryTransport(fail_next=[AuthError("The provider refused the API key (401).")])
+    with pytest.raises(AuthError):
+        _send(project, store, spring, t)
+    r = project.run("campaigns", "delete", "spring")
+    assert r.exit_code == 2 and "cannot be deleted" in r.stderr
