@@ -240,3 +240,25 @@ def test_resend_request_matches_openapi_and_headers(project: Project, store: Sto
     assert {"name": "campaign", "value": "spring"} in first.tags
     assert first.text and "Hi F0, thanks for stopping by." in first.text
     assert first.html and "1 Example Street, Springfield" in first.html
+
+
+def test_ctrl_c_exits_130_and_the_next_run_resumes(project: Project, store: Store, fake_resend: FakeResend) -> None:
+    resend_project(project, fake_resend)
+    people = emails(2000)
+    add_leads(store, people)
+    fake_resend.configure(latency=0.1, rate=20)
+    proc = spawn(project, fake_resend, "send", "spring.md", "--yes")
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline and len(fake_resend.accepted) < 200:
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGINT)
+    out, err = proc.communicate(timeout=30)
+    assert proc.returncode == 130, err.decode()
+    assert "Interrupted" in err.decode()
+    with store.read() as conn:
+        status, reason = conn.execute(sa.text("SELECT status, status_reason FROM campaign")).one()
+    assert (status, reason) == ("paused", "interrupted (Ctrl-C)")
+    assert len(fake_resend.accepted) < 2000
+    code, out2, err2 = run(project, fake_resend, "send", "spring.md", "--yes")
+    assert code == 0, err2
+    assert_exactly_once(fake_resend, store, people)
