@@ -70,6 +70,7 @@ class FakeConfig:
     quota: int | None = None  # emails accepted before quota_name
     quota_name: str = "daily_quota_exceeded"
     keep_bodies: bool = False  # keep html/text of accepted emails (memory)
+    keep_details: bool = True  # keep from/reply_to/headers/tags (off for huge benchmarks)
     default_last_event: str = "sent"
     seed: int | None = None
 
@@ -225,15 +226,25 @@ class FakeResend:
             self._state.last_event[message_id] = event
 
     def record(self, *, emails: bool = True) -> dict[str, Any]:
-        """What ``GET /_fake/record`` answers: counters and (unless ``emails=False``) emails."""
+        """What ``GET /_fake/record`` answers: counters, ``distinct_recipients``, ``duplicates``
+        (addresses accepted more than once, at most 100) and, unless ``emails=False``, every
+        accepted email."""
         return _record(self._state, emails=emails)
 
 
 def _record(state: _State, *, emails: bool) -> dict[str, Any]:
+    """Counters, the exactly-once summary, and (if ``emails``) every accepted email."""
     with state.lock:
-        data: dict[str, Any] = {"counters": {**state.counters, "emails": len(state.accepted)}}
-        if emails:
-            data["accepted"] = [item.as_json() for item in state.accepted]
+        accepted = list(state.accepted)
+        data: dict[str, Any] = {"counters": {**state.counters, "emails": len(accepted)}}
+    seen: dict[str, int] = {}
+    for item in accepted:
+        for address in item.to:
+            seen[address] = seen.get(address, 0) + 1
+    data["distinct_recipients"] = len(seen)
+    data["duplicates"] = sorted(a for a, n in seen.items() if n > 1)[:100]
+    if emails:
+        data["accepted"] = [item.as_json() for item in accepted]
     return data
 
 
@@ -550,8 +561,7 @@ class _Handler(BaseHTTPRequestHandler):
                 record = Accepted(
                     id=str(uuid.uuid4()), to=_as_list(email["to"]), subject=email["subject"],
                     idempotency_key=key, time=now, endpoint=path,
-                    from_address=email["from"], reply_to=email.get("reply_to"),
-                    headers=dict(email.get("headers") or {}), tags=list(email.get("tags") or []),
+                    **(_details(email) if config.keep_details else {}),
                     html=email.get("html") if config.keep_bodies else None,
                     text=email.get("text") if config.keep_bodies else None,
                 )
@@ -587,6 +597,11 @@ def _fail(state: _State, problem: _Answer) -> tuple[int, bytes]:
         state.counters["validation_errors"] += 1
     return problem.status, json.dumps({"statusCode": problem.status, "name": problem.name,
                                        "message": problem.message}).encode()
+
+
+def _details(email: dict[str, Any]) -> dict[str, Any]:
+    return {"from_address": email["from"], "reply_to": email.get("reply_to"),
+            "headers": dict(email.get("headers") or {}), "tags": list(email.get("tags") or [])}
 
 
 def _as_list(value: Any) -> list[str]:
@@ -671,8 +686,11 @@ def _iter_args(argv: list[str] | None) -> Iterator[tuple[str, Any]]:
     parser.add_argument("--lose-rate", type=float, default=0.0)
     parser.add_argument("--quota", type=int, default=None)
     parser.add_argument("--seed", type=int, default=None)
+    parser.add_argument("--lean", action="store_true",
+                        help="record only id, to, subject, key and time of each email")
     args = parser.parse_args(argv)
-    yield from vars(args).items()
+    for name, value in vars(args).items():
+        yield ("keep_details", not value) if name == "lean" else (name, value)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -228,6 +228,25 @@ def test_http_control_endpoints(fake_resend: FakeResend) -> None:
     assert fake_resend.accepted == [] and fake_resend.config.rate is None
 
 
+def test_record_summary_finds_duplicates(fake_resend: FakeResend) -> None:
+    other = {**EMAIL, "to": ["bob@example.org"]}
+    post(fake_resend, "/emails/batch", [EMAIL, other], **headers(fake_resend, "k1"))
+    post(fake_resend, "/emails", EMAIL, **headers(fake_resend, "k2"))  # ann, a second time
+    summary = remote_record(fake_resend.url, emails=False)
+    assert summary["distinct_recipients"] == 2
+    assert summary["duplicates"] == ["ann@example.org"]
+    assert summary["counters"]["emails"] == 3
+
+
+def test_lean_records_keep_only_what_counting_needs(fake_resend: FakeResend) -> None:
+    fake_resend.configure(keep_details=False)
+    post(fake_resend, "/emails", {**EMAIL, "tags": [{"name": "a", "value": "b"}]},
+         **headers(fake_resend, "k"))
+    [record] = fake_resend.accepted
+    assert (record.to, record.subject, record.tags, record.headers) == (
+        ["ann@example.org"], "Hi", [], {})
+
+
 def test_reset_forgets_keys(fake_resend: FakeResend) -> None:
     post(fake_resend, "/emails", EMAIL, **headers(fake_resend, "k"))
     fake_resend.reset()
