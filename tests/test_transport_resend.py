@@ -332,6 +332,32 @@ def test_missing_key_is_refused_without_a_request(tmp_path: Path) -> None:
         ResendTransport(ResendConfig(), "", limiter=RateLimiter(None))
 
 
+def test_a_malformed_key_is_refused_without_quoting_it() -> None:
+    for bad in ("re_abc def", "re_abc\ndef", "re_abcdéf"):
+        with pytest.raises(AuthError) as caught:
+            ResendTransport(ResendConfig(), bad, limiter=RateLimiter(None))
+        assert "abc" not in str(caught.value)
+    padded = ResendTransport(ResendConfig(), f"  {KEY}\n", limiter=RateLimiter(None))
+    assert padded._headers["Authorization"] == f"Bearer {KEY}"
+    run(padded.aclose())
+
+
+def test_cancellation_is_not_retried(fake_resend: FakeResend) -> None:
+    fake_resend.configure(latency=1.0)
+
+    async def scenario() -> ResendTransport:
+        t = real(fake_resend)
+        task = asyncio.create_task(t.send_batch([email(1)], "k"))
+        await asyncio.sleep(0.2)
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        await t.aclose()
+        return t
+
+    assert run(scenario()).stats.requests == 1
+
+
 def test_make_transport_picks_the_configured_one(tmp_path: Path) -> None:
     outbox = make_transport(Config(transport="outbox", outbox_dir=tmp_path), "spring")
     assert isinstance(outbox, OutboxTransport) and not outbox.sends_for_real

@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import json
 import random
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -58,6 +59,7 @@ from sponsorcast.transport import BatchOutcome, OutgoingEmail, check_batch
 USER_AGENT = f"sponsorcast/{__version__}"
 BATCH_MAX = 100
 QUOTA_NAMES = frozenset({"daily_quota_exceeded", "monthly_quota_exceeded"})
+_HEADER_SAFE = re.compile(r"^[\x21-\x7e]+$")
 
 
 def encode(payload: Any) -> bytes:
@@ -115,8 +117,13 @@ class ResendTransport:
         backoff_max: float = 10.0,
     ) -> None:
         """``client`` may be injected (tests); otherwise one is made from ``config``."""
+        api_key = api_key.strip()
         if not api_key:
             raise AuthError("RESEND_API_KEY is not set.", hint="Export RESEND_API_KEY.")
+        if not _HEADER_SAFE.match(api_key):
+            # said without the key: an httpx error about the header would quote it
+            raise AuthError("RESEND_API_KEY contains spaces, line breaks or non-ASCII "
+                            "characters; an API key has none.")
         self.config = config
         self.limiter = limiter if limiter is not None else RateLimiter(config.rate_limit)
         self.stats = TransportStats()
