@@ -38,7 +38,9 @@ CURSOR_NAME = "sponsorcast_leads"
 # Result types whose Python values are already what an import wants (str, int, bool).
 _PLAIN_TYPES = frozenset(
     {"text", "varchar", "bpchar", "char", "name", "citext", "int2", "int4", "int8", "bool", "oid"}
-)
+)  # and arrays of them: lists of those
+_JSON_TYPES = frozenset({"json", "jsonb"})  # psycopg gives what json.loads gives
+_TIME_TYPES = frozenset({"date", "timestamp", "timestamptz", "time", "timetz"})
 
 
 class PostgresSource:
@@ -267,14 +269,38 @@ def _unique(names: list[str]) -> list[str]:
 
 
 def _converters(conn: "psycopg.Connection[Any]", cur: "psycopg.ServerCursor[Any]") -> list[tuple[int, Callable[[Any], Any]]]:
-    """For each column whose values are not already plain str/int/bool: its index and converter."""
+    """For each column whose values are not already JSON-safe: its index and converter
+    (chosen once per column from its type, so the per-row work stays small)."""
     out: list[tuple[int, Callable[[Any], Any]]] = []
     for index, column in enumerate(cur.description or []):
         info = conn.adapters.types.get(column.type_code)
-        if info is not None and info.name in _PLAIN_TYPES:
+        if info is None:
+            out.append((index, jsonable))
             continue
-        out.append((index, jsonable))
+        is_array = info.array_oid == column.type_code
+        if info.name in _PLAIN_TYPES or (info.name in _JSON_TYPES and not is_array):
+            continue
+        if not is_array and info.name in _TIME_TYPES:
+            out.append((index, _isoformat))
+        elif not is_array and info.name == "numeric":
+            out.append((index, _number))
+        else:
+            out.append((index, jsonable))
     return out
+
+
+def _isoformat(value: Any) -> Any:
+    return value.isoformat() if isinstance(value, (datetime, date, time)) else str(value)
+
+
+def _number(value: Any) -> Any:
+    return jsonable(value) if not isinstance(value, Decimal) else _decimal(value)
+
+
+def _decimal(value: Decimal) -> Any:
+    if not value.is_finite():
+        return str(value)
+    return int(value) if value == value.to_integral_value() else float(value)
 
 
 def jsonable(value: Any) -> Any:
@@ -284,9 +310,7 @@ def jsonable(value: Any) -> Any:
     if isinstance(value, float):
         return value if math.isfinite(value) else str(value)
     if isinstance(value, Decimal):
-        if not value.is_finite():
-            return str(value)
-        return int(value) if value == value.to_integral_value() else float(value)
+        return _decimal(value)
     if isinstance(value, (datetime, date, time)):
         return value.isoformat()
     if isinstance(value, (list, tuple)):
