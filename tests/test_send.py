@@ -405,3 +405,37 @@ def test_cli_delete_only_when_nothing_was_sent(project: Project, store: Store, s
         _send(project, store, spring, t)
     r = project.run("campaigns", "delete", "spring")
     assert r.exit_code == 2 and "cannot be deleted" in r.stderr
+
+
+def test_unknown_outcome_past_24h_is_reported_not_resent(project: Project, store: Store, spring: Path) -> None:
+    from datetime import timedelta
+
+    add_leads(store, 150)
+    t = MemoryTransport(lose_next=1)
+    _send(project, store, spring, t, limit=100)
+    lost_key = t.keys[0]
+    with store.write() as conn:
+        conn.execute(SendBatch.__table__.update().where(SendBatch.__table__.c.idempotency_key == lost_key)  # type: ignore[attr-defined]
+                     .values(first_attempt_at=utcnow() - timedelta(hours=25)))
+    report = _send(project, store, spring, t)
+    assert t.keys.count(lost_key) == 1  # never re-sent: the provider forgot the key
+    assert report.counts == {"failed": 100, "sent": 50}
+    with store.read() as conn:
+        reason = conn.execute(sa.text("SELECT DISTINCT last_error FROM delivery WHERE status = 'failed'")).scalar()
+        events = conn.execute(sa.text("SELECT count(*) FROM event WHERE type = 'batch.unknown'")).scalar()
+    assert reason.startswith("outcome unknown: no answer from the provider within its 24 h")
+    assert events == 1
+
+
+def test_changed_lead_after_lost_answer_is_not_resent_with_other_content(project: Project, store: Store, spring: Path) -> None:
+    add_leads(store, 3)
+    t = MemoryTransport(lose_next=1)
+    _send(project, store, spring, t)
+    with store.write() as conn:
+        conn.execute(sa.text("UPDATE lead SET first_name = 'Renamed' WHERE email = 'lead0@example.com'"))
+    report = _send(project, store, spring, t)
+    assert len(t.keys) == 1  # the changed batch is not sent again, under any key
+    assert report.counts == {"failed": 3}
+    with store.read() as conn:
+        reason = conn.execute(sa.text("SELECT DISTINCT last_error FROM delivery")).scalar()
+    assert "lead or sponsor data changed since the first attempt" in reason
