@@ -68,6 +68,14 @@ FALLBACK_NAME = "there"
 # in link targets) and put back into the HTML afterwards.
 _JINJA_TAG = re.compile(r"\{\{.*?\}\}|\{%.*?%\}|\{#.*?#\}", re.DOTALL)
 _ANCHOR_HREF = re.compile(r"""(<a\b[^>]*?\bhref\s*=\s*)("([^"]*)"|'([^']*)')""", re.IGNORECASE)
+_URL_SAFE = re.compile(r"(?:[A-Za-z0-9;/?:@&=+$,\-_.!~*'()#]|%[0-9A-Fa-f]{2})*")
+_SPLIT = "\x00"  # between subject and body in ``head_template``; never in a valid file
+_HTML_HEAD = (
+    '<!DOCTYPE html>\n<html>\n<head>\n<meta charset="utf-8">\n'
+    '<meta name="viewport" content="width=device-width, initial-scale=1">\n'
+)
+# What urllib.parse.quote(value, safe="/") leaves alone (Jinja's urlencode of a string).
+_URL_UNSAFE = re.compile(r"[^A-Za-z0-9_.\-~/]+")
 _EMPTY_PARAGRAPH = re.compile(r"<p>\s*</p>\n?")
 _BLANK_LINES = re.compile(r"\n[ \t]*\n(?:[ \t]*\n)+")
 _LINE_BREAKS = re.compile(r"\s*[\r\n]+\s*")
@@ -163,9 +171,12 @@ class CompiledCampaign:
     subject_template: Template
     text_template: Template
     html_template: Template
+    head_template: Template | None  # subject + _SPLIT + body in one template, when safe
+    base_vars: dict[str, Any]  # Jinja's globals, sponsor and campaign: the same for everyone
     html_lines: Mapping[int, int]  # HTML template line -> body line
     html_has_links: bool
     html_has_blocks: bool
+    footer_html: str  # the HTML footer up to the unsubscribe link
 
     @property
     def default_links(self) -> StaticLinks:
@@ -212,27 +223,39 @@ def _missing_marker() -> Any:
 _MISSING = _missing_marker()
 
 
-@lru_cache(maxsize=1)
-def _globals() -> dict[str, Any]:
-    return dict(_environment(False).globals)
-
-
 def _finalize(value: Any) -> Any:
     return "" if value is None else value
 
 
+def _pct(match: re.Match[str]) -> str:
+    return "".join(f"%{byte:02X}" for byte in match.group().encode())
+
+
+def _urlencode(value: Any) -> str:
+    """Jinja's ``urlencode``, same output, without its per-byte Python loop for strings."""
+    if isinstance(value, str):
+        return _URL_UNSAFE.sub(_pct, value)
+    from jinja2.filters import do_urlencode
+
+    return do_urlencode(value)
+
+
 @lru_cache(maxsize=2)
 def _environment(autoescape: bool) -> Environment:
-    return ImmutableSandboxedEnvironment(
+    env = ImmutableSandboxedEnvironment(
         autoescape=autoescape,
         undefined=_Undefined,
         finalize=_finalize,
         keep_trailing_newline=True,
         auto_reload=False,
     )
+    env.filters["urlencode"] = _urlencode
+    return env
 
 
 def _encode_url(url: str) -> str:
+    if _URL_SAFE.fullmatch(url):  # the usual case, and much cheaper than mdurl
+        return url
     from mdurl import encode
 
     return str(encode(url))
@@ -304,6 +327,16 @@ def compile_campaign(
         "postal_address": sponsor.postal_address or "",
     }
     campaign_vars = {"id": campaign.id, "name": campaign.name, "tags": dict(campaign.tags)}
+    # One template run instead of two for subject and text; not when the subject has
+    # statements ({% set %} would leak into the body) — then they run separately.
+    head_template = None
+    if "{%" not in campaign.subject and _SPLIT not in campaign.subject + campaign.body:
+        head_template = _environment(False).from_string(campaign.subject + _SPLIT + campaign.body)
+    base_vars = {
+        **_environment(False).globals,
+        "sponsor": _Vars("sponsor", sponsor_vars),
+        "campaign": _Vars("campaign", campaign_vars),
+    }
     return CompiledCampaign(
         campaign=campaign,
         sponsor_vars=sponsor_vars,
@@ -315,9 +348,13 @@ def compile_campaign(
         subject_template=subject_template,
         text_template=text_template,
         html_template=html_template,
+        head_template=head_template,
+        base_vars=base_vars,
         html_lines=html_lines,
         html_has_links=bool(re.search(r"<a\b", html_source, re.IGNORECASE)),
         html_has_blocks="{%" in html_source,
+        footer_html='<hr>\n<p style="color:#666666;font-size:12px">'
+        + (html_lib.escape(sponsor.postal_address) + "<br>\n" if sponsor.postal_address else ""),
     )
 
 
@@ -395,10 +432,10 @@ def template_vars(
 ) -> dict[str, Any]:
     """The variables a template sees for one recipient (SPEC §2)."""
     fields = recipient.get("fields") or {}
-    context: dict[str, Any] = (
-        {k: v for k, v in fields.items() if k not in STANDARD_NAMES} if fields else {}
-    )
     get = recipient.get
+    context = compiled.base_vars.copy()
+    if fields:
+        context.update((k, v) for k, v in fields.items() if k not in STANDARD_NAMES)
     context["name"] = get("name") or FALLBACK_NAME
     context["first_name"] = get("first_name") or FALLBACK_NAME
     context["last_name"] = get("last_name") or ""
@@ -411,11 +448,8 @@ def template_vars(
     context["event"] = get("event") or ""
     context["tags"] = list(get("tags") or ())
     context["fields"] = _Vars("fields", fields)
-    context["sponsor"] = _Vars("sponsor", compiled.sponsor_vars)
-    context["campaign"] = _Vars("campaign", compiled.campaign_vars)
     context["unsubscribe_url"] = unsubscribe_url
-    # Jinja's globals (range, cycler, …) merged in once here rather than once per template.
-    return {**_globals(), **context}
+    return context
 
 
 def render_message(
@@ -423,17 +457,34 @@ def render_message(
 ) -> RenderedMessage:
     """Render one recipient's email; raises TemplateError (file and line) on any problem."""
     context = template_vars(compiled, recipient, links.unsubscribe_url)
-    subject = _subject(compiled, context)
-    text = _text(compiled, context)
+    subject, text = _subject_and_text(compiled, context)
     html = _html(compiled, context, links, subject)
     return RenderedMessage(subject=subject, text=text, html=html, headers=_headers(compiled, links))
 
 
+def _subject_and_text(compiled: CompiledCampaign, context: dict[str, Any]) -> tuple[str, str]:
+    """Subject and text part; one template run in the usual case (see ``head_template``)."""
+    head = compiled.head_template
+    if head is not None:
+        try:
+            raw = "".join(head.root_render_func(_context(head, context)))
+        except Exception:  # noqa: BLE001 - rendered again part by part, for the exact error
+            raw = ""
+        if raw.count(_SPLIT) == 1:
+            subject, body = raw.split(_SPLIT)
+            return _subject_text(compiled, subject), _text_part(compiled, body, context)
+    return _subject(compiled, context), _text(compiled, context)
+
+
 def _subject(compiled: CompiledCampaign, context: dict[str, Any]) -> str:
     line = compiled.campaign.key_lines.get("subject")
-    raw = _run(compiled.subject_template, context, compiled, lambda _l: line)
+    return _subject_text(compiled, _run(compiled.subject_template, context, compiled, lambda _l: line))
+
+
+def _subject_text(compiled: CompiledCampaign, raw: str) -> str:
     subject = _LINE_BREAKS.sub(" ", raw).strip()
     if not subject:
+        line = compiled.campaign.key_lines.get("subject")
         raise TemplateError("the subject renders empty.", path=compiled.campaign.path, line=line)
     return subject
 
@@ -441,6 +492,10 @@ def _subject(compiled: CompiledCampaign, context: dict[str, Any]) -> str:
 def _text(compiled: CompiledCampaign, context: dict[str, Any]) -> str:
     offset = compiled.campaign.body_line - 1
     body = _run(compiled.text_template, context, compiled, lambda line: line + offset)
+    return _text_part(compiled, body, context)
+
+
+def _text_part(compiled: CompiledCampaign, body: str, context: dict[str, Any]) -> str:
     body = _BLANK_LINES.sub("\n\n", body).strip("\n")
     footer = "\n\n-- \n"
     if compiled.postal_address:
@@ -474,24 +529,17 @@ def _html(compiled: CompiledCampaign, context: dict[str, Any], links: Links, sub
 
         body = _ANCHOR_HREF.sub(rewrite, body)
     esc = html_lib.escape
-    parts = [
-        "<!DOCTYPE html>\n<html>\n<head>\n<meta charset=\"utf-8\">\n"
-        '<meta name="viewport" content="width=device-width, initial-scale=1">\n'
-        f"<title>{esc(subject)}</title>\n</head>\n<body>\n",
-        body.rstrip("\n"),
-        '\n<hr>\n<p style="color:#666666;font-size:12px">',
-    ]
-    if compiled.postal_address:
-        parts.append(esc(compiled.postal_address) + "<br>\n")
-    parts.append(f'<a href="{esc(unsubscribe, quote=True)}">Unsubscribe</a></p>\n')
     pixel = links.pixel_url
-    if pixel:
-        parts.append(
-            f'<img src="{esc(pixel, quote=True)}" width="1" height="1" alt="" '
-            'style="display:block;border:0">\n'
-        )
-    parts.append("</body>\n</html>\n")
-    return "".join(parts)
+    pixel_html = (
+        f'<img src="{esc(pixel, quote=True)}" width="1" height="1" alt="" style="display:block;border:0">\n'
+        if pixel
+        else ""
+    )
+    return (
+        f"{_HTML_HEAD}<title>{esc(subject)}</title>\n</head>\n<body>\n{body.rstrip()}\n"
+        f"{compiled.footer_html}<a href=\"{esc(unsubscribe, quote=True)}\">Unsubscribe</a></p>\n"
+        f"{pixel_html}</body>\n</html>\n"
+    )
 
 
 def _headers(compiled: CompiledCampaign, links: Links) -> dict[str, str]:
@@ -508,8 +556,7 @@ def _run(template: Template, context: dict[str, Any], compiled: CompiledCampaign
     """Render a template without Jinja's traceback rewriting (cheap on errors, too)."""
     try:
         # shared=True: the context already holds the globals (see template_vars)
-        ctx = new_context(template.environment, template.name, template.blocks, context, True, None, None)
-        return "".join(template.root_render_func(ctx))
+        return "".join(template.root_render_func(_context(template, context)))
     except TemplateError:
         raise
     except SecurityError as exc:
@@ -526,6 +573,12 @@ def _run(template: Template, context: dict[str, Any], compiled: CompiledCampaign
             f"{type(exc).__name__}: {exc}", path=compiled.campaign.path,
             line=file_line(_template_line(exc.__traceback__)),
         ) from None
+
+
+def _context(template: Template, context: dict[str, Any]) -> Any:
+    # shared=True and no globals: ``context`` already holds them (``base_vars``), so Jinja
+    # does not copy them into every context it makes.
+    return new_context(template.environment, template.name, template.blocks, context, True, None, None)
 
 
 def _message(exc: JinjaError) -> str:
@@ -566,6 +619,14 @@ def check_recipients(
     for recipient in recipients:
         checked += 1
         context = template_vars(compiled, recipient, unsubscribe)
+        try:
+            _html(compiled, context, links, _subject_and_text(compiled, context)[0])
+            continue
+        except SandboxRefused:
+            raise
+        except TemplateError:
+            pass
+        # Something is wrong: render part by part so each part's problem is counted.
         subject = "subject"
         try:
             subject = _subject(compiled, context)
