@@ -119,7 +119,7 @@ def test_human_report_then_reimport_unchanged_and_dry_run_writes_nothing(project
     assert r.exit_code == 0, r.stderr
     # the layout is the CSV import's (tests/test_leads*.py pin it); here: the source's name and counts
     assert r.stdout.startswith("Imported table sponsor_leads for sponsor 'default'")
-    assert "│ inserted │ updated │ unchanged │ rejected │\n" in r.stdout
+    assert "┃ inserted ┃ updated ┃ unchanged ┃ rejected ┃\n" in r.stdout
     assert "│ 3        │ 0       │ 0         │ 0        │\n" in r.stdout
     r = project.run("leads", "import", platform, "--table", "sponsor_leads", "--json")
     assert (json.loads(r.stdout)["inserted"], json.loads(r.stdout)["unchanged"]) == (0, 3)
