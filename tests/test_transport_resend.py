@@ -428,7 +428,8 @@ def test_get_email(api: respx.MockRouter) -> None:
 # -- against the stand-in (a real HTTP server) -------------------------------------------------
 
 def real(fake: FakeResend, **config: Any) -> ResendTransport:
-    settings = {"base_url": fake.url, "max_attempts": 3, "timeout": 5.0, **config}
+    settings = {"base_url": fake.url, "max_attempts": 3, "timeout": 5.0, "rate_limit": 1000.0,
+                **config}
     return ResendTransport(ResendConfig(**settings), fake.api_key, backoff=0.01, backoff_max=0.05)
 
 
