@@ -603,16 +603,29 @@ def check_recipients(
     links: Links | None = None,
 ) -> CheckReport:
     """Render every recipient; each distinct problem once, with how many it hits."""
+    checked, found = _collect_problems(compiled, recipients, links)
+    return _report(compiled.campaign, checked, found)
+
+
+# (file, line, message) -> [recipients hit, order key of the first one, its email]
+_Found = dict[tuple[str, "int | None", str], list[Any]]
+
+
+def _collect_problems(
+    compiled: CompiledCampaign, recipients: Iterable[Mapping[str, Any]], links: Links | None = None
+) -> tuple[int, _Found]:
     links = links or compiled.default_links
-    found: dict[tuple[str, int | None, str], list[Any]] = {}
+    found: _Found = {}
     checked = 0
     unsubscribe = links.unsubscribe_url
 
-    def note(error: TemplateError, email: str) -> None:
+    def note(error: TemplateError, recipient: Mapping[str, Any]) -> None:
         key = (error.path or "", error.line, error.reason)
         entry = found.get(key)
         if entry is None:
-            found[key] = [1, email]
+            # lead id orders the first recipient across shards; else the order seen
+            order = recipient.get("id")
+            found[key] = [1, order if isinstance(order, int) else checked, recipient.get("email") or ""]
         else:
             entry[0] += 1
 
@@ -633,25 +646,34 @@ def check_recipients(
         except SandboxRefused:
             raise
         except TemplateError as exc:
-            note(exc, recipient.get("email") or "")
+            note(exc, recipient)
         try:
             _text(compiled, context)
             _html(compiled, context, links, subject)
         except SandboxRefused:
             raise
         except TemplateError as exc:
-            note(exc, recipient.get("email") or "")
+            note(exc, recipient)
+    return checked, found
+
+
+def _report(campaign: CampaignFile, checked: int, found: _Found) -> CheckReport:
     problems = [
-        Problem(path=k[0], line=k[1], message=k[2], count=v[0], example=v[1] or None)
+        Problem(path=k[0], line=k[1], message=k[2], count=v[0], example=v[2] or None)
         for k, v in sorted(found.items(), key=lambda item: (item[0][1] or 0, item[0][2]))
     ]
-    return CheckReport(
-        campaign_id=compiled.campaign.id,
-        path=str(compiled.campaign.path),
-        checked=checked,
-        problems=problems,
-    )
+    return CheckReport(campaign_id=campaign.id, path=str(campaign.path), checked=checked, problems=problems)
 
+
+def _merge(into: _Found, other: _Found) -> None:
+    for key, (count, order, email) in other.items():
+        entry = into.get(key)
+        if entry is None:
+            into[key] = [count, order, email]
+        else:
+            entry[0] += count
+            if order < entry[1]:
+                entry[1], entry[2] = order, email
 
 
 # --------------------------------------------------------------------------- preview and check
@@ -804,6 +826,19 @@ class RecipientSource:
                 raise NotFound(f"No lead {email} for sponsor '{sponsor_id}'.", hint=hint)
             return recipient(dict(any_row)), f"{email} is not in this campaign's audience ({audience.type})."
 
+    def shards(self, sponsor_id: str, audience: Audience) -> int:
+        """In how many processes to check this audience: 1 unless it is large and in the store."""
+        import os
+
+        cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+        if self.leads_csv is not None or cpus < 2:
+            return 1  # an in-memory CSV store cannot be shared with other processes
+        from sponsorcast.audience import count_recipients
+
+        with self.store().read() as conn:
+            total = conn.execute(count_recipients(sponsor_id, audience)).scalar_one()
+        return min(cpus, MAX_SHARDS) if total >= PARALLEL_MIN_RECIPIENTS else 1
+
     def close(self) -> None:
         """Release the store."""
         if self._store is not None:
@@ -842,6 +877,9 @@ def check_campaign_file(path: Path, source: RecipientSource) -> CheckResult:
             campaign, source.sponsor(campaign.sponsor),
             unsubscribe_mailto=source.config.tracking.unsubscribe_mailto,
         )
+        shards = source.shards(campaign.sponsor, campaign.audience)
+        if shards > 1:
+            return CheckResult(_check_in_parallel(compiled, source, shards))
         return CheckResult(check_recipients(compiled, source.recipients(campaign.sponsor, campaign.audience)))
     except (InputFileError, NotFound) as exc:
         if isinstance(exc, InputFileError) and exc.path not in (None, str(path)):
@@ -850,3 +888,114 @@ def check_campaign_file(path: Path, source: RecipientSource) -> CheckResult:
         reason = exc.reason if isinstance(exc, InputFileError) else exc.message
         problem = Problem(path=str(path), line=line, message=reason, count=0)
         return CheckResult(CheckReport(campaign_id=path.stem, path=str(path), problems=[problem]), invalid=True)
+
+
+# A check of a large audience in the store is split over the CPUs: lead id modulo the number
+# of shards, each shard streamed and rendered by its own process (the main one does shard 0).
+PARALLEL_MIN_RECIPIENTS = 20_000
+MAX_SHARDS = 4
+
+
+def _check_in_parallel(compiled: CompiledCampaign, source: RecipientSource, shards: int) -> CheckReport:
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+
+    campaign = compiled.campaign
+    job = _ShardJob(
+        store_url=source.config.store_url,
+        sponsor=source.sponsor(campaign.sponsor).model_dump(),
+        path=str(campaign.path),
+        content_hash=campaign.content_hash,
+        unsubscribe_mailto=source.config.tracking.unsubscribe_mailto,
+        shards=shards,
+    )
+    # spawn, not fork: a forked child would share the parent's open database connections
+    with ProcessPoolExecutor(shards - 1, mp_context=multiprocessing.get_context("spawn")) as pool:
+        futures = [pool.submit(_check_remote_shard, job, shard) for shard in range(1, shards)]
+        checked, found = _check_shard(job, 0, compiled=compiled, store=source.store())
+        for future in futures:
+            outcome = future.result()
+            if isinstance(outcome, _ShardFailure):
+                raise outcome.error()
+            checked += outcome[0]
+            _merge(found, outcome[1])
+    return _report(campaign, checked, found)
+
+
+@dataclass(frozen=True)
+class _ShardFailure:
+    """A sponsorcast error in a shard process, carried back as data (errors with keyword
+    arguments do not survive pickling whole)."""
+
+    kind: str
+    reason: str
+    path: str | None
+    line: int | None
+    hint: str | None
+
+    def error(self) -> Exception:
+        from sponsorcast import errors
+
+        cls = getattr(errors, self.kind, None) if self.kind != "SandboxRefused" else SandboxRefused
+        if isinstance(cls, type) and issubclass(cls, errors.InputFileError):
+            return cls(self.reason, path=self.path, line=self.line, hint=self.hint)
+        if isinstance(cls, type) and issubclass(cls, errors.SponsorcastError):
+            return cls(self.reason, hint=self.hint)
+        return errors.BadInput(self.reason, hint=self.hint)
+
+
+def _check_remote_shard(job: _ShardJob, shard: int) -> tuple[int, _Found] | _ShardFailure:
+    """``_check_shard`` in a shard process."""
+    from sponsorcast.errors import InputFileError, SponsorcastError
+
+    try:
+        return _check_shard(job, shard)
+    except InputFileError as exc:
+        return _ShardFailure(type(exc).__name__, exc.reason, exc.path, exc.line, exc.hint)
+    except SponsorcastError as exc:
+        return _ShardFailure(type(exc).__name__, exc.message, None, None, exc.hint)
+
+
+@dataclass(frozen=True)
+class _ShardJob:
+    """What a shard process needs to check its part of an audience (picklable)."""
+
+    store_url: str
+    sponsor: dict[str, Any]
+    path: str
+    content_hash: str
+    unsubscribe_mailto: str
+    shards: int
+
+
+def _check_shard(
+    job: _ShardJob, shard: int, *, compiled: CompiledCampaign | None = None, store: Store | None = None
+) -> tuple[int, _Found]:
+    """Check the audience's leads whose id modulo ``job.shards`` is ``shard``."""
+    from pathlib import Path
+
+    from sponsorcast.audience import iter_recipients, lead_table, select_recipients
+    from sponsorcast.errors import BadInput
+    from sponsorcast.models import Sponsor
+    from sponsorcast.store import open_store
+
+    own_store = store is None
+    if compiled is None:
+        campaign = load_campaign(Path(job.path))
+        if campaign.content_hash != job.content_hash:
+            raise BadInput(f"{job.path} changed while it was being checked; run the check again.")
+        compiled = compile_campaign(
+            campaign, Sponsor(**job.sponsor), unsubscribe_mailto=job.unsubscribe_mailto
+        )
+    if store is None:
+        store = open_store(job.store_url, migrate=False, create=False)
+    campaign = compiled.campaign
+    query = select_recipients(campaign.sponsor, campaign.audience).where(
+        lead_table.c.id % job.shards == shard
+    )
+    try:
+        with store.read() as conn:
+            return _collect_problems(compiled, iter_recipients(conn, query))
+    finally:
+        if own_store:
+            store.dispose()

@@ -478,3 +478,31 @@ def test_store_is_unchanged_by_check(project: Project, store: Store) -> None:
     assert dump() == before
     with store.read() as conn:
         assert conn.execute(sa.select(sa.func.count()).select_from(lead_table)).scalar_one() == 1
+
+
+def test_check_split_over_processes_reports_the_same(project: Project, store: Store,
+                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    companies = ["Compilers Inc", "Other", None]
+    _insert_leads(store, [
+        {"email": f"l{i}@x.test", "name": f"L{i}", "first_name": f"L{i}", "company": companies[i % 3],
+         "intent_level": "hot"}
+        for i in range(12)
+    ])
+    args = ("render", str(CAMPAIGNS / "check"), "--check", "--format", "json")
+    single = project.run(*args)
+    monkeypatch.setattr(render_module.RecipientSource, "shards", lambda self, sponsor, audience: 3)
+    calls: list[int] = []
+    real = render_module._check_shard
+
+    def shard_in_main(job: Any, shard: int, **kw: Any) -> Any:
+        calls.append(shard)
+        return real(job, shard, **kw)
+
+    monkeypatch.setattr(render_module, "_check_shard", shard_in_main)
+    split = project.run(*args)
+    assert calls == [0, 0]  # shard 0 of each campaign here; shards 1 and 2 in other processes
+    assert (split.exit_code, split.stdout) == (single.exit_code, single.stdout)
+    problems = json.loads(split.stdout)["campaigns"][0]["problems"]
+    assert [(p["line"], p["recipients"], p["example"]) for p in problems] == [
+        (2, 12, "l0@x.test"), (7, 4, "l0@x.test"), (9, 8, "l1@x.test")
+    ]
