@@ -641,3 +641,18 @@ def test_concurrent_events_and_replays_apply_once_on_each_backend(store_url: str
         assert suppressed_leads(store, "default") == ["ann@example.org", "bob@example.org"]
     finally:
         store.dispose()
+
+
+def test_sync_cli_unknown_campaign_changes_nothing(project: Any, fake_resend: Any) -> None:
+    toml = project.path / "sponsorcast.toml"
+    toml.write_text(toml.read_text().replace('kind = "outbox"', 'kind = "resend"')
+                    + f'\n[resend]\nbase_url = "{fake_resend.url}"\n')
+    store = project.store()
+    seed(store, ["ann@example.org"])
+    before = snapshot(store)
+    result = project.run("sync", "nope", env={"RESEND_API_KEY": fake_resend.api_key})
+    assert result.exit_code == 2
+    assert result.stderr.startswith("Error: Unknown campaign 'nope'.")
+    assert snapshot(store) == before
+    assert fake_resend.counters["requests"] == 0  # refused before asking Resend anything
+    store.dispose()
