@@ -8,6 +8,7 @@ Routes:
   (Resend keeps retrying for a day, so nothing is lost while it is fixed).
 - ``GET /o/{token}.gif`` — 1x1 GIF, records an open.
 - ``GET /c/{token}`` — records a click and redirects (302) to that campaign's link.
+  (``HEAD`` on either answers the same without recording anything.)
 - ``GET /u/{token}`` — a small page with an "Unsubscribe" button that posts to itself.
 - ``POST /u/{token}`` — RFC 8058 one-click: unsubscribes, answers 200; no login.
 - ``GET /healthz`` — "ok", for a reverse proxy or a monitor.
@@ -129,7 +130,13 @@ def create_app(
 
     async def pixel(request: Request) -> Response:
         data = tracking.read_token(secret, tracking.KIND_OPEN, request.path_params["token"]) if secret else None
-        if data is None or not await run_in_threadpool(tracking.record_open, db, data.delivery_id):
+        if data is None:
+            return _not_found()
+        if request.method == "HEAD":  # link checkers and proxies: not an open
+            found = await run_in_threadpool(tracking.unsubscribe_target, db, data.delivery_id) is not None
+        else:
+            found = await run_in_threadpool(tracking.record_open, db, data.delivery_id)
+        if not found:
             return _not_found()
         return Response(PIXEL, media_type="image/gif", headers=NO_STORE)
 
@@ -143,7 +150,8 @@ def create_app(
         if found is None:
             return _not_found()
         delivery_id, target = found
-        await run_in_threadpool(tracking.record_click, db, delivery_id, target)
+        if request.method != "HEAD":  # link checkers and proxies: not a click
+            await run_in_threadpool(tracking.record_click, db, delivery_id, target)
         return RedirectResponse(target, status_code=302, headers=NO_STORE)
 
     def _unsubscribe_token(request: Request) -> int | None:

@@ -310,3 +310,13 @@ def test_serve_warns_about_plain_http_public_url(config: Config) -> None:
     assert serve_warnings(plain) == [
         "tracking.public_url is not https://: mail providers ignore one-click unsubscribe without HTTPS; "
         "put serve behind a TLS proxy."]
+
+
+def test_head_requests_record_nothing(client: TestClient, store: Store) -> None:
+    [did] = seed(store, ["ann@example.org"])
+    before = snapshot(store)
+    assert client.head(f"/o/{token('o', did)}.gif").status_code == 200
+    head = client.head(f"/c/{token('c', did, 1)}")
+    assert (head.status_code, head.headers["location"]) == (302, "https://example.com/agenda")
+    assert client.head(f"/o/{token('o', did + 1)}.gif").status_code == 404
+    assert snapshot(store) == before
