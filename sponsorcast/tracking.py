@@ -94,13 +94,14 @@ def require_secret(config: Config) -> str:
 
 def _mac(secret: str, kind: str, body: str, url: str | None = None) -> str:
     message = f"sponsorcast/v1|{kind}|{body}" if url is None else f"sponsorcast/v1|{kind}|{body}|{url}"
-    digest = hmac.digest(_key(secret), message.encode("utf-8"), "sha256")
-    return base64.urlsafe_b64encode(digest[:MAC_BYTES]).decode("ascii")[:MAC_CHARS]
+    mac = _keyed(secret).copy()  # the key's HMAC state is computed once, not per token
+    mac.update(message.encode("utf-8"))
+    return base64.urlsafe_b64encode(mac.digest()[:MAC_BYTES]).decode("ascii")[:MAC_CHARS]
 
 
 @lru_cache(maxsize=8)
-def _key(secret: str) -> bytes:
-    return secret.encode("utf-8")
+def _keyed(secret: str) -> "hmac.HMAC":
+    return hmac.new(secret.encode("utf-8"), digestmod=hashlib.sha256)
 
 
 def make_token(
