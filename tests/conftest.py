@@ -14,7 +14,9 @@ from sponsorcast.cli import app
 from sponsorcast.config import Config, load_config
 from sponsorcast.store import Store, open_from_config
 
-from .pg import closed_port, pg_project, pg_server_url, pg_store, pg_url, store_url  # noqa: F401 - PostgreSQL fixtures
+from .pg import (  # noqa: F401 - PostgreSQL fixtures
+    closed_port, pg_project, pg_server_url, pg_store, pg_url, project_store_url, store_backend, store_url,
+)
 
 DATA = Path(__file__).parent / "data"
 CONSOLE_WIDTH = "100"
@@ -72,9 +74,14 @@ class Project:
 
 
 @pytest.fixture
-def project(tmp_path: Path) -> Iterator[Project]:
-    """A fresh project directory with an outbox config and a migrated SQLite store."""
-    (tmp_path / "sponsorcast.toml").write_text(PROJECT_TOML, encoding="utf-8")
+def project(tmp_path: Path, store_backend: str, request: pytest.FixtureRequest) -> Iterator[Project]:
+    """A fresh project directory with an outbox config and a migrated store (SQLite; or
+    PostgreSQL in a module that imports ``both_store_backends`` from tests/pg.py)."""
+    toml = PROJECT_TOML
+    url = project_store_url(request, store_backend)
+    if url is not None:
+        toml = toml.replace('url = "sqlite:///sponsorcast.db"', f'url = "{url}"')
+    (tmp_path / "sponsorcast.toml").write_text(toml, encoding="utf-8")
     proj = Project(path=tmp_path, runner=CliRunner())
     proj.store().dispose()
     yield proj

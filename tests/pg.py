@@ -8,7 +8,8 @@ Fixtures: ``pg_server_url`` (the maintenance URL), ``pg_url`` (a new database, d
 the test), ``pg_store`` (``open_store(pg_url)``), ``pg_project`` (the ``project`` fixture with
 its store on ``pg_url``), ``closed_port`` (a port that refuses connections), and
 ``store_url`` (parametrized: a SQLite file, then a PostgreSQL database, for tests that must
-pass on both backends).
+pass on both backends). ``store_backend`` chooses the ``project`` fixture's store; a module
+that imports ``both_store_backends`` runs its ``project`` tests on both backends.
 """
 
 from __future__ import annotations
@@ -121,6 +122,28 @@ def pg_project(project: "Project", pg_url: str) -> Iterator["Project"]:
     assert project.config.store_url == pg_url
     project.store().dispose()
     yield project
+
+
+@pytest.fixture
+def store_backend() -> str:
+    """Which store the ``project`` fixture gets: SQLite, unless a module overrides this."""
+    return "sqlite"
+
+
+@pytest.fixture(name="store_backend", params=["sqlite", "postgresql"])
+def both_store_backends(request: pytest.FixtureRequest) -> str:
+    """Import this into a test module (``from .pg import both_store_backends``) to run each of
+    its tests that use ``project`` twice: on SQLite, then on a fresh PostgreSQL database."""
+    backend: str = request.param
+    return backend
+
+
+def project_store_url(request: pytest.FixtureRequest, backend: str) -> str | None:
+    """The store URL the ``project`` fixture should write for a backend (None: its SQLite file)."""
+    if backend == "sqlite":
+        return None
+    url: str = request.getfixturevalue("pg_url")
+    return url
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])

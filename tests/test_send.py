@@ -21,6 +21,7 @@ from sponsorcast.store import Store
 from sponsorcast.transport import BatchOutcome, OutgoingEmail
 
 from .conftest import Project
+from .pg import both_store_backends  # noqa: F401 - every test here runs on SQLite and on PostgreSQL
 
 CAMPAIGN = """\
 ---

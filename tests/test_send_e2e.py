@@ -22,6 +22,7 @@ from sponsorcast.models import Lead, utcnow
 from sponsorcast.store import Store
 
 from .conftest import Project
+from .pg import both_store_backends  # noqa: F401 - every test here runs on SQLite and on PostgreSQL
 from .fakeresend import FakeResend
 
 CAMPAIGN = """\
@@ -38,10 +39,11 @@ ROOT = Path(__file__).resolve().parent.parent
 
 
 def resend_project(project: Project, fake: FakeResend, *, extra: str = "", rate_limit: str = "100") -> None:
-    """Point the project at the stand-in with the resend transport."""
+    """Point the project at the stand-in with the resend transport (same store: SQLite or PostgreSQL)."""
+    store_url = project.config.store_url
     (project.path / "sponsorcast.toml").write_text(f"""\
 [store]
-url = "sqlite:///sponsorcast.db"
+url = "{store_url}"
 
 [transport]
 kind = "resend"
