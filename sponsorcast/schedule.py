@@ -18,7 +18,7 @@ import re
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta, timezone, tzinfo
+from datetime import UTC, datetime, timedelta, tzinfo
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -39,7 +39,7 @@ from sponsorcast.models import CampaignStatus, utcnow
 from sponsorcast.store import Store
 
 if TYPE_CHECKING:
-    from sponsorcast.send import Plan, RunReport
+    from sponsorcast.send import RunReport
     from sponsorcast.transport import Transport
 
 DEFAULT_MAX_LATENESS = timedelta(hours=24)
@@ -91,7 +91,7 @@ def localize(naive: datetime, config: Config, *, what: str = "time") -> datetime
 
     early, late = attach(0), attach(1)
     if early.utcoffset() != late.utcoffset():
-        utc = early.astimezone(timezone.utc)  # via UTC: astimezone to its own zone is a no-op
+        utc = early.astimezone(UTC)  # via UTC: astimezone to its own zone is a no-op
         back = utc.astimezone(zone) if zone is not None else utc.astimezone()
         shown = naive.isoformat(sep=" ", timespec="minutes")
         if back.replace(tzinfo=None) == naive:
@@ -106,7 +106,7 @@ def localize(naive: datetime, config: Config, *, what: str = "time") -> datetime
             f"The {what} {shown} does not exist in {zone_name(config)} (the clocks skip it).",
             hint="Give another time, or a time with its UTC offset.",
         )
-    return early.astimezone(timezone.utc)
+    return early.astimezone(UTC)
 
 
 def _offset_text(d: datetime) -> str:
@@ -128,7 +128,7 @@ def parse_time(text: str, config: Config, *, what: str = "time") -> datetime:
         raise BadInput(f"The {what} {text!r} is not a valid date and time.", hint=hint) from None
     if value.tzinfo is None:
         return localize(value, config, what=what)
-    return value.astimezone(timezone.utc)
+    return value.astimezone(UTC)
 
 
 def parse_duration(text: str) -> timedelta:
@@ -200,7 +200,7 @@ def schedule_campaign(
     elif campaign.send_at.tzinfo is None:
         send_at = localize(campaign.send_at, config, what="send_at")
     else:
-        send_at = campaign.send_at.astimezone(timezone.utc)
+        send_at = campaign.send_at.astimezone(UTC)
     if send_at <= now:
         raise BadInput(
             f"The send time {show_time(send_at, config)} is in the past "
@@ -285,7 +285,7 @@ class CampaignOutcome:
     action: str  # started | resumed | missed | refused | failed | paused | auth | joined
     ok: bool
     exit_code: ExitCode = ExitCode.OK
-    report: "RunReport | None" = None
+    report: RunReport | None = None
 
 
 @dataclass
@@ -332,7 +332,7 @@ def run_due(
     now: datetime | None = None,
     max_seconds: float | None = None,
     max_lateness: timedelta = DEFAULT_MAX_LATENESS,
-    transport: "Transport | None" = None,
+    transport: Transport | None = None,
     log: Log = _quiet,
 ) -> RunDueReport:
     """Start due campaigns, resume sending and quota-paused ones, one after another, within a time budget.
@@ -372,7 +372,7 @@ def run_due(
             code = ExitCode.CONFIG if isinstance(exc, ConfigError) else ExitCode.FAILED
             report.outcomes.append(CampaignOutcome(row.id, "error", False, code))
             continue
-        except Exception as exc:  # noqa: BLE001 - one campaign's bug must not stop the others
+        except Exception as exc:
             log(f"Campaign '{row.id}' ERROR: unexpected {type(exc).__name__}: {exc} "
                 "(run with SPONSORCAST_DEBUG=1 for the traceback, and report it).")
             if os.environ.get("SPONSORCAST_DEBUG") == "1":
@@ -392,7 +392,7 @@ def _run_one(
     now: datetime,
     max_lateness: timedelta,
     deadline: float | None,
-    transport: "Transport | None",
+    transport: Transport | None,
     log: Log,
 ) -> CampaignOutcome | None:
     from sponsorcast.send import QUOTA_CAUSE
@@ -419,7 +419,7 @@ def _start_scheduled(
     now: datetime,
     max_lateness: timedelta,
     deadline: float | None,
-    transport: "Transport | None",
+    transport: Transport | None,
     log: Log,
 ) -> CampaignOutcome | None:
     from sponsorcast.campaign import load_campaign
@@ -515,7 +515,7 @@ def _run(
     campaign_id: str,
     action: str,
     deadline: float | None,
-    transport: "Transport | None",
+    transport: Transport | None,
     log: Log,
 ) -> CampaignOutcome | None:
     from sponsorcast.send import run_campaign

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -30,7 +30,6 @@ send_at: 2030-12-01T09:00:00+01:00
 Hi {{ first_name }} of {{ company }}!
 """
 NY = Config(timezone="America/New_York")
-UTC = timezone.utc
 NOW = "2030-06-01T12:00:00Z"
 
 
@@ -90,8 +89,8 @@ def test_parse_time_offsets_and_local_times(text: str, expected: datetime) -> No
     ("tomorrow 9am", "The time 'tomorrow 9am' is not a date and time."),
     ("2030-13-01 09:00", "The time '2030-13-01 09:00' is not a valid date and time."),
     ("2026-03-08 02:30", "The time 2026-03-08 02:30 does not exist in America/New_York (the clocks skip it)."),
-    ("2026-11-01 01:30", "The time 2026-11-01 01:30 happens twice in America/New_York (the clocks go back); "
-                         "it is ambiguous."),
+    ("2026-11-01 01:30", ("The time 2026-11-01 01:30 happens twice in America/New_York (the clocks go back); "
+                         "it is ambiguous.")),
 ])
 def test_parse_time_refuses_what_it_cannot_place(text: str, message: str) -> None:
     with pytest.raises(BadInput) as info:
@@ -159,12 +158,12 @@ def test_schedule_at_local_time_in_configured_zone(project: Project, store: Stor
 
 @pytest.mark.parametrize(("args", "message"), [
     (("--at", "2030-01-01T00:00:00Z"),
-     "Error: The send time 2030-01-01T00:00:00+00:00 is in the past (now is 2030-06-01T12:00:00+00:00); "
+     ("Error: The send time 2030-01-01T00:00:00+00:00 is in the past (now is 2030-06-01T12:00:00+00:00); "
      "nothing was scheduled.\nHint: Give a later time with --at, or send it now with 'sponsorcast send "
-     "spring.md'.\n"),
+     "spring.md'.\n")),
     (("--at", "next week"),
-     "Error: The --at time 'next week' is not a date and time.\nHint: Write a date and time, e.g. "
-     "2026-12-01T09:00:00+01:00, or 2026-12-01 09:00 for local time.\n"),
+     ("Error: The --at time 'next week' is not a date and time.\nHint: Write a date and time, e.g. "
+     "2026-12-01T09:00:00+01:00, or 2026-12-01 09:00 for local time.\n")),
 ])
 def test_schedule_bad_times_exit_2_and_change_nothing(project: Project, store: Store, spring: Path,
                                                       args: tuple[str, ...], message: str) -> None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Optional
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
@@ -19,7 +19,7 @@ if TYPE_CHECKING:
 NOW_ENV = "SPONSORCAST_NOW"
 
 
-def _now(config: "Config") -> "datetime | None":
+def _now(config: Config) -> datetime | None:
     """The clock: ``SPONSORCAST_NOW`` (a testing aid) or None for the real time."""
     from sponsorcast.schedule import parse_time
 
@@ -30,7 +30,7 @@ def _now(config: "Config") -> "datetime | None":
 @handle_errors
 def schedule(
     campaign: Annotated[Path, typer.Argument(metavar="CAMPAIGN", help="Campaign file (.md or .yaml).")],
-    at: Annotated[Optional[str], typer.Option(
+    at: Annotated[str | None, typer.Option(
         "--at", metavar="TIME",
         help="When to send: ISO-8601 with an offset (2026-12-01T09:00+01:00) or a local time in the "
              "configured timezone (2026-12-01 09:00). Default: the file's send_at.")] = None,
@@ -60,7 +60,7 @@ def unschedule(campaign_id: Annotated[str, typer.Argument(metavar="ID")]) -> Non
 
 @handle_errors
 def run_due(
-    max_seconds: Annotated[Optional[float], typer.Option(
+    max_seconds: Annotated[float | None, typer.Option(
         "--max-seconds", min=1, metavar="N",
         help="Stop claiming new batches after N seconds (what is left resumes next run).")] = None,
     max_lateness: Annotated[str, typer.Option(
@@ -69,7 +69,8 @@ def run_due(
              "(90m, 24h, 2d).")] = "24h",
 ) -> None:
     """For cron: start due campaigns, resume sending and quota-paused ones; silent when idle."""
-    from sponsorcast.schedule import parse_duration, run_due as run
+    from sponsorcast.schedule import parse_duration
+    from sponsorcast.schedule import run_due as run
 
     lateness = parse_duration(max_lateness)
     config = load()
