@@ -23,8 +23,14 @@ only ever go to a link of that campaign. A link target holding Jinja markup (per
 also covers the rendered URL, and the server checks that URL against the link's template
 before redirecting: still only links from the campaign's body, as rendered for that recipient.
 
+The headers are ``List-Unsubscribe: <https://…/u/token>`` (plus ``<mailto:…>`` only when
+``tracking.unsubscribe_mailto`` is configured, SPEC §4) and ``List-Unsubscribe-Post:
+List-Unsubscribe=One-Click``; they are meant to win over render's own when merged.
+
 Webhooks use the Svix scheme (``verify_webhook``); ``apply_event`` applies one Resend event
 (from ``serve``, ``events import`` or ``sync``) to its delivery, once per provider event id.
+Event rows written here have ``type`` ``email.<event>`` (webhooks, imports), ``sync.<event>``
+(polled), or ``open`` / ``click`` / ``unsubscribe`` (this server's own tracking).
 """
 
 from __future__ import annotations
