@@ -331,7 +331,10 @@ def compile_campaign(
     # statements ({% set %} would leak into the body) — then they run separately.
     head_template = None
     if "{%" not in campaign.subject and _SPLIT not in campaign.subject + campaign.body:
-        head_template = _environment(False).from_string(campaign.subject + _SPLIT + campaign.body)
+        try:
+            head_template = _environment(False).from_string(campaign.subject + _SPLIT + campaign.body)
+        except TemplateSyntaxError:  # cannot happen when both parts compiled; stay on the safe path
+            head_template = None
     base_vars = {
         **_environment(False).globals,
         "sponsor": _Vars("sponsor", sponsor_vars),

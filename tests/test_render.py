@@ -506,3 +506,16 @@ def test_check_split_over_processes_reports_the_same(project: Project, store: St
     assert [(p["line"], p["recipients"], p["example"]) for p in problems] == [
         (2, 12, "l0@x.test"), (7, 4, "l0@x.test"), (9, 8, "l1@x.test")
     ]
+
+
+def test_unreadable_leads_csv_is_bad_input(tmp_path: Path) -> None:
+    project = _bare_project(tmp_path)
+    (tmp_path / "bad.csv").write_text("Email,Name\nnot-an-email,X\n", encoding="utf-8")
+    welcome = str(REPO / "campaigns" / "welcome.md")
+    missing = project.run("render", welcome, "--check", "--leads", "missing.csv")
+    assert (missing.exit_code, missing.stdout) == (2, "")
+    assert missing.stderr.startswith("Error: missing.csv: ")
+    bad = project.run("render", welcome, "--check", "--leads", "bad.csv")
+    assert (bad.exit_code, bad.stdout) == (2, "")
+    assert bad.stderr.startswith("Error: bad.csv: row 2: 'not-an-email' is not a valid email address")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["bad.csv", "sponsorcast.toml"]
