@@ -49,7 +49,7 @@ def import_(
 
 @handle_errors
 def sync(
-    campaign_id: Annotated[Optional[str], typer.Argument(metavar="[ID]", help="Only this campaign.")] = None,
+    campaign_id: Annotated[Optional[str], typer.Argument(metavar="ID", help="Only this campaign (default: every campaign).")] = None,
 ) -> None:
     """Ask Resend (GET /emails/{id}) for the state of deliveries not yet final."""
     import asyncio
