@@ -372,7 +372,7 @@ def wait_for(condition: Any, timeout: float = 20.0) -> None:
 
 
 def test_three_concurrent_runs_start_once_and_send_each_email_once(project: Project, store: Store, fake_resend: FakeResend) -> None:
-    emails = scheduled_for_real(project, store, fake_resend, 900)
+    emails = scheduled_for_real(project, store, fake_resend, 600)
     fake_resend.configure(latency=0.1)
     procs = [spawn(project, fake_resend) for _ in range(3)]
     results = [finish(p) for p in procs]
@@ -383,7 +383,7 @@ def test_three_concurrent_runs_start_once_and_send_each_email_once(project: Proj
     assert status(store) == "sent"
     starts = [e for e in events(store) if e[0] == "campaign.sending"]
     assert starts == [("campaign.sending", "run-due")]
-    assert sum(err.count("starting, 900 recipient(s)") for _, _, err in results) == 1
+    assert sum(err.count("starting, 600 recipient(s)") for _, _, err in results) == 1
 
 
 def _kill_mid_batch(project: Project, store: Store, fake: FakeResend) -> tuple[int, list[str]]:
@@ -458,6 +458,31 @@ def test_max_seconds_stops_claiming_in_time_and_the_next_run_completes(project: 
     assert status(store) == "sending"
     fake_resend.configure(latency=0.0)
     code, out, err = finish(spawn(project, fake_resend, "--max-seconds", "30", now=timedelta(minutes=5)))
+    assert code == 0, err
+    assert status(store) == "sent"
+    assert_each_once(fake_resend, store, emails)
+
+
+def test_ctrl_c_exits_130_pauses_and_resume_finishes_once(project: Project, store: Store, fake_resend: FakeResend) -> None:
+    emails = scheduled_for_real(project, store, fake_resend, 200, batch_size=50, concurrency=1)
+    fake_resend.configure(latency=1.0)
+    proc = spawn(project, fake_resend)
+    wait_for(lambda: fake_resend.counters["requests"] >= 1)
+    proc.send_signal(signal.SIGINT)
+    code, out, err = finish(proc)
+    assert (code, out) == (130, ""), err
+    assert err.endswith("Error: Interrupted; nothing in flight was lost, run the command again to resume.\n")
+    assert status(store) == "paused" and events(store)[-1] == ("campaign.paused", "interrupted (Ctrl-C)")
+    fake_resend.configure(latency=0.0)
+    # a person stopped it: cron does not carry on by itself...
+    code, out, err = finish(spawn(project, fake_resend, now=timedelta(minutes=5)))
+    assert (code, out, err) == (0, "", "") and status(store) == "paused"
+    # ...until they resume it
+    with store.write() as conn:
+        from sponsorcast.ledger import resume_campaign
+
+        assert resume_campaign(conn, "spring") == "sending"
+    code, out, err = finish(spawn(project, fake_resend, now=timedelta(minutes=10)))
     assert code == 0, err
     assert status(store) == "sent"
     assert_each_once(fake_resend, store, emails)
