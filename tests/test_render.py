@@ -519,3 +519,13 @@ def test_unreadable_leads_csv_is_bad_input(tmp_path: Path) -> None:
     assert (bad.exit_code, bad.stdout) == (2, "")
     assert bad.stderr.startswith("Error: bad.csv: row 2: 'not-an-email' is not a valid email address")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["bad.csv", "sponsorcast.toml"]
+
+
+def test_preview_whole_output_golden(tmp_path: Path) -> None:
+    project = _bare_project(tmp_path)
+    (tmp_path / "campaigns").mkdir()
+    (tmp_path / "campaigns" / "welcome.md").write_bytes((REPO / "campaigns" / "welcome.md").read_bytes())
+    result = project.run("render", "campaigns/welcome.md", "--leads", str(LEADS_CSV))
+    assert result.exit_code == 0, result.stderr
+    _golden("welcome-preview.txt", result.stdout)
+    assert result.stdout.startswith("Campaign: welcome (campaigns/welcome.md)\nTo:       Ada Lovelace <ada@example.com>\n")

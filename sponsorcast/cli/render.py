@@ -28,7 +28,7 @@ class Format(str, Enum):
 def render(
     campaigns: Annotated[
         list[Path],
-        typer.Argument(metavar="CAMPAIGN...", help="Campaign files (.md, .yaml) or directories of them."),
+        typer.Argument(metavar="CAMPAIGN", show_default=False, help="Campaign files (.md, .yaml) or directories of them."),
     ],
     to: Annotated[
         Optional[str], typer.Option("--to", metavar="EMAIL", help="Preview this lead (default: the audience's first).")
