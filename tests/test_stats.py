@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import json
 from datetime import timedelta
+from typing import Any
 
 import pytest
 import sqlalchemy as sa
@@ -74,3 +76,22 @@ def test_stats_of_a_campaign_with_nothing_sent(store: Store) -> None:
 def test_stats_unknown_campaign(store: Store) -> None:
     with pytest.raises(NotFound, match="Unknown campaign 'nope'"):
         campaign_stats(store, "nope")
+
+
+def test_stats_json_through_the_cli(project: Any, store: Store) -> None:
+    ids = seed(store, ["a@example.org", "b@example.org", "c@example.org", "d@example.org"])
+    tracking.apply_event(store, event("email.delivered", "spring-msg-0"), "e1")
+    tracking.apply_event(store, event("email.clicked", "spring-msg-1"), "e2")
+    tracking.record_open(store, ids[0])
+    tracking.unsubscribe(store, ids[2])
+    result = project.run("stats", "spring", "--json")
+    assert result.exit_code == 0, result.stderr
+    assert json.loads(result.stdout) == {
+        "campaign": "spring", "status": "sent", "total_recipients": 4, "pending": 0, "sent": 4,
+        "delivered": 2, "failed": 0, "bounced": 0, "complained": 0, "suppressed": 0, "opened": 1,
+        "clicked": 1, "unsubscribed": 1, "open_rate": 25.0, "click_rate": 25.0,
+        "started_at": "2026-11-20T09:00:00+00:00", "finished_at": None, "emails_per_second": 1.33,
+    }
+    missing = project.run("stats", "nope", "--json")
+    assert (missing.exit_code, missing.stdout) == (2, "")
+    assert missing.stderr.startswith("Error: Unknown campaign 'nope'.")
