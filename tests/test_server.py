@@ -320,3 +320,28 @@ def test_head_requests_record_nothing(client: TestClient, store: Store) -> None:
     assert (head.status_code, head.headers["location"]) == (302, "https://example.com/agenda")
     assert client.head(f"/o/{token('o', did + 1)}.gif").status_code == 404
     assert snapshot(store) == before
+
+
+def test_routes_on_each_backend(config: Config, store_url: str) -> None:
+    """The same requests against a SQLite and a PostgreSQL store."""
+    from sponsorcast.stats import campaign_stats
+    from sponsorcast.store import open_store
+
+    store = open_store(store_url)
+    try:
+        [did, other] = seed(store, ["ann@example.org", "bob@example.org"])
+        with TestClient(create_app(config, store, clock=lambda: NOW), follow_redirects=False) as c:
+            body = json.dumps(event("email.complained", "spring-msg-1")).encode()
+            for _ in range(2):
+                assert c.post("/webhooks/resend", content=body, headers=sign(body, "msg_pg")).status_code == 200
+            assert c.get(f"/o/{token('o', did)}.gif").status_code == 200
+            assert c.get(f"/c/{token('c', did, 2)}").headers["location"] == "https://example.com/raw"
+            assert c.post(f"/u/{token('u', did)}").status_code == 200
+            assert c.get(f"/c/{token('c', did, 2)[1:]}").status_code == 404
+        stats = campaign_stats(store, "spring")
+        assert {k: stats[k] for k in ("delivered", "opened", "clicked", "complained", "unsubscribed")} == {
+            "delivered": 2, "opened": 1, "clicked": 1, "complained": 1, "unsubscribed": 1}
+        assert delivery(store, other)["status"] == "complained"
+        assert suppressed_leads(store, "default") == ["ann@example.org", "bob@example.org"]
+    finally:
+        store.dispose()
