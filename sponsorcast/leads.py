@@ -37,7 +37,9 @@ import csv
 import io
 import operator
 import os
+import queue
 import re
+import threading
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -205,12 +207,12 @@ class CsvSource:
             self.rejects_encoding = (
                 "utf-8-sig" if self.encoding not in ("utf-8", "utf-8-sig") or self._has_bom() else "utf-8"
             )
-            try:
-                with self._open() as fh:
-                    sample = fh.read(64 * 1024)
-            except UnicodeDecodeError as exc:
-                raise self._decode_error(exc, "in the first rows") from None
-            self._headers = self._parse_header(sample)
+            with self._open() as fh:
+                sample = fh.read(64 * 1024)
+            headers = self._parse_header(sample)
+            if _undecodable(headers):
+                raise self._decode_error("in the header row")
+            self._headers = headers
         return list(self._headers)
 
     def rows(self) -> Iterator[tuple[int, dict[Any, Any]]]:
@@ -223,6 +225,9 @@ class CsvSource:
                 fh.readline()
             reader = csv.reader(fh, delimiter=self.delimiter)
             number = 1 + self._skip_first_line
+            # a named encoding is read with surrogateescape, so that a wrong byte is found at
+            # its exact row (a strict decoder fails a whole read-ahead block early)
+            check = self._requested is not None
             try:
                 next(reader, None)
                 for cells in reader:
@@ -238,18 +243,20 @@ class CsvSource:
                         for h in unnamed:
                             if not (row.get(h) or "").strip():
                                 row.pop(h, None)
+                    if check and _undecodable(cells):
+                        raise self._decode_error(f"at row {number}")
                     yield number, row
             except csv.Error as exc:
                 raise LeadsFileError(f"row {number + 1} is not valid CSV ({exc}).", path=self.path) from None
-            except UnicodeDecodeError as exc:
-                raise self._decode_error(exc, f"near row {number + 1}") from None
+            except UnicodeDecodeError as exc:  # only when detected: the file changed meanwhile
+                raise self._decode_error(f"near row {number + 1} ({exc.reason})") from None
 
     # -- helpers
 
-    def _decode_error(self, exc: UnicodeDecodeError, where: str) -> LeadsFileError:
+    def _decode_error(self, where: str) -> LeadsFileError:
         shown = "utf-8" if self.encoding == "utf-8-sig" else self.encoding
         return LeadsFileError(
-            f"cannot be decoded as {shown} {where} ({exc.reason}).",
+            f"cannot be decoded as {shown} {where}.",
             path=self.path,
             hint="Name the file's encoding with --encoding (e.g. cp1252, latin-1, utf-8), "
                  "or leave it out to have it detected.",
@@ -257,7 +264,8 @@ class CsvSource:
 
     def _open(self) -> TextIO:
         try:
-            return open(self.path, encoding=self.encoding, newline="", errors="strict")
+            errors = "surrogateescape" if self._requested else "strict"
+            return open(self.path, encoding=self.encoding, newline="", errors=errors)
         except OSError as exc:
             raise LeadsFileError(f"cannot be read ({exc.strerror or exc}).", path=self.path) from None
 
@@ -315,6 +323,18 @@ class CsvSource:
         if not header or not any(h.strip() for h in header):
             raise LeadsFileError("is empty: no header row found.", path=self.path)
         return _unique_headers(header)
+
+
+def _undecodable(cells: Sequence[str]) -> bool:
+    """True when a cell holds a byte the encoding could not decode (an escaped surrogate)."""
+    text = "".join(cells)
+    if text.isascii():
+        return False
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return True
+    return False
 
 
 def _check_encoding(encoding: str) -> str:
@@ -408,9 +428,11 @@ class ColumnPlan:
     extras: tuple[str, ...]  # source headers kept in ``fields``
     source_name: str
     scalars: tuple[tuple[str, str], ...] = ()  # (lead column, header) of every column but tags
+    extra_keys: tuple[tuple[str, str], ...] = ()  # (header, key in fields)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "scalars", tuple((t, h) for t, h in self.columns.items() if t != "tags"))
+        object.__setattr__(self, "extra_keys", tuple((h, display_header(h)) for h in self.extras))
 
     def lead(self, number: int, raw: Mapping[Any, Any], sponsor_id: str | None = None,
              extra_tags: Sequence[str] = ()) -> dict[str, Any]:
@@ -652,17 +674,21 @@ def _normalise(plan: ColumnPlan, number: int, raw: Mapping[Any, Any], sponsor_id
     lead["tags"] = tags
 
     fields: dict[str, Any] = {}
-    for header in plan.extras:
+    for header, key in plan.extra_keys:
         if header in raw:
             value = raw[header]
-            if isinstance(value, str):
+            if value.__class__ is str:
                 value = value.strip()
-            fields[display_header(header)] = "" if value is None else value
+            fields[key] = "" if value is None else value
     lead["fields"] = fields
     return lead
 
 
 def _score(number: int, text: str, raw: Any) -> int:
+    if text.isascii() and text.isdigit() and len(text) <= 3 and raw.__class__ is not bool:
+        value = int(text)
+        if value <= 100:
+            return value
     if isinstance(raw, bool):
         raise RowError(number, f"intent score {_quote(text)} must be a whole number from 0 to 100.")
     try:
@@ -767,7 +793,8 @@ def import_leads(
     report = ImportReport(source=source.name, sponsor_id=sponsor_id, dry_run=dry_run,
                           rejects_path=str(rejects_path) if rejects_path else None)
     rejects = _RejectsFile(rejects_path, headers, source) if rejects_path else None
-    bad_rows: list[int] = []
+    bad_rows: list[int] = []  # the first few, for the message
+    bad_count = 0
     try:
         try:
             with store.write() as conn, _Upserter(conn, sponsor_id, source.name, report) as upsert:
@@ -782,15 +809,17 @@ def import_leads(
                         if rejects is not None:
                             rejects.write(raw, exc.reason)
                         else:
-                            bad_rows.append(number)
+                            bad_count += 1
+                            if len(bad_rows) < 6:
+                                bad_rows.append(number)
                         continue
-                    if not bad_rows:
+                    if not bad_count:
                         upsert.add(number, lead)
                         if progress is not None and report.rows % CHUNK_ROWS == 0:
                             progress(report.rows)
-                if bad_rows:
+                if bad_count:
                     raise _Rollback
-                upsert.flush()
+                upsert.finish()
                 if progress is not None:
                     progress(report.rows)
                 if dry_run:
@@ -803,13 +832,13 @@ def import_leads(
         raise
     if rejects is not None:
         rejects.commit()
-    if bad_rows:
+    if bad_count:
         first_row, reason = report.rejects[0]
-        others = bad_rows[1:]
+        others = bad_count - 1
         more = ""
         if others:
-            listed = ", ".join(str(n) for n in others[:5]) + (", …" if len(others) > 5 else "")
-            more = f" ({len(others)} more bad row{'s' if len(others) > 1 else ''}: {listed})"
+            listed = ", ".join(str(n) for n in bad_rows[1:]) + (", …" if others > 5 else "")
+            more = f" ({others} more bad row{'s' if others > 1 else ''}: {listed})"
         raise LeadsFileError(
             f"row {first_row}: {reason}{more}; nothing was imported.",
             path=path,
@@ -853,8 +882,17 @@ def _cell(value: Any) -> str:
     return str(value)
 
 
+_DONE = object()  # tells the writer thread that no more chunks come
+
+
 class _Upserter:
     """Collects clean leads, merges repeats, and writes them a chunk at a time.
+
+    Chunks are written by one writer thread while the caller's thread reads and validates the
+    next chunk: the database driver releases the GIL while SQLite (or PostgreSQL) works, so on
+    two cores the two overlap. At most two chunks are in memory (one queued, one being
+    built). The writer is the only thread that touches the connection until ``finish`` or
+    ``__exit__`` has joined it, before the transaction ends.
 
     On SQLite the writes go through a type-less view of the lead table with values already
     converted by the columns' own bind processors (constants once per import, ``fields`` per
@@ -914,15 +952,26 @@ class _Upserter:
             conn.exec_driver_sql(f"PRAGMA cache_size = -{SQLITE_CACHE_KB}")
 
     def __enter__(self) -> _Upserter:
+        self.queue: queue.Queue[Any] = queue.Queue(maxsize=1)
+        self.error: BaseException | None = None
+        self.merged_later = 0  # counted by the writer thread; report.merged by the caller's
+        self.writer = threading.Thread(target=self._write_loop, name="sponsorcast-import-writer", daemon=True)
+        self.writer.start()
         return self
 
-    def __exit__(self, *exc: object) -> None:
-        """Give the pooled connection its normal page cache back."""
+    def __exit__(self, exc_type: type[BaseException] | None, *exc: object) -> None:
+        """Stop the writer (it finishes the chunk in hand) and restore the page cache."""
+        try:
+            self._stop()
+        except BaseException:
+            if exc_type is None:
+                raise  # otherwise the caller's own exception is the one to report
         if self.cache_size is not None:
             with contextlib.suppress(Exception):
                 self.conn.exec_driver_sql(f"PRAGMA cache_size = {self.cache_size}")
 
     def add(self, number: int, lead: dict[str, Any]) -> None:
+        """Queue one clean lead; a repeat of an email in this chunk is merged at once."""
         email = lead["email"]
         earlier = self.pending.get(email)
         if earlier is not None:
@@ -931,25 +980,53 @@ class _Upserter:
             return
         self.pending[email] = lead
         if len(self.pending) >= CHUNK_ROWS:
-            self.flush()
+            self._hand_off()
 
-    def flush(self) -> None:
-        if not self.pending:
-            return
+    def finish(self) -> None:
+        """Write what is pending, wait for the writer, and raise what it raised."""
+        if self.pending:
+            self._hand_off()
+        self._stop()
+        self.report.merged += self.merged_later
+        self.merged_later = 0
+
+    def _hand_off(self) -> None:
+        if self.error is not None:
+            raise self.error
+        self.queue.put(self.pending)
+        self.pending = {}
+
+    def _stop(self) -> None:
+        if self.writer.is_alive():
+            self.queue.put(_DONE)
+            self.writer.join()
+        if self.error is not None:
+            error, self.error = self.error, None
+            raise error
+
+    def _write_loop(self) -> None:
+        while (chunk := self.queue.get()) is not _DONE:
+            if self.error is None:
+                try:
+                    self._write(chunk)
+                except BaseException as exc:  # noqa: BLE001 - handed to the caller's thread
+                    self.error = exc
+
+    def _write(self, chunk: dict[str, dict[str, Any]]) -> None:
         import sqlalchemy as sa
 
         t = self.table
         found = {
             row.email: row
             for row in self.conn.execute(
-                sa.select(*self.lookup_cols).where(t.c.sponsor_id == self.sponsor_id, t.c.email.in_(list(self.pending)))
+                sa.select(*self.lookup_cols).where(t.c.sponsor_id == self.sponsor_id, t.c.email.in_(list(chunk)))
             )
         }
         inserts: list[dict[str, Any]] = []
         updates: list[dict[str, Any]] = []
         report = self.report
         fields_value = self.fields_value
-        for email, lead in self.pending.items():
+        for email, lead in chunk.items():
             row = found.get(email)
             if row is None:
                 inserts.append(self._insert_values(lead))
@@ -963,7 +1040,7 @@ class _Upserter:
                 merged["fields"] = fields_value(merged["fields"])
                 updates.append({"_id": lead_id, **merged, "source": self.source, "updated_at": self.now})
             if seen:
-                report.merged += 1  # the same email again, in a later chunk of this file
+                self.merged_later += 1  # the same email again, in a later chunk of this file
             else:
                 self.touched[lead_id >> 3] |= 1 << (lead_id & 7)
                 if merged != stored:
@@ -974,7 +1051,6 @@ class _Upserter:
             self._executemany(self.insert_stmt, self.insert_sql if self.raw else None, inserts)
         if updates:
             self._executemany(self.update_stmt, self.update_sql if self.raw else None, updates)
-        self.pending = {}
 
     def _executemany(self, stmt: Any, compiled: tuple[str, Callable[[Any], Any]] | None,
                      rows: list[dict[str, Any]]) -> None:

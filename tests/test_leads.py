@@ -111,8 +111,14 @@ def test_encoding_option_and_source_properties() -> None:
 def test_wrong_encoding_named_is_a_clear_error(project: Project, store: Store) -> None:
     result = project.run("leads", "import", copy(project, "leads_excel_cp1252.csv"), "--encoding", "utf-8")
     assert result.exit_code == 2
-    assert result.stderr.startswith(
-        "Error: leads_excel_cp1252.csv: cannot be decoded as utf-8 in the first rows (invalid continuation byte).\n")
+    assert result.stderr == (
+        "Error: leads_excel_cp1252.csv: cannot be decoded as utf-8 at row 2.\n"
+        "Hint: Name the file's encoding with --encoding (e.g. cp1252, latin-1, utf-8), or leave it "
+        "out to have it detected.\n")
+    (project.path / "late.csv").write_bytes("Email,Name\nada@example.com,Ada\nrenee@example.fr,Ren\u00e9e\n".encode("cp1252"))
+    result = project.run("leads", "import", "late.csv", "--encoding", "utf8")
+    assert result.exit_code == 2
+    assert result.stderr.startswith("Error: late.csv: cannot be decoded as utf-8 at row 3.\n")
     assert count(store) == 0
     result = project.run("leads", "import", "leads_excel_cp1252.csv", "--encoding", "klingon")
     assert result.exit_code == 2
@@ -532,6 +538,41 @@ def _generate(path: Path, rows: int) -> None:
         for i in range(rows):
             fh.write(f"lead{i}@company{i % 50}.example.com,Lead {i},Company {i % 50},"
                      f"{('hot', 'warm', 'cold')[i % 3]},{i % 101},a;b{i % 7},B{i % 90}\n")
+
+
+def test_failure_after_several_chunks_leaves_store_unchanged(tmp_path: Path, store: Store,
+                                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    """A file that breaks late (after chunks were written), and a writer that fails: rollback."""
+    import threading
+
+    import sponsorcast.leads as leads_module
+
+    import_leads(store, CsvSource(DATA / "leads_audience.csv"))
+    before = snapshot(store)
+    path = tmp_path / "late.csv"
+    _generate(path, 7_000)
+    with path.open("ab") as fh:
+        fh.write("late@example.com,Ren\u00e9e,X,hot,1,a,B1\n".encode("cp1252"))
+    with pytest.raises(LeadsFileError) as err:
+        import_leads(store, CsvSource(path, encoding="utf-8"))
+    assert str(err.value).endswith("late.csv: cannot be decoded as utf-8 at row 7002.")
+    assert snapshot(store) == before
+
+    calls = {"n": 0}
+    real_write = leads_module._Upserter._write
+
+    def failing_write(self: Any, chunk: Any) -> None:
+        calls["n"] += 1
+        if calls["n"] == 3:
+            raise RuntimeError("disk on fire")
+        real_write(self, chunk)
+
+    monkeypatch.setattr(leads_module._Upserter, "_write", failing_write)
+    _generate(path, 9_000)
+    with pytest.raises(RuntimeError, match="disk on fire"):
+        import_leads(store, CsvSource(path))
+    assert snapshot(store) == before
+    assert not any(t.name == "sponsorcast-import-writer" for t in threading.enumerate())
 
 
 def _peak_import(store: Store, path: Path) -> tuple[int, int]:
