@@ -221,7 +221,7 @@ def schedule_campaign(
         previous = row.status if row is not None else None
         if row is None:
             conn.execute(campaign_t.insert().values(
-                id=campaign.id, status=CampaignStatus.DRAFT, created_at=now,
+                id=campaign.id, status=CampaignStatus.DRAFT, created_at=utcnow(),
                 total_recipients=recipients, **values,
             ))
             record_event(conn, campaign.id, "campaign.draft",
