@@ -8,7 +8,7 @@ import time
 import httpx
 import pytest
 
-from sponsorcast.limiter import AUTO_START, SAFETY, RateLimiter, parse_retry_after
+from sponsorcast.limiter import AUTO_START, PROBE_WAIT, SAFETY, RateLimiter, parse_retry_after
 from tests.fakeresend import FakeResend
 
 
@@ -52,8 +52,23 @@ async def departures(limiter: RateLimiter, n: int, concurrency: int) -> list[flo
     return sorted(times)
 
 
+def test_the_first_request_goes_alone() -> None:
+    async def scenario(answer_after: float | None) -> list[float]:
+        limiter = RateLimiter(100)
+        first = await limiter.acquire()
+        others = asyncio.create_task(departures(limiter, 3, 3))
+        if answer_after is not None:
+            await asyncio.sleep(answer_after)
+            limiter.observe({"ratelimit-limit": "100"}, first)
+        return [t - first for t in await others]
+
+    assert min(asyncio.run(scenario(0.3))) >= 0.3  # they waited for its answer
+    assert min(asyncio.run(scenario(None))) >= PROBE_WAIT - 0.01  # or, at most, PROBE_WAIT
+
+
 def test_requests_leave_evenly_spaced_with_no_burst() -> None:
     limiter = RateLimiter(40)
+    limiter.observe({})  # no probe wait
     times = asyncio.run(departures(limiter, 16, 8))
     gaps = [b - a for a, b in zip(times, times[1:])]
     assert min(gaps) >= 1 / (40 * SAFETY) - 0.01  # burst size one: even the first two
@@ -63,6 +78,7 @@ def test_requests_leave_evenly_spaced_with_no_burst() -> None:
 def test_penalise_holds_every_waiting_caller() -> None:
     async def scenario() -> tuple[float, list[float]]:
         limiter = RateLimiter(50)
+        limiter.observe({})
         first = await limiter.acquire()
         waiting = asyncio.create_task(departures(limiter, 4, 4))
         await asyncio.sleep(0.01)
@@ -157,3 +173,39 @@ def test_the_fake_server_would_catch_a_bursty_limiter(fake_resend: FakeResend) -
 
     asyncio.run(bursts())
     assert fake_resend.counters["rate_limited"] > 0
+
+
+def most_in_any_window(times: list[float], width: float = 1.0) -> int:
+    """The largest number of departures inside any sliding window of ``width`` seconds."""
+    best, start = 0, 0
+    for end in range(len(times)):
+        while times[end] - times[start] >= width:
+            start += 1
+        best = max(best, end - start + 1)
+    return best
+
+
+def test_a_stalled_event_loop_cannot_cause_a_burst() -> None:
+    """Callers that overslept (the loop was busy) must not leave all at once."""
+
+    async def scenario() -> list[float]:
+        limiter = RateLimiter(None)
+        limiter.observe({"ratelimit-limit": "10"})
+        sent: list[float] = []
+
+        async def worker() -> None:
+            while True:
+                sent.append(await limiter.acquire())
+
+        workers = [asyncio.create_task(worker()) for _ in range(8)]
+        await asyncio.sleep(0.55)
+        time.sleep(0.35)  # CPU-bound work blocks the loop; slots pass meanwhile
+        await asyncio.sleep(1.6)
+        for task in workers:
+            task.cancel()
+        await asyncio.gather(*workers, return_exceptions=True)
+        return sorted(sent)
+
+    times = asyncio.run(scenario())
+    assert most_in_any_window(times) <= 10
+    assert len(times) >= 20  # and it kept going

@@ -282,10 +282,12 @@ class ResendTransport:
         try:
             response = await self._client.request(method, url, content=body, headers=headers)
         except httpx.TimeoutException as exc:
+            self.limiter.observe({}, sent_at)
             self.stats.network_errors += 1
             raise _Retry(f"timed out ({type(exc).__name__})",
                          maybe_sent=not isinstance(exc, httpx.ConnectTimeout)) from None
         except (httpx.NetworkError, httpx.RemoteProtocolError) as exc:
+            self.limiter.observe({}, sent_at)
             self.stats.network_errors += 1
             raise _Retry(f"connection error ({type(exc).__name__}: {exc})",
                          maybe_sent=not isinstance(exc, httpx.ConnectError)) from None
