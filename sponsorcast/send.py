@@ -230,8 +230,11 @@ def snapshot(store: Store, plan: Plan, batch_size: int, *, cause: str = "send") 
     nonce = secrets.token_hex(4)
     try:
         with store.write() as conn:
+            # FOR UPDATE: on PostgreSQL two run-due processes starting one campaign queue here
+            # (SQLite's write transaction already serialises them; SQLAlchemy omits it there)
             existing = conn.execute(
-                sa.select(campaign_t.c.status, campaign_t.c.started_at).where(campaign_t.c.id == campaign.id)
+                sa.select(campaign_t.c.status, campaign_t.c.started_at)
+                .where(campaign_t.c.id == campaign.id).with_for_update()
             ).first()
             if existing is not None and (existing.status not in NOT_STARTED or existing.started_at is not None):
                 return False
