@@ -288,10 +288,11 @@ def test_quota_pause_is_resumed_but_user_and_auth_pauses_are_not(project: Projec
 # --------------------------------------------------------------------------- real processes, stand-in
 
 
-def resend_project(project: Project, fake: FakeResend, *, batch_size: int = 100, concurrency: int = 4) -> None:
+def resend_project(project: Project, fake: FakeResend, *, batch_size: int = 100, concurrency: int = 4,
+                   store_url: str = "sqlite:///sponsorcast.db") -> None:
     (project.path / "sponsorcast.toml").write_text(f"""\
 [store]
-url = "sqlite:///sponsorcast.db"
+url = "{store_url}"
 
 [transport]
 kind = "resend"
@@ -486,3 +487,22 @@ def test_ctrl_c_exits_130_pauses_and_resume_finishes_once(project: Project, stor
     assert code == 0, err
     assert status(store) == "sent"
     assert_each_once(fake_resend, store, emails)
+
+
+def test_three_concurrent_runs_on_postgresql(project: Project, pg_url: str, fake_resend: FakeResend) -> None:
+    # several hosts sharing one PostgreSQL store: the row lock and SKIP LOCKED claims
+    resend_project(project, fake_resend, store_url=pg_url)
+    store = project.store()
+    try:
+        emails = people(600)
+        add_people(store, emails)
+        write_campaign(project)
+        schedule_campaign(store, project.config, project.path / "spring.md", now=T0 - timedelta(days=1))
+        fake_resend.configure(latency=0.1)
+        results = [finish(p) for p in [spawn(project, fake_resend) for _ in range(3)]]
+        assert [code for code, _, _ in results] == [0, 0, 0], results
+        assert_each_once(fake_resend, store, emails)
+        assert status(store) == "sent"
+        assert [e for e in events(store) if e[0] == "campaign.sending"] == [("campaign.sending", "run-due")]
+    finally:
+        store.dispose()
