@@ -14,7 +14,8 @@ It behaves like Resend where sponsorcast depends on it:
 - idempotency keys: same key and same body replay the first (successful) answer without
   sending again; same key with another body: 409 ``invalid_idempotent_request``; a key whose
   first request is still being processed: 409 ``concurrent_idempotent_requests``;
-- faults: answer latency, injected 5xx (``fail_next`` requests or ``fail_rate``), lost
+- faults: answer latency, injected 5xx (``fail_next`` requests or ``fail_rate``), a burst of
+  429 ``rate_limit_exceeded`` (``limit_next`` requests, whatever the rate), lost
   answers (``lose_next`` / ``lose_rate``: the emails are accepted and recorded, then the
   connection is closed without an answer), ``quota`` emails after which 429
   ``daily_quota_exceeded`` (``quota_name``);
@@ -67,6 +68,7 @@ class FakeConfig:
     fail_status: int = 500
     lose_next: int = 0  # the next N successful sends lose their answer
     lose_rate: float = 0.0
+    limit_next: int = 0  # the next N API requests get 429 rate_limit_exceeded (a 429 burst)
     quota: int | None = None  # emails accepted before quota_name
     quota_name: str = "daily_quota_exceeded"
     keep_bodies: bool = False  # keep html/text of accepted emails (memory)
@@ -378,11 +380,18 @@ class _Handler(BaseHTTPRequestHandler):
             return
 
         headers, limited = self._count_rate(config)
+        with state.lock:
+            if not limited and state.config.limit_next > 0:
+                state.config = replace(state.config, limit_next=state.config.limit_next - 1)
+                state.counters["rate_limited"] += 1
+                headers = {**headers, "ratelimit-remaining": "0", "retry-after": "1"}
+                limited = True
         if limited:
             self._pause(config)
+            allowed = f"{config.rate:g}" if config.rate is not None else "a few"
             self._error(_Answer(429, "rate_limit_exceeded",
-                                "Too many requests. You can only make "
-                                f"{config.rate:g} requests per second."), headers)
+                                f"Too many requests. You can only make {allowed} requests "
+                                "per second."), headers)
             return
         if method == "POST" and path in ("/emails", "/emails/batch"):
             self._post_emails(path, body, headers, config)

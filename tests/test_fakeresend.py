@@ -157,6 +157,16 @@ def test_rate_limit_in_fixed_windows(fake_resend: FakeResend) -> None:
     assert httpx.get(f"{fake_resend.url}/emails/x", headers=headers(fake_resend)).status_code == 404
 
 
+def test_an_injected_burst_of_429s(fake_resend: FakeResend) -> None:
+    fake_resend.configure(limit_next=2)
+    answers = [post(fake_resend, "/emails", EMAIL, **headers(fake_resend, "k")) for _ in range(3)]
+    assert [a.status_code for a in answers] == [429, 429, 200]
+    assert error_of(answers[0]) == (429, "rate_limit_exceeded")
+    assert answers[0].headers["retry-after"] == "1"
+    assert fake_resend.counters["rate_limited"] == 2
+    assert len(fake_resend.accepted) == 1
+
+
 def test_lost_answer_is_accepted_then_replayed(fake_resend: FakeResend) -> None:
     fake_resend.configure(lose_next=1)
     with pytest.raises(httpx.RemoteProtocolError):
