@@ -34,7 +34,7 @@ from sponsorcast.errors import (
     SponsorcastError,
     TemplateError,
 )
-from sponsorcast.ledger import campaign_t, get_campaign_row, record_event, transition
+from sponsorcast.ledger import campaign_t, event_t, get_campaign_row, record_event, transition
 from sponsorcast.models import CampaignStatus, utcnow
 from sponsorcast.store import Store
 
@@ -43,6 +43,9 @@ if TYPE_CHECKING:
     from sponsorcast.transport import Transport
 
 DEFAULT_MAX_LATENESS = timedelta(hours=24)
+# A campaign paused by the provider's quota is tried again at most this often (real clock), so
+# that cron does not mail the same "quota" line every five minutes until the quota resets.
+QUOTA_RETRY = timedelta(minutes=30)
 RUN_DUE_CAUSE = "run-due"
 # Statuses a campaign may be (re)scheduled from, provided it never started sending.
 SCHEDULABLE = (
@@ -334,6 +337,7 @@ def run_due(
     max_lateness: timedelta = DEFAULT_MAX_LATENESS,
     transport: Transport | None = None,
     log: Log = _quiet,
+    quota_retry: timedelta = QUOTA_RETRY,
 ) -> RunDueReport:
     """Start due campaigns, resume sending and quota-paused ones, one after another, within a time budget.
 
@@ -359,7 +363,7 @@ def run_due(
             break
         try:
             outcome = _run_one(store, config, row.id, row.status, now, max_lateness,
-                               deadline, transport, log)
+                               deadline, transport, log, quota_retry)
         except AuthError as exc:
             log(f"Campaign '{row.id}': the provider refused the credentials: {exc.message} "
                 "Stopping this run; fix the key, then 'sponsorcast campaigns resume "
@@ -394,6 +398,7 @@ def _run_one(
     deadline: float | None,
     transport: Transport | None,
     log: Log,
+    quota_retry: timedelta,
 ) -> CampaignOutcome | None:
     from sponsorcast.send import QUOTA_CAUSE
 
@@ -403,7 +408,15 @@ def _run_one(
     if status == CampaignStatus.PAUSED:
         with store.write() as conn:
             reason = get_campaign_row(conn, campaign_id)["status_reason"] or ""
-            if not reason.startswith(QUOTA_CAUSE) or not transition(
+            if not reason.startswith(QUOTA_CAUSE):
+                return None
+            paused_at = conn.execute(
+                sa.select(sa.func.max(event_t.c.occurred_at))
+                .where(event_t.c.campaign_id == campaign_id, event_t.c.type == "campaign.paused")
+            ).scalar()
+            if paused_at is not None and utcnow() - paused_at < quota_retry:
+                return None  # too soon to ask the provider again
+            if not transition(
                 conn, campaign_id, CampaignStatus.SENDING, f"{RUN_DUE_CAUSE}: resumed after {reason}",
                 expect=(CampaignStatus.PAUSED,),
             ):
@@ -524,7 +537,7 @@ def _run(
         result = run_campaign(store, config, campaign_id, transport=transport, deadline=deadline)
     except QuotaExceeded as exc:
         log(f"Campaign '{campaign_id}' PAUSED: the provider's quota is used up ({exc.message}); "
-            "the next run-due resumes it.")
+            f"run-due tries it again {format_duration(QUOTA_RETRY)} after the pause.")
         return CampaignOutcome(campaign_id, "paused", False, ExitCode.FAILED)
     left = sum(n for s, n in result.counts.items() if s in ("pending", "sending"))
     quiet = action in ("resumed", "joined") and result.sent_now == 0 and result.failed_now == 0 \

@@ -245,17 +245,22 @@ def test_quota_pause_is_resumed_but_user_and_auth_pauses_are_not(project: Projec
     config = project.config
     lines: list[str] = []
 
-    def run(minutes: int, transport: MemoryTransport) -> Any:
+    def run(minutes: int, transport: MemoryTransport, quota_retry: timedelta = timedelta(0)) -> Any:
         lines.clear()
         return run_due(store, config, now=T0 + timedelta(minutes=minutes), transport=transport,
-                       log=lines.append)
+                       log=lines.append, quota_retry=quota_retry)
 
     t1 = MemoryTransport(fail_next=[QuotaExceeded("daily quota used up", name="daily_quota_exceeded")])
     report = run(1, t1)
     assert (report.exit_code, [o.action for o in report.outcomes]) == (ExitCode.FAILED, ["paused"])
     assert lines[-1] == ("Campaign 'quota' PAUSED: the provider's quota is used up (daily quota used up); "
-                         "the next run-due resumes it.")
+                         "run-due tries it again 30m after the pause.")
     assert status(store, "quota") == "paused" and status(store, "user") == "paused"
+    # within the retry interval (real clock) the provider is not asked again, and cron hears nothing
+    quiet = MemoryTransport()
+    report = run(2, quiet, quota_retry=timedelta(minutes=30))
+    assert (report.outcomes, lines, quiet.keys) == ([], [], [])
+    assert status(store, "quota") == "paused"
     # an hour later the quota pause is retried, meets a refused key: the run stops there
     t2 = MemoryTransport(fail_next=[AuthError("The provider refused the API key (401).")])
     report = run(61, t2)
