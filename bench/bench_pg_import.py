@@ -143,8 +143,8 @@ def throwaway_server() -> Iterator[str]:
         shutil.rmtree(tmp, ignore_errors=True)
 
 
-def run_import(workdir: Path, url: str) -> tuple[float, float, str]:
-    """Run the CLI in a fresh child; returns (seconds, peak RSS MB of that child, stdout)."""
+def run_import(workdir: Path, url: str) -> tuple[float, float, float, str]:
+    """Run the CLI in a fresh child; returns (seconds, peak RSS MB, CPU seconds of that child, stdout)."""
     exe = Path(sys.executable).with_name("sponsorcast")
     args = ["leads", "import", url, "--table", "sponsor_leads"]
     cmd = [str(exe), *args] if exe.exists() else [sys.executable, "-m", "sponsorcast", *args]
@@ -154,17 +154,17 @@ def run_import(workdir: Path, url: str) -> tuple[float, float, str]:
         "t = time.perf_counter()\n"
         "p = subprocess.run(sys.argv[1:], capture_output=True, text=True)\n"
         "dt = time.perf_counter() - t\n"
-        "rss = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss\n"
-        "sys.stdout.write(f'{dt} {rss} {p.returncode}\\n' + p.stdout + p.stderr)\n"
+        "ru = resource.getrusage(resource.RUSAGE_CHILDREN)\n"
+        "sys.stdout.write(f'{dt} {ru.ru_maxrss} {ru.ru_utime + ru.ru_stime} {p.returncode}\\n' + p.stdout + p.stderr)\n"
     )
     env = {**os.environ, "COLUMNS": "100", "TERM": "dumb", "SPONSORCAST_CONFIG": "", "SPONSORCAST_DB": ""}
     out = subprocess.run([sys.executable, "-c", wrapper, *cmd], cwd=workdir, capture_output=True,
                          text=True, env=env, check=True).stdout
     head, _, rest = out.partition("\n")
-    seconds, rss_kb, rc = head.split()
+    seconds, rss_kb, cpu, rc = head.split()
     if rc != "0":
         raise SystemExit(f"import failed (exit {rc}):\n{rest}")
-    return float(seconds), int(rss_kb) / 1024, rest
+    return float(seconds), int(rss_kb) / 1024, float(cpu), rest
 
 
 def bench(server_url: str, count: int, workdir: Path) -> None:
@@ -176,12 +176,14 @@ def bench(server_url: str, count: int, workdir: Path) -> None:
               f"{time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}")
         print(f"COPY of {count:,} rows into sponsor_leads: {time.perf_counter() - t:.1f} s")
         for label in ("first import (all new)", "re-import (all stored)"):
-            seconds, peak, out = run_import(workdir, url)
+            seconds, peak, cpu, out = run_import(workdir, url)
             rate = count / seconds
             ok_rate = "OK" if rate >= TARGET_ROWS_PER_S else "MISSED"
             ok_mem = "OK" if peak < TARGET_PEAK_MB else "MISSED"
             print(f"{label}: {seconds:.1f} s, {rate:,.0f} rows/s (target >= {TARGET_ROWS_PER_S:,}: {ok_rate}), "
-                  f"peak RSS {peak:.0f} MB (target < {TARGET_PEAK_MB}: {ok_mem})")
+                  f"peak RSS {peak:.0f} MB (target < {TARGET_PEAK_MB}: {ok_mem}); "
+                  f"CPU {cpu:.1f} s in sponsorcast = {count / cpu:,.0f} rows per CPU-second; "
+                  f"load average {os.getloadavg()[0]:.1f}")
             counts = [line for line in out.splitlines() if "│" in line and any(ch.isdigit() for ch in line)]
             if counts:
                 print("   inserted/updated/unchanged/rejected:", " ".join(counts[0].replace("│", " ").split()))

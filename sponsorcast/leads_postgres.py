@@ -82,21 +82,22 @@ class PostgresSource:
         with self._connect() as conn:
             statement = self._statement(conn)
             with conn.cursor(name=CURSOR_NAME) as cur:
-                cur.itersize = FETCH_ROWS
                 self._execute(cur, statement)
                 if len(cur.description or []) != len(headers):
                     raise SourceError(f"The columns of {self.name} changed during the import; run it again.")
-                converters = _converters(conn, cur)
+                converters = [(headers[i], i, f) for i, f in _converters(conn, cur)]
                 number = 0
                 try:
-                    for record in cur:
-                        number += 1
-                        row = dict(zip(headers, record))
-                        for index, convert in converters:
-                            value = record[index]
-                            if value is not None:
-                                row[headers[index]] = convert(value)
-                        yield number, row
+                    # fetchmany: one list per round trip, iterated without psycopg's per-row generator
+                    while records := cur.fetchmany(FETCH_ROWS):
+                        for record in records:
+                            number += 1
+                            row = dict(zip(headers, record))
+                            for header, index, convert in converters:
+                                value = record[index]
+                                if value is not None:
+                                    row[header] = convert(value)
+                            yield number, row
                 except psycopg.Error as exc:
                     raise SourceError(
                         f"Reading {self.name} failed after row {number}: {_reason(exc, self.url)}."
