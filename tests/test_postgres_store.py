@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import json
+import re
 import threading
+from collections import Counter
 from datetime import datetime, timezone
+from typing import TYPE_CHECKING
 
 import pytest
 import sqlalchemy as sa
@@ -19,6 +22,9 @@ from sponsorcast.store import open_store
 
 from .conftest import Project
 from .pg import temporary_database
+
+if TYPE_CHECKING:
+    from .fakeresend import FakeResend
 
 pytestmark = pytest.mark.postgres
 
@@ -214,3 +220,60 @@ def test_store_url_fixture_covers_both_backends(store_url: str) -> None:
     assert store.is_sqlite == store_url.startswith("sqlite")
     assert store.migration_state().pending == []
     store.dispose()
+
+
+def test_three_workers_share_one_campaign_each_email_once(
+    project: Project, pg_url: str, fake_resend: "FakeResend"
+) -> None:
+    """Three `send` processes on one PostgreSQL store (as on three hosts), each configured with a
+    third of the provider's limit (docs/postgres.md): every email once, no 429 at all, and the
+    batches split between them."""
+    from .test_send_e2e import add_leads, assert_exactly_once, emails, resend_project, spawn
+
+    toml = project.path / "sponsorcast.toml"
+    toml.write_text(toml.read_text().replace('url = "sqlite:///sponsorcast.db"', f'url = "{pg_url}"'))
+    resend_project(project, fake_resend, rate_limit="3")  # 3 workers x 3/s under the provider's 10/s
+    toml.write_text(toml.read_text().replace("max_attempts = 3", "max_attempts = 3\nbatch_size = 10")
+                    .replace("lease_seconds = 3", "lease_seconds = 60"))
+    store = project.store()
+    assert store.engine.dialect.name == "postgresql"
+    people = emails(450)  # 45 requests
+    add_leads(store, people)
+    fake_resend.configure(rate=10, latency=0.05)
+    procs = [spawn(project, fake_resend, "send", "spring.md", "--yes") for _ in range(3)]
+    results = [p.communicate(timeout=180) for p in procs]
+    assert [p.returncode for p in procs] == [0, 0, 0], [e.decode()[-500:] for _, e in results]
+    assert_exactly_once(fake_resend, store, people)
+    counters = fake_resend.counters
+    assert (counters["rate_limited"], counters["replays"]) == (0, 0), counters
+    assert counters["max_window"] <= 10
+    keys = Counter(a.idempotency_key for a in fake_resend.accepted)
+    assert len(keys) == 45 and set(keys.values()) == {10}
+    # each worker sent part of the campaign: its own batches, under their own keys
+    sent_by = [int(m.group(1)) for out, _ in results for m in [re.search(r"sent now\s*│\s*(\d+)", out.decode())] if m]
+    assert len(sent_by) == 3 and sum(sent_by) == 450 and min(sent_by) > 0, [o.decode() for o, _ in results]
+    store.dispose()
+
+
+def test_batch_claims_on_postgres_use_for_update_skip_locked(pg_project: Project) -> None:
+    from sponsorcast.send import plan_send, send_campaign
+
+    from .test_send import CAMPAIGN, MemoryTransport, add_leads
+
+    path = pg_project.path / "spring.md"
+    path.write_text(CAMPAIGN, encoding="utf-8")
+    store = pg_project.store()
+    add_leads(store, 250)
+    statements: list[str] = []
+    sa.event.listen(store.engine, "before_cursor_execute",
+                    lambda _c, _cur, statement, *_a: statements.append(" ".join(statement.split())))
+    transport = MemoryTransport()
+    config = pg_project.config
+    report = send_campaign(store, config, plan_send(store, config, path), transport=transport)  # type: ignore[arg-type]
+    store.dispose()
+    assert report.sent_now == 250 and len(transport.delivered) == 250
+    claims = [s for s in statements
+              if s.startswith("SELECT send_batch.number, send_batch.idempotency_key") and "status = " in s
+              and "lease_owner LIKE" not in s]  # (that one looks for batches of dead local processes)
+    assert len(claims) >= 3  # 250 leads in batches of 100, and the claim that finds nothing left
+    assert all(s.endswith("FOR UPDATE SKIP LOCKED") for s in claims), claims
