@@ -42,26 +42,6 @@ if TYPE_CHECKING:
     from sponsorcast.models import Sponsor
     from sponsorcast.store import Store
 
-# Variables a lead's extra columns (``fields``) never override at the top level.
-STANDARD_NAMES = frozenset(
-    {
-        "name",
-        "first_name",
-        "last_name",
-        "company",
-        "title",
-        "email",
-        "intent_level",
-        "intent_score",
-        "follow_up_status",
-        "event",
-        "tags",
-        "fields",
-        "sponsor",
-        "campaign",
-        "unsubscribe_url",
-    }
-)
 FALLBACK_NAME = "there"
 
 # ``{{ … }}``, ``{% … %}`` and ``{# … #}``, protected from Markdown (which would mangle them
@@ -434,25 +414,29 @@ def template_vars(
     compiled: CompiledCampaign, recipient: Mapping[str, Any], unsubscribe_url: str
 ) -> dict[str, Any]:
     """The variables a template sees for one recipient (SPEC §2)."""
-    fields = recipient.get("fields") or {}
     get = recipient.get
-    context = compiled.base_vars.copy()
-    if fields:
-        context.update((k, v) for k, v in fields.items() if k not in STANDARD_NAMES)
-    context["name"] = get("name") or FALLBACK_NAME
-    context["first_name"] = get("first_name") or FALLBACK_NAME
-    context["last_name"] = get("last_name") or ""
-    context["company"] = get("company") or ""
-    context["title"] = get("title") or ""
-    context["email"] = get("email") or ""
-    context["intent_level"] = get("intent_level") or ""
-    context["intent_score"] = get("intent_score")
-    context["follow_up_status"] = get("follow_up_status") or ""
-    context["event"] = get("event") or ""
-    context["tags"] = list(get("tags") or ())
-    context["fields"] = _Vars("fields", fields)
-    context["unsubscribe_url"] = unsubscribe_url
-    return context
+    fields = get("fields") or {}
+    base = compiled.base_vars
+    # Later keys win: an extra column never hides a standard variable.
+    return {
+        **base,
+        **fields,
+        "sponsor": base["sponsor"],
+        "campaign": base["campaign"],
+        "name": get("name") or FALLBACK_NAME,
+        "first_name": get("first_name") or FALLBACK_NAME,
+        "last_name": get("last_name") or "",
+        "company": get("company") or "",
+        "title": get("title") or "",
+        "email": get("email") or "",
+        "intent_level": get("intent_level") or "",
+        "intent_score": get("intent_score"),
+        "follow_up_status": get("follow_up_status") or "",
+        "event": get("event") or "",
+        "tags": list(get("tags") or ()),
+        "fields": _Vars("fields", fields),
+        "unsubscribe_url": unsubscribe_url,
+    }
 
 
 def render_message(
@@ -485,7 +469,7 @@ def _subject(compiled: CompiledCampaign, context: dict[str, Any]) -> str:
 
 
 def _subject_text(compiled: CompiledCampaign, raw: str) -> str:
-    subject = _LINE_BREAKS.sub(" ", raw).strip()
+    subject = (_LINE_BREAKS.sub(" ", raw) if "\n" in raw or "\r" in raw else raw).strip()
     if not subject:
         line = compiled.campaign.key_lines.get("subject")
         raise TemplateError("the subject renders empty.", path=compiled.campaign.path, line=line)
