@@ -361,3 +361,20 @@ def test_redact_url() -> None:
     assert redact_url("postgresql://h/db?user=u&password=pw&sslmode=require") == (
         "postgresql://h/db?user=u&password=***&sslmode=require")
     assert redact_url("postgresql://u@h/db") == "postgresql://u@h/db"
+
+
+def test_import_into_a_postgres_store_from_the_same_database(pg_project: Project, pg_url: str) -> None:
+    _execute(pg_url, PLATFORM_TABLE, PLATFORM_ROWS)
+    r = pg_project.run("leads", "import", pg_url, "--table", "sponsor_leads", "--json")
+    assert r.exit_code == 0, r.stderr
+    assert json.loads(r.stdout)["inserted"] == 3
+    r = pg_project.run("leads", "import", pg_url, "--table", "sponsor_leads", "--json")
+    assert (json.loads(r.stdout)["inserted"], json.loads(r.stdout)["unchanged"]) == (0, 3)
+    leads = _leads(pg_project)
+    assert [(x["email"], x["tags"], x["fields"]["budget"]) for x in leads] == [
+        ("ada@example.com", ["enterprise", "decision_maker"], 12500),
+        ("linus@example.org", [], ""),
+        ("grace@example.net", ["speaker"], 99.5),
+    ]
+    r = pg_project.run("leads", "count", "--audience", "hot", "--json")
+    assert json.loads(r.stdout) == {"count": 1}
