@@ -879,7 +879,7 @@ def check_campaign_file(path: Path, source: RecipientSource) -> CheckResult:
 
 # A check of a large audience in the store is split over the CPUs: lead id modulo the number
 # of shards, each shard streamed and rendered by its own process (the main one does shard 0).
-PARALLEL_MIN_RECIPIENTS = 20_000
+PARALLEL_MIN_RECIPIENTS = 50_000  # below this, starting a process costs more than it saves
 MAX_SHARDS = 4
 
 
