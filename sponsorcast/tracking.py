@@ -489,7 +489,8 @@ def _changes(
             values["sent_at"] = at
         advance(DeliveryStatus.SENT)
     if delivered:
-        if row["delivered_at"] is None:
+        # the earliest evidence wins, whatever order events arrive in
+        if row["delivered_at"] is None or at < row["delivered_at"]:
             values["delivered_at"] = at
         advance(DeliveryStatus.DELIVERED)
     if kind == "opened":
