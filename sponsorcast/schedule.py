@@ -476,6 +476,10 @@ def _start_scheduled(
     assert path is not None
     try:
         plan = plan_send(store, config, path)
+        if plan.campaign.content_hash != row["content_hash"]:  # edited since the check above
+            log(f"Campaign '{campaign_id}' REFUSED: {path} changed while run-due was reading it; "
+                "not started. Run 'sponsorcast schedule' again for the new version.")
+            return CampaignOutcome(campaign_id, "refused", False, ExitCode.FAILED)
         # send the scheduled time with it, not the file's (it may be local or overridden by --at)
         plan = dataclasses.replace(plan, campaign=dataclasses.replace(plan.campaign, send_at=send_at))
         validate_all(store, plan)
