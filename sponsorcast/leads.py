@@ -993,7 +993,15 @@ class _Upserter:
     def _hand_off(self) -> None:
         if self.error is not None:
             raise self.error
-        self.queue.put(self.pending)
+        # insert rows are built here, in the reading thread, which has time to spare while
+        # the writer waits on the database; the writer uses those of leads that are new
+        insert_row = self._insert_values
+        if self.raw:
+            in_bind_order = self.insert_sql[1]
+            rows = {email: in_bind_order(insert_row(lead)) for email, lead in self.pending.items()}
+        else:
+            rows = {email: insert_row(lead) for email, lead in self.pending.items()}
+        self.queue.put((self.pending, rows))
         self.pending = {}
 
     def _stop(self) -> None:
@@ -1005,14 +1013,14 @@ class _Upserter:
             raise error
 
     def _write_loop(self) -> None:
-        while (chunk := self.queue.get()) is not _DONE:
+        while (item := self.queue.get()) is not _DONE:
             if self.error is None:
                 try:
-                    self._write(chunk)
+                    self._write(*item)
                 except BaseException as exc:  # noqa: BLE001 - handed to the caller's thread
                     self.error = exc
 
-    def _write(self, chunk: dict[str, dict[str, Any]]) -> None:
+    def _write(self, chunk: dict[str, dict[str, Any]], insert_rows: dict[str, Any]) -> None:
         import sqlalchemy as sa
 
         t = self.table
@@ -1029,7 +1037,7 @@ class _Upserter:
         for email, lead in chunk.items():
             row = found.get(email)
             if row is None:
-                inserts.append(self._insert_values(lead))
+                inserts.append(insert_rows[email])
                 report.inserted += 1
                 continue
             lead_id: int = row.id
@@ -1047,18 +1055,17 @@ class _Upserter:
                     report.updated += 1
                 else:
                     report.unchanged += 1
-        if inserts:
-            self._executemany(self.insert_stmt, self.insert_sql if self.raw else None, inserts)
-        if updates:
-            self._executemany(self.update_stmt, self.update_sql if self.raw else None, updates)
-
-    def _executemany(self, stmt: Any, compiled: tuple[str, Callable[[Any], Any]] | None,
-                     rows: list[dict[str, Any]]) -> None:
-        if compiled is None:
-            self.conn.execute(stmt, rows)
+        if self.raw:
+            if inserts:
+                self.conn.exec_driver_sql(self.insert_sql[0], inserts)
+            if updates:
+                sql, in_bind_order = self.update_sql
+                self.conn.exec_driver_sql(sql, [in_bind_order(r) for r in updates])
         else:
-            sql, in_bind_order = compiled
-            self.conn.exec_driver_sql(sql, [in_bind_order(r) for r in rows])
+            if inserts:
+                self.conn.execute(self.insert_stmt, inserts)
+            if updates:
+                self.conn.execute(self.update_stmt, updates)
 
     def _seen(self, lead_id: int) -> bool:
         return bool(self.touched[lead_id >> 3] & (1 << (lead_id & 7)))
