@@ -110,6 +110,24 @@ def test_markdown_is_converted_once_with_placeholders_restored() -> None:
     assert lines == {1: 1, 2: 3}
 
 
+def test_statement_lines_wrap_whole_html_blocks() -> None:
+    body = (
+        "Hi\n\n{% for t in tags %}\n- {{ t }}\n{% endfor %}\n\n"
+        "{% if company %}\nThanks {{ company }}!\n\nMore.\n{% else %}\nHi anyway.\n{% endif %}\n"
+    )
+    html, lines = markdown_to_html(body)
+    assert html == (
+        "<p>Hi</p>\n<ul>\n{% for t in tags %}\n<li>{{ t }}</li>\n{% endfor %}\n</ul>\n"
+        "{% if company %}\n<p>Thanks {{ company }}!</p>\n<p>More.</p>\n{% else %}\n<p>Hi anyway.</p>\n"
+        "{% endif %}\n"
+    )
+    compiled = compile_campaign(replace(load_campaign(CAMPAIGNS / "golden.md"), body=body), SPONSOR)
+    message = render_message(compiled, {**ADA, "tags": ["a", "b"]}, compiled.default_links)
+    assert "<ul>\n\n<li>a</li>\n\n<li>b</li>\n\n</ul>\n\n<p>Thanks Analytical Engines &amp; Co!</p>" in message.html
+    # the text part keeps the body as written; runs of blank lines collapse to one
+    assert message.text.startswith("Hi\n\n- a\n\n- b\n\nThanks Analytical Engines & Co!\n\nMore.\n")
+
+
 def test_values_are_html_escaped_in_html_but_not_in_text() -> None:
     compiled = _compiled()
     lead = {**ADA, "first_name": "<script>alert(1)</script>", "company": '<b>"Evil" & Co</b>'}
