@@ -13,7 +13,7 @@ from sponsorcast.cli._common import handle_errors, load
 from sponsorcast.errors import BadInput, ExitCode
 
 if TYPE_CHECKING:
-    from sponsorcast.render import CheckResult, Preview
+    from sponsorcast.render import CheckResult, Preview, Problem
 
 
 class Format(str, Enum):
@@ -145,10 +145,7 @@ def _recipients(n: int) -> str:
     return f"{n} recipient{'s' if n != 1 else ''}"
 
 
-def _problem_text(problem: object, checked: int) -> str:
-    from sponsorcast.render import Problem
-
-    assert isinstance(problem, Problem)
+def _problem_text(problem: Problem, checked: int) -> str:
     if not problem.count:
         return problem.message
     text = f"{problem.message} ({problem.count} of {_recipients(checked)}"
