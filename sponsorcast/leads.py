@@ -31,6 +31,7 @@ Upsert rules (a careful user's expectation, spelled out):
 
 from __future__ import annotations
 
+import array
 import codecs
 import contextlib
 import csv
@@ -941,10 +942,15 @@ class _Upserter:
             ins, upd = self.insert_stmt.compile(dialect=dialect), self.update_stmt.compile(dialect=dialect)
             self.insert_sql = (ins.string, operator.itemgetter(*(ins.positiontup or ())))
             self.update_sql = (upd.string, operator.itemgetter(*(upd.positiontup or ())))
-        # Leads that existed before this import: which of them has this import already touched?
-        # Ids above max_before were inserted by this import (we hold the write lock).
+        # Leads that existed before this import, by id: 0 = not yet seen in this file,
+        # _UNCHANGED = seen and counted unchanged, else counted updated and this is a 31-bit
+        # digest of the values it had before the import — so that a repeat of its email in a
+        # later chunk can move it between updated and unchanged (a re-import of the same file
+        # reports "unchanged" even when the file holds an email twice). 4 bytes per lead id,
+        # whatever the file size; ids above max_before were inserted by this import (we hold
+        # the write lock).
         self.max_before = conn.execute(sa.select(sa.func.max(t.c.id))).scalar() or 0
-        self.touched = bytearray(self.max_before // 8 + 1)
+        self.seen = array.array("i", bytes(4 * (self.max_before + 1)))
         self.cache_size: int | None = None
         if self.raw:
             # a bigger page cache for this transaction: the email index takes random inserts
@@ -1043,18 +1049,31 @@ class _Upserter:
             lead_id: int = row.id
             stored = {c: getattr(row, c) for c in _COMPARED}
             merged = _merge_into_stored(stored, lead)
-            seen = lead_id > self.max_before or self._seen(lead_id)
-            if merged != stored:
+            changed = merged != stored
+            if lead_id > self.max_before:
+                self.merged_later += 1  # inserted by an earlier chunk of this file
+            else:
+                state = self.seen[lead_id]
+                if state == 0:  # first time in this file
+                    if changed:
+                        report.updated += 1
+                        self.seen[lead_id] = _digest(stored)
+                    else:
+                        report.unchanged += 1
+                        self.seen[lead_id] = _UNCHANGED
+                else:  # the same email again, in a later chunk of this file
+                    self.merged_later += 1
+                    if state == _UNCHANGED and changed:
+                        report.unchanged -= 1
+                        report.updated += 1
+                        self.seen[lead_id] = _digest(stored)
+                    elif state != _UNCHANGED and changed and _digest(merged) == state:
+                        report.updated -= 1  # back to what it was before the import
+                        report.unchanged += 1
+                        self.seen[lead_id] = _UNCHANGED
+            if changed:
                 merged["fields"] = fields_value(merged["fields"])
                 updates.append({"_id": lead_id, **merged, "source": self.source, "updated_at": self.now})
-            if seen:
-                self.merged_later += 1  # the same email again, in a later chunk of this file
-            else:
-                self.touched[lead_id >> 3] |= 1 << (lead_id & 7)
-                if merged != stored:
-                    report.updated += 1
-                else:
-                    report.unchanged += 1
         if self.raw:
             if inserts:
                 self.conn.exec_driver_sql(self.insert_sql[0], inserts)
@@ -1067,8 +1086,6 @@ class _Upserter:
             if updates:
                 self.conn.execute(self.update_stmt, updates)
 
-    def _seen(self, lead_id: int) -> bool:
-        return bool(self.touched[lead_id >> 3] & (1 << (lead_id & 7)))
 
     def _insert_values(self, lead: dict[str, Any]) -> dict[str, Any]:
         tags = lead["tags"]
@@ -1091,6 +1108,14 @@ class _Upserter:
             "created_at": self.now,
             "updated_at": self.now,
         }
+
+
+_UNCHANGED = 1
+
+
+def _digest(values: Mapping[str, Any]) -> int:
+    """A 31-bit digest of a lead's compared values, never 0 or _UNCHANGED."""
+    return (hash(repr([values[c] for c in _COMPARED])) & 0x3FFFFFFF) | 0x40000000
 
 
 def _merge_into_stored(stored: Mapping[str, Any], lead: Mapping[str, Any]) -> dict[str, Any]:

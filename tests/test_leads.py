@@ -226,6 +226,29 @@ def test_second_import_unchanged_then_updated(project: Project, store: Store) ->
     assert after["new@example.com"]["follow_up_status"] == "new"
 
 
+def test_repeats_in_different_chunks_are_counted_once(project: Project, store: Store,
+                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    """An email repeated far apart (another chunk) with other values: one lead, counted once,
+    and a re-import of the same file is all unchanged."""
+    import sponsorcast.leads as leads_module
+
+    monkeypatch.setattr(leads_module, "CHUNK_ROWS", 2)
+    (project.path / "far.csv").write_text(
+        "Email,Title,Tags\na@example.com,T1,x\nb@example.com,,\nc@example.com,,\nA@example.com,T2,y\n",
+        encoding="utf-8")
+    first = json.loads(project.run("leads", "import", "far.csv", "--json").stdout)
+    assert (first["inserted"], first["updated"], first["unchanged"], first["merged"]) == (3, 0, 0, 1)
+    assert (leads(store)["a@example.com"]["title"], leads(store)["a@example.com"]["tags"]) == ("T2", ",x,y,")
+    again = json.loads(project.run("leads", "import", "far.csv", "--json").stdout)
+    assert (again["inserted"], again["updated"], again["unchanged"], again["merged"]) == (0, 0, 3, 1)
+    assert leads(store)["a@example.com"]["title"] == "T2"
+    (project.path / "late-change.csv").write_text(
+        "Email,Title\na@example.com,T2\nb@example.com,\nc@example.com,\na@example.com,T9\n", encoding="utf-8")
+    late = json.loads(project.run("leads", "import", "late-change.csv", "--json").stdout)
+    assert (late["updated"], late["unchanged"], late["merged"]) == (1, 2, 1)
+    assert leads(store)["a@example.com"]["title"] == "T9"
+
+
 def test_extra_tags_and_tags_in_one_cell(project: Project, store: Store) -> None:
     name = copy(project, "leads_audience.csv")
     result = project.run("leads", "import", name, "--tag", "vip", "--tag", "q4; emea")
