@@ -429,23 +429,30 @@ def test_sigkill_mid_batch_dead_holder_is_taken_over_at_once(project: Project, s
 def test_sigkill_mid_batch_foreign_lease_is_taken_over_after_expiry(project: Project, store: Store, fake_resend: FakeResend) -> None:
     emails = scheduled_for_real(project, store, fake_resend, 200, batch_size=50, concurrency=1)
     number, _members = _kill_mid_batch(project, store, fake_resend)
-    # as if the killed run lived on another host: its pid cannot be checked, only its lease
-    expires = utcnow() + timedelta(seconds=6)
+    batch = SendBatch.__table__  # type: ignore[attr-defined]
+    with store.read() as conn:
+        claimed_at, expires_at = conn.execute(
+            sa.select(batch.c.first_attempt_at, batch.c.lease_expires_at).where(batch.c.number == number)).one()
+    assert abs((expires_at - claimed_at).total_seconds() - 2.0) < 0.5  # [send] lease_seconds = 2
+    # as if the killed run lived on another host: its pid cannot be checked, only its lease,
+    # which has not expired yet (held "for a minute")
     with store.write() as conn:
-        conn.execute(SendBatch.__table__.update().where(SendBatch.status == "claimed")  # type: ignore[attr-defined]
-                     .values(lease_owner="other-host:4242:abcdef", lease_expires_at=expires))
+        conn.execute(batch.update().where(batch.c.number == number).values(
+            lease_owner="other-host:4242:abcdef", lease_expires_at=utcnow() + timedelta(seconds=60)))
     code, out, err = finish(spawn(project, fake_resend, now=timedelta(minutes=5)))
-    assert utcnow() < expires, "the machine was too slow for this check: the lease expired during the run"
     assert (code, out) == (0, ""), err
     assert status(store) == "sending"  # the other batches went out; the leased one waits
     assert "150 sent, 0 failed" in err and "50 left (batches held by another run; the next run continues)" in err
     with store.read() as conn:
-        assert conn.execute(sa.text("SELECT status FROM send_batch WHERE number = :n"), {"n": number}).scalar() == "claimed"
-    wait_for(lambda: utcnow() > expires, timeout=10)
+        assert conn.execute(sa.select(batch.c.status).where(batch.c.number == number)).scalar() == "claimed"
+    # the minute has passed (the clock moved instead of the test sleeping): the lease expired
+    with store.write() as conn:
+        conn.execute(batch.update().where(batch.c.number == number).values(
+            lease_expires_at=utcnow() - timedelta(seconds=1)))
     code, _out, err = finish(spawn(project, fake_resend, now=timedelta(minutes=10)))
     assert code == 0, err
     assert status(store) == "sent", err
-    assert fake_resend.counters["replays"] == 1
+    assert fake_resend.counters["replays"] == 1, "the interrupted batch was re-sent under its key"
     assert_each_once(fake_resend, store, emails)
 
 
