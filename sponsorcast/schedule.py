@@ -46,6 +46,7 @@ DEFAULT_MAX_LATENESS = timedelta(hours=24)
 # A campaign paused by the provider's quota is tried again at most this often (real clock), so
 # that cron does not mail the same "quota" line every five minutes until the quota resets.
 QUOTA_RETRY = timedelta(minutes=30)
+PROGRESS_EVERY = 60.0  # seconds between "so far" lines of a long run
 RUN_DUE_CAUSE = "run-due"
 # Statuses a campaign may be (re)scheduled from, provided it never started sending.
 SCHEDULABLE = (
@@ -535,10 +536,21 @@ def _run(
     transport: Transport | None,
     log: Log,
 ) -> CampaignOutcome | None:
-    from sponsorcast.send import run_campaign
+    from sponsorcast.send import Progress, run_campaign
+
+    started = last = time.monotonic()
+
+    def progress(p: Progress) -> None:
+        nonlocal last
+        if time.monotonic() - last >= PROGRESS_EVERY:
+            last = time.monotonic()
+            rate = p.sent / max(last - started, 1e-9)
+            log(f"Campaign '{campaign_id}': {p.sent} sent, {p.failed} failed so far in this run "
+                f"({rate:.0f} emails/s).")
 
     try:
-        result = run_campaign(store, config, campaign_id, transport=transport, deadline=deadline)
+        result = run_campaign(store, config, campaign_id, transport=transport, deadline=deadline,
+                              progress=progress)
     except QuotaExceeded as exc:
         log(f"Campaign '{campaign_id}' PAUSED: the provider's quota is used up ({exc.message}); "
             f"run-due tries it again {format_duration(QUOTA_RETRY)} after the pause.")

@@ -290,6 +290,21 @@ def test_quota_pause_is_resumed_but_user_and_auth_pauses_are_not(project: Projec
     assert len(t1.delivered + t2.delivered + t3.delivered + t4.delivered) == 750
 
 
+def test_long_runs_log_progress(project: Project, store: Store, monkeypatch: pytest.MonkeyPatch) -> None:
+    import sponsorcast.schedule
+
+    monkeypatch.setattr(sponsorcast.schedule, "PROGRESS_EVERY", 0.0)  # a line per batch instead of per minute
+    add_leads(store, 250)
+    _schedule(project, store, "spring")
+    lines: list[str] = []
+    report = run_due(store, project.config, now=T0, transport=MemoryTransport(), log=lines.append)
+    assert report.exit_code == ExitCode.OK
+    assert lines[0] == "Campaign 'spring': starting, 250 recipient(s)."
+    assert len(lines) == 5 and all(" so far in this run (" in line for line in lines[1:4])
+    assert re.match(r"Campaign 'spring': 250 sent, 0 failed so far in this run \(\d+ emails/s\)\.$", lines[3])
+    assert lines[4].startswith("Campaign 'spring': 250 sent, 0 failed in this run (")
+
+
 # --------------------------------------------------------------------------- real processes, stand-in
 
 
