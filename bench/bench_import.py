@@ -56,8 +56,8 @@ def generate(path: Path, rows: int, seed: int = 7) -> None:
                         f"B{rnd.randrange(1, 200)}", "met at the booth" if rnd.random() < 0.1 else ""])
 
 
-def run_import(workdir: Path, csv_path: Path) -> tuple[float, float, str]:
-    """Run the CLI in a fresh child; returns (seconds, peak RSS MB of that child, stdout)."""
+def run_import(workdir: Path, csv_path: Path) -> tuple[float, float, float, str]:
+    """Run the CLI in a fresh child; returns (wall seconds, peak RSS MB, CPU seconds, output)."""
     exe = Path(sys.executable).with_name("sponsorcast")
     cmd = [str(exe), "leads", "import", str(csv_path)] if exe.exists() else \
         [sys.executable, "-m", "sponsorcast", "leads", "import", str(csv_path)]
@@ -67,17 +67,18 @@ def run_import(workdir: Path, csv_path: Path) -> tuple[float, float, str]:
         "t = time.perf_counter()\n"
         "p = subprocess.run(sys.argv[1:], capture_output=True, text=True)\n"
         "dt = time.perf_counter() - t\n"
-        "rss = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss\n"
-        "sys.stdout.write(f'{dt} {rss} {p.returncode}\\n' + p.stdout + p.stderr)\n"
+        "ru = resource.getrusage(resource.RUSAGE_CHILDREN)\n"
+        "cpu = ru.ru_utime + ru.ru_stime\n"
+        "sys.stdout.write(f'{dt} {ru.ru_maxrss} {cpu} {p.returncode}\\n' + p.stdout + p.stderr)\n"
     )
     env = {**os.environ, "COLUMNS": "100", "TERM": "dumb", "SPONSORCAST_CONFIG": ""}
     out = subprocess.run([sys.executable, "-c", wrapper, *cmd], cwd=workdir, capture_output=True,
                          text=True, env=env, check=True).stdout
     head, _, rest = out.partition("\n")
-    seconds, rss_kb, rc = head.split()
+    seconds, rss_kb, cpu, rc = head.split()
     if rc != "0":
         raise SystemExit(f"import failed (exit {rc}):\n{rest}")
-    return float(seconds), int(rss_kb) / 1024, rest
+    return float(seconds), int(rss_kb) / 1024, float(cpu), rest
 
 
 def main() -> None:
@@ -106,12 +107,14 @@ def main() -> None:
     print(f"generated {args.rows:,} rows ({size_mb:.0f} MB) in {time.perf_counter() - t:.1f} s")
 
     for label in ("first import (all new)", "re-import (all stored)"):
-        seconds, peak, out = run_import(workdir, csv_path)
+        load = os.getloadavg()[0]
+        seconds, peak, cpu, out = run_import(workdir, csv_path)
         rate = args.rows / seconds
         ok_rate = "OK" if rate >= TARGET_ROWS_PER_S else "MISSED"
         ok_mem = "OK" if peak < TARGET_PEAK_MB else "MISSED"
         print(f"{label}: {seconds:.1f} s, {rate:,.0f} rows/s (target >= {TARGET_ROWS_PER_S:,}: {ok_rate}), "
-              f"peak RSS {peak:.0f} MB (target < {TARGET_PEAK_MB}: {ok_mem})")
+              f"peak RSS {peak:.0f} MB (target < {TARGET_PEAK_MB}: {ok_mem}); "
+              f"CPU {cpu:.1f} s over both threads; load average {load:.1f} -> {os.getloadavg()[0]:.1f}")
         counts = [line for line in out.splitlines() if "│" in line and any(ch.isdigit() for ch in line)]
         if counts:
             print("   inserted/updated/unchanged/rejected:", " ".join(counts[0].replace("│", " ").split()))
