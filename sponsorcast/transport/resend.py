@@ -165,11 +165,12 @@ class ResendTransport:
     async def _send_one_by_one(
         self, emails: Sequence[OutgoingEmail], idempotency_key: str
     ) -> BatchOutcome:
+        longest = max(len(f"{idempotency_key}/{email.delivery_id}") for email in emails)
+        if longest > 256:
+            raise ValueError("The idempotency key is too long for one-by-one sending.")
         outcome = BatchOutcome()
         for email in emails:
             key = f"{idempotency_key}/{email.delivery_id}"
-            if len(key) > 256:
-                raise ValueError("The idempotency key is too long for one-by-one sending.")
             try:
                 payload = await self._call(
                     "POST", "/emails", body=encode(email.to_resend()), idempotency_key=key,
