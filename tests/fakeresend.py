@@ -256,6 +256,12 @@ class _Server(ThreadingHTTPServer):
     allow_reuse_address = True
     state: _State
 
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        """Clients that hang up (killed senders, cancelled requests) are normal here."""
+        if isinstance(sys.exc_info()[1], (ConnectionError, TimeoutError)):
+            return
+        super().handle_error(request, client_address)
+
 
 class _Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
