@@ -11,8 +11,8 @@ It behaves like Resend where sponsorcast depends on it:
   ``rate + 1``-th request of a window gets 429 ``rate_limit_exceeded``; every answer carries
   ``ratelimit-limit``, ``ratelimit-remaining``, ``ratelimit-reset`` (whole seconds, like the
   real API), a 429 also ``retry-after``;
-- idempotency keys: same key and same body replay the first (successful) answer without
-  sending again; same key with another body: 409 ``invalid_idempotent_request``; a key whose
+- idempotency keys (kept ``idempotency_ttl`` seconds, 24 h by default): same key and same
+  body replay the first (successful) answer without sending again; same key with another body: 409 ``invalid_idempotent_request``; a key whose
   first request is still being processed: 409 ``concurrent_idempotent_requests``;
 - faults: answer latency, injected 5xx (``fail_next`` requests or ``fail_rate``), a burst of
   429 ``rate_limit_exceeded`` (``limit_next`` requests, whatever the rate), lost
@@ -71,6 +71,7 @@ class FakeConfig:
     limit_next: int = 0  # the next N API requests get 429 rate_limit_exceeded (a 429 burst)
     quota: int | None = None  # emails accepted before quota_name
     quota_name: str = "daily_quota_exceeded"
+    idempotency_ttl: float = 86_400.0  # seconds a key is remembered (Resend: 24 h)
     keep_bodies: bool = False  # keep html/text of accepted emails (memory)
     keep_details: bool = True  # keep from/reply_to/headers/tags (off for huge benchmarks)
     default_last_event: str = "sent"
@@ -481,6 +482,9 @@ class _Handler(BaseHTTPRequestHandler):
             # the first one's processing time (latency) meets 409 concurrent_idempotent_requests
             with state.lock:
                 stored = state.idempotent.get(key)
+                if stored is not None and time.time() - stored.at > config.idempotency_ttl:
+                    del state.idempotent[key]  # expired: the key is new again
+                    stored = None
                 if key in state.in_flight_keys:
                     state.counters["conflicts"] += 1
                     conflict = _Answer(
@@ -599,12 +603,13 @@ class _Handler(BaseHTTPRequestHandler):
             self._error(_Answer(404, "not_found", "Email not found"), headers)
             return
         created = datetime.fromtimestamp(record.time, timezone.utc).isoformat()
-        self._send(200, {
+        answer = {
             "object": "email", "id": record.id, "to": record.to, "from": record.from_address,
             "subject": record.subject, "created_at": created, "last_event": event,
-            "html": record.html, "text": record.text, "reply_to": record.reply_to,
-            "tags": record.tags,
-        }, headers)
+            "html": record.html, "text": record.text, "reply_to": _as_list(record.reply_to)
+            if record.reply_to else None,
+        }
+        self._send(200, {k: v for k, v in answer.items() if v is not None}, headers)
 
 
 def _fail(state: _State, problem: _Answer) -> tuple[int, bytes]:

@@ -122,6 +122,16 @@ def test_same_key_other_body_is_a_conflict(fake_resend: FakeResend) -> None:
     assert len(fake_resend.accepted) == 1
 
 
+def test_keys_expire_after_their_ttl(fake_resend: FakeResend) -> None:
+    fake_resend.configure(idempotency_ttl=0.3)
+    post(fake_resend, "/emails", EMAIL, **headers(fake_resend, "k"))
+    post(fake_resend, "/emails", EMAIL, **headers(fake_resend, "k"))
+    assert len(fake_resend.accepted) == 1
+    time.sleep(0.4)
+    post(fake_resend, "/emails", EMAIL, **headers(fake_resend, "k"))  # a new key by now
+    assert len(fake_resend.accepted) == 2
+
+
 def test_key_in_flight_is_a_concurrent_conflict(fake_resend: FakeResend) -> None:
     fake_resend.configure(latency=0.4)
     answers: list[httpx.Response] = []

@@ -496,6 +496,25 @@ def test_a_burst_of_429_loses_and_duplicates_nothing(fake_resend: FakeResend) ->
         f"lead{i}@example.org" for i in range(1, 9))
 
 
+def test_the_stand_ins_answers_follow_the_schemas(fake_resend: FakeResend) -> None:
+    fake_resend.configure(keep_bodies=True)
+    outcome = run(send(real(fake_resend), [email(1), email(2)], key="camp/b1"))
+
+    async def lookup() -> dict[str, Any]:
+        t = real(fake_resend)
+        try:
+            return await t.get_email(outcome.accepted[1])
+        finally:
+            await t.aclose()
+
+    found = run(lookup())
+    assert schema_errors(found, SCHEMAS["Email"]) == []
+    assert (found["to"], found["last_event"]) == (["lead1@example.org"], "sent")
+    answer = httpx.post(f"{fake_resend.url}/emails/batch", json=[email(3).to_resend()],
+                        headers={"Authorization": f"Bearer {fake_resend.api_key}"})
+    assert schema_errors(answer.json(), SCHEMAS["CreateBatchEmailsResponse"]) == []
+
+
 def test_wrong_key_against_the_stand_in(fake_resend: FakeResend) -> None:
     t = ResendTransport(ResendConfig(base_url=fake_resend.url), "re_wrong_key_123456")
     with pytest.raises(AuthError) as caught:
