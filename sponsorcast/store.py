@@ -24,7 +24,6 @@ from sponsorcast.errors import NotFound, StoreError
 from sponsorcast.migrations import MIGRATIONS_TABLE, MigrationState, migration_state, run_migrations
 from sponsorcast.models import Sponsor, utcnow
 
-SQLITE_HEADER = b"SQLite format 3\x00"
 BUSY_TIMEOUT_MS = 30_000
 PG_CONNECT_TIMEOUT = 10  # seconds
 DEFAULT_SPONSOR = "default"
@@ -152,18 +151,19 @@ def _refuse_foreign_sqlite(path: Path, *, create: bool) -> None:
         raise StoreError(f"The store path {path} is a directory, not a database file.")
     if path.stat().st_size == 0:
         return
-    with path.open("rb") as fh:
-        header = fh.read(len(SQLITE_HEADER))
-    if header != SQLITE_HEADER:
-        raise StoreError(f"{path} is not a sponsorcast database (not an SQLite file); it was left untouched.")
+    # Only SQLite itself may open the file: closing a plain file handle would drop this
+    # process's POSIX locks on it, which live SQLite connections here depend on (another
+    # process could then delete the WAL under them).
     try:
         ro = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True)
         try:
             names = {r[0] for r in ro.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
         finally:
             ro.close()
-    except sqlite3.DatabaseError as exc:
-        raise StoreError(f"{path} cannot be read as a database ({exc}); it was left untouched.") from None
+    except sqlite3.DatabaseError:
+        raise StoreError(
+            f"{path} is not a sponsorcast database (not an SQLite file); it was left untouched."
+        ) from None
     if names and MIGRATIONS_TABLE not in names:
         raise StoreError(
             f"{path} is an SQLite database but not a sponsorcast one; it was left untouched."

@@ -101,3 +101,21 @@ def test_unknown_sponsor_exit_2(project: Project) -> None:
     r = project.run("sponsors", "show", "ghost")
     assert r.exit_code == 2
     assert r.stderr.strip() == "Error: Unknown sponsor 'ghost' (known: default)."
+
+
+def test_reopening_never_opens_the_file_outside_sqlite(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # closing a plain handle on the file would drop the POSIX locks of this process's live
+    # SQLite connections (and let another process delete the WAL under them)
+    url = f"sqlite:///{tmp_path / 's.db'}"
+    first = open_store(url)
+    with first.read() as conn:
+        conn.exec_driver_sql("SELECT 1")
+
+    def refuse(*args: object, **kwargs: object) -> None:
+        raise AssertionError("the store file was opened with open()")
+
+    monkeypatch.setattr(Path, "open", refuse)
+    monkeypatch.setattr("builtins.open", refuse)
+    second = open_store(url)
+    with second.read() as conn:
+        assert conn.exec_driver_sql("SELECT count(*) FROM sponsor").scalar() == 1
