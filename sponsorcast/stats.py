@@ -3,7 +3,9 @@
 Counters are cumulative along the way an email travels: ``sent`` is every delivery the provider
 accepted (``sent_at`` set), whatever happened after; ``delivered`` every one with
 ``delivered_at`` (set too when an open, click or complaint arrives first); ``opened`` and
-``clicked`` count recipients, not events. ``pending`` is pending plus sending. Rates are
+``clicked`` count recipients, not events. ``pending`` is pending plus sending. ``cancelled``
+(deliveries a cancelled campaign will never send) is one key beyond the SPEC's list, so that
+the numbers add up to ``total_recipients``. Rates are
 percentages of ``sent`` with one decimal (0.0 when nothing was sent).
 """
 
@@ -32,6 +34,7 @@ STATS_KEYS = (
     "bounced",
     "complained",
     "suppressed",
+    "cancelled",
     "opened",
     "clicked",
     "unsubscribed",
@@ -58,6 +61,7 @@ def _counters_query(campaign_id: str) -> sa.Select[Any]:
         _count_if(d.c.status == DeliveryStatus.BOUNCED, "bounced"),
         _count_if(d.c.status == DeliveryStatus.COMPLAINED, "complained"),
         _count_if(d.c.status == DeliveryStatus.SUPPRESSED, "suppressed"),
+        _count_if(d.c.status == DeliveryStatus.CANCELLED, "cancelled"),
         _count_if(d.c.opened_at.is_not(None), "opened"),
         _count_if(d.c.first_click_at.is_not(None), "clicked"),
         _count_if(d.c.unsubscribed_at.is_not(None), "unsubscribed"),

@@ -360,7 +360,7 @@ def test_cli_stats_json_keys(project: Project, store: Store, spring: Path) -> No
     assert project.run("send", "spring.md", "--yes").exit_code == 0
     data = json.loads(project.run("stats", "spring", "--json").stdout)
     assert list(data) == ["campaign", "status", "total_recipients", "pending", "sent", "delivered",
-                          "failed", "bounced", "complained", "suppressed", "opened", "clicked",
+                          "failed", "bounced", "complained", "suppressed", "cancelled", "opened", "clicked",
                           "unsubscribed", "open_rate", "click_rate", "started_at", "finished_at",
                           "emails_per_second"]
     assert (data["campaign"], data["status"], data["total_recipients"], data["sent"]) == ("spring", "sent", 4, 4)

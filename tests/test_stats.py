@@ -54,6 +54,7 @@ def test_stats_after_scripted_events(store: Store) -> None:
         "bounced": 1,          # p5
         "complained": 1,       # p2
         "suppressed": 1,       # p7
+        "cancelled": 0,
         "opened": 2,           # p0, p1 (recipients, not 3 events)
         "clicked": 2,          # p0, p4
         "unsubscribed": 1,     # p3
@@ -88,7 +89,7 @@ def test_stats_json_through_the_cli(project: Any, store: Store) -> None:
     assert result.exit_code == 0, result.stderr
     assert json.loads(result.stdout) == {
         "campaign": "spring", "status": "sent", "total_recipients": 4, "pending": 0, "sent": 4,
-        "delivered": 2, "failed": 0, "bounced": 0, "complained": 0, "suppressed": 0, "opened": 1,
+        "delivered": 2, "failed": 0, "bounced": 0, "complained": 0, "suppressed": 0, "cancelled": 0, "opened": 1,
         "clicked": 1, "unsubscribed": 1, "open_rate": 25.0, "click_rate": 25.0,
         "started_at": "2026-11-20T09:00:00+00:00", "finished_at": None, "emails_per_second": 1.33,
     }
