@@ -388,6 +388,7 @@ def test_cli_campaign_lifecycle(project: Project, store: Store, spring: Path) ->
     assert [h["status"] for h in show["history"]] == ["draft", "sending", "paused", "cancelled"]
     assert [h["cause"] for h in show["history"]][2:] == ["paused by user", "cancelled by user"]
     assert show["deliveries"]["cancelled"] == 50
+    assert json.loads(project.run("stats", "spring", "--json").stdout)["cancelled"] == 50
 
 
 def test_cli_delete_only_when_nothing_was_sent(project: Project, store: Store, spring: Path) -> None:
