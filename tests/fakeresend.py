@@ -62,7 +62,7 @@ class FakeConfig:
 
     api_key: str = DEFAULT_KEY
     rate: float | None = None  # requests per one-second window; None: no limit, no headers
-    latency: float = 0.0  # seconds before each API answer
+    latency: float = 0.0  # seconds to process a request (replays and 409s answer at once)
     fail_next: int = 0  # the next N API requests get fail_status
     fail_rate: float = 0.0  # probability of fail_status for any API request
     fail_status: int = 500
@@ -498,17 +498,18 @@ class _Handler(BaseHTTPRequestHandler):
                                        "payload.")
                 elif stored is None:
                     state.in_flight_keys.add(key)
-        self._pause(config)
-        marked = key is not None and conflict is None and stored is None
+        if conflict is not None:  # answered at once: no processing time
+            self._error(conflict, headers)
+            return
+        if stored is None:
+            self._pause(config)
+        marked = key is not None and stored is None
         if self._inject_failure(headers):
             if marked:
                 with state.lock:
                     state.in_flight_keys.discard(str(key))
             return
-        if conflict is not None:
-            self._error(conflict, headers)
-            return
-        if stored is not None:
+        if stored is not None:  # a replay from the idempotency cache: answered at once
             with state.lock:
                 state.counters["replays"] += 1
             self._send(stored.status, None, headers, raw=stored.body)

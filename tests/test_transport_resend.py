@@ -457,6 +457,19 @@ def test_an_unknown_outcome_resent_later_is_not_a_second_email(fake_resend: Fake
     assert len(fake_resend.accepted) == 1
 
 
+def test_a_timed_out_request_still_running_is_not_sent_twice(fake_resend: FakeResend) -> None:
+    """Timeout, then 409 concurrent_idempotent_requests while the first still runs, then the
+    first one's answer replayed: one email."""
+    fake_resend.configure(latency=1.0)
+    config = ResendConfig(base_url=fake_resend.url, timeout=0.5, max_attempts=5, rate_limit=100)
+    transport = ResendTransport(config, fake_resend.api_key, backoff=0.2, backoff_max=0.4)
+    outcome = run(send(transport, [email(1)], key="slow"))
+    counters = fake_resend.counters
+    assert counters["conflicts"] >= 1 and counters["replays"] == 1
+    assert outcome.accepted == {1: fake_resend.accepted[0].id}
+    assert len(fake_resend.accepted) == 1
+
+
 def test_single_mode_against_the_stand_in(fake_resend: FakeResend) -> None:
     fake_resend.configure(lose_next=1)
     emails = [email(1), email(2, to="not an address"), email(3)]
