@@ -912,35 +912,67 @@ MAX_SHARDS = 4
 
 
 def _check_in_parallel(compiled: CompiledCampaign, source: RecipientSource, shards: int) -> CheckReport:
-    import multiprocessing
-    from concurrent.futures import ProcessPoolExecutor
+    import json
+    import subprocess
+    import sys
 
     campaign = compiled.campaign
+    sponsor = source.sponsor(campaign.sponsor)
     job = _ShardJob(
         store_url=source.config.store_url,
-        sponsor=source.sponsor(campaign.sponsor).model_dump(),
+        sponsor={k: getattr(sponsor, k) for k in ("id", "name", "from_address", "reply_to", "postal_address")},
         path=str(campaign.path),
         content_hash=campaign.content_hash,
         unsubscribe_mailto=source.config.tracking.unsubscribe_mailto,
         shards=shards,
     )
-    # spawn, not fork: a forked child would share the parent's open database connections
-    with ProcessPoolExecutor(shards - 1, mp_context=multiprocessing.get_context("spawn")) as pool:
-        futures = [pool.submit(_check_remote_shard, job, shard) for shard in range(1, shards)]
+    # Plain subprocesses rather than multiprocessing: nothing depends on how the main module
+    # was started (``python -m sponsorcast`` has no __main__ guard for spawn to respect), and no
+    # database connection is inherited through fork.
+    import os
+
+    debug = os.environ.get("SPONSORCAST_DEBUG") == "1"
+    workers: list[tuple[int, subprocess.Popen[bytes]]] = []
+    for shard in range(1, shards):
+        proc = subprocess.Popen(
+            [sys.executable, "-c", "from sponsorcast.render import shard_worker; shard_worker()"],
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+            stderr=None if debug else subprocess.DEVNULL,  # a crash is handled: see below
+        )
+        assert proc.stdin is not None
+        proc.stdin.write(json.dumps({**job.__dict__, "shard": shard}).encode())
+        proc.stdin.close()
+        workers.append((shard, proc))
+    try:
         checked, found = _check_shard(job, 0, compiled=compiled, store=source.store())
-        for future in futures:
-            outcome = future.result()
-            if isinstance(outcome, _ShardFailure):
-                raise outcome.error()
-            checked += outcome[0]
-            _merge(found, outcome[1])
+        for shard, proc in workers:
+            assert proc.stdout is not None
+            output = proc.stdout.read()
+            proc.wait()
+            try:
+                answer = json.loads(output) if proc.returncode == 0 else None
+            except ValueError:
+                answer = None
+            if answer is None:  # the worker died: do its share here rather than fail
+                more, their = _check_shard(job, shard, compiled=compiled, store=source.store())
+            elif "error" in answer:
+                raise _ShardFailure(**answer["error"]).error()
+            else:
+                more = answer["checked"]
+                their = {(p, line, msg): [count, order, email] for p, line, msg, count, order, email in answer["found"]}
+            checked += more
+            _merge(found, their)
+    finally:
+        for _shard, proc in workers:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
     return _report(campaign, checked, found)
 
 
 @dataclass(frozen=True)
 class _ShardFailure:
-    """A sponsorcast error in a shard process, carried back as data (errors with keyword
-    arguments do not survive pickling whole)."""
+    """A sponsorcast error in a shard process, carried back as data."""
 
     kind: str
     reason: str
@@ -959,21 +991,33 @@ class _ShardFailure:
         return errors.BadInput(self.reason, hint=self.hint)
 
 
-def _check_remote_shard(job: _ShardJob, shard: int) -> tuple[int, _Found] | _ShardFailure:
-    """``_check_shard`` in a shard process."""
+def shard_worker() -> None:
+    """Entry point of a shard process: a job as JSON on stdin, the result as JSON on stdout."""
+    import json
+    import sys
+
     from sponsorcast.errors import InputFileError, SponsorcastError
 
+    data = json.loads(sys.stdin.read())
+    shard = data.pop("shard")
     try:
-        return _check_shard(job, shard)
+        checked, found = _check_shard(_ShardJob(**data), shard)
+        answer: dict[str, Any] = {
+            "checked": checked,
+            "found": [[*key, *value] for key, value in found.items()],
+        }
     except InputFileError as exc:
-        return _ShardFailure(type(exc).__name__, exc.reason, exc.path, exc.line, exc.hint)
+        answer = {"error": {"kind": type(exc).__name__, "reason": exc.reason, "path": exc.path,
+                            "line": exc.line, "hint": exc.hint}}
     except SponsorcastError as exc:
-        return _ShardFailure(type(exc).__name__, exc.message, None, None, exc.hint)
+        answer = {"error": {"kind": type(exc).__name__, "reason": exc.message, "path": None,
+                            "line": None, "hint": exc.hint}}
+    sys.stdout.write(json.dumps(answer))
 
 
 @dataclass(frozen=True)
 class _ShardJob:
-    """What a shard process needs to check its part of an audience (picklable)."""
+    """What a shard process needs to check its part of an audience."""
 
     store_url: str
     sponsor: dict[str, Any]

@@ -547,3 +547,15 @@ def test_preview_whole_output_golden(tmp_path: Path) -> None:
     assert result.exit_code == 0, result.stderr
     _golden("welcome-preview.txt", result.stdout)
     assert result.stdout.startswith("Campaign: welcome (campaigns/welcome.md)\nTo:       Ada Lovelace <ada@example.com>\n")
+
+
+def test_check_survives_a_shard_process_that_dies(project: Project, store: Store,
+                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    _insert_leads(store, [{"email": f"l{i}@x.test", "first_name": f"L{i}", "name": "x"} for i in range(6)])
+    args = ("render", str(CAMPAIGNS / "check" / "good.md"), "--check")
+    monkeypatch.setattr(render_module.RecipientSource, "shards", lambda self, sponsor, audience: 3)
+    monkeypatch.setattr("sys.executable", "/bin/false")  # every shard process exits 1 at once
+    result = project.run(*args)
+    assert (result.exit_code, result.stdout) == (0, (
+        f"{CAMPAIGNS / 'check' / 'good.md'}: 6 recipients checked, ok\n1 campaign file checked: no problems.\n"
+    ))
