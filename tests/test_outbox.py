@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import email
 import itertools
-from email.message import EmailMessage
+from email.message import EmailMessage, MIMEPart
 from email.policy import default
 from pathlib import Path
 from typing import Any
@@ -34,7 +34,7 @@ def write(transport: OutboxTransport, emails: list[OutgoingEmail], key: str = "s
     return asyncio.run(transport.send_batch(emails, key))
 
 
-def content(part: EmailMessage | None) -> str:
+def content(part: MIMEPart | None) -> str:
     """A part's text with the file's CRLF line ends as LF."""
     assert part is not None
     return str(part.get_content()).replace("\r\n", "\n")
