@@ -912,6 +912,7 @@ MAX_SHARDS = 4
 
 
 def _check_in_parallel(compiled: CompiledCampaign, source: RecipientSource, shards: int) -> CheckReport:
+    import contextlib
     import json
     import subprocess
     import sys
@@ -940,8 +941,12 @@ def _check_in_parallel(compiled: CompiledCampaign, source: RecipientSource, shar
             stderr=None if debug else subprocess.DEVNULL,  # a crash is handled: see below
         )
         assert proc.stdin is not None
-        proc.stdin.write(json.dumps({**job.__dict__, "shard": shard}).encode())
-        proc.stdin.close()
+        try:
+            proc.stdin.write(json.dumps({**job.__dict__, "shard": shard}).encode())
+            proc.stdin.close()
+        except OSError:  # it died already (broken pipe): its share is redone below
+            with contextlib.suppress(OSError):
+                proc.stdin.close()
         workers.append((shard, proc))
     try:
         checked, found = _check_shard(job, 0, compiled=compiled, store=source.store())
