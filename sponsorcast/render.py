@@ -912,8 +912,8 @@ MAX_SHARDS = 4
 
 
 def _check_in_parallel(compiled: CompiledCampaign, source: RecipientSource, shards: int) -> CheckReport:
-    import contextlib
     import json
+    import os
     import subprocess
     import sys
 
@@ -930,30 +930,20 @@ def _check_in_parallel(compiled: CompiledCampaign, source: RecipientSource, shar
     # Plain subprocesses rather than multiprocessing: nothing depends on how the main module
     # was started (``python -m sponsorcast`` has no __main__ guard for spawn to respect), and no
     # database connection is inherited through fork.
-    import os
-
     debug = os.environ.get("SPONSORCAST_DEBUG") == "1"
     workers: list[tuple[int, subprocess.Popen[bytes]]] = []
     for shard in range(1, shards):
         proc = subprocess.Popen(
-            [sys.executable, "-c", "from sponsorcast.render import shard_worker; shard_worker()"],
-            stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+            [sys.executable, "-c", "from sponsorcast.render import shard_worker; shard_worker()",
+             json.dumps({**job.__dict__, "shard": shard})],
+            stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
             stderr=None if debug else subprocess.DEVNULL,  # a crash is handled: see below
         )
-        assert proc.stdin is not None
-        try:
-            proc.stdin.write(json.dumps({**job.__dict__, "shard": shard}).encode())
-            proc.stdin.close()
-        except OSError:  # it died already (broken pipe): its share is redone below
-            with contextlib.suppress(OSError):
-                proc.stdin.close()
         workers.append((shard, proc))
     try:
         checked, found = _check_shard(job, 0, compiled=compiled, store=source.store())
         for shard, proc in workers:
-            assert proc.stdout is not None
-            output = proc.stdout.read()
-            proc.wait()
+            output, _ = proc.communicate()
             try:
                 answer = json.loads(output) if proc.returncode == 0 else None
             except ValueError:
@@ -964,14 +954,14 @@ def _check_in_parallel(compiled: CompiledCampaign, source: RecipientSource, shar
                 raise _ShardFailure(**answer["error"]).error()
             else:
                 more = answer["checked"]
-                their = {(p, line, msg): [count, order, email] for p, line, msg, count, order, email in answer["found"]}
+                their = {(p, line, msg): [n, order, email] for p, line, msg, n, order, email in answer["found"]}
             checked += more
             _merge(found, their)
     finally:
         for _shard, proc in workers:
-            if proc.poll() is None:
+            if proc.returncode is None:  # not reaped: the main shard failed first
                 proc.kill()
-                proc.wait()
+                proc.communicate()  # reaps it and closes its pipes
     return _report(campaign, checked, found)
 
 
@@ -997,13 +987,13 @@ class _ShardFailure:
 
 
 def shard_worker() -> None:
-    """Entry point of a shard process: a job as JSON on stdin, the result as JSON on stdout."""
+    """Entry point of a shard process: the job as JSON in argv[1], the result as JSON on stdout."""
     import json
     import sys
 
     from sponsorcast.errors import InputFileError, SponsorcastError
 
-    data = json.loads(sys.stdin.read())
+    data = json.loads(sys.argv[1])
     shard = data.pop("shard")
     try:
         checked, found = _check_shard(_ShardJob(**data), shard)
