@@ -559,3 +559,15 @@ def test_check_survives_a_shard_process_that_dies(project: Project, store: Store
     assert (result.exit_code, result.stdout) == (0, (
         f"{CAMPAIGNS / 'check' / 'good.md'}: 6 recipients checked, ok\n1 campaign file checked: no problems.\n"
     ))
+
+
+def test_errors_from_shard_processes_keep_their_kind_file_and_line() -> None:
+    from sponsorcast.errors import BadInput
+
+    failure = render_module._ShardFailure("SandboxRefused", "refused.", "c.md", 6, None)
+    error = failure.error()
+    assert isinstance(error, render_module.SandboxRefused) and str(error) == "c.md:6: refused."
+    error = render_module._ShardFailure("CampaignFileError", "bad.", "c.md", 2, "fix it").error()
+    assert type(error).__name__ == "CampaignFileError" and (error.line, error.hint) == (2, "fix it")
+    error = render_module._ShardFailure("NotFound", "gone.", None, None, None).error()
+    assert isinstance(error, BadInput) and type(error).__name__ == "NotFound" and str(error) == "gone."
