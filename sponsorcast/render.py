@@ -1,9 +1,10 @@
 """Rendering (SPEC §2): a campaign compiled once, then one pure function per recipient.
 
 ``compile_campaign`` does the expensive work once per campaign: it turns the Markdown body
-into HTML (markdown-it-py) with the Jinja placeholders protected, and compiles three
-templates — subject, text part, HTML part — in Jinja2's immutable sandbox with
-``StrictUndefined``. ``render_message`` fills them for one recipient; it is deterministic
+into HTML (markdown-it-py) with the Jinja placeholders protected, and compiles the
+templates — subject, text part, HTML part (and subject + text as one, the fast path) — in
+Jinja2's immutable sandbox with ``StrictUndefined``; code reaching for ``_``-names is refused
+at compile time. ``render_message`` fills them for one recipient; it is deterministic
 (no clock, no randomness), so a re-sent batch is byte-for-byte the same. ``check_recipients``
 runs it over a whole audience and lists each distinct problem once.
 
