@@ -787,6 +787,9 @@ def import_leads(
     from sponsorcast.store import get_sponsor
 
     get_sponsor(store, sponsor_id)
+    source_path = getattr(source, "path", None)
+    if rejects_path and source_path is not None and Path(rejects_path).resolve() == Path(source_path).resolve():
+        raise BadInput(f"--rejects {rejects_path} is the file being imported; name another file.")
     headers = source.headers()
     path = str(getattr(source, "path", source.name))
     plan = plan_columns(headers, mapping, source.name, path=path)

@@ -353,6 +353,9 @@ def test_unreadable_files(project: Project, store: Store) -> None:
     (project.path / "empty.csv").write_text("", encoding="utf-8")
     r = project.run("leads", "import", "empty.csv")
     assert r.exit_code == 2 and "empty.csv: is empty: no header row found." in r.stderr
+    r = project.run("leads", "import", "empty.csv", "--rejects", "./empty.csv")
+    assert r.exit_code == 2 and "--rejects empty.csv is the file being imported; name another file." in r.stderr
+    assert (project.path / "empty.csv").exists()
     r = project.run("leads", "import", ".")
     assert r.exit_code == 2 and "cannot be read" in r.stderr
     assert count(store) == 0

@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import json
 import sys
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, Optional
 
@@ -66,16 +67,17 @@ def import_(
     lead_source = _source(source, encoding=encoding, table=table, query=query)
     mapping = parse_mapping(map_ or [])
     store = open_store()
-    report = import_leads(
-        store,
-        lead_source,
-        sponsor_id=sponsor,
-        mapping=mapping,
-        extra_tags=tag or [],
-        dry_run=dry_run,
-        rejects_path=rejects,
-        progress=None if json_ else _progress(),
-    )
+    with _progress(enabled=not json_) as progress:
+        report = import_leads(
+            store,
+            lead_source,
+            sponsor_id=sponsor,
+            mapping=mapping,
+            extra_tags=tag or [],
+            dry_run=dry_run,
+            rejects_path=rejects,
+            progress=progress,
+        )
     if json_:
         console.print_json(report.as_dict())
     else:
@@ -104,21 +106,33 @@ def _source(source: str, *, encoding: str | None, table: str | None, query: str 
     return CsvSource(source, encoding=encoding)
 
 
-def _progress() -> Any:
-    """Plain log lines every PROGRESS_EVERY rows (terminal or not: imports are fast)."""
+@contextmanager
+def _progress(*, enabled: bool) -> Iterator[Callable[[int], None] | None]:
+    """A rich progress line on a terminal; a plain log line every PROGRESS_EVERY rows otherwise."""
+    if not enabled:
+        yield None
+        return
+    if console.is_terminal():
+        from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+
+        with Progress(SpinnerColumn(), TextColumn("{task.completed:,} rows read"), TimeElapsedColumn(),
+                      console=console.err, transient=True) as bar:
+            task = bar.add_task("import", total=None)
+            yield lambda rows: bar.update(task, completed=rows)
+        return
     state = {"next": PROGRESS_EVERY}
 
-    def report(rows: int) -> None:
+    def log_line(rows: int) -> None:
         if rows >= state["next"]:
             console.log(f"{rows:,} rows read")
             state["next"] = (rows // PROGRESS_EVERY + 1) * PROGRESS_EVERY
 
-    return report
+    yield log_line
 
 
 def _print_report(report: "ImportReport") -> None:
     verb = "Dry run of" if report.dry_run else "Imported"
-    console.say(f"{verb} {report.source} for sponsor '{report.sponsor_id}': {report.rows} rows read.")
+    console.say(f"{verb} {report.source} for sponsor '{report.sponsor_id}': {report.rows:,} rows read.")
     console.print_table(
         [{
             "inserted": report.inserted,
