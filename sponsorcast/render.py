@@ -730,6 +730,7 @@ class CheckResult:
 
     report: CheckReport
     invalid: bool = False
+    warnings: list[str] = field(default_factory=list)  # not errors: e.g. no postal address
 
     def as_dict(self) -> dict[str, Any]:
         """Stable JSON keys."""
@@ -739,6 +740,7 @@ class CheckResult:
             "valid": not self.invalid,
             "recipients": self.report.checked,
             "problems": [p.as_dict() for p in self.report.problems],
+            "warnings": list(self.warnings),
         }
 
 
@@ -893,10 +895,12 @@ def check_campaign_file(path: Path, source: RecipientSource) -> CheckResult:
             campaign, source.sponsor(campaign.sponsor),
             unsubscribe_mailto=source.config.tracking.unsubscribe_mailto,
         )
+        warnings = sending_warnings(compiled)
         shards = source.shards(campaign.sponsor, campaign.audience)
         if shards > 1:
-            return CheckResult(_check_in_parallel(compiled, source, shards))
-        return CheckResult(check_recipients(compiled, source.recipients(campaign.sponsor, campaign.audience)))
+            return CheckResult(_check_in_parallel(compiled, source, shards), warnings=warnings)
+        report = check_recipients(compiled, source.recipients(campaign.sponsor, campaign.audience))
+        return CheckResult(report, warnings=warnings)
     except (InputFileError, NotFound) as exc:
         if isinstance(exc, InputFileError) and exc.path not in (None, str(path)):
             raise  # the leads CSV, not the campaign: the whole check is invalid
@@ -904,6 +908,23 @@ def check_campaign_file(path: Path, source: RecipientSource) -> CheckResult:
         reason = exc.reason if isinstance(exc, InputFileError) else exc.message
         problem = Problem(path=str(path), line=line, message=reason, count=0)
         return CheckResult(CheckReport(campaign_id=path.stem, path=str(path), problems=[problem]), invalid=True)
+
+
+def sending_warnings(compiled: CompiledCampaign) -> list[str]:
+    """What would stop or spoil a send although every recipient renders."""
+    sponsor = compiled.sponsor_vars["id"]
+    warnings = []
+    if not compiled.from_address:
+        warnings.append(
+            f"sponsor '{sponsor}' has no from address and the file sets no 'from:': sending will "
+            f"be refused (set 'from' under [sponsors.{sponsor}])."
+        )
+    if not compiled.postal_address:
+        warnings.append(
+            f"sponsor '{sponsor}' has no postal address: every footer needs one "
+            f"(set 'postal_address' under [sponsors.{sponsor}])."
+        )
+    return warnings
 
 
 # A check of a large audience in the store is split over the CPUs: lead id modulo the number

@@ -333,8 +333,10 @@ def test_check_directory_with_leads_csv_json(tmp_path: Path) -> None:
                     problem(7, "undefined variable 'fields.booth'", 1, "grace@example.com"),
                     problem(9, "undefined variable 'sponsor.nmae'", 2, "ada@example.com"),
                 ],
+                "warnings": [],
             },
-            {"file": "campaigns/good.md", "campaign": "good", "valid": True, "recipients": 6, "problems": []},
+            {"file": "campaigns/good.md", "campaign": "good", "valid": True, "recipients": 6, "problems": [],
+             "warnings": []},
         ],
     }
     assert not (tmp_path / "sponsorcast.db").exists()
@@ -571,3 +573,24 @@ def test_errors_from_shard_processes_keep_their_kind_file_and_line() -> None:
     assert type(error).__name__ == "CampaignFileError" and (error.line, error.hint) == (2, "fix it")
     error = render_module._ShardFailure("NotFound", "gone.", None, None, None).error()
     assert isinstance(error, BadInput) and type(error).__name__ == "NotFound" and str(error) == "gone."
+
+
+def test_check_warns_when_the_sponsor_cannot_send(tmp_path: Path) -> None:
+    (tmp_path / "sponsorcast.toml").write_text("[transport]\nkind = \"outbox\"\n", encoding="utf-8")
+    project = Project(path=tmp_path, runner=CliRunner())
+    (tmp_path / "c.md").write_text("---\nsubject: Hi {{ first_name }}\n---\nBody\n", encoding="utf-8")
+    text = project.run("render", "c.md", "--check", "--leads", str(LEADS_CSV))
+    assert (text.exit_code, text.stdout) == (0, (
+        "c.md: 6 recipients checked, ok\n"
+        "  warning: sponsor 'default' has no from address and the file sets no 'from:': sending will be "
+        "refused (set 'from' under [sponsors.default]).\n"
+        "  warning: sponsor 'default' has no postal address: every footer needs one "
+        "(set 'postal_address' under [sponsors.default]).\n"
+        "1 campaign file checked: no problems.\n"
+    ))
+    github = project.run("render", "c.md", "--check", "--leads", str(LEADS_CSV), "--format", "github")
+    assert github.exit_code == 0
+    assert github.stdout.splitlines()[0] == (
+        "::warning file=c.md::sponsor 'default' has no from address and the file sets no 'from:': "
+        "sending will be refused (set 'from' under [sponsors.default])."
+    )

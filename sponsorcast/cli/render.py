@@ -117,6 +117,8 @@ def _print_check(results: list[CheckResult], format_: Format) -> None:
     for result in results:
         report = result.report
         if format_ is Format.github:
+            for warning in result.warnings:
+                typer.echo(f"::warning file={_gh_property(report.path)}::{_gh_data(warning)}")
             for p in report.problems:
                 props = f"file={_gh_property(p.path)}"
                 if p.line is not None:
@@ -134,6 +136,8 @@ def _print_check(results: list[CheckResult], format_: Format) -> None:
         for p in report.problems:
             where = f"{p.path}:{p.line}" if p.line is not None else p.path
             typer.echo(f"  {where}: {_problem_text(p, report.checked)}")
+        for warning in result.warnings:
+            typer.echo(f"  warning: {warning}")
     total = sum(len(r.report.problems) for r in results)
     failing = sum(1 for r in results if r.report.problems)
     summary = f"{len(results)} campaign file{'s' if len(results) != 1 else ''} checked"
