@@ -594,3 +594,23 @@ def test_check_warns_when_the_sponsor_cannot_send(tmp_path: Path) -> None:
         "::warning file=c.md::sponsor 'default' has no from address and the file sets no 'from:': "
         "sending will be refused (set 'from' under [sponsors.default])."
     )
+
+
+@pytest.mark.postgres
+def test_check_on_postgresql_split_over_processes(pg_project: Project, monkeypatch: pytest.MonkeyPatch) -> None:
+    store = pg_project.store()
+    try:
+        _insert_leads(store, [
+            {"email": f"l{i}@x.test", "name": f"L{i}", "first_name": f"L{i}",
+             "company": ["Compilers Inc", "Other", None][i % 3], "intent_level": "hot"}
+            for i in range(12)
+        ])
+    finally:
+        store.dispose()
+    args = ("render", str(CAMPAIGNS / "check"), "--check", "--format", "github")
+    single = pg_project.run(*args)
+    monkeypatch.setattr(render_module.RecipientSource, "shards", lambda self, sponsor, audience: 3)
+    split = pg_project.run(*args)
+    assert split.exit_code == single.exit_code == 1
+    assert split.stdout == single.stdout
+    assert "(4 of 12 recipients, e.g. l0@x.test)" in split.stdout
