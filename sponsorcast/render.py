@@ -282,10 +282,12 @@ def markdown_to_html(body: str) -> tuple[str, dict[int, int]]:
     lines: dict[int, int] = {}
     html_line = 1
     last = 0
-    for match in re.finditer(rf"<!--{prefix}B(\d+)Z-->|{prefix}(\d+)Z", rendered):
+    # (inside a code block Markdown escapes the comment: &lt;!--…--&gt;)
+    restore = rf"<!--{prefix}B(\d+)Z-->|&lt;!--{prefix}B(\d+)Z--&gt;|{prefix}(\d+)Z"
+    for match in re.finditer(restore, rendered):
         before = rendered[last : match.start()]
         html_line += before.count("\n")
-        tag, body_line = tags[int(match.group(1) or match.group(2))]
+        tag, body_line = tags[int(match.group(1) or match.group(2) or match.group(3))]
         lines.setdefault(html_line, body_line)
         pieces.append(before)
         pieces.append(tag)

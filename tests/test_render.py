@@ -614,3 +614,8 @@ def test_check_on_postgresql_split_over_processes(pg_project: Project, monkeypat
     assert split.exit_code == single.exit_code == 1
     assert split.stdout == single.stdout
     assert "(4 of 12 recipients, e.g. l0@x.test)" in split.stdout
+
+
+def test_statement_lines_inside_a_code_block_are_restored() -> None:
+    html, _lines = markdown_to_html("Code:\n\n```\n{% if x %}\n{{ y }}\n{% endif %}\n```\n")
+    assert html == "<p>Code:</p>\n<pre><code>{% if x %}\n{{ y }}\n{% endif %}\n</code></pre>\n"
