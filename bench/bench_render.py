@@ -18,7 +18,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
@@ -106,9 +106,13 @@ def main() -> None:
     sizes = [int(s) for s in args.sizes.split(",")]
     campaign = Path(args.campaign).resolve()
 
-    print(f"date: {datetime.now(timezone.utc).isoformat(timespec='seconds')}")
-    print(f"machine: {platform.machine()}, {os.cpu_count()} CPUs, Python {platform.python_version()}")
-    print(f"load average before: {os.getloadavg()[0]:.2f} (other work on the machine slows wall time)")
+    print(f"date: {datetime.now(UTC).isoformat(timespec='seconds')}")
+    print(
+        f"machine: {platform.machine()}, {os.cpu_count()} CPUs, Python {platform.python_version()}"
+    )
+    print(
+        f"load average before: {os.getloadavg()[0]:.2f} (other work on the machine slows wall time)"
+    )
     print(f"campaign: {campaign.relative_to(REPO) if campaign.is_relative_to(REPO) else campaign}")
     results: dict[int, tuple[float, int]] = {}
     for size in sizes:

@@ -78,7 +78,9 @@ def load_campaign(path: Path) -> CampaignFile:
     try:
         raw = path.read_bytes()
     except OSError as exc:
-        raise CampaignFileError(f"cannot read the file: {exc.strerror or exc}.", path=path) from None
+        raise CampaignFileError(
+            f"cannot read the file: {exc.strerror or exc}.", path=path
+        ) from None
     try:
         text = raw.decode("utf-8-sig")
     except UnicodeDecodeError as exc:
@@ -99,22 +101,33 @@ def load_campaign(path: Path) -> CampaignFile:
             if key == "body" and is_markdown:
                 hint = "In a .md file the body is the text after the closing '---' line."
             raise CampaignFileError(
-                f"unknown key '{key}' (allowed: {', '.join(allowed)}).", path=path, line=line, hint=hint
+                f"unknown key '{key}' (allowed: {', '.join(allowed)}).",
+                path=path,
+                line=line,
+                hint=hint,
             )
 
     def fail(message: str, key: str, hint: str | None = None) -> CampaignFileError:
-        return CampaignFileError(message, path=path, line=lines.get(key, yaml_first_line), hint=hint)
+        return CampaignFileError(
+            message, path=path, line=lines.get(key, yaml_first_line), hint=hint
+        )
 
     if not is_markdown:
         body_value = data.get("body")
         if body_value is None:
-            raise fail("the 'body' key is missing (a .yaml campaign carries its text under body:).", "body")
+            raise fail(
+                "the 'body' key is missing (a .yaml campaign carries its text under body:).", "body"
+            )
         if not isinstance(body_value, str):
             raise fail("'body' must be text.", "body")
         body = body_value
         node = value_nodes["body"]
         # A block scalar (body: |) starts on the line after its indicator.
-        body_line = node.start_mark.line + yaml_first_line + (1 if getattr(node, "style", None) in ("|", ">") else 0)
+        body_line = (
+            node.start_mark.line
+            + yaml_first_line
+            + (1 if getattr(node, "style", None) in ("|", ">") else 0)
+        )
     assert body is not None
     if not body.strip():
         raise CampaignFileError("the body is empty.", path=path, line=body_line or None)
@@ -131,7 +144,9 @@ def load_campaign(path: Path) -> CampaignFile:
                 hint="Rename the file or set 'id:' in the front matter.",
             )
     elif not SLUG.match(campaign_id):
-        raise fail(f"id '{campaign_id}' must be a slug: lower-case letters, digits, '-' or '_'.", "id")
+        raise fail(
+            f"id '{campaign_id}' must be a slug: lower-case letters, digits, '-' or '_'.", "id"
+        )
 
     sponsor = _text(data, "sponsor", fail) or "default"
     if not re.match(r"^[a-z0-9][a-z0-9_-]{0,63}$", sponsor):
@@ -217,7 +232,9 @@ def _parse_yaml(
             line = key_node.start_mark.line + first_line
             if key in lines:
                 raise CampaignFileError(
-                    f"the key '{key}' appears twice (first on line {lines[key]}).", path=path, line=line
+                    f"the key '{key}' appears twice (first on line {lines[key]}).",
+                    path=path,
+                    line=line,
                 )
             lines[key] = line
             values[key] = value_node
@@ -268,7 +285,9 @@ def _send_at(data: dict[str, Any], nodes: dict[str, yaml.Node], fail: Any) -> da
         return None
     node = nodes["send_at"]
     raw = node.value if isinstance(node, yaml.ScalarNode) else None
-    hint = "Write a date and time, e.g. 2026-12-01T09:00:00+01:00 (or without offset for local time)."
+    hint = (
+        "Write a date and time, e.g. 2026-12-01T09:00:00+01:00 (or without offset for local time)."
+    )
     if not isinstance(raw, str) or not _DATETIME_TEXT.match(raw.strip()):
         shown = raw if isinstance(raw, str) else data.get("send_at")
         if isinstance(data.get("send_at"), date) and not isinstance(data.get("send_at"), datetime):

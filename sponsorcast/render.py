@@ -26,7 +26,8 @@ from types import TracebackType
 from typing import TYPE_CHECKING, Any, Protocol
 
 from jinja2 import StrictUndefined, TemplateSyntaxError, nodes
-from jinja2.exceptions import SecurityError, TemplateError as JinjaError
+from jinja2.exceptions import SecurityError
+from jinja2.exceptions import TemplateError as JinjaError
 from jinja2.runtime import new_context
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 
@@ -343,7 +344,9 @@ def compile_campaign(
     head_template = None
     if "{%" not in campaign.subject and _SPLIT not in campaign.subject + campaign.body:
         try:
-            head_template = _environment(False).from_string(campaign.subject + _SPLIT + campaign.body)
+            head_template = _environment(False).from_string(
+                campaign.subject + _SPLIT + campaign.body
+            )
         except TemplateSyntaxError:  # cannot happen when both parts compiled; stay on the safe path
             head_template = None
     base_vars = {
@@ -433,7 +436,9 @@ def _refuse_unsafe(tree: nodes.Template, path: Any, file_line: Any) -> None:
             path=path,
             line=file_line(lineno),
         )
-    for loader_node in tree.find_all((nodes.Extends, nodes.Include, nodes.Import, nodes.FromImport)):
+    for loader_node in tree.find_all(
+        (nodes.Extends, nodes.Include, nodes.Import, nodes.FromImport)
+    ):
         raise TemplateError(
             "extends, include and import are not available in campaign templates.",
             path=path,
@@ -496,7 +501,9 @@ def _subject_and_text(compiled: CompiledCampaign, context: dict[str, Any]) -> tu
 
 def _subject(compiled: CompiledCampaign, context: dict[str, Any]) -> str:
     line = compiled.campaign.key_lines.get("subject")
-    return _subject_text(compiled, _run(compiled.subject_template, context, compiled, lambda _l: line))
+    return _subject_text(
+        compiled, _run(compiled.subject_template, context, compiled, lambda _l: line)
+    )
 
 
 def _subject_text(compiled: CompiledCampaign, raw: str) -> str:
@@ -555,7 +562,7 @@ def _html(compiled: CompiledCampaign, context: dict[str, Any], links: Links, sub
     )
     return (
         f"{_HTML_HEAD}<title>{esc(subject)}</title>\n</head>\n<body>\n{body.rstrip()}\n"
-        f"{compiled.footer_html}<a href=\"{esc(unsubscribe, quote=True)}\">Unsubscribe</a></p>\n"
+        f'{compiled.footer_html}<a href="{esc(unsubscribe, quote=True)}">Unsubscribe</a></p>\n'
         f"{pixel_html}</body>\n</html>\n"
     )
 
@@ -564,13 +571,18 @@ def _headers(compiled: CompiledCampaign, links: Links) -> dict[str, str]:
     url = links.unsubscribe_url
     if url.startswith(("https://", "http://")):
         value = f"<{url}>"
-        if compiled.unsubscribe_mailto and compiled.unsubscribe_mailto != "mailto:?subject=unsubscribe":
+        if (
+            compiled.unsubscribe_mailto
+            and compiled.unsubscribe_mailto != "mailto:?subject=unsubscribe"
+        ):
             value += f", <{compiled.unsubscribe_mailto}>"
         return {"List-Unsubscribe": value, "List-Unsubscribe-Post": "List-Unsubscribe=One-Click"}
     return {"List-Unsubscribe": f"<{url}>"}
 
 
-def _run(template: Template, context: dict[str, Any], compiled: CompiledCampaign, file_line: Any) -> str:
+def _run(
+    template: Template, context: dict[str, Any], compiled: CompiledCampaign, file_line: Any
+) -> str:
     """Render a template without Jinja's traceback rewriting (cheap on errors, too)."""
     try:
         # shared=True: the context already holds the globals (see template_vars)
@@ -579,16 +591,20 @@ def _run(template: Template, context: dict[str, Any], compiled: CompiledCampaign
         raise
     except SecurityError as exc:
         raise SandboxRefused(
-            f"refused by the sandbox: {exc}", path=compiled.campaign.path,
+            f"refused by the sandbox: {exc}",
+            path=compiled.campaign.path,
             line=file_line(_template_line(exc.__traceback__)),
         ) from None
     except JinjaError as exc:
         raise TemplateError(
-            _message(exc), path=compiled.campaign.path, line=file_line(_template_line(exc.__traceback__))
+            _message(exc),
+            path=compiled.campaign.path,
+            line=file_line(_template_line(exc.__traceback__)),
         ) from None
     except (TypeError, ValueError, ArithmeticError, LookupError, AttributeError) as exc:
         raise TemplateError(
-            f"{type(exc).__name__}: {exc}", path=compiled.campaign.path,
+            f"{type(exc).__name__}: {exc}",
+            path=compiled.campaign.path,
             line=file_line(_template_line(exc.__traceback__)),
         ) from None
 
@@ -596,7 +612,9 @@ def _run(template: Template, context: dict[str, Any], compiled: CompiledCampaign
 def _context(template: Template, context: dict[str, Any]) -> Any:
     # shared=True and no globals: ``context`` already holds them (``base_vars``), so Jinja
     # does not copy them into every context it makes.
-    return new_context(template.environment, template.name, template.blocks, context, True, None, None)
+    return new_context(
+        template.environment, template.name, template.blocks, context, True, None, None
+    )
 
 
 def _message(exc: JinjaError) -> str:
@@ -643,7 +661,11 @@ def _collect_problems(
         if entry is None:
             # lead id orders the first recipient across shards; else the order seen
             order = recipient.get("id")
-            found[key] = [1, order if isinstance(order, int) else checked, recipient.get("email") or ""]
+            found[key] = [
+                1,
+                order if isinstance(order, int) else checked,
+                recipient.get("email") or "",
+            ]
         else:
             entry[0] += 1
 
@@ -680,7 +702,9 @@ def _report(campaign: CampaignFile, checked: int, found: _Found) -> CheckReport:
         Problem(path=k[0], line=k[1], message=k[2], count=v[0], example=v[2] or None)
         for k, v in sorted(found.items(), key=lambda item: (item[0][1] or 0, item[0][2]))
     ]
-    return CheckReport(campaign_id=campaign.id, path=str(campaign.path), checked=checked, problems=problems)
+    return CheckReport(
+        campaign_id=campaign.id, path=str(campaign.path), checked=checked, problems=problems
+    )
 
 
 def _merge(into: _Found, other: _Found) -> None:
@@ -780,7 +804,8 @@ class RecipientSource:
         except NotFound as exc:
             if self.leads_csv is not None:
                 raise NotFound(
-                    exc.message, hint=f"With --leads, sponsors come from the config: add [sponsors.{sponsor_id}]."
+                    exc.message,
+                    hint=f"With --leads, sponsors come from the config: add [sponsors.{sponsor_id}].",
                 ) from None
             raise
 
@@ -791,8 +816,19 @@ class RecipientSource:
         from sponsorcast.leads import read_csv_recipients
 
         insert = lead_table.insert().prefix_with("OR REPLACE")
-        columns = ("email", "name", "first_name", "last_name", "company", "title", "intent_level",
-                   "intent_score", "follow_up_status", "event", "fields")
+        columns = (
+            "email",
+            "name",
+            "first_name",
+            "last_name",
+            "company",
+            "title",
+            "intent_level",
+            "intent_score",
+            "follow_up_status",
+            "event",
+            "fields",
+        )
         with self.store().write() as conn:
             chunk: list[dict[str, Any]] = []
             for row in read_csv_recipients(self.leads_csv):
@@ -817,7 +853,9 @@ class RecipientSource:
         with self.store().read() as conn:
             yield from iter_recipients(conn, select_recipients(sponsor_id, audience))
 
-    def find(self, sponsor_id: str, audience: Audience, email: str | None) -> tuple[dict[str, Any], str | None]:
+    def find(
+        self, sponsor_id: str, audience: Audience, email: str | None
+    ) -> tuple[dict[str, Any], str | None]:
         """One recipient to preview: ``email``'s lead or the audience's first; and a note."""
         import sqlalchemy as sa
 
@@ -826,31 +864,54 @@ class RecipientSource:
 
         self._load_csv(sponsor_id)
         query = select_recipients(sponsor_id, audience)
-        hint = "Import leads with 'sponsorcast leads import', or preview against a CSV with --leads."
+        hint = (
+            "Import leads with 'sponsorcast leads import', or preview against a CSV with --leads."
+        )
         with self.store().read() as conn:
             if email is None:
                 row = conn.execute(query.limit(1)).mappings().first()
                 if row is None:
-                    raise NotFound(f"The audience ({audience.type}) of sponsor '{sponsor_id}' has no leads to preview.", hint=hint)
+                    raise NotFound(
+                        f"The audience ({audience.type}) of sponsor '{sponsor_id}' has no leads to preview.",
+                        hint=hint,
+                    )
                 return recipient(dict(row)), None
             wanted = email.strip().lower()
-            row = conn.execute(query.where(sa.func.lower(lead_table.c.email) == wanted).limit(1)).mappings().first()
+            row = (
+                conn.execute(query.where(sa.func.lower(lead_table.c.email) == wanted).limit(1))
+                .mappings()
+                .first()
+            )
             if row is not None:
                 return recipient(dict(row)), None
             cols = [lead_table.c[name] for name in RECIPIENT_COLUMNS]
-            any_row = conn.execute(
-                sa.select(*cols).where(lead_table.c.sponsor_id == sponsor_id,
-                                       sa.func.lower(lead_table.c.email) == wanted).limit(1)
-            ).mappings().first()
+            any_row = (
+                conn.execute(
+                    sa.select(*cols)
+                    .where(
+                        lead_table.c.sponsor_id == sponsor_id,
+                        sa.func.lower(lead_table.c.email) == wanted,
+                    )
+                    .limit(1)
+                )
+                .mappings()
+                .first()
+            )
             if any_row is None:
                 raise NotFound(f"No lead {email} for sponsor '{sponsor_id}'.", hint=hint)
-            return recipient(dict(any_row)), f"{email} is not in this campaign's audience ({audience.type})."
+            return recipient(
+                dict(any_row)
+            ), f"{email} is not in this campaign's audience ({audience.type})."
 
     def shards(self, sponsor_id: str, audience: Audience) -> int:
         """In how many processes to check this audience: 1 unless it is large and in the store."""
         import os
 
-        cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+        cpus = (
+            len(os.sched_getaffinity(0))
+            if hasattr(os, "sched_getaffinity")
+            else os.cpu_count() or 1
+        )
         if self.leads_csv is not None or cpus < 2:
             return 1  # an in-memory CSV store cannot be shared with other processes
         from sponsorcast.audience import count_recipients
@@ -870,7 +931,8 @@ def preview_campaign(path: Path, source: RecipientSource, to: str | None = None)
     """Render one campaign file for one recipient (``to``, else the audience's first)."""
     campaign = load_campaign(path)
     compiled = compile_campaign(
-        campaign, source.sponsor(campaign.sponsor),
+        campaign,
+        source.sponsor(campaign.sponsor),
         unsubscribe_mailto=source.config.tracking.unsubscribe_mailto,
     )
     lead, note = source.find(campaign.sponsor, campaign.audience, to)
@@ -878,8 +940,13 @@ def preview_campaign(path: Path, source: RecipientSource, to: str | None = None)
     name = lead.get("name")
     to_header = f"{name} <{lead['email']}>" if name else str(lead["email"])
     return Preview(
-        campaign_id=campaign.id, path=str(path), to=to_header, from_address=compiled.from_address,
-        reply_to=compiled.reply_to, message=message, note=note,
+        campaign_id=campaign.id,
+        path=str(path),
+        to=to_header,
+        from_address=compiled.from_address,
+        reply_to=compiled.reply_to,
+        message=message,
+        note=note,
     )
 
 
@@ -894,7 +961,8 @@ def check_campaign_file(path: Path, source: RecipientSource) -> CheckResult:
     try:
         campaign = load_campaign(path)
         compiled = compile_campaign(
-            campaign, source.sponsor(campaign.sponsor),
+            campaign,
+            source.sponsor(campaign.sponsor),
             unsubscribe_mailto=source.config.tracking.unsubscribe_mailto,
         )
         warnings = sending_warnings(compiled)
@@ -909,7 +977,9 @@ def check_campaign_file(path: Path, source: RecipientSource) -> CheckResult:
         line = exc.line if isinstance(exc, InputFileError) else None
         reason = exc.reason if isinstance(exc, InputFileError) else exc.message
         problem = Problem(path=str(path), line=line, message=reason, count=0)
-        return CheckResult(CheckReport(campaign_id=path.stem, path=str(path), problems=[problem]), invalid=True)
+        return CheckResult(
+            CheckReport(campaign_id=path.stem, path=str(path), problems=[problem]), invalid=True
+        )
 
 
 def sending_warnings(compiled: CompiledCampaign) -> list[str]:
@@ -935,7 +1005,9 @@ PARALLEL_MIN_RECIPIENTS = 50_000  # below this, starting a process costs more th
 MAX_SHARDS = 4
 
 
-def _check_in_parallel(compiled: CompiledCampaign, source: RecipientSource, shards: int) -> CheckReport:
+def _check_in_parallel(
+    compiled: CompiledCampaign, source: RecipientSource, shards: int
+) -> CheckReport:
     import json
     import os
     import subprocess
@@ -945,7 +1017,10 @@ def _check_in_parallel(compiled: CompiledCampaign, source: RecipientSource, shar
     sponsor = source.sponsor(campaign.sponsor)
     job = _ShardJob(
         store_url=source.config.store_url,
-        sponsor={k: getattr(sponsor, k) for k in ("id", "name", "from_address", "reply_to", "postal_address")},
+        sponsor={
+            k: getattr(sponsor, k)
+            for k in ("id", "name", "from_address", "reply_to", "postal_address")
+        },
         path=str(campaign.path),
         content_hash=campaign.content_hash,
         unsubscribe_mailto=source.config.tracking.unsubscribe_mailto,
@@ -958,9 +1033,14 @@ def _check_in_parallel(compiled: CompiledCampaign, source: RecipientSource, shar
     workers: list[tuple[int, subprocess.Popen[bytes]]] = []
     for shard in range(1, shards):
         proc = subprocess.Popen(
-            [sys.executable, "-c", "from sponsorcast.render import shard_worker; shard_worker()",
-             json.dumps({**job.__dict__, "shard": shard})],
-            stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+            [
+                sys.executable,
+                "-c",
+                "from sponsorcast.render import shard_worker; shard_worker()",
+                json.dumps({**job.__dict__, "shard": shard}),
+            ],
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
             stderr=None if debug else subprocess.DEVNULL,  # a crash is handled: see below
         )
         workers.append((shard, proc))
@@ -978,7 +1058,10 @@ def _check_in_parallel(compiled: CompiledCampaign, source: RecipientSource, shar
                 raise _ShardFailure(**answer["error"]).error()
             else:
                 more = answer["checked"]
-                their = {(p, line, msg): [n, order, email] for p, line, msg, n, order, email in answer["found"]}
+                their = {
+                    (p, line, msg): [n, order, email]
+                    for p, line, msg, n, order, email in answer["found"]
+                }
             checked += more
             _merge(found, their)
     finally:
@@ -1026,11 +1109,25 @@ def shard_worker() -> None:
             "found": [[*key, *value] for key, value in found.items()],
         }
     except InputFileError as exc:
-        answer = {"error": {"kind": type(exc).__name__, "reason": exc.reason, "path": exc.path,
-                            "line": exc.line, "hint": exc.hint}}
+        answer = {
+            "error": {
+                "kind": type(exc).__name__,
+                "reason": exc.reason,
+                "path": exc.path,
+                "line": exc.line,
+                "hint": exc.hint,
+            }
+        }
     except SponsorcastError as exc:
-        answer = {"error": {"kind": type(exc).__name__, "reason": exc.message, "path": None,
-                            "line": None, "hint": exc.hint}}
+        answer = {
+            "error": {
+                "kind": type(exc).__name__,
+                "reason": exc.message,
+                "path": None,
+                "line": None,
+                "hint": exc.hint,
+            }
+        }
     sys.stdout.write(json.dumps(answer))
 
 
@@ -1047,7 +1144,11 @@ class _ShardJob:
 
 
 def _check_shard(
-    job: _ShardJob, shard: int, *, compiled: CompiledCampaign | None = None, store: Store | None = None
+    job: _ShardJob,
+    shard: int,
+    *,
+    compiled: CompiledCampaign | None = None,
+    store: Store | None = None,
 ) -> tuple[int, _Found]:
     """Check the audience's leads whose id modulo ``job.shards`` is ``shard``."""
     from pathlib import Path

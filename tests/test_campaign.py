@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import sqlite3
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 
 import pytest
@@ -42,7 +42,7 @@ def test_yaml_campaign_with_block_body() -> None:
     campaign = load_campaign(CAMPAIGNS / "spring.yaml")
     assert campaign.id == "spring-yaml"
     assert campaign.audience == Audience(type="custom", filter={"intent_score_min": 50})
-    assert campaign.send_at == datetime(2026, 12, 1, 8, 0, tzinfo=timezone.utc)
+    assert campaign.send_at == datetime(2026, 12, 1, 8, 0, tzinfo=UTC)
     assert campaign.send_at.utcoffset() == timedelta(hours=1)
     assert campaign.body == "Hi {{ first_name }},\n\nThis line uses {{ nope }}.\n"
     assert campaign.body_line == 10  # the line after "body: |"
@@ -62,7 +62,7 @@ def test_yaml_template_error_points_at_the_file_line() -> None:
     ("value", "expected"),
     [
         ("2026-12-01T09:00:00+01:00", datetime(2026, 12, 1, 9, tzinfo=timezone(timedelta(hours=1)))),
-        ("2026-12-01T08:00:00Z", datetime(2026, 12, 1, 8, tzinfo=timezone.utc)),
+        ("2026-12-01T08:00:00Z", datetime(2026, 12, 1, 8, tzinfo=UTC)),
         ("2026-12-01 09:30", datetime(2026, 12, 1, 9, 30)),  # naive: local time
         ('"2026-12-01T09:00"', datetime(2026, 12, 1, 9, 0)),
     ],

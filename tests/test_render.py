@@ -115,7 +115,7 @@ def test_statement_lines_wrap_whole_html_blocks() -> None:
         "Hi\n\n{% for t in tags %}\n- {{ t }}\n{% endfor %}\n\n"
         "{% if company %}\nThanks {{ company }}!\n\nMore.\n{% else %}\nHi anyway.\n{% endif %}\n"
     )
-    html, lines = markdown_to_html(body)
+    html, _lines = markdown_to_html(body)
     assert html == (
         "<p>Hi</p>\n<ul>\n{% for t in tags %}\n<li>{{ t }}</li>\n{% endfor %}\n</ul>\n"
         "{% if company %}\n<p>Thanks {{ company }}!</p>\n<p>More.</p>\n{% else %}\n<p>Hi anyway.</p>\n"

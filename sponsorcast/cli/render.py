@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from enum import Enum
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Optional
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
@@ -28,23 +28,43 @@ class Format(str, Enum):
 def render(
     campaigns: Annotated[
         list[Path],
-        typer.Argument(metavar="CAMPAIGN", show_default=False, help="Campaign files (.md, .yaml) or directories of them."),
+        typer.Argument(
+            metavar="CAMPAIGN",
+            show_default=False,
+            help="Campaign files (.md, .yaml) or directories of them.",
+        ),
     ],
     to: Annotated[
-        Optional[str], typer.Option("--to", metavar="EMAIL", help="Preview this lead (default: the audience's first).")
+        str | None,
+        typer.Option(
+            "--to", metavar="EMAIL", help="Preview this lead (default: the audience's first)."
+        ),
     ] = None,
     check: Annotated[
-        bool, typer.Option("--check", help="Render every recipient and list every problem (exit 1 if any).")
+        bool,
+        typer.Option(
+            "--check", help="Render every recipient and list every problem (exit 1 if any)."
+        ),
     ] = False,
     leads: Annotated[
-        Optional[Path],
-        typer.Option("--leads", metavar="CSV", help="Take recipients from this CSV instead of the store (the store is not touched)."),
+        Path | None,
+        typer.Option(
+            "--leads",
+            metavar="CSV",
+            help="Take recipients from this CSV instead of the store (the store is not touched).",
+        ),
     ] = None,
     format_: Annotated[
-        Format, typer.Option("--format", help="text, json, or github (::error annotations for GitHub Actions).")
+        Format,
+        typer.Option(
+            "--format", help="text, json, or github (::error annotations for GitHub Actions)."
+        ),
     ] = Format.text,
     html: Annotated[
-        Optional[Path], typer.Option("--html", metavar="FILE", help="Write the HTML part to FILE instead of printing it.")
+        Path | None,
+        typer.Option(
+            "--html", metavar="FILE", help="Write the HTML part to FILE instead of printing it."
+        ),
     ] = None,
 ) -> None:
     """Show a campaign's email for one recipient, or check that it renders for every recipient."""
@@ -72,7 +92,10 @@ def render(
     finally:
         source.close()
     if html:
-        html.write_text(previews[0].message.html, encoding="utf-8")
+        try:
+            html.write_text(previews[0].message.html, encoding="utf-8")
+        except OSError as exc:
+            raise BadInput(f"Cannot write {html}: {exc.strerror or exc}.") from None
     if format_ is Format.json:
         data = [p.as_dict() for p in previews]
         console.print_json(data[0] if len(data) == 1 else data)
@@ -141,7 +164,9 @@ def _print_check(results: list[CheckResult], format_: Format) -> None:
     total = sum(len(r.report.problems) for r in results)
     failing = sum(1 for r in results if r.report.problems)
     summary = f"{len(results)} campaign file{'s' if len(results) != 1 else ''} checked"
-    summary += f": {total} problem{'s' if total != 1 else ''} in {failing}." if total else ": no problems."
+    summary += (
+        f": {total} problem{'s' if total != 1 else ''} in {failing}." if total else ": no problems."
+    )
     typer.echo(summary)
 
 
