@@ -277,3 +277,26 @@ def test_batch_claims_on_postgres_use_for_update_skip_locked(pg_project: Project
               and "lease_owner LIKE" not in s]  # (that one looks for batches of dead local processes)
     assert len(claims) >= 3  # 250 leads in batches of 100, and the claim that finds nothing left
     assert all(s.endswith("FOR UPDATE SKIP LOCKED") for s in claims), claims
+
+
+@pytest.mark.parametrize(("ci", "outcome", "message"), [
+    ("", "1 skipped", "SPONSORCAST_TEST_PG is unset: PostgreSQL tests skipped"),
+    ("true", "1 error", "CI is set but SPONSORCAST_TEST_PG is not: the PostgreSQL tests must run in CI"),
+])
+def test_without_a_server_postgres_tests_skip_but_never_in_ci(ci: str, outcome: str, message: str) -> None:
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parent.parent
+    env = {k: v for k, v in os.environ.items() if k not in ("SPONSORCAST_TEST_PG", "CI")}
+    env["CI"] = ci
+    done = subprocess.run(
+        [sys.executable, "-m", "pytest", "-q", "-rsE", "-p", "no:cacheprovider",
+         "tests/test_postgres_store.py::test_unknown_database_and_role_are_named"],
+        cwd=root, env=env, capture_output=True, text=True, timeout=120,
+    )
+    assert outcome in done.stdout, done.stdout[-2000:]
+    assert message in done.stdout
+    assert done.returncode == (0 if not ci else 1)
