@@ -322,7 +322,8 @@ def compile_campaign(
     body_offset = campaign.body_line - 1
 
     subject_template = _compile(campaign.subject, False, path, lambda line: subject_line)
-    text_template = _compile(campaign.body, False, path, lambda line: line + body_offset)
+    text_body = _text_source(campaign.body)
+    text_template = _compile(text_body, False, path, lambda line: line + body_offset)
     html_source, html_lines = markdown_to_html(campaign.body)
     html_template = _compile(
         html_source, True, path, lambda line: _html_file_line(html_lines, line, campaign.body_line)
@@ -344,9 +345,7 @@ def compile_campaign(
     head_template = None
     if "{%" not in campaign.subject and _SPLIT not in campaign.subject + campaign.body:
         try:
-            head_template = _environment(False).from_string(
-                campaign.subject + _SPLIT + campaign.body
-            )
+            head_template = _environment(False).from_string(campaign.subject + _SPLIT + text_body)
         except TemplateSyntaxError:  # cannot happen when both parts compiled; stay on the safe path
             head_template = None
     base_vars = {
@@ -373,6 +372,20 @@ def compile_campaign(
         footer_html='<hr>\n<p style="color:#666666;font-size:12px">'
         + (html_lib.escape(sponsor.postal_address) + "<br>\n" if sponsor.postal_address else ""),
     )
+
+
+_STATEMENT_LINE = re.compile(r"(?m)^[ \t]*((?:(?:\{%[^\n]*?%\}|\{#[^\n]*?#\})[ \t]*)+)\n")
+
+
+def _text_source(body: str) -> str:
+    """The text part's template: a line holding only statements leaves no empty line behind.
+
+    Its newline moves into a Jinja comment (``{#⏎#}``), so the output loses it while the
+    template keeps its line count and errors keep their file lines.
+    """
+    if re.search(r"\{%-?\s*raw\b", body):  # inside {% raw %} a comment would be printed
+        return body
+    return _STATEMENT_LINE.sub(lambda m: m.group(1).rstrip() + "{#\n#}", body)
 
 
 def mailto_unsubscribe(address: str) -> str:

@@ -124,8 +124,8 @@ def test_statement_lines_wrap_whole_html_blocks() -> None:
     compiled = compile_campaign(replace(load_campaign(CAMPAIGNS / "golden.md"), body=body), SPONSOR)
     message = render_message(compiled, {**ADA, "tags": ["a", "b"]}, compiled.default_links)
     assert "<ul>\n\n<li>a</li>\n\n<li>b</li>\n\n</ul>\n\n<p>Thanks Analytical Engines &amp; Co!</p>" in message.html
-    # the text part keeps the body as written; runs of blank lines collapse to one
-    assert message.text.startswith("Hi\n\n- a\n\n- b\n\nThanks Analytical Engines & Co!\n\nMore.\n")
+    # in the text part, lines holding only statements leave nothing behind: one tight list
+    assert message.text.startswith("Hi\n\n- a\n- b\n\nThanks Analytical Engines & Co!\n\nMore.\n\n-- \n")
 
 
 def test_values_are_html_escaped_in_html_but_not_in_text() -> None:
@@ -619,3 +619,14 @@ def test_check_on_postgresql_split_over_processes(pg_project: Project, monkeypat
 def test_statement_lines_inside_a_code_block_are_restored() -> None:
     html, _lines = markdown_to_html("Code:\n\n```\n{% if x %}\n{{ y }}\n{% endif %}\n```\n")
     assert html == "<p>Code:</p>\n<pre><code>{% if x %}\n{{ y }}\n{% endif %}\n</code></pre>\n"
+
+
+def test_statement_lines_keep_error_lines_in_the_text_part() -> None:
+    body = "Hi\n{% if true %}\n  {% for t in tags %}\n- {{ t }}\n{% endfor %}\n{% endif %}\n{{ nope }}\n"
+    campaign = replace(load_campaign(CAMPAIGNS / "golden.md"), body=body)
+    compiled = compile_campaign(campaign, SPONSOR)
+    with pytest.raises(TemplateError) as info:
+        render_message(compiled, {**ADA, "tags": ["a"]}, compiled.default_links)
+    assert info.value.line == campaign.body_line + 6
+    raw = compile_campaign(replace(campaign, body="{% raw %}\n{{ x }}\n{% endraw %}\nok\n"), SPONSOR)
+    assert render_message(raw, ADA, raw.default_links).text.startswith("{{ x }}\n\nok\n")  # no {# #}
