@@ -95,8 +95,8 @@ def test_penalise_holds_every_waiting_caller() -> None:
         return first, await waiting
 
     first, later = asyncio.run(scenario())
-    assert min(later) - first >= 0.3 - 0.01
-    assert later[-1] - later[0] >= 3 / (50 * SAFETY) - 0.01
+    assert min(later) - first >= 0.3
+    assert later[-1] - first >= 0.3 + 3 / (50 * SAFETY) - 0.001  # then paced again
 
 
 def test_lower_limit_respaces_slots_already_handed_out() -> None:
@@ -218,4 +218,4 @@ def test_a_stalled_event_loop_cannot_cause_a_burst() -> None:
 
     times = asyncio.run(scenario())
     assert most_in_any_window(times) <= 10
-    assert len(times) >= 20  # and it kept going
+    assert len(times) >= 15  # and it kept going (about 21 on an idle machine)
