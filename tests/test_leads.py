@@ -108,6 +108,24 @@ def test_encoding_option_and_source_properties() -> None:
     assert utf8.headers()[0] == "E-mail"  # the BOM is not part of the first header
 
 
+def test_excel_unicode_text_and_sep_line(project: Project, store: Store) -> None:
+    """Excel's "Unicode Text" (UTF-16 with BOM, tabs) and a leading "sep=;" line."""
+    (project.path / "unicode.txt").write_bytes(
+        "Email\tName\r\nzoe@example.com\tZoë Müller\r\n".encode("utf-16"))
+    (project.path / "sep.csv").write_text("sep=;\nEmail;Name\nrenee@example.fr;Renée Dubois\nbad;X\n",
+                                          encoding="utf-8")
+    assert project.run("leads", "import", "unicode.txt").exit_code == 0
+    result = project.run("leads", "import", "sep.csv")
+    assert result.exit_code == 2
+    assert "sep.csv: row 4: 'bad' is not a valid email address" in result.stderr  # "sep=" is row 1
+    assert project.run("leads", "import", "sep.csv", "--rejects", "r.csv").exit_code == 0
+    got = leads(store)
+    assert (got["zoe@example.com"]["first_name"], got["zoe@example.com"]["last_name"]) == ("Zoë", "Müller")
+    assert got["renee@example.fr"]["name"] == "Renée Dubois"
+    assert (project.path / "r.csv").read_text(encoding="utf-8") == (
+        "Email;Name;reason\nbad;X;'bad' is not a valid email address (An email address must have an @-sign.)\n")
+
+
 def test_wrong_encoding_named_is_a_clear_error(project: Project, store: Store) -> None:
     result = project.run("leads", "import", copy(project, "leads_excel_cp1252.csv"), "--encoding", "utf-8")
     assert result.exit_code == 2
