@@ -4,7 +4,8 @@ It behaves like Resend where sponsorcast depends on it:
 
 - ``POST /emails``, ``POST /emails/batch`` (``x-batch-validation: strict`` by default, or
   ``permissive``: valid emails accepted, ``errors: [{index, message}]`` for the others),
-  ``GET /emails/{id}`` (``last_event`` settable by tests);
+  ``GET /emails/{id}`` (``last_event`` settable by tests), ``GET /domains`` (401
+  ``restricted_api_key`` for a sending-only key: ``key_access="sending_access"``);
 - auth: ``Authorization: Bearer <api_key>`` (401 ``missing_api_key`` / 403
   ``invalid_api_key``), and 403 without a ``User-Agent``;
 - a per-second request limit ``rate`` in fixed one-second windows of the wall clock: the
@@ -75,6 +76,8 @@ class FakeConfig:
     keep_bodies: bool = False  # keep html/text of accepted emails (memory)
     keep_details: bool = True  # keep from/reply_to/headers/tags (off for huge benchmarks)
     default_last_event: str = "sent"
+    key_access: str = "full_access"  # or "sending_access": 401 restricted_api_key on /domains
+    domains: tuple[str, ...] = ("example.com",)  # verified sending domains for GET /domains
     seed: int | None = None
 
 
@@ -408,6 +411,8 @@ class _Handler(BaseHTTPRequestHandler):
             return
         if method == "GET" and path.startswith("/emails/") and path.count("/") == 2:
             self._get_email(unquote(path.rsplit("/", 1)[1]), headers)
+        elif method == "GET" and path == "/domains":
+            self._list_domains(config, headers)
         elif path in ("/emails", "/emails/batch") or path.startswith("/emails/"):
             self._error(_Answer(405, "method_not_allowed", "Method is not allowed."), headers)
         else:
@@ -594,6 +599,15 @@ class _Handler(BaseHTTPRequestHandler):
                 answer["errors"] = errors
             return 200, json.dumps(answer).encode()
         return 200, json.dumps({"id": ids[0]}).encode()
+
+    def _list_domains(self, config: FakeConfig, headers: dict[str, str]) -> None:
+        if config.key_access != "full_access":
+            self._error(_Answer(401, "restricted_api_key",
+                                "This API key is restricted to only send emails."), headers)
+            return
+        self._send(200, {"object": "list", "data": [
+            {"object": "domain", "id": str(uuid.uuid5(uuid.NAMESPACE_DNS, name)), "name": name,
+             "status": "verified", "region": "us-east-1"} for name in config.domains]}, headers)
 
     def _get_email(self, message_id: str, headers: dict[str, str]) -> None:
         state = self.server.state

@@ -75,6 +75,15 @@ def test_single_send_is_recorded_and_queryable(fake_resend: FakeResend) -> None:
     assert error_of(missing) == (404, "not_found")
 
 
+def test_domains_and_sending_only_keys(fake_resend: FakeResend) -> None:
+    listed = httpx.get(f"{fake_resend.url}/domains", headers=headers(fake_resend))
+    assert [d["name"] for d in listed.json()["data"]] == ["example.com"]
+    fake_resend.configure(key_access="sending_access")
+    refused = httpx.get(f"{fake_resend.url}/domains", headers=headers(fake_resend))
+    assert error_of(refused) == (401, "restricted_api_key")
+    assert post(fake_resend, "/emails", EMAIL, **headers(fake_resend)).status_code == 200
+
+
 def test_strict_batch_rejects_everything_for_one_bad_address(fake_resend: FakeResend) -> None:
     answer = post(fake_resend, "/emails/batch", [EMAIL, BAD_TO], **headers(fake_resend, "b"))
     assert error_of(answer) == (422, "validation_error")
