@@ -931,6 +931,8 @@ class _Upserter:
 
         fields_proc = processor("fields")
         self.fields_value: Callable[[Any], Any] = fields_proc if fields_proc is not None else (lambda v: v)
+        if fields_proc is not None and all(fields_proc(d) == fields_json(d) for d in _JSON_PROBES):
+            self.fields_value = fields_json  # the column serialises as json.dumps does
         now = utcnow()
         self.now = prepared("updated_at", now)
         self.source = prepared("source", source)
@@ -1145,6 +1147,19 @@ class _Upserter:
 
 
 _UNCHANGED = 1
+_JSON_SAFE = re.compile(r'[ !#-\[\]-~]*\Z').match  # printable ASCII but " and \
+_JSON_PROBES: tuple[dict[str, Any], ...] = ({}, {"Booth": "B1", "Notes": ""}, {"a": 1, "é": "\"x\"\n"})
+
+
+def fields_json(fields: Mapping[str, Any]) -> str:
+    """``json.dumps(fields)``, byte for byte, with a fast path for plain text values
+    (the usual CSV case), which json.dumps takes ~2 µs for."""
+    parts = []
+    for key, value in fields.items():
+        if value.__class__ is not str or key.__class__ is not str or not _JSON_SAFE(key) or not _JSON_SAFE(value):
+            return json.dumps(fields)
+        parts.append(f'"{key}": "{value}"')
+    return "{" + ", ".join(parts) + "}"
 
 
 def _digest(values: Mapping[str, Any]) -> int:

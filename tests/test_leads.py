@@ -438,6 +438,18 @@ def test_fast_email_check_agrees_with_email_validator(raw: str) -> None:
             assert normalise_email(raw) == expected
 
 
+@pytest.mark.parametrize(
+    "fields",
+    [{}, {"Booth": "B12", "Notes": ""}, {"q": 'say "hi"'}, {"b": "back\\slash"}, {"Zoë": "x"},
+     {"x": "Müller"}, {"tab": "a\tb"}, {"del": "\x7f"}, {"n": 1, "f": 1.5, "t": True, "z": None},
+     {"l": ["a", "b"]}, {"~": "[{}]!#"}],
+)
+def test_fields_json_is_json_dumps(fields: dict[str, Any]) -> None:
+    from sponsorcast.leads import fields_json
+
+    assert fields_json(fields) == json.dumps(fields)
+
+
 def test_split_name() -> None:
     assert split_name("Ada Lovelace") == ("Ada", "Lovelace")
     assert split_name("Ada King Lovelace") == ("Ada", "King Lovelace")
