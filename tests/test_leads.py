@@ -27,6 +27,7 @@ from sponsorcast.leads import (
 )
 from sponsorcast.store import Store
 from tests.conftest import DATA, Project
+from tests.pg import both_store_backends  # noqa: F401 - every project test runs on SQLite and PostgreSQL
 
 FIXED = datetime(2026, 1, 2, 3, 4, 5, tzinfo=timezone.utc)
 
@@ -391,14 +392,14 @@ def test_unknown_sponsor_and_postgres_options(project: Project, store: Store) ->
     assert count(store) == 0
 
 
-def test_library_import_report_and_errors(store: Store) -> None:
+def test_library_import_report_and_errors(store: Store, tmp_path: Path) -> None:
     src = CsvSource(DATA / "leads_broken.csv")
     with pytest.raises(LeadsFileError) as err:
         import_leads(store, src)
     assert err.value.reason.startswith("row 4: 'bob@' is not a valid email address")
     with pytest.raises(NotFound):
         import_leads(store, src, sponsor_id="ghost")
-    report = import_leads(store, src, rejects_path=store.url.split("///")[1] + ".rejects.csv",
+    report = import_leads(store, src, rejects_path=tmp_path / "rejects.csv",
                           sponsor_id="default", mapping={"Name": "name"})
     assert (report.inserted, report.rejected, report.rows) == (3, 3, 6)
     assert [r for r, _ in report.rejects] == [4, 6, 7]
