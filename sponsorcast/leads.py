@@ -587,8 +587,15 @@ def split_tags(value: Any) -> list[str]:
     """Tags from one cell (``a;b`` or ``a,b``) or an array value; trimmed, empties dropped."""
     if value is None:
         return []
+    if value.__class__ is str:  # one cell: the common case
+        tags: list[str] = []
+        for tag in value.replace(";", ",").split(","):
+            tag = tag.strip()
+            if tag and tag not in tags:
+                tags.append(tag)
+        return tags
     items = value if isinstance(value, (list, tuple)) else [value]
-    tags: list[str] = []
+    tags = []
     for item in items:
         if item is None:
             continue
