@@ -506,21 +506,19 @@ class _Handler(BaseHTTPRequestHandler):
         if conflict is not None:  # answered at once: no processing time
             self._error(conflict, headers)
             return
-        if stored is None:
-            self._pause(config)
-        marked = key is not None and stored is None
-        if self._inject_failure(headers):
-            if marked:
-                with state.lock:
-                    state.in_flight_keys.discard(str(key))
-            return
         if stored is not None:  # a replay from the idempotency cache: answered at once
+            if self._inject_failure(headers):
+                return
             with state.lock:
                 state.counters["replays"] += 1
             self._send(stored.status, None, headers, raw=stored.body)
             return
         lose = False
-        try:
+        try:  # new work: the key is taken until this ends, however it ends (a client killed
+            # mid-request makes writing the answer fail)
+            self._pause(config)
+            if self._inject_failure(headers):
+                return
             status, answer = self._accept(path, body, key)
             with state.lock:
                 if status == 200:

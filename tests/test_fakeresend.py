@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import http.client
+import json
+import socket
+import struct
 import subprocess
 import sys
 import threading
@@ -195,6 +198,32 @@ def test_lost_answer_is_accepted_then_replayed(fake_resend: FakeResend) -> None:
     assert again.json()["data"][0]["id"] == fake_resend.accepted[0].id
     assert len(fake_resend.accepted) == 1
     assert fake_resend.counters["lost"] == 1
+
+
+def hang_up_during(fake: FakeResend, key: str) -> None:
+    """Send a request and reset the connection before the answer (a SIGKILLed sender)."""
+    host, port = fake.url.removeprefix("http://").split(":")
+    body = json.dumps(EMAIL).encode()
+    head = (f"POST /emails HTTP/1.1\r\nHost: {host}\r\nContent-Type: application/json\r\n"
+            f"Content-Length: {len(body)}\r\nIdempotency-Key: {key}\r\n"
+            + "".join(f"{k}: {v}\r\n" for k, v in headers(fake).items()) + "\r\n")
+    with socket.create_connection((host, int(port))) as conn:
+        conn.sendall(head.encode() + body)
+        time.sleep(0.1)
+        conn.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+
+
+@pytest.mark.parametrize("fault", [{"fail_next": 1}, {}])
+def test_a_client_killed_mid_request_does_not_keep_its_key(fake_resend: FakeResend,
+                                                            fault: dict[str, int]) -> None:
+    fake_resend.configure(latency=0.3, **fault)
+    hang_up_during(fake_resend, "killed")
+    time.sleep(0.5)  # the stand-in finished (and failed to write its answer)
+    fake_resend.configure(latency=0.0)
+    again = httpx.post(f"{fake_resend.url}/emails", content=json.dumps(EMAIL).encode(),
+                       headers=headers(fake_resend, "killed"))
+    assert again.status_code == 200  # not 409 concurrent_idempotent_requests for ever
+    assert len(fake_resend.accepted) == 1
 
 
 def test_injected_server_errors_send_nothing(fake_resend: FakeResend) -> None:
