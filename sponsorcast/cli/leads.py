@@ -25,15 +25,16 @@ TABLE_HEADERS = {"intent_level": "intent", "intent_score": "score", "follow_up_s
 REJECTS_SHOWN = 20
 PROGRESS_EVERY = 100_000  # rows between plain log lines when not on a terminal
 
-SponsorOpt = Annotated[str, typer.Option("--sponsor", "-s", help="Sponsor id.")]
+SponsorOpt = Annotated[str, typer.Option("--sponsor", "-s", metavar="ID", help="Sponsor id.")]
 AudienceOpt = Annotated[
     Optional[str],
-    typer.Option("--audience", "-a", help="all | hot | warm | cold | new | contacted | custom."),
+    typer.Option("--audience", "-a", metavar="TYPE", help="all | hot | warm | cold | new | contacted | custom."),
 ]
 FilterOpt = Annotated[
     Optional[list[str]],
     typer.Option(
         "--filter",
+        metavar="KEY=VALUE",
         help="Custom audience filter KEY=VALUE (repeatable): intent_level, follow_up_status, "
         "intent_score_min, intent_score_max, tags, tags_any, event; lists comma-separated.",
     ),
@@ -43,22 +44,22 @@ FilterOpt = Annotated[
 @leads_app.command("import")
 @handle_errors
 def import_(
-    source: Annotated[str, typer.Argument(metavar="SOURCE", help="A CSV file, or a postgresql:// URL.")],
+    source: Annotated[str, typer.Argument(metavar="SOURCE", help="A CSV file, or a postgresql:// URL.", show_default=False)],
     sponsor: SponsorOpt = "default",
     map_: Annotated[
-        Optional[list[str]], typer.Option("--map", help='Map a column: "Work Email=email" (repeatable).')
+        Optional[list[str]], typer.Option("--map", metavar="COLUMN=FIELD", help='Map a column: "Work Email=email" (repeatable).')
     ] = None,
-    tag: Annotated[Optional[list[str]], typer.Option("--tag", help="Add this tag to every lead (repeatable).")] = None,
+    tag: Annotated[Optional[list[str]], typer.Option("--tag", metavar="TAG", help="Add this tag to every lead (repeatable).")] = None,
     encoding: Annotated[
-        Optional[str], typer.Option("--encoding", help="The CSV's encoding (default: detected).")
+        Optional[str], typer.Option("--encoding", metavar="NAME", help="The CSV's encoding (default: detected).")
     ] = None,
     rejects: Annotated[
         Optional[Path],
-        typer.Option("--rejects", help="Import the valid rows; write bad ones to this CSV with a reason."),
+        typer.Option("--rejects", metavar="FILE", help="Import the valid rows; write bad ones to this CSV with a reason."),
     ] = None,
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Report what would happen; write nothing.")] = False,
-    table: Annotated[Optional[str], typer.Option("--table", help="PostgreSQL source: the table to read.")] = None,
-    query: Annotated[Optional[str], typer.Option("--query", help="PostgreSQL source: the SELECT to run.")] = None,
+    table: Annotated[Optional[str], typer.Option("--table", metavar="NAME", help="PostgreSQL source: the table to read.")] = None,
+    query: Annotated[Optional[str], typer.Option("--query", metavar="SQL", help="PostgreSQL source: the SELECT to run.")] = None,
     json_: Annotated[bool, typer.Option("--json", help="Machine-readable report.")] = False,
 ) -> None:
     """Upsert leads by email from a CSV file (or PostgreSQL); atomic unless --rejects."""
@@ -162,7 +163,7 @@ def list_(
     sponsor: SponsorOpt = "default",
     audience: AudienceOpt = None,
     filter_: FilterOpt = None,
-    limit: Annotated[Optional[int], typer.Option("--limit", min=1, help="At most N leads.")] = None,
+    limit: Annotated[Optional[int], typer.Option("--limit", min=1, metavar="N", help="At most N leads.")] = None,
     json_: Annotated[bool, typer.Option("--json", help="JSON list of lead objects.")] = False,
     csv_: Annotated[bool, typer.Option("--csv", help="CSV with a header.")] = False,
 ) -> None:
