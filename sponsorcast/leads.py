@@ -542,7 +542,8 @@ def normalise_email(value: str) -> str:
         if cached is not None:
             norm_domain, ascii_domain = cached
             # email-validator's length rules: 254 UTF-8 bytes, original and normalised forms
-            if (len(email) <= 254 and len(local) + 1 + len(norm_domain.encode()) <= 254
+            original = len(email) if email.isascii() else len(email.encode())
+            if (original <= 254 and len(local) + 1 + len(norm_domain.encode()) <= 254
                     and len(local) + 1 + len(ascii_domain) <= 254):
                 return f"{local}@{norm_domain}".lower()
     return _validate_full(email)
