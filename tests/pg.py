@@ -126,8 +126,9 @@ def pg_project(project: "Project", pg_url: str) -> Iterator["Project"]:
 
 @pytest.fixture
 def store_backend() -> str:
-    """Which store the ``project`` fixture gets: SQLite, unless a module overrides this."""
-    return "sqlite"
+    """Which store the ``project`` fixture gets: SQLite, unless a module overrides this or
+    SPONSORCAST_TEST_BACKEND=postgresql runs the whole suite's projects on PostgreSQL."""
+    return os.environ.get("SPONSORCAST_TEST_BACKEND", "sqlite")
 
 
 @pytest.fixture(name="store_backend", params=["sqlite", "postgresql"])

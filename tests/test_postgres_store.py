@@ -31,6 +31,13 @@ pytestmark = pytest.mark.postgres
 T0 = datetime(2026, 1, 2, 3, 4, 5, 678000, tzinfo=timezone.utc)
 
 
+@pytest.fixture
+def store_backend() -> str:
+    """These tests make their PostgreSQL stores themselves: ``project`` stays on SQLite here,
+    even in a SPONSORCAST_TEST_BACKEND=postgresql run."""
+    return "sqlite"
+
+
 def _shape(engine: sa.Engine) -> dict[str, object]:
     """Tables, columns (type, nullability), indexes, unique constraints and primary keys."""
     insp = sa.inspect(engine)
