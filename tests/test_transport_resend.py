@@ -244,6 +244,8 @@ def test_429_is_retried_after_retry_after_with_the_same_bytes(api: respx.MockRou
     fail(500, "application_error"),
     fail(503, "internal_server_error"),
     fail(409, "concurrent_idempotent_requests"),
+    httpx.Response(408, text="Request Timeout"),
+    httpx.Response(502, text="<html>Bad gateway</html>"),
     httpx.ReadTimeout("slow"),
     httpx.ConnectError("refused"),
     httpx.RemoteProtocolError("Server disconnected without sending a response."),

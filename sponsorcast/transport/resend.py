@@ -11,7 +11,7 @@ answer                                      result
                                             become ``rejected``)
 429 ``rate_limit_exceeded`` (or unnamed)    retry after ``retry-after``; limiter paused
 409 ``concurrent_idempotent_requests``      retry (our earlier attempt is still running)
-5xx, timeouts, connection errors            retry with exponential backoff and jitter
+5xx, 408, 425, timeouts, connection errors  retry with exponential backoff and jitter
 429 ``daily_/monthly_quota_exceeded``       ``QuotaExceeded`` (pause the campaign)
 401, 403 (any name), 404 on a send          ``AuthError`` (exit 3, nothing marked failed)
 other 4xx (400, 409 ``invalid_idempotent_   ``BatchRejected`` for the batch endpoint; for
@@ -315,6 +315,9 @@ class ResendTransport:
                          retry_after=retry_after, limiter_paused=True)
         if status == 409 and name == "concurrent_idempotent_requests":
             raise _Retry("409 concurrent_idempotent_requests", maybe_sent=True,
+                         retry_after=retry_after)
+        if status in (408, 425):  # the server gave up waiting for us, or wants a replay later
+            raise _Retry(f"{status} {name or response.reason_phrase}", maybe_sent=True,
                          retry_after=retry_after)
         if status >= 500:
             self.stats.server_errors += 1
