@@ -4,10 +4,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from sponsorcast import __version__
 from sponsorcast.config import Config
 from sponsorcast.errors import SponsorcastError
+
+if TYPE_CHECKING:
+    import httpx
 
 
 @dataclass(frozen=True)
@@ -80,12 +84,21 @@ def _provider_check(base_url: str, key: str, timeout: float) -> Check:
     except httpx.HTTPError as exc:
         return Check("provider", False, f"{base_url} is not reachable ({type(exc).__name__})",
                      "Check the network, or [resend] base_url / RESEND_BASE_URL.")
+    if response.status_code == 401 and _error_name(response) == "restricted_api_key":
+        return Check("provider", True, f"{base_url} accepted the key (sending access only)")
     if response.status_code in (401, 403):
         return Check("provider", False, f"{base_url} refused the key ({response.status_code})",
                      "Create a key with sending access in the Resend dashboard.")
     if response.status_code >= 500:
         return Check("provider", False, f"{base_url} answered {response.status_code}", "Try again later.")
     return Check("provider", True, f"{base_url} accepted the key")
+
+
+def _error_name(response: "httpx.Response") -> str:
+    try:
+        return str(response.json().get("name", ""))
+    except ValueError:
+        return ""
 
 
 def _safe_url(url: str) -> str:

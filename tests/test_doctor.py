@@ -65,3 +65,14 @@ def test_broken_config_is_reported(project: Project) -> None:
     [check] = json.loads(r.stdout)
     assert check["check"] == "config" and not check["ok"]
     assert check["detail"].endswith("'resend.batch_size' must be between 1 and 100.")
+
+
+@respx.mock
+def test_sending_only_key_is_fine(project: Project) -> None:
+    # GET /domains answers 401 restricted_api_key for a key that may only send
+    (project.path / "sponsorcast.toml").write_text(RESEND_TOML)
+    respx.get("http://127.0.0.1:9/domains").mock(return_value=httpx.Response(
+        401, json={"statusCode": 401, "name": "restricted_api_key", "message": "This API key is restricted to only send emails"}))
+    r = project.run("doctor", "--json", env={"RESEND_API_KEY": "re_send_only"})
+    assert r.exit_code == 0, r.stdout
+    assert json.loads(r.stdout)[-1]["detail"] == "http://127.0.0.1:9 accepted the key (sending access only)"
