@@ -786,10 +786,10 @@ class CheckResult:
 class RecipientSource:
     """Where recipients and sponsors come from: the store, or a leads CSV (in memory)."""
 
-    def __init__(self, config: Config, leads_csv: Path | None = None) -> None:
+    def __init__(self, config: Config, leads_csv: Path | None = None, store: Store | None = None) -> None:
         self.config = config
         self.leads_csv = leads_csv
-        self._store: Store | None = None
+        self._store: Store | None = store
         self._loaded: set[str] = set()
 
     def store(self) -> Store:
@@ -979,11 +979,7 @@ def check_campaign_file(path: Path, source: RecipientSource) -> CheckResult:
             unsubscribe_mailto=source.config.tracking.unsubscribe_mailto,
         )
         warnings = sending_warnings(compiled)
-        shards = source.shards(campaign.sponsor, campaign.audience)
-        if shards > 1:
-            return CheckResult(_check_in_parallel(compiled, source, shards), warnings=warnings)
-        report = check_recipients(compiled, source.recipients(campaign.sponsor, campaign.audience))
-        return CheckResult(report, warnings=warnings)
+        return CheckResult(check_audience(compiled, source), warnings=warnings)
     except (InputFileError, NotFound) as exc:
         if isinstance(exc, InputFileError) and exc.path not in (None, str(path)):
             raise  # the leads CSV, not the campaign: the whole check is invalid
@@ -993,6 +989,15 @@ def check_campaign_file(path: Path, source: RecipientSource) -> CheckResult:
         return CheckResult(
             CheckReport(campaign_id=path.stem, path=str(path), problems=[problem]), invalid=True
         )
+
+
+def check_audience(compiled: CompiledCampaign, source: RecipientSource) -> CheckReport:
+    """Render every recipient of the campaign's audience; split over CPUs when it is large."""
+    campaign = compiled.campaign
+    shards = source.shards(campaign.sponsor, campaign.audience)
+    if shards > 1:
+        return _check_in_parallel(compiled, source, shards)
+    return check_recipients(compiled, source.recipients(campaign.sponsor, campaign.audience))
 
 
 def sending_warnings(compiled: CompiledCampaign) -> list[str]:

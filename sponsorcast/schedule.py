@@ -212,7 +212,7 @@ def schedule_campaign(
             hint=f"Give a later time with --at, or send it now with 'sponsorcast send {path}'.",
         )
     try:
-        recipients = validate_all(store, plan)
+        recipients = validate_all(store, plan, config)
     except TemplateError as exc:
         raise TemplateError(exc.reason.replace("nothing was sent", "nothing was scheduled"),
                             path=exc.path, line=exc.line, hint=exc.hint) from None
@@ -483,7 +483,7 @@ def _start_scheduled(
             return CampaignOutcome(campaign_id, "refused", False, ExitCode.FAILED)
         # send the scheduled time with it, not the file's (it may be local or overridden by --at)
         plan = dataclasses.replace(plan, campaign=dataclasses.replace(plan.campaign, send_at=send_at))
-        validate_all(store, plan)
+        validate_all(store, plan, config)
     except (BadInput, ConfigError) as exc:
         return _fail_start(store, campaign_id, exc, log)
     if not snapshot(store, plan, _batch_size(config), cause=RUN_DUE_CAUSE):

@@ -195,16 +195,11 @@ def _audience_size(conn: sa.Connection, campaign: "CampaignFile") -> tuple[int, 
 # --------------------------------------------------------------------------- validation
 
 
-def validate_all(store: Store, plan: Plan) -> int:
+def validate_all(store: Store, plan: Plan, config: Config) -> int:
     """Render every recipient of the audience; any problem raises TemplateError, nothing sent."""
-    from sponsorcast.audience import iter_recipients
-    from sponsorcast.render import check_recipients
+    from sponsorcast.render import RecipientSource, check_audience
 
-    with store.read() as conn:
-        report = check_recipients(
-            plan.compiled,
-            iter_recipients(conn, select_recipients(plan.campaign.sponsor, plan.campaign.audience)),
-        )
+    report = check_audience(plan.compiled, RecipientSource(config, store=store))
     if report.problems:
         first = report.problems[0]
         more = f" (and {len(report.problems) - 1} more problem(s))" if len(report.problems) > 1 else ""
@@ -856,7 +851,7 @@ def send_campaign(
         with store.read() as conn:  # paused or failed before the start: nothing snapshotted yet
             fresh = get_campaign_row(conn, campaign_id)["started_at"] is None
     if fresh:
-        validate_all(store, plan)
+        validate_all(store, plan, config)
         snapshot(store, plan, config.resend.batch_size if config.resend.endpoint == "batch" else 100)
     with store.write() as conn:
         status = get_campaign_row(conn, campaign_id)["status"]

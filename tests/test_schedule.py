@@ -272,7 +272,7 @@ def test_pause_stops_the_running_sender_at_its_next_claim(project: Project, stor
     plan = plan_send(store, config, spring)
     from sponsorcast.send import snapshot, validate_all
 
-    validate_all(store, plan)
+    validate_all(store, plan, config)
     assert snapshot(store, plan, 100)
 
     class PausingTransport(MemoryTransport):

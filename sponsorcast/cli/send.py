@@ -45,7 +45,7 @@ def send(
         console.say(f"Test email {where} to {n} address(es): {', '.join(test)}. Nothing was recorded.")
         return
     if dry_run:
-        checked = validate_all(store, plan) if plan.existing_status is None else plan.recipients
+        checked = validate_all(store, plan, config) if plan.existing_status is None else plan.recipients
         console.print_fields({
             "campaign": plan.campaign.id, "status": plan.existing_status or "new",
             "recipients": checked if plan.existing_status is None else plan.recipients,
