@@ -4,7 +4,8 @@ The tree (exit code in brackets)::
 
     SponsorcastError                 [1]  base: "the work failed"
     ├── WorkFailed                   [1]  a run ended with failed deliveries or problems found
-    │   └── CampaignPaused           [1]  quota reached or paused by a user; resumable
+    │   ├── CampaignPaused           [1]  quota reached or paused by a user; resumable
+    │   └── StoreBusy                [1]  another process held the store's write lock too long
     ├── BadInput                     [2]  bad usage or bad input; the store is unchanged
     │   ├── InputFileError           [2]  a file we read is wrong (names file and line or row)
     │   │   ├── CampaignFileError    [2]  campaign file: YAML, keys, audience, send_at, subject
@@ -68,6 +69,10 @@ class WorkFailed(SponsorcastError):
 
 class CampaignPaused(WorkFailed):
     """A campaign stopped before the end and can be resumed later."""
+
+
+class StoreBusy(WorkFailed):
+    """Another process held the SQLite store's write lock past the busy timeout; try again."""
 
 
 class BadInput(SponsorcastError):

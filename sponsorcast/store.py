@@ -20,7 +20,7 @@ from sqlalchemy import event
 from sqlalchemy.orm import Session
 
 from sponsorcast.config import Config, SponsorConfig
-from sponsorcast.errors import NotFound, StoreError
+from sponsorcast.errors import NotFound, StoreBusy, StoreError
 from sponsorcast.migrations import MIGRATIONS_TABLE, MigrationState, migration_state, run_migrations
 from sponsorcast.models import Sponsor, utcnow
 
@@ -50,10 +50,19 @@ class Store:
     @contextmanager
     def write(self) -> Iterator[sa.Connection]:
         """A write transaction: committed at the end of the block, rolled back on error."""
-        with self.engine.connect() as conn:
-            conn = conn.execution_options(sqlite_begin="IMMEDIATE")
-            with conn.begin():
-                yield conn
+        try:
+            with self.engine.connect() as conn:
+                conn = conn.execution_options(sqlite_begin="IMMEDIATE")
+                with conn.begin():
+                    yield conn
+        except sa.exc.OperationalError as exc:
+            if "database is locked" in str(exc.orig):
+                raise StoreBusy(
+                    f"The store {redact_url(self.url)} stayed locked by another process for "
+                    f"{BUSY_TIMEOUT_MS // 1000} s; nothing was changed by this command.",
+                    hint="A large 'leads import' holds the lock until it ends: run this again afterwards.",
+                ) from None
+            raise
 
     @contextmanager
     def session(self) -> Iterator[Session]:

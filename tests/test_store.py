@@ -119,3 +119,23 @@ def test_reopening_never_opens_the_file_outside_sqlite(tmp_path: Path, monkeypat
     second = open_store(url)
     with second.read() as conn:
         assert conn.exec_driver_sql("SELECT count(*) FROM sponsor").scalar() == 1
+
+
+def test_a_store_locked_too_long_is_one_clear_error(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import sponsorcast.store as store_module
+    from sponsorcast.errors import StoreBusy
+
+    url = f"sqlite:///{tmp_path / 's.db'}"
+    open_store(url).dispose()
+    holder = sqlite3.connect(tmp_path / "s.db", isolation_level=None)
+    holder.execute("BEGIN IMMEDIATE")  # another process's long import
+    monkeypatch.setattr(store_module, "BUSY_TIMEOUT_MS", 200)
+    store = open_store(url, migrate=False)
+    try:
+        with pytest.raises(StoreBusy, match="stayed locked by another process"), store.write() as conn:
+            conn.exec_driver_sql("DELETE FROM sponsor")
+    finally:
+        holder.execute("ROLLBACK")
+        holder.close()
+    with store.read() as conn:
+        assert conn.exec_driver_sql("SELECT count(*) FROM sponsor").scalar() == 1
