@@ -28,7 +28,7 @@ import time
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
@@ -72,7 +72,7 @@ COLUMNS = ["sponsor_id", "event_id", "user_email", "user_name", "user_company", 
 def rows(count: int, seed: int = 7) -> Iterator[tuple[object, ...]]:
     """The platform's rows, deterministic for a seed."""
     rnd = random.Random(seed)
-    t0 = datetime(2026, 3, 1, tzinfo=timezone.utc)
+    t0 = datetime(2026, 3, 1, tzinfo=UTC)
     for i in range(count):
         n = i if rnd.random() > 0.02 else rnd.randrange(max(1, i))  # ~2% repeats
         first, last = FIRST[n % len(FIRST)], LAST[(n // 10) % len(LAST)]

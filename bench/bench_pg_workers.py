@@ -24,14 +24,14 @@ import sys
 import tempfile
 import time
 import urllib.request
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from bench_pg_import import temporary_database, throwaway_server  # noqa: E402
-from bench_send import CAMPAIGN, start_fake  # noqa: E402
+from bench_pg_import import temporary_database, throwaway_server
+from bench_send import CAMPAIGN, start_fake
 
 RATE = 10  # the provider's requests per second
 BATCH = 100
@@ -71,7 +71,7 @@ def fill_store(url: str, n: int) -> None:
 
 def record(url: str) -> dict[str, object]:
     """The stand-in's counters, exactly-once summary and accepted emails."""
-    with urllib.request.urlopen(f"{url}/_fake/record", timeout=60) as resp:  # noqa: S310 - loopback
+    with urllib.request.urlopen(f"{url}/_fake/record", timeout=60) as resp:
         data: dict[str, object] = json.load(resp)
     return data
 
@@ -142,7 +142,7 @@ def main() -> None:
     parser.add_argument("--only", action="append", choices=sorted(SCENARIOS), help="scenario (repeatable)")
     parser.add_argument("--pg", help="A PostgreSQL server URL (default: SPONSORCAST_TEST_PG, else a throwaway one).")
     args = parser.parse_args()
-    print(f"# {datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC, {platform.machine()}, {os.cpu_count()} cores, "
+    print(f"# {datetime.now(UTC):%Y-%m-%d %H:%M} UTC, {platform.machine()}, {os.cpu_count()} cores, "
           f"Python {platform.python_version()}", flush=True)
 
     def all_runs(server: str) -> None:

@@ -105,7 +105,7 @@ class PostgresSource:
 
     # -- helpers
 
-    def _connect(self) -> "psycopg.Connection[Any]":
+    def _connect(self) -> psycopg.Connection[Any]:
         import psycopg
 
         try:
@@ -125,7 +125,7 @@ class PostgresSource:
         conn.read_only = True
         return conn
 
-    def _statement(self, conn: "psycopg.Connection[Any]") -> "psycopg.sql.SQL | psycopg.sql.Composed":
+    def _statement(self, conn: psycopg.Connection[Any]) -> psycopg.sql.SQL | psycopg.sql.Composed:
         from psycopg import sql
 
         if self.query is not None:
@@ -146,7 +146,7 @@ class PostgresSource:
             )
         return statement
 
-    def _resolve_table(self, conn: "psycopg.Connection[Any]", spec: str) -> "psycopg.sql.Identifier":
+    def _resolve_table(self, conn: psycopg.Connection[Any], spec: str) -> psycopg.sql.Identifier:
         """The table as a safely quoted identifier; unquoted names also tried lower-cased, as
         PostgreSQL folds them. A missing table is a SourceError naming it."""
         from psycopg import sql
@@ -167,7 +167,7 @@ class PostgresSource:
             hint="Check the name (use schema.table when it is not in the search path), or use --query.",
         )
 
-    def _execute(self, cur: "psycopg.ServerCursor[Any]", statement: "psycopg.sql.SQL | psycopg.sql.Composed") -> None:
+    def _execute(self, cur: psycopg.ServerCursor[Any], statement: psycopg.sql.SQL | psycopg.sql.Composed) -> None:
         import psycopg
 
         try:
@@ -245,8 +245,7 @@ def _reason(exc: BaseException, url: str) -> str:
     lines = [line for line in str(exc).strip().splitlines() if line.strip()]
     text = " ".join((lines[0] if lines else type(exc).__name__).split()).rstrip(".")
     for prefix in ("connection failed: ", "connection is bad: "):
-        if text.startswith(prefix):
-            text = text[len(prefix):]
+        text = text.removeprefix(prefix)
     text = text.replace("FATAL: ", "")
     secret = _password(url)
     return text.replace(secret, "***") if secret else text
@@ -269,7 +268,7 @@ def _unique(names: list[str]) -> list[str]:
     return out
 
 
-def _converters(conn: "psycopg.Connection[Any]", cur: "psycopg.ServerCursor[Any]") -> list[tuple[int, Callable[[Any], Any]]]:
+def _converters(conn: psycopg.Connection[Any], cur: psycopg.ServerCursor[Any]) -> list[tuple[int, Callable[[Any], Any]]]:
     """For each column whose values are not already JSON-safe: its index and converter
     (chosen once per column from its type, so the per-row work stays small)."""
     out: list[tuple[int, Callable[[Any], Any]]] = []

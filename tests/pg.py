@@ -104,7 +104,7 @@ def closed_port() -> Iterator[int]:
 
 
 @pytest.fixture
-def pg_store(pg_url: str) -> Iterator["Store"]:
+def pg_store(pg_url: str) -> Iterator[Store]:
     """A migrated sponsorcast store on a fresh PostgreSQL database."""
     from sponsorcast.store import open_store
 
@@ -114,7 +114,7 @@ def pg_store(pg_url: str) -> Iterator["Store"]:
 
 
 @pytest.fixture
-def pg_project(project: "Project", pg_url: str) -> Iterator["Project"]:
+def pg_project(project: Project, pg_url: str) -> Iterator[Project]:
     """The ``project`` fixture, its sponsorcast.toml pointing at a fresh PostgreSQL store."""
     toml = project.path / "sponsorcast.toml"
     text = toml.read_text(encoding="utf-8")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import tracemalloc
-from datetime import date, datetime, timezone
+from datetime import UTC, date, datetime
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -345,12 +345,12 @@ def test_parse_table_name_refuses_bad_names(spec: str) -> None:
 
 
 def test_jsonable_values() -> None:
-    assert jsonable(Decimal("12500.00")) == 12500 and isinstance(jsonable(Decimal("3")), int)
+    assert jsonable(Decimal("12500.00")) == 12500 and isinstance(jsonable(Decimal(3)), int)
     assert jsonable(Decimal("99.50")) == 99.5
     assert jsonable(Decimal("NaN")) == "NaN" and jsonable(float("inf")) == "inf"
     assert jsonable(date(2026, 1, 2)) == "2026-01-02"
-    assert jsonable(datetime(2026, 1, 2, 3, 4, tzinfo=timezone.utc)) == "2026-01-02T03:04:00+00:00"
-    assert jsonable([Decimal("1"), None, {"a": date(2026, 1, 2)}]) == [1, None, {"a": "2026-01-02"}]
+    assert jsonable(datetime(2026, 1, 2, 3, 4, tzinfo=UTC)) == "2026-01-02T03:04:00+00:00"
+    assert jsonable([Decimal(1), None, {"a": date(2026, 1, 2)}]) == [1, None, {"a": "2026-01-02"}]
     assert jsonable(memoryview(b"\x01\xff")) == "\\x01ff"
     assert jsonable(UUID(int=1)) == "00000000-0000-0000-0000-000000000001"
     json.dumps([jsonable(v) for v in (Decimal("1.5"), date(2026, 1, 1), b"x", {1: 2})], allow_nan=False)
