@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
-import json
 import os
 import secrets
 import socket
@@ -581,9 +580,14 @@ def _pid_alive(owner: str | None) -> bool:
 
 
 def payload_hash(emails: Sequence["OutgoingEmail"]) -> str:
-    """The sha256 of what a batch sends (its provider JSON, canonical)."""
-    body = json.dumps([e.to_resend() for e in emails], sort_keys=True, ensure_ascii=False)
-    return hashlib.sha256(body.encode()).hexdigest()
+    """The sha256 of what a batch sends: every field its provider request is built from."""
+    digest = hashlib.sha256()
+    for e in emails:
+        fields = (e.from_address, e.to, e.subject, e.html, e.text, e.reply_to or "",
+                  repr(sorted(e.headers.items())), repr(e.tags))
+        digest.update("\x1f".join(fields).encode())
+        digest.update(b"\x1e")
+    return digest.hexdigest()
 
 
 # --------------------------------------------------------------------------- rendering
