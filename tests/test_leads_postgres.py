@@ -318,6 +318,35 @@ def test_every_column_type_becomes_a_json_safe_value(pg_url: str) -> None:
     json.dumps(row, allow_nan=False)
 
 
+def test_connection_lost_mid_import_is_a_source_error_and_nothing_is_written(project: Project, pg_url: str) -> None:
+    _execute(
+        pg_url,
+        "CREATE TABLE sponsor_leads (id serial PRIMARY KEY, user_email text)",
+        "INSERT INTO sponsor_leads (user_email) SELECT 'lead' || g || '@example.com'"
+        " FROM generate_series(1, 30000) AS g",
+    )
+    killed: list[int] = []
+
+    def kill_the_reader(rows: int) -> None:
+        # after the first chunk: the server ends the source's connection, as a restart would
+        if not killed:
+            with psycopg.connect(pg_url, autocommit=True) as admin:
+                found = admin.execute(
+                    "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
+                    " WHERE datname = current_database() AND pid <> pg_backend_pid()"
+                    " AND query ILIKE '%sponsorcast_leads%'").fetchall()
+            killed.append(len(found))
+
+    store = project.store()
+    with pytest.raises(SourceError) as info:
+        import_leads(store, PostgresSource(pg_url, table="sponsor_leads"), progress=kill_the_reader)
+    store.dispose()
+    assert killed == [1]
+    assert str(info.value).startswith("Reading table sponsor_leads failed after row ")
+    assert "terminating connection due to administrator command" in str(info.value)
+    assert _count(project) == 0
+
+
 def test_library_errors_are_source_errors(pg_url: str) -> None:
     with pytest.raises(SourceError, match=r"^Table 'missing' does not exist in database "):
         PostgresSource(pg_url, table="missing").headers()
