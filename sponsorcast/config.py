@@ -202,6 +202,8 @@ def _build(
         url = _relative_sqlite(file_url, base_dir)
     else:
         url = DEFAULT_STORE_URL
+    if url.startswith("postgres://"):  # the short scheme many hosting providers hand out
+        url = "postgresql://" + url[len("postgres://"):]
     if not (url.startswith("sqlite:") or url.startswith("postgresql")):
         raise ConfigError(
             f"{where}: 'store.url' must start with sqlite:/// or postgresql:// (got {url!r})."

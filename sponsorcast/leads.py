@@ -965,6 +965,9 @@ class _Upserter:
         # reports "unchanged" even when the file holds an email twice). 4 bytes per lead id,
         # whatever the file size; ids above max_before were inserted by this import (we hold
         # the write lock).
+        if dialect.name == "postgresql":
+            # SQLite's write lock serialises imports; PostgreSQL needs its own for max_before
+            conn.execute(sa.text("SELECT pg_advisory_xact_lock(hashtext('sponsorcast-leads-import'))"))
         self.max_before = conn.execute(sa.select(sa.func.max(t.c.id))).scalar() or 0
         self.seen = array.array("i", bytes(4 * (self.max_before + 1)))
         self.lookup_sql: dict[int, str] = {}

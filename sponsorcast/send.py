@@ -68,6 +68,7 @@ AUTH_CAUSE = "provider refused the API key"
 NOT_STARTED = (CampaignStatus.DRAFT, CampaignStatus.SCHEDULED, CampaignStatus.MISSED,
                CampaignStatus.PAUSED, CampaignStatus.FAILED)
 RETRY = "closed a batch with nothing to send; claim the next"
+REQUEUE_LIMIT = 3  # times one run puts back a batch that was provably not sent
 
 
 @dataclass(frozen=True)
@@ -435,13 +436,17 @@ class _Claimer:
     def _dead_holders_batch(self, conn: sa.Connection) -> Any:
         """A batch leased by a process on this host that no longer exists can be taken now."""
         host = socket.gethostname()
-        rows = conn.execute(
+        query = (
             sa.select(batch_t.c.number, batch_t.c.idempotency_key, batch_t.c.first_attempt_at,
                       batch_t.c.payload_hash, batch_t.c.lease_owner)
             .where(batch_t.c.campaign_id == self.campaign_id, batch_t.c.status == BatchStatus.CLAIMED,
                    batch_t.c.lease_owner.like(f"{host}:%"))
             .order_by(batch_t.c.number)
-        ).all()
+        )
+        if conn.dialect.name == "postgresql":
+            # two workers on this host must not both take one dead process's batch
+            query = query.with_for_update(skip_locked=True)
+        rows = conn.execute(query).all()
         for row in rows:
             if row.number in self.skip or row.lease_owner == self.owner:
                 continue
@@ -723,6 +728,7 @@ async def run_batches(
     prog = Progress(total=total)
     started = time.monotonic()
     stop: list[BaseException] = []
+    requeued: dict[int, int] = {}
     concurrency = config.resend.concurrency if transport.sends_for_real else 1
 
     async def worker() -> None:
@@ -750,9 +756,12 @@ async def run_batches(
                 prog.failed += len(outcome_rejected)
                 continue
             except OutcomeUnknown as exc:
-                claimer.skip.add(claim.number)
+                requeued[claim.number] = requeued.get(claim.number, 0) + 1
+                # provably not sent (429s, refused connections): worth another go in this run
+                if exc.maybe_sent or requeued[claim.number] > REQUEUE_LIMIT:
+                    claimer.skip.add(claim.number)
+                    report.unknown_batches += 1
                 await asyncio.to_thread(claimer.release, claim, str(exc), exc.partial)
-                report.unknown_batches += 1
                 continue
             except (QuotaExceeded, AuthError) as exc:
                 await asyncio.to_thread(claimer.release, claim, str(exc), exc.partial)

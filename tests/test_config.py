@@ -62,3 +62,8 @@ def test_api_key_comes_from_env_and_never_shows(tmp_path: Path) -> None:
     config = load_config(None, env={"RESEND_API_KEY": "re_very_secret"})
     assert config.secrets.resend_api_key == "re_very_secret"
     assert "re_very_secret" not in repr(config)
+
+
+def test_postgres_scheme_alias(tmp_path: Path) -> None:
+    config = load_config(None, env={"SPONSORCAST_DB": "postgres://u@127.0.0.1:5432/db"})
+    assert config.store_url == "postgresql://u@127.0.0.1:5432/db"

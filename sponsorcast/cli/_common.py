@@ -71,8 +71,10 @@ def handle_errors(fn: Callable[P, R]) -> Callable[P, R]:
         except Exception as exc:  # noqa: BLE001 - the user gets a sentence, not a traceback
             if debug:
                 traceback.print_exc()
+            # database errors can carry whole statements and their parameters: one line only
+            first = (str(exc).strip().splitlines() or [""])[0][:300]
             console.error(
-                f"Unexpected error: {type(exc).__name__}: {exc}",
+                f"Unexpected error: {type(exc).__name__}: {first}",
                 "Run again with SPONSORCAST_DEBUG=1 for the traceback, and report it.",
             )
             raise typer.Exit(int(ExitCode.FAILED)) from None
