@@ -77,6 +77,9 @@ class Store:
 
     def upgrade(self) -> list[str]:
         """Apply pending migrations; returns the names applied now."""
+        # the common case, an up-to-date store, costs one read and takes no write lock
+        if not self.migration_state().pending:
+            return []
         return run_migrations(self.write)
 
     def dispose(self) -> None:

@@ -1,0 +1,56 @@
+"""Start-up time of the CLI (issue 2): `sponsorcast --help` and `sponsorcast leads count`.
+
+Cron runs sponsorcast every few minutes, so what it costs to start matters. Each command runs
+N times as a fresh process in a temp project with a small store; the median wall time is
+printed beside the 0.3 s target (reference: mailmerge starts in 0.14 s).
+
+    .venv/bin/python bench/bench_startup.py [--runs 15]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+SPONSORCAST = Path(sys.executable).parent / "sponsorcast"
+
+
+def median_wall(args: list[str], cwd: Path, runs: int) -> float:
+    times = []
+    for _ in range(runs):
+        t0 = time.perf_counter()
+        subprocess.run([str(SPONSORCAST), *args], cwd=cwd, check=True, capture_output=True)
+        times.append(time.perf_counter() - t0)
+    return statistics.median(times)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--runs", type=int, default=15)
+    args = parser.parse_args()
+    print(f"# {datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC, {platform.machine()}, {os.cpu_count()} cores, "
+          f"Python {platform.python_version()}, load {os.getloadavg()[0]:.1f}")
+    with tempfile.TemporaryDirectory() as tmp:
+        project = Path(tmp)
+        subprocess.run([str(SPONSORCAST), "init", "."], cwd=project, check=True, capture_output=True)
+        subprocess.run([str(SPONSORCAST), "leads", "import", "leads.csv"], cwd=project, check=True,
+                       capture_output=True)
+        baseline = median_wall(["--version"], project, args.runs)
+        for label, cmd in (("sponsorcast --help", ["--help"]), ("sponsorcast leads count", ["leads", "count"])):
+            wall = median_wall(cmd, project, args.runs)
+            verdict = "ok" if wall < 0.3 else "MISSED"
+            print(f"{label:<28} median {wall:.3f} s   target < 0.300 s   {verdict}")
+        print(f"{'sponsorcast --version':<28} median {baseline:.3f} s   (interpreter + typer)")
+
+
+if __name__ == "__main__":
+    main()
