@@ -373,13 +373,19 @@ def _sniff_delimiter(sample: str) -> str:
 
 
 def _unique_headers(raw: Sequence[str]) -> list[str]:
-    out: list[str] = []
-    seen: set[str] = set()
+    names = []
     for i, h in enumerate(raw, start=1):
         name = h.strip().lstrip("\ufeff").strip()
-        if not name:
-            # an unnamed column: kept only where a row has a value in it (see CsvSource.rows)
-            name = f"\x00column {i}"
+        # an unnamed column: kept only where a row has a value in it (see CsvSource.rows)
+        names.append(name or f"\x00column {i}")
+    return unique_names(names)
+
+
+def unique_names(names: Sequence[str]) -> list[str]:
+    """Column names made unique the way a spreadsheet user reads them: ``Email``, ``Email (2)``."""
+    out: list[str] = []
+    seen: set[str] = set()
+    for name in names:
         base, k = name, 2
         while name in seen:
             name = f"{base} ({k})"

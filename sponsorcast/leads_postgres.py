@@ -27,6 +27,7 @@ from typing import TYPE_CHECKING, Any
 from uuid import UUID
 
 from sponsorcast.errors import BadInput, SourceError
+from sponsorcast.leads import unique_names
 
 if TYPE_CHECKING:
     import psycopg
@@ -71,7 +72,7 @@ class PostgresSource:
                 with conn.cursor(name=CURSOR_NAME) as cur:
                     self._execute(cur, statement)
                     names = [d.name for d in cur.description or []]
-            self._headers = _unique(names)
+            self._headers = unique_names(names)
         return list(self._headers)
 
     def rows(self) -> Iterator[tuple[int, dict[Any, Any]]]:
@@ -253,19 +254,6 @@ def _reason(exc: BaseException, url: str) -> str:
 
 def _strip_query(query: str) -> str:
     return query.strip().rstrip(";").strip()
-
-
-def _unique(names: list[str]) -> list[str]:
-    out: list[str] = []
-    seen: set[str] = set()
-    for name in names:
-        base, k = name, 2
-        while name in seen:
-            name = f"{base} ({k})"
-            k += 1
-        seen.add(name)
-        out.append(name)
-    return out
 
 
 def _converters(conn: psycopg.Connection[Any], cur: psycopg.ServerCursor[Any]) -> list[tuple[int, Callable[[Any], Any]]]:
