@@ -13,6 +13,7 @@ from typing import Any
 import sqlalchemy as sa
 
 from sponsorcast.errors import BadInput
+from sponsorcast.leads import PERSON_COLUMNS
 from sponsorcast.models import Lead
 
 AUDIENCE_TYPES = ("all", "hot", "warm", "cold", "new", "contacted", "custom")
@@ -30,22 +31,7 @@ INTENT_LEVELS = ("hot", "warm", "cold")
 lead_table: sa.Table = Lead.__table__  # type: ignore[attr-defined]
 
 # The columns rendering and sending need, in a fixed order.
-RECIPIENT_COLUMNS = (
-    "id",
-    "sponsor_id",
-    "email",
-    "name",
-    "first_name",
-    "last_name",
-    "company",
-    "title",
-    "intent_level",
-    "intent_score",
-    "follow_up_status",
-    "tags",
-    "event",
-    "fields",
-)
+RECIPIENT_COLUMNS = ("id", "sponsor_id", *PERSON_COLUMNS, "tags", "event", "fields")
 
 
 @dataclass(frozen=True)

@@ -63,8 +63,8 @@ DELIMITERS = (",", ";", "\t")
 INTENT_LEVELS = ("hot", "warm", "cold")
 DEFAULT_STATUS = "new"
 
-# Lead columns an imported column can map to (``sponsor_id`` is only checked, never stored).
-TARGETS = (
+# What a lead says about the person, in the order every listing and mapping uses.
+PERSON_COLUMNS = (
     "email",
     "name",
     "first_name",
@@ -74,11 +74,10 @@ TARGETS = (
     "intent_level",
     "intent_score",
     "follow_up_status",
-    "tags",
-    "event",
-    "consent",
-    "sponsor_id",
 )
+
+# Lead columns an imported column can map to (``sponsor_id`` is only checked, never stored).
+TARGETS = (*PERSON_COLUMNS, "tags", "event", "consent", "sponsor_id")
 
 # Normalised header (lower-case, no spaces, dashes or underscores) -> lead column.
 SYNONYMS: dict[str, str] = {
@@ -136,23 +135,7 @@ SQLITE_CACHE_KB = 64 * 1024  # page cache while importing into SQLite (memory st
 
 # Stable keys of ``leads list --json`` / ``--csv``.
 LIST_COLUMNS = (
-    "id",
-    "email",
-    "name",
-    "first_name",
-    "last_name",
-    "company",
-    "title",
-    "intent_level",
-    "intent_score",
-    "follow_up_status",
-    "tags",
-    "event",
-    "fields",
-    "source",
-    "consent",
-    "created_at",
-    "updated_at",
+    "id", *PERSON_COLUMNS, "tags", "event", "fields", "source", "consent", "created_at", "updated_at",
 )
 
 

@@ -826,22 +826,11 @@ class RecipientSource:
         if self.leads_csv is None or sponsor_id in self._loaded:
             return
         from sponsorcast.audience import lead_table, tags_to_text
+        from sponsorcast.leads import PERSON_COLUMNS
         from sponsorcast.leads import read_csv_recipients
 
         insert = lead_table.insert().prefix_with("OR REPLACE")
-        columns = (
-            "email",
-            "name",
-            "first_name",
-            "last_name",
-            "company",
-            "title",
-            "intent_level",
-            "intent_score",
-            "follow_up_status",
-            "event",
-            "fields",
-        )
+        columns = (*PERSON_COLUMNS, "event", "fields")
         with self.store().write() as conn:
             chunk: list[dict[str, Any]] = []
             for row in read_csv_recipients(self.leads_csv):
