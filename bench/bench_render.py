@@ -44,7 +44,7 @@ LAST = ("Lovelace", "Hopper", "Turing", "Johnson", "Torvalds", "Hamilton", "Lisk
 
 def fill(directory: Path, count: int) -> float:
     """Create the store and insert ``count`` leads with Core; returns seconds taken."""
-    from sponsorcast.audience import lead_table
+    from sponsorcast.models import lead_table
     from sponsorcast.config import load_config
     from sponsorcast.store import open_from_config
 

@@ -1,20 +1,26 @@
 """Audiences (SPEC §2): which of a sponsor's leads a campaign goes to, as SQL over the store.
 
-``audience_filter`` builds a WHERE clause; nothing here loops over leads in Python.
+``where_sql`` writes the audience as one SQL condition with named parameters; nothing here
+loops over leads in Python. The same text runs under SQLAlchemy (``audience_filter``) and,
+for ``leads count`` on an up-to-date SQLite store, through the stdlib driver alone, so that
+the command cron runs most often starts without importing SQLAlchemy (issue 2). That is also
+why SQLAlchemy and the store are imported inside the functions that use them.
 ``recipient`` turns one selected lead row into the mapping that rendering takes.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterator, Mapping, Sequence
+from contextlib import closing
 from dataclasses import dataclass, field
-from typing import Any
-
-import sqlalchemy as sa
+from typing import TYPE_CHECKING, Any
 
 from sponsorcast.errors import BadInput
-from sponsorcast.leads import PERSON_COLUMNS
-from sponsorcast.models import Lead
+
+if TYPE_CHECKING:
+    import sqlalchemy as sa
+
+    from sponsorcast.config import Config
 
 AUDIENCE_TYPES = ("all", "hot", "warm", "cold", "new", "contacted", "custom")
 FILTER_KEYS = (
@@ -28,7 +34,18 @@ FILTER_KEYS = (
 )
 INTENT_LEVELS = ("hot", "warm", "cold")
 
-lead_table: sa.Table = Lead.__table__  # type: ignore[attr-defined]
+# What a lead says about the person, in the order every listing and mapping uses.
+PERSON_COLUMNS = (
+    "email",
+    "name",
+    "first_name",
+    "last_name",
+    "company",
+    "title",
+    "intent_level",
+    "intent_score",
+    "follow_up_status",
+)
 
 # The columns rendering and sending need, in a fixed order.
 RECIPIENT_COLUMNS = ("id", "sponsor_id", *PERSON_COLUMNS, "tags", "event", "fields")
@@ -93,52 +110,126 @@ def parse_audience(raw: Any) -> Audience:
     return Audience(type=kind, filter=clean)
 
 
-def audience_filter(sponsor_id: str, audience: Audience) -> sa.ColumnElement[bool]:
-    """The SQL condition selecting this audience among ``sponsor_id``'s leads."""
-    c = lead_table.c
-    conds: list[sa.ColumnElement[bool]] = [c.sponsor_id == sponsor_id, c.email != ""]
+def where_sql(sponsor_id: str, audience: Audience) -> tuple[str, dict[str, Any]]:
+    """The SQL condition selecting this audience among ``sponsor_id``'s leads, on table
+    ``lead``, with its named parameters (all called ``aud_…``)."""
+    params: dict[str, Any] = {}
+
+    def bind(value: Any) -> str:
+        name = f"aud_{len(params)}"
+        params[name] = value
+        return f":{name}"
+
+    def one_of(column: str, values: Sequence[str]) -> str:
+        return f"lead.{column} IN ({', '.join(bind(v) for v in values)})"
+
+    def has_tag(tag: str) -> str:
+        escaped = tag.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+        return f"lead.tags LIKE {bind(f'%,{escaped},%')} ESCAPE '\\'"
+
+    conds = [f"lead.sponsor_id = {bind(sponsor_id)}", "lead.email != ''"]
     kind = audience.type
     if kind in INTENT_LEVELS:
-        conds.append(c.intent_level == kind)
+        conds.append(f"lead.intent_level = {bind(kind)}")
     elif kind == "new":
-        conds.append(c.follow_up_status == "new")
+        conds.append("lead.follow_up_status = 'new'")
     elif kind == "contacted":
-        conds.append(c.follow_up_status != "new")
+        conds.append("lead.follow_up_status != 'new'")
     elif kind == "custom":
         f = audience.filter
         if "intent_level" in f:
-            conds.append(c.intent_level.in_(f["intent_level"]))
+            conds.append(one_of("intent_level", f["intent_level"]))
         if "follow_up_status" in f:
-            conds.append(c.follow_up_status.in_(f["follow_up_status"]))
+            conds.append(one_of("follow_up_status", f["follow_up_status"]))
         if "intent_score_min" in f:
-            conds.append(c.intent_score >= f["intent_score_min"])
+            conds.append(f"lead.intent_score >= {bind(f['intent_score_min'])}")
         if "intent_score_max" in f:
-            conds.append(c.intent_score <= f["intent_score_max"])
+            conds.append(f"lead.intent_score <= {bind(f['intent_score_max'])}")
         if "event" in f:
-            conds.append(c.event == f["event"])
-        for tag in f.get("tags", []):
-            conds.append(_has_tag(tag))
+            conds.append(f"lead.event = {bind(f['event'])}")
+        conds.extend(has_tag(tag) for tag in f.get("tags", []))
         if f.get("tags_any"):
-            conds.append(sa.or_(*(_has_tag(t) for t in f["tags_any"])))
-    return sa.and_(*conds)
+            conds.append("(" + " OR ".join(has_tag(t) for t in f["tags_any"]) + ")")
+    return " AND ".join(conds), params
 
 
-def _has_tag(tag: str) -> sa.ColumnElement[bool]:
-    escaped = tag.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
-    return lead_table.c.tags.like(f"%,{escaped},%", escape="\\")
+def audience_filter(sponsor_id: str, audience: Audience) -> sa.TextClause:
+    """``where_sql`` as a SQLAlchemy clause."""
+    import sqlalchemy as sa
+
+    sql, params = where_sql(sponsor_id, audience)
+    return sa.text(sql).bindparams(**params)
 
 
 def select_recipients(
     sponsor_id: str, audience: Audience, columns: Sequence[str] = RECIPIENT_COLUMNS
 ) -> sa.Select[Any]:
     """SELECT of the audience's leads, ordered by id (stable for batching and previews)."""
+    import sqlalchemy as sa
+
+    from sponsorcast.models import lead_table
+
     cols = [lead_table.c[name] for name in columns]
     return sa.select(*cols).where(audience_filter(sponsor_id, audience)).order_by(lead_table.c.id)
 
 
 def count_recipients(sponsor_id: str, audience: Audience) -> sa.Select[Any]:
     """SELECT count(*) of the audience."""
+    import sqlalchemy as sa
+
+    from sponsorcast.models import lead_table
+
     return sa.select(sa.func.count()).select_from(lead_table).where(audience_filter(sponsor_id, audience))
+
+
+def count_audience(config: Config, sponsor_id: str, audience: Audience) -> int:
+    """How many of the sponsor's leads the audience selects.
+
+    An up-to-date SQLite store that knows the sponsor is read through the stdlib driver;
+    anything else (PostgreSQL, a new or older store, an unknown sponsor) opens the store
+    as every command does, which migrates it, applies the config's sponsors and gives the
+    usual errors.
+    """
+    from sponsorcast import readonly
+
+    quick = readonly.connect(config.store_url)
+    if quick is not None:
+        with closing(quick):
+            if readonly.has_sponsor(quick, sponsor_id):
+                sql, params = where_sql(sponsor_id, audience)
+                return int(quick.execute(f"SELECT count(*) FROM lead WHERE {sql}", params).fetchone()[0])
+    from sponsorcast.store import get_sponsor, open_from_config
+
+    store = open_from_config(config)
+    try:
+        get_sponsor(store, sponsor_id)
+        with store.read() as conn:
+            return int(conn.execute(count_recipients(sponsor_id, audience)).scalar_one())
+    finally:
+        store.dispose()
+
+
+def audience_from_options(audience: str | None, filters: Sequence[str]) -> Audience:
+    """``--audience TYPE`` and ``--filter KEY=VALUE`` options as a validated Audience
+    (a filter implies ``custom``; lists are comma-separated; scores are whole numbers)."""
+    flt: dict[str, Any] = {}
+    for item in filters:
+        key, sep, value = item.partition("=")
+        key, value = key.strip(), value.strip()
+        if not sep or not key:
+            raise BadInput(f"--filter '{item}' must look like KEY=VALUE, e.g. intent_score_min=50.")
+        if key in ("intent_score_min", "intent_score_max"):
+            try:
+                flt[key] = int(value)
+            except ValueError:
+                raise BadInput(f"--filter {key} must be a whole number from 0 to 100.") from None
+        elif key == "event":
+            flt[key] = value
+        else:
+            flt[key] = [v.strip() for v in value.split(",") if v.strip()]
+    if not flt:
+        return parse_audience(audience or "all")
+    return parse_audience({"type": audience or "custom", "filter": flt})
 
 
 def tags_to_list(tags: str | None) -> list[str]:

@@ -49,6 +49,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol, TextIO
 
+from sponsorcast.audience import PERSON_COLUMNS
 from sponsorcast.errors import BadInput, LeadsFileError
 
 if TYPE_CHECKING:
@@ -62,19 +63,6 @@ REJECTS_KEPT = 100  # rejects kept in ImportReport.rejects; every one goes to th
 DELIMITERS = (",", ";", "\t")
 INTENT_LEVELS = ("hot", "warm", "cold")
 DEFAULT_STATUS = "new"
-
-# What a lead says about the person, in the order every listing and mapping uses.
-PERSON_COLUMNS = (
-    "email",
-    "name",
-    "first_name",
-    "last_name",
-    "company",
-    "title",
-    "intent_level",
-    "intent_score",
-    "follow_up_status",
-)
 
 # Lead columns an imported column can map to (``sponsor_id`` is only checked, never stored).
 TARGETS = (*PERSON_COLUMNS, "tags", "event", "consent", "sponsor_id")
@@ -907,7 +895,7 @@ class _Upserter:
     def __init__(self, conn: sa.Connection, sponsor_id: str, source: str, report: ImportReport) -> None:
         import sqlalchemy as sa
 
-        from sponsorcast.audience import lead_table
+        from sponsorcast.models import lead_table
         from sponsorcast.models import utcnow
 
         self.conn = conn
@@ -1234,38 +1222,3 @@ def list_leads(store: Store, sponsor_id: str, audience: Audience,
     with store.read() as conn:
         for row in iter_recipients(conn, query):
             yield {k: row[k] for k in LIST_COLUMNS}
-
-
-def count_leads(store: Store, sponsor_id: str, audience: Audience) -> int:
-    """How many of the sponsor's leads the audience selects."""
-    from sponsorcast.audience import count_recipients
-    from sponsorcast.store import get_sponsor
-
-    get_sponsor(store, sponsor_id)
-    with store.read() as conn:
-        return int(conn.execute(count_recipients(sponsor_id, audience)).scalar_one())
-
-
-def audience_from_options(audience: str | None, filters: Sequence[str]) -> Audience:
-    """``--audience TYPE`` and ``--filter KEY=VALUE`` options as a validated Audience
-    (a filter implies ``custom``; lists are comma-separated; scores are whole numbers)."""
-    from sponsorcast.audience import parse_audience
-
-    flt: dict[str, Any] = {}
-    for item in filters:
-        key, sep, value = item.partition("=")
-        key, value = key.strip(), value.strip()
-        if not sep or not key:
-            raise BadInput(f"--filter '{item}' must look like KEY=VALUE, e.g. intent_score_min=50.")
-        if key in ("intent_score_min", "intent_score_max"):
-            try:
-                flt[key] = int(value)
-            except ValueError:
-                raise BadInput(f"--filter {key} must be a whole number from 0 to 100.") from None
-        elif key == "event":
-            flt[key] = value
-        else:
-            flt[key] = [v.strip() for v in value.split(",") if v.strip()]
-    if not flt:
-        return parse_audience(audience or "all")
-    return parse_audience({"type": audience or "custom", "filter": flt})

@@ -18,8 +18,8 @@ from datetime import datetime
 import sqlalchemy as sa
 
 from sponsorcast.models import UTCDateTime, utcnow
+from sponsorcast.readonly import MIGRATIONS_TABLE
 
-MIGRATIONS_TABLE = "_sponsorcast_migrations"
 
 Migration = Callable[[sa.Connection], None]
 MIGRATIONS: list[Migration] = []

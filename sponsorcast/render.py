@@ -825,8 +825,8 @@ class RecipientSource:
     def _load_csv(self, sponsor_id: str) -> None:
         if self.leads_csv is None or sponsor_id in self._loaded:
             return
-        from sponsorcast.audience import lead_table, tags_to_text
-        from sponsorcast.leads import PERSON_COLUMNS
+        from sponsorcast.audience import PERSON_COLUMNS, tags_to_text
+        from sponsorcast.models import lead_table
         from sponsorcast.leads import read_csv_recipients
 
         insert = lead_table.insert().prefix_with("OR REPLACE")
@@ -861,7 +861,8 @@ class RecipientSource:
         """One recipient to preview: ``email``'s lead or the audience's first; and a note."""
         import sqlalchemy as sa
 
-        from sponsorcast.audience import RECIPIENT_COLUMNS, lead_table, recipient, select_recipients
+        from sponsorcast.audience import RECIPIENT_COLUMNS, recipient, select_recipients
+        from sponsorcast.models import lead_table
         from sponsorcast.errors import NotFound
 
         self._load_csv(sponsor_id)
@@ -1160,7 +1161,8 @@ def _check_shard(
     """Check the audience's leads whose id modulo ``job.shards`` is ``shard``."""
     from pathlib import Path
 
-    from sponsorcast.audience import iter_recipients, lead_table, select_recipients
+    from sponsorcast.audience import iter_recipients, select_recipients
+    from sponsorcast.models import lead_table
     from sponsorcast.errors import BadInput
     from sponsorcast.models import Sponsor
     from sponsorcast.store import open_store

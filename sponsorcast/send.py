@@ -34,7 +34,7 @@ from typing import TYPE_CHECKING, Any
 
 import sqlalchemy as sa
 
-from sponsorcast.audience import RECIPIENT_COLUMNS, lead_table, recipient, select_recipients
+from sponsorcast.audience import RECIPIENT_COLUMNS, recipient, select_recipients
 from sponsorcast.config import Config
 from sponsorcast.errors import BadInput, ConfigError, TemplateError
 from sponsorcast.ledger import (
@@ -51,6 +51,7 @@ from sponsorcast.models import (
     CampaignStatus,
     DeliveryStatus,
     Sponsor,
+    lead_table,
     utcnow,
 )
 from sponsorcast.store import Store, get_sponsor

@@ -21,10 +21,10 @@ from sqlalchemy.orm import Session
 
 from sponsorcast.config import Config, SponsorConfig
 from sponsorcast.errors import NotFound, StoreBusy, StoreError
-from sponsorcast.migrations import MIGRATIONS_TABLE, MigrationState, migration_state, run_migrations
+from sponsorcast.migrations import MigrationState, migration_state, run_migrations
 from sponsorcast.models import Sponsor, utcnow
+from sponsorcast.readonly import BUSY_TIMEOUT_MS, MIGRATIONS_TABLE, sqlite_path
 
-BUSY_TIMEOUT_MS = 30_000
 PG_CONNECT_TIMEOUT = 10  # seconds
 DEFAULT_SPONSOR = "default"
 
@@ -117,14 +117,6 @@ def open_store(
 def open_from_config(config: Config, *, migrate: bool = True) -> Store:
     """Open the store a config names, with its sponsors applied."""
     return open_store(config.store_url, migrate=migrate, sponsors=config.sponsors)
-
-
-def sqlite_path(url: str) -> Path | None:
-    """The file behind a sqlite URL, or None for an in-memory database."""
-    rest = url.split(":///", 1)[1] if ":///" in url else ""
-    if not rest or rest == ":memory:":
-        return None
-    return Path(rest.split("?", 1)[0])
 
 
 def _sqlite_engine(url: str, *, create: bool) -> sa.Engine:

@@ -26,14 +26,13 @@ from typing import Any
 import sqlalchemy as sa
 
 from sponsorcast.errors import BadInput
-from sponsorcast.models import ALL_SPONSORS, Lead, Suppression, utcnow
+from sponsorcast.models import ALL_SPONSORS, Suppression, lead_table, utcnow
 from sponsorcast.store import Store, get_sponsor
 
 REASONS = ("unsubscribed", "bounced", "complained", "manual")
 COLUMNS = ["email", "sponsor", "reason", "created_at"]
 
 suppression_table: sa.Table = Suppression.__table__  # type: ignore[attr-defined]
-lead_table: sa.Table = Lead.__table__  # type: ignore[attr-defined]
 
 
 @dataclass(frozen=True)

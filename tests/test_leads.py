@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 import sqlalchemy as sa
 
-from sponsorcast.audience import lead_table, parse_audience
+from sponsorcast.audience import audience_from_options, count_recipients, parse_audience
 from sponsorcast.errors import BadInput, LeadsFileError, NotFound
 from sponsorcast.leads import (
     CsvSource,
@@ -25,6 +25,7 @@ from sponsorcast.leads import (
     read_csv_recipients,
     split_name,
 )
+from sponsorcast.models import lead_table
 from sponsorcast.store import Store
 from tests.conftest import DATA, Project
 from tests.pg import both_store_backends  # noqa: F401 - every project test runs on SQLite and PostgreSQL
@@ -565,6 +566,14 @@ def test_list_and_count_by_audience(audience_project: Project, args: list[str], 
     assert [d["email"].split("@")[0] for d in json.loads(listed.stdout)] == emails
     counted = audience_project.run("leads", "count", *args, "--json")
     assert counted.stdout == json.dumps({"count": len(emails)}, indent=2) + "\n"
+    # the count through SQLAlchemy (render --check, PostgreSQL) agrees with the quick SQLite read
+    options = dict(zip(args[::2], args[1::2]))
+    filters = [v for k, v in zip(args[::2], args[1::2]) if k == "--filter"]
+    selected = audience_from_options(options.get("--audience"), filters)
+    s = audience_project.store()
+    with s.read() as conn:
+        assert conn.execute(count_recipients("default", selected)).scalar_one() == len(emails)
+    s.dispose()
 
 
 LIST_JSON_FIRST = {

@@ -16,7 +16,8 @@ from sqlmodel import SQLModel
 import sponsorcast.models  # noqa: F401 - registers the tables
 from sponsorcast.config import SponsorConfig
 from sponsorcast.errors import StoreError
-from sponsorcast.migrations import MIGRATIONS, MIGRATIONS_TABLE, run_migrations
+from sponsorcast.migrations import MIGRATIONS, run_migrations
+from sponsorcast.readonly import MIGRATIONS_TABLE
 from sponsorcast.models import Lead, Sponsor
 from sponsorcast.store import open_store
 

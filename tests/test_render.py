@@ -18,7 +18,8 @@ import sqlalchemy as sa
 from typer.testing import CliRunner
 
 from sponsorcast import render as render_module
-from sponsorcast.audience import lead_table, tags_to_text
+from sponsorcast.audience import tags_to_text
+from sponsorcast.models import lead_table
 from sponsorcast.campaign import load_campaign
 from sponsorcast.errors import TemplateError
 from sponsorcast.models import Sponsor

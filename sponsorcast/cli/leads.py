@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Annotated, Any, Optional
 import typer
 
 from sponsorcast import console
-from sponsorcast.cli._common import handle_errors, open_store
+from sponsorcast.cli._common import handle_errors, load, open_store
 
 if TYPE_CHECKING:
     from sponsorcast.leads import ImportReport, LeadSource
@@ -169,7 +169,8 @@ def list_(
 ) -> None:
     """List a sponsor's leads (every match unless --limit)."""
     from sponsorcast.errors import BadInput
-    from sponsorcast.leads import LIST_COLUMNS, audience_from_options, list_leads
+    from sponsorcast.audience import audience_from_options
+    from sponsorcast.leads import LIST_COLUMNS, list_leads
 
     if json_ and csv_:
         raise BadInput("Choose one of --json and --csv.")
@@ -211,10 +212,10 @@ def count(
     json_: Annotated[bool, typer.Option("--json", help='Print {"count": N}.')] = False,
 ) -> None:
     """Count a sponsor's leads in an audience."""
-    from sponsorcast.leads import audience_from_options, count_leads
+    from sponsorcast.audience import audience_from_options, count_audience
 
     selected = audience_from_options(audience, filter_ or [])
-    n = count_leads(open_store(), sponsor, selected)
+    n = count_audience(load(), sponsor, selected)
     if json_:
         console.print_json({"count": n})
     else:
