@@ -895,8 +895,7 @@ class _Upserter:
     def __init__(self, conn: sa.Connection, sponsor_id: str, source: str, report: ImportReport) -> None:
         import sqlalchemy as sa
 
-        from sponsorcast.models import lead_table
-        from sponsorcast.models import utcnow
+        from sponsorcast.models import lead_table, utcnow
 
         self.conn = conn
         self.sponsor_id = sponsor_id

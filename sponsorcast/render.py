@@ -826,8 +826,8 @@ class RecipientSource:
         if self.leads_csv is None or sponsor_id in self._loaded:
             return
         from sponsorcast.audience import PERSON_COLUMNS, tags_to_text
-        from sponsorcast.models import lead_table
         from sponsorcast.leads import read_csv_recipients
+        from sponsorcast.models import lead_table
 
         insert = lead_table.insert().prefix_with("OR REPLACE")
         columns = (*PERSON_COLUMNS, "event", "fields")
@@ -862,8 +862,8 @@ class RecipientSource:
         import sqlalchemy as sa
 
         from sponsorcast.audience import RECIPIENT_COLUMNS, recipient, select_recipients
-        from sponsorcast.models import lead_table
         from sponsorcast.errors import NotFound
+        from sponsorcast.models import lead_table
 
         self._load_csv(sponsor_id)
         query = select_recipients(sponsor_id, audience)
@@ -1162,9 +1162,8 @@ def _check_shard(
     from pathlib import Path
 
     from sponsorcast.audience import iter_recipients, select_recipients
-    from sponsorcast.models import lead_table
     from sponsorcast.errors import BadInput
-    from sponsorcast.models import Sponsor
+    from sponsorcast.models import Sponsor, lead_table
     from sponsorcast.store import open_store
 
     own_store = store is None
