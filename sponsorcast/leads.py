@@ -87,33 +87,11 @@ SYNONYMS: dict[str, str] = {
     **dict.fromkeys(["sponsorid", "sponsor"], "sponsor_id"),
 }
 
+# What a lead says about the person besides its email (the key of an upsert).
+_PERSON = PERSON_COLUMNS[1:]
 # Columns compared to decide updated / unchanged, in the order they are written.
-_COMPARED = (
-    "name",
-    "first_name",
-    "last_name",
-    "company",
-    "title",
-    "intent_level",
-    "intent_score",
-    "follow_up_status",
-    "tags",
-    "event",
-    "consent",
-    "fields",
-)
-_SCALARS = (
-    "name",
-    "first_name",
-    "last_name",
-    "company",
-    "title",
-    "intent_level",
-    "intent_score",
-    "follow_up_status",
-    "event",
-    "consent",
-)
+_COMPARED = (*_PERSON, "tags", "event", "consent", "fields")
+_SCALARS = (*_PERSON, "event", "consent")
 
 # Columns an import inserts.
 _INSERTED = (
