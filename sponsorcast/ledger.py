@@ -125,16 +125,24 @@ def list_campaigns(conn: sa.Connection) -> list[dict[str, Any]]:
         .where(delivery_t.c.campaign_id == campaign_t.c.id, delivery_t.c.sent_at.is_not(None))
         .scalar_subquery()
     )
+    failed = (
+        sa.select(sa.func.count())
+        .where(delivery_t.c.campaign_id == campaign_t.c.id,
+               delivery_t.c.status == DeliveryStatus.FAILED)
+        .scalar_subquery()
+    )
     rows = conn.execute(
         sa.select(
             campaign_t.c.id, campaign_t.c.name, campaign_t.c.sponsor_id, campaign_t.c.status,
-            campaign_t.c.total_recipients, sent.label("sent"), campaign_t.c.send_at,
+            campaign_t.c.total_recipients, sent.label("sent"), failed.label("failed"),
+            campaign_t.c.send_at,
         ).order_by(campaign_t.c.created_at, campaign_t.c.id)
     ).mappings()
     return [
         {
             "id": r["id"], "name": r["name"], "sponsor": r["sponsor_id"], "status": r["status"],
-            "total_recipients": r["total_recipients"], "sent": r["sent"], "send_at": r["send_at"],
+            "total_recipients": r["total_recipients"], "sent": r["sent"], "failed": r["failed"],
+            "send_at": r["send_at"],
         }
         for r in rows
     ]

@@ -177,6 +177,13 @@ def m003_batch_payload_hash(conn: sa.Connection) -> None:
     conn.execute(sa.text("ALTER TABLE send_batch ADD COLUMN payload_hash VARCHAR"))
 
 
+@migration
+def m004_batch_payload(conn: sa.Connection) -> None:
+    """Keep an attempted batch's exact emails until it is answered, so a resume re-sends them."""
+    blob = "BYTEA" if conn.dialect.name == "postgresql" else "BLOB"
+    conn.execute(sa.text(f"ALTER TABLE send_batch ADD COLUMN payload {blob}"))
+
+
 @dataclass(frozen=True)
 class MigrationState:
     """Which migrations a store has, and which it still needs."""

@@ -240,3 +240,5 @@ class SendBatch(SQLModel, table=True):
     first_attempt_at: datetime | None = _dt()
     finished_at: datetime | None = _dt()
     payload_hash: str | None = None
+    # zlib-compressed JSON of the emails of the first attempt; cleared once the batch is final
+    payload: bytes | None = Field(default=None, sa_type=sa.LargeBinary, nullable=True)

@@ -18,7 +18,8 @@ MIGRATIONS_TABLE = "_sponsorcast_migrations"
 
 # What a current store has applied; tests/test_readonly.py keeps this equal to
 # migrations.MIGRATIONS (migrations.py imports SQLAlchemy, which is what this module avoids).
-CURRENT_MIGRATIONS = frozenset({"m001_initial", "m002_send_batches", "m003_batch_payload_hash"})
+CURRENT_MIGRATIONS = frozenset({"m001_initial", "m002_send_batches", "m003_batch_payload_hash",
+                                "m004_batch_payload"})
 
 
 def sqlite_path(url: str) -> Path | None:

@@ -8,10 +8,12 @@ How exactly-once holds, whatever is killed where:
    idempotency key that is fixed from then on (campaign id + a nonce of this snapshot + batch).
 2. A worker claims a batch in one write transaction: a ``pending`` batch, or a ``claimed`` one
    whose lease expired (or whose holder on this host is dead). A batch that was never attempted
-   may still change (suppressions re-checked, ``--limit`` splits it); then its payload is
-   rendered, its hash stored and ``first_attempt_at`` set — all committed BEFORE the request.
-   From then on the batch's members never change, and every later attempt must render to the
-   same hash, so the provider sees the identical body under the same key and never sends twice.
+   may still change (suppressions re-checked, ``--limit`` splits it); then its emails are
+   rendered and kept in the batch row (compressed), with their hash and ``first_attempt_at``
+   — all committed BEFORE the request. Every later attempt sends those kept emails, not a
+   new render: a lead re-imported, a sponsor renamed or a config edited since cannot change
+   the body, so the provider sees the identical request under the same key and never sends
+   twice. The kept emails are dropped once the batch is answered.
 3. The request goes out under the batch's key; the answer is recorded in one transaction.
    No answer (lost, 5xx past retries, Ctrl-C): the batch goes back to ``pending`` and the next
    run re-sends it under its key. Past the provider's 24 h key window it is reported instead.
@@ -56,6 +58,7 @@ from sponsorcast.models import (
 )
 from sponsorcast.store import Store, get_sponsor
 from sponsorcast.suppression import suppressed_condition
+from sponsorcast.transport import freeze_emails, thaw_emails
 
 if TYPE_CHECKING:
     from sponsorcast.campaign import CampaignFile
@@ -106,7 +109,8 @@ class RunReport:
     sent_now: int = 0
     failed_now: int = 0
     counts: dict[str, int] = field(default_factory=dict)
-    unknown_batches: int = 0
+    unknown_batches: int = 0  # batches without an answer, left to re-send in a later run
+    unknown_now: int = 0  # deliveries given up in this run (outcome unknown; marked failed)
     elapsed: float = 0.0
     already_finished: bool = False
     stopped_reason: str | None = None
@@ -355,6 +359,7 @@ class _Claimer:
     owner: str = field(default_factory=lambda: f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(3)}")
     skip: set[int] = field(default_factory=set)
     limit_left: int | None = None
+    unknown: int = 0  # deliveries this process gave up on (outcome unknown, marked failed)
     # this process's workers take turns at the store: on SQLite a waiting writer would
     # otherwise sleep in the busy handler's coarse steps instead of starting at once
     lock: threading.Lock = field(default_factory=threading.Lock)
@@ -380,20 +385,30 @@ class _Claimer:
             if row is None:
                 return None
             number = row.number
+            frozen: bytes | None = None
             if row.first_attempt_at is None:
                 self._prepare_first_attempt(conn, number)
-            members = list(self._members(conn, number))
-            if not members:
-                conn.execute(batch_t.update().where(*self._batch(number)).values(
-                    status=BatchStatus.DONE, finished_at=now, lease_owner=None))
-                return RETRY
-            emails = self.renderer.render_batch(members)
-            digest = payload_hash(emails)
-            if row.first_attempt_at is not None:
-                stale = now - row.first_attempt_at > KEY_WINDOW
-                if stale or (row.payload_hash and row.payload_hash != digest):
-                    self._give_up(conn, number, stale=stale)
+                members = list(self._members(conn, number))
+                if not members:
+                    conn.execute(batch_t.update().where(*self._batch(number)).values(
+                        status=BatchStatus.DONE, finished_at=now, lease_owner=None))
                     return RETRY
+                emails = self.renderer.render_batch(members)
+                frozen = freeze_emails(emails)
+            elif now - row.first_attempt_at > KEY_WINDOW:
+                self._give_up(conn, number, stale=True)
+                return RETRY
+            elif row.payload is not None:
+                # the exact emails of the first attempt, whatever changed in the leads,
+                # the sponsor or the config since: the provider sees the identical body
+                emails = thaw_emails(bytes(row.payload))
+            else:  # attempted by a version that kept only the hash: re-render and compare
+                emails = self.renderer.render_batch(list(self._members(conn, number)))
+            digest = payload_hash(emails)
+            if row.payload_hash and row.payload_hash != digest:
+                self._give_up(conn, number, stale=False)
+                return RETRY
+            values: dict[str, Any] = {} if frozen is None else {"payload": frozen}
             conn.execute(batch_t.update().where(*self._batch(number)).values(
                 status=BatchStatus.CLAIMED,
                 lease_owner=self.owner,
@@ -401,6 +416,7 @@ class _Claimer:
                 attempts=batch_t.c.attempts + 1,
                 first_attempt_at=row.first_attempt_at or now,
                 payload_hash=digest,
+                **values,
             ))
             conn.execute(delivery_t.update().where(
                 delivery_t.c.campaign_id == self.campaign_id, delivery_t.c.batch == number,
@@ -420,7 +436,7 @@ class _Claimer:
         )
         query = (
             sa.select(batch_t.c.number, batch_t.c.idempotency_key, batch_t.c.first_attempt_at,
-                      batch_t.c.payload_hash)
+                      batch_t.c.payload_hash, batch_t.c.payload)
             .where(batch_t.c.campaign_id == self.campaign_id, claimable)
             .order_by(batch_t.c.number)
             .limit(1)
@@ -439,7 +455,7 @@ class _Claimer:
         host = socket.gethostname()
         query = (
             sa.select(batch_t.c.number, batch_t.c.idempotency_key, batch_t.c.first_attempt_at,
-                      batch_t.c.payload_hash, batch_t.c.lease_owner)
+                      batch_t.c.payload_hash, batch_t.c.payload, batch_t.c.lease_owner)
             .where(batch_t.c.campaign_id == self.campaign_id, batch_t.c.status == BatchStatus.CLAIMED,
                    batch_t.c.lease_owner.like(f"{host}:%"))
             .order_by(batch_t.c.number)
@@ -505,11 +521,11 @@ class _Claimer:
             "identical payload cannot be re-sent; not re-sent (check the provider's log)"
         )
         conn.execute(batch_t.update().where(*self._batch(number)).values(
-            status=BatchStatus.UNKNOWN, lease_owner=None, finished_at=utcnow()))
-        conn.execute(delivery_t.update().where(
+            status=BatchStatus.UNKNOWN, lease_owner=None, finished_at=utcnow(), payload=None))
+        self.unknown += conn.execute(delivery_t.update().where(
             delivery_t.c.campaign_id == self.campaign_id, delivery_t.c.batch == number,
             delivery_t.c.status.in_((DeliveryStatus.PENDING, DeliveryStatus.SENDING)),
-        ).values(status=DeliveryStatus.FAILED, last_error=reason))
+        ).values(status=DeliveryStatus.FAILED, last_error=reason)).rowcount
         record_event(conn, self.campaign_id, "batch.unknown", {"batch": number, "reason": reason})
         self.skip.add(number)
 
@@ -535,7 +551,8 @@ class _Claimer:
                     [{"d_id": d, "err": e[:1000]} for d, e in rejected.items()],
                 )
             conn.execute(batch_t.update().where(*self._batch(claim.number)).values(
-                status=BatchStatus.DONE, finished_at=now, lease_owner=None, lease_expires_at=None))
+                status=BatchStatus.DONE, finished_at=now, lease_owner=None, lease_expires_at=None,
+                payload=None))
 
     def release(self, claim: Claim, reason: str, partial: object | None = None) -> None:
         """Outcome unknown: hand the batch back, to be re-sent under its key by a later run.
@@ -785,6 +802,8 @@ async def run_batches(
         await asyncio.gather(*(worker() for _ in range(concurrency)))
     finally:
         report.elapsed = time.monotonic() - started
+        report.failed_now += claimer.unknown
+        report.unknown_now = claimer.unknown
     if stop:
         exc = stop[0]
         cause = QUOTA_CAUSE if isinstance(exc, QuotaExceeded) else AUTH_CAUSE
@@ -808,7 +827,15 @@ def finish_if_done(store: Store, campaign_id: str) -> str:
             )
         ).scalar_one()
         if left == 0:
-            transition(conn, campaign_id, CampaignStatus.SENT, "every batch sent",
+            failed = conn.execute(
+                sa.select(sa.func.count()).where(
+                    delivery_t.c.campaign_id == campaign_id,
+                    delivery_t.c.status == DeliveryStatus.FAILED,
+                )
+            ).scalar_one()
+            cause = (f"every batch answered; {failed} delivery(ies) failed" if failed
+                     else "every batch sent")
+            transition(conn, campaign_id, CampaignStatus.SENT, cause,
                        expect=(CampaignStatus.SENDING,))
         return str(get_campaign_row(conn, campaign_id)["status"])
 

@@ -139,6 +139,7 @@ class _State:
         self.windows: dict[int, int] = {}
         self.idempotent: dict[str, _Stored] = {}
         self.in_flight_keys: set[str] = set()
+        self.sends: list[tuple[str | None, str]] = []  # (idempotency key, sha256 of the body)
         self.in_flight = 0
         self.random = random.Random(self.config.seed)
         self.counters: dict[str, int] = {
@@ -217,6 +218,12 @@ class FakeResend:
         """Every email accepted so far (a copy)."""
         with self._state.lock:
             return list(self._state.accepted)
+
+    @property
+    def sends(self) -> list[tuple[str | None, str]]:
+        """Every send request that arrived, answered or not: (idempotency key, body sha256)."""
+        with self._state.lock:
+            return list(self._state.sends)
 
     @property
     def counters(self) -> dict[str, int]:
@@ -480,6 +487,8 @@ class _Handler(BaseHTTPRequestHandler):
                                 "The key must be between 1-256 chars."), headers)
             return
         body_hash = hashlib.sha256(path.encode() + b"\0" + body).hexdigest()
+        with state.lock:
+            state.sends.append((key, body_hash))
         conflict: _Answer | None = None
         stored: _Stored | None = None
         if key is not None:

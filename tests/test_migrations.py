@@ -91,8 +91,9 @@ def test_db_status_and_upgrade_cli(project: Project, tmp_path: Path) -> None:
     rows = json.loads(r.stdout)
     assert [(x["migration"], x["status"]) for x in rows] == [
         ("m001_initial", "applied"), ("m002_send_batches", "pending"),
-        ("m003_batch_payload_hash", "pending")]
+        ("m003_batch_payload_hash", "pending"), ("m004_batch_payload", "pending")]
     r = project.run("--db", url, "db", "upgrade")
-    assert r.stdout == "Applied 2 migration(s): m002_send_batches, m003_batch_payload_hash.\n"
+    assert r.stdout == (
+        "Applied 3 migration(s): m002_send_batches, m003_batch_payload_hash, m004_batch_payload.\n")
     r = project.run("--db", url, "db", "upgrade")
     assert r.stdout == "The store is up to date; nothing to apply.\n"

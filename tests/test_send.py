@@ -374,7 +374,7 @@ def test_cli_campaign_lifecycle(project: Project, store: Store, spring: Path) ->
     _send(project, store, spring, t, limit=100)  # one batch, its answer lost: still sending
     listed = json.loads(project.run("campaigns", "list", "--json").stdout)
     assert listed == [{"id": "spring", "name": "Spring", "sponsor": "default", "status": "sending",
-                       "total_recipients": 150, "sent": 0, "send_at": None}]
+                       "total_recipients": 150, "sent": 0, "failed": 0, "send_at": None}]
     assert project.run("campaigns", "pause", "spring").exit_code == 0
     r = project.run("campaigns", "pause", "spring")
     assert r.exit_code == 2 and "is paused" in r.stderr
@@ -429,15 +429,36 @@ def test_unknown_outcome_past_24h_is_reported_not_resent(project: Project, store
     assert events == 1
 
 
-def test_changed_lead_after_lost_answer_is_not_resent_with_other_content(project: Project, store: Store, spring: Path) -> None:
+def test_changed_lead_after_lost_answer_resends_the_first_attempts_emails(project: Project, store: Store, spring: Path) -> None:
+    add_leads(store, 3)
+    t = MemoryTransport(lose_next=1)
+    first = _send(project, store, spring, t)
+    assert first.unknown_batches == 1 and not first.ok
+    with store.write() as conn:
+        conn.execute(sa.text("UPDATE lead SET first_name = 'Renamed' WHERE email = 'lead0@example.com'"))
+    report = _send(project, store, spring, t)
+    # the same key again, with the kept body (MemoryTransport asserts it is identical)
+    assert t.keys == [t.keys[0], t.keys[0]]
+    assert report.counts == {"sent": 3} and report.ok
+    assert sorted(to for to, _ in t.delivered) == ["lead0@example.com", "lead1@example.com", "lead2@example.com"]
+    with store.read() as conn:
+        kept = conn.execute(sa.text("SELECT payload FROM send_batch")).scalar()
+    assert kept is None  # dropped once the batch was answered
+
+
+def test_batch_attempted_by_an_older_version_is_still_compared_by_hash(project: Project, store: Store, spring: Path) -> None:
     add_leads(store, 3)
     t = MemoryTransport(lose_next=1)
     _send(project, store, spring, t)
-    with store.write() as conn:
+    with store.write() as conn:  # what a store written before payloads were kept looks like
+        conn.execute(sa.text("UPDATE send_batch SET payload = NULL"))
         conn.execute(sa.text("UPDATE lead SET first_name = 'Renamed' WHERE email = 'lead0@example.com'"))
     report = _send(project, store, spring, t)
     assert len(t.keys) == 1  # the changed batch is not sent again, under any key
     assert report.counts == {"failed": 3}
+    assert report.failed_now == 3 and report.unknown_now == 3 and not report.ok
     with store.read() as conn:
         reason = conn.execute(sa.text("SELECT DISTINCT last_error FROM delivery")).scalar()
+        status, cause = conn.execute(sa.text("SELECT status, status_reason FROM campaign")).one()
     assert "lead or sponsor data changed since the first attempt" in reason
+    assert (status, cause) == ("sent", "every batch answered; 3 delivery(ies) failed")

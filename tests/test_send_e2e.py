@@ -14,6 +14,7 @@ import sys
 import time
 from collections import Counter
 from pathlib import Path
+from typing import Any
 
 import pytest
 import sqlalchemy as sa
@@ -265,3 +266,89 @@ def test_ctrl_c_exits_130_and_the_next_run_resumes(project: Project, store: Stor
     code, out2, err2 = run(project, fake_resend, "send", "spring.md", "--yes")
     assert code == 0, err2
     assert_exactly_once(fake_resend, store, people)
+
+
+def _bodies_by_key(fake: FakeResend) -> dict[str | None, set[str]]:
+    seen: dict[str | None, set[str]] = {}
+    for key, body in fake.sends:
+        seen.setdefault(key, set()).add(body)
+    return seen
+
+
+def _change_reimport(project: Project, fake: FakeResend) -> None:
+    rows = "".join(f"person{i}@example.com,Changed{i}\n" for i in range(150))
+    (project.path / "update.csv").write_text("email,first_name\n" + rows, encoding="utf-8")
+    code, out, err = run(project, fake, "leads", "import", "update.csv")
+    assert code == 0 and "updated" in out and "150" in out, (out, err)
+
+
+def _change_sponsor(project: Project, fake: FakeResend) -> None:
+    toml = project.path / "sponsorcast.toml"
+    toml.write_text(toml.read_text().replace('name = "Example Events"', 'name = "Renamed Events"')
+                    .replace("1 Example Street", "2 Other Road"))
+
+
+def _change_suppression(project: Project, fake: FakeResend) -> None:
+    code, out, err = run(project, fake, "suppress", "add", "person0@example.com", "--sponsor", "default")
+    assert code == 0, err
+
+
+def _change_config(project: Project, fake: FakeResend) -> None:
+    toml = project.path / "sponsorcast.toml"
+    toml.write_text(toml.read_text() + '\n[tracking]\nunsubscribe_mailto = "stop@example.com"\n')
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(("failure", "change"), [
+    ("5xx", _change_reimport), ("lost", _change_sponsor),
+    ("5xx", _change_suppression), ("lost", _change_config),
+], ids=["5xx-reimport", "lost-sponsor-edit", "5xx-suppression", "lost-config-edit"])
+def test_resume_resends_the_first_attempts_bytes_whatever_changed(
+    project: Project, store: Store, fake_resend: FakeResend, failure: str, change: Any
+) -> None:
+    resend_project(project, fake_resend)
+    toml = project.path / "sponsorcast.toml"
+    toml.write_text(toml.read_text().replace("max_attempts = 3", "max_attempts = 2\nbatch_size = 50"))
+    people = emails(150)  # three batches
+    add_leads(store, people)
+    if failure == "5xx":
+        fake_resend.configure(fail_next=6)  # both attempts of every batch
+    else:  # accepted, but no answer reaches the sender, twice for each batch
+        toml.write_text(toml.read_text().replace("max_attempts = 2", "max_attempts = 1"))
+        fake_resend.configure(lose_next=3)
+    code, out, err = run(project, fake_resend, "send", "spring.md", "--yes")
+    assert code == 1, (out, err)
+    assert "3 batch(es) got no answer" in err
+    first = _bodies_by_key(fake_resend)
+    assert len(first) == 3 and all(len(b) == 1 for b in first.values())
+    toml.write_text(toml.read_text().replace("max_attempts = 1", "max_attempts = 2"))
+    change(project, fake_resend)
+    code, out, err = run(project, fake_resend, "send", "spring.md", "--yes")
+    assert code == 0, (out, err)
+    assert _bodies_by_key(fake_resend) == first  # the same keys, each with its first body
+    assert_exactly_once(fake_resend, store, people)
+    with store.read() as conn:
+        status, kept = conn.execute(sa.text(
+            "SELECT c.status, (SELECT count(*) FROM send_batch WHERE payload IS NOT NULL) FROM campaign c"
+        )).one()
+    assert (status, kept) == ("sent", 0)
+
+
+@pytest.mark.slow
+def test_a_run_ending_with_unconfirmed_deliveries_exits_1_and_counts_them(
+    project: Project, store: Store, fake_resend: FakeResend
+) -> None:
+    resend_project(project, fake_resend)
+    add_leads(store, emails(5))
+    fake_resend.configure(fail_next=3)
+    code, _out, err = run(project, fake_resend, "send", "spring.md", "--yes")
+    assert code == 1 and "1 batch(es) got no answer" in err
+    with store.write() as conn:  # no answer for longer than the provider keeps keys
+        conn.execute(sa.text("UPDATE send_batch SET first_attempt_at = '2020-01-01 00:00:00.000000'"))
+    code, out, err = run(project, fake_resend, "send", "spring.md", "--yes")
+    assert code == 1, (out, err)
+    assert ("Warning: 5 delivery(ies) failed in this run, 5 of them with an outcome the provider "
+            "never confirmed; 'sponsorcast deliveries spring --status failed' lists them.") in " ".join(err.split())
+    assert fake_resend.accepted == []
+    listed = run(project, fake_resend, "campaigns", "list", "--json")[1]
+    assert '"failed": 5' in listed

@@ -10,7 +10,7 @@ from sponsorcast import console
 from sponsorcast.cli._common import handle_errors, open_store
 
 campaigns_app = typer.Typer(help="Campaign lifecycle: list, show history, pause, resume, cancel, delete.", no_args_is_help=True)
-LIST_COLUMNS = ["id", "name", "sponsor", "status", "total_recipients", "sent", "send_at"]
+LIST_COLUMNS = ["id", "name", "sponsor", "status", "total_recipients", "sent", "failed", "send_at"]
 
 
 @campaigns_app.command("list")

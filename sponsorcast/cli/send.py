@@ -86,6 +86,11 @@ def _summary(report: "RunReport") -> None:
     }, title="Send summary")
     if not report.sends_for_real:
         console.say("Outbox transport: emails were written as .eml files; nothing was sent.")
+    if report.failed_now:
+        unknown = (f", {report.unknown_now} of them with an outcome the provider never confirmed"
+                   if report.unknown_now else "")
+        console.warn(f"{report.failed_now} delivery(ies) failed in this run{unknown}; "
+                     f"'sponsorcast deliveries {report.campaign_id} --status failed' lists them.")
     if report.unknown_batches:
         console.warn(f"{report.unknown_batches} batch(es) got no answer from the provider; "
                      "run the same command again to re-send them under their idempotency keys.")
