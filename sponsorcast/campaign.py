@@ -18,6 +18,7 @@ import yaml
 
 from sponsorcast.audience import Audience, parse_audience
 from sponsorcast.errors import BadInput, CampaignFileError
+from sponsorcast.headers import header_problem, mailbox_problem
 
 CAMPAIGN_SUFFIXES = (".md", ".yaml", ".yml")
 KEYS = ("id", "name", "sponsor", "subject", "from", "reply_to", "audience", "send_at", "tags")
@@ -157,6 +158,9 @@ def load_campaign(path: Path) -> CampaignFile:
         raise fail("the 'subject' key is missing or empty.", "subject")
     if "\n" in subject or "\r" in subject:
         raise fail("the subject contains a line break; subjects must be one line.", "subject")
+    problem = header_problem(subject)
+    if problem is not None:
+        raise fail(f"the subject cannot go into an email header: {problem}.", "subject")
 
     from_address = _address(data, "from", fail)
     reply_to = _address(data, "reply_to", fail)
@@ -268,15 +272,12 @@ def _text(data: dict[str, Any], key: str, fail: Any) -> str | None:
 
 
 def _address(data: dict[str, Any], key: str, fail: Any) -> str | None:
-    from email.utils import parseaddr
-
     value = _text(data, key, fail)
     if value is None:
         return None
-    _name, addr = parseaddr(value)
-    local, _, domain = addr.partition("@")
-    if not local or not domain or "\n" in value:
-        raise fail(f"'{key}' {value!r} is not an address like 'Name <hello@example.com>'.", key)
+    problem = mailbox_problem(value.strip())
+    if problem is not None:
+        raise fail(f"'{key}' {value!r} cannot be a sender address: {problem}.", key)
     return value.strip()
 
 

@@ -228,6 +228,8 @@ def _build(
         unsubscribe_mailto=tracking_data.get("unsubscribe_mailto", ""),
     )
 
+    for sid, table in data.get("sponsors", {}).items():
+        _check_sponsor_addresses(sid, table, where)
     sponsors = tuple(
         SponsorConfig(
             id=sid,
@@ -307,6 +309,23 @@ def _build_resend(table: dict[str, Any], env: Mapping[str, str], where: str) -> 
         concurrency=concurrency,
         endpoint=endpoint,
     )
+
+
+def _check_sponsor_addresses(sponsor_id: str, table: dict[str, Any], where: str) -> None:
+    from sponsorcast.headers import header_problem, mailbox_problem
+
+    for key in ("from", "reply_to"):
+        value = table.get(key)
+        problem = mailbox_problem(value) if isinstance(value, str) and value else None
+        if problem is not None:
+            raise ConfigError(
+                f"{where}: 'sponsors.{sponsor_id}.{key}' {value!r} cannot be a sender address: "
+                f"{problem}."
+            )
+    name = table.get("name")
+    problem = header_problem(name) if isinstance(name, str) else None
+    if problem is not None:
+        raise ConfigError(f"{where}: 'sponsors.{sponsor_id}.name' {name!r}: {problem}.")
 
 
 def _relative_sqlite(url: str, base_dir: Path) -> str:

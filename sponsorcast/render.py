@@ -33,6 +33,7 @@ from jinja2.sandbox import ImmutableSandboxedEnvironment
 
 from sponsorcast.campaign import CampaignFile, load_campaign
 from sponsorcast.errors import TemplateError
+from sponsorcast.headers import LINE_SEPARATORS, header_problem
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -64,7 +65,6 @@ _HTML_HEAD = (
 _URL_UNSAFE = re.compile(r"[^A-Za-z0-9_.\-~/]+")
 _EMPTY_PARAGRAPH = re.compile(r"<p>\s*</p>\n?")
 _BLANK_LINES = re.compile(r"\n[ \t]*\n(?:[ \t]*\n)+")
-_LINE_BREAKS = re.compile(r"\s*[\r\n]+\s*")
 
 
 class Links(Protocol):
@@ -520,7 +520,15 @@ def _subject(compiled: CompiledCampaign, context: dict[str, Any]) -> str:
 
 
 def _subject_text(compiled: CompiledCampaign, raw: str) -> str:
-    subject = (_LINE_BREAKS.sub(" ", raw) if "\n" in raw or "\r" in raw else raw).strip()
+    if not raw.isprintable():
+        # a lead's data may carry line breaks: one space each; any other control is refused
+        raw = LINE_SEPARATORS.sub(" ", raw)
+        problem = header_problem(raw)
+        if problem is not None:
+            raise TemplateError(f"the subject cannot go into an email header: {problem}",
+                                path=compiled.campaign.path,
+                                line=compiled.campaign.key_lines.get("subject"))
+    subject = raw.strip()
     if not subject:
         line = compiled.campaign.key_lines.get("subject")
         raise TemplateError("the subject renders empty.", path=compiled.campaign.path, line=line)

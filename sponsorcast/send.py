@@ -174,6 +174,13 @@ def check_sponsor(sponsor: Sponsor, campaign: "CampaignFile") -> None:
             f"Sponsor '{sponsor.id}' has no from address; nothing was sent.",
             hint=f"Set 'from' under [sponsors.{sponsor.id}] in sponsorcast.toml, or 'from:' in {campaign.path}.",
         )
+    from sponsorcast.headers import mailbox_problem
+
+    for key, value in (("from", sponsor.from_address), ("reply_to", sponsor.reply_to)):
+        problem = mailbox_problem(value) if value else None
+        if problem is not None:
+            raise BadInput(f"Sponsor '{sponsor.id}' has {key} {value!r}, which cannot be a sender "
+                           f"address: {problem}; nothing was sent.")
 
 
 def _refuse_changed(campaign: "CampaignFile", status: str, stored_hash: str, *, started: bool = True) -> None:

@@ -31,6 +31,8 @@ def add_sponsor(
         )
     if from_address:
         check_from_address(from_address, "--from")
+    if reply_to:
+        check_from_address(reply_to, "--reply-to")
     now = utcnow()
     with store.session() as session:
         sponsor = session.get(Sponsor, sponsor_id)
@@ -86,9 +88,9 @@ def sponsor_dict(sponsor: Sponsor) -> dict[str, Any]:
 
 
 def check_from_address(value: str, key: str) -> None:
-    """A from address must be ``Name <addr@domain>`` or a bare address."""
-    from email.utils import parseaddr
+    """A from or reply-to address must be one ``Name <addr@domain>`` or a bare address."""
+    from sponsorcast.headers import mailbox_problem
 
-    _name, addr = parseaddr(value)
-    if not addr or "@" not in addr or addr.startswith("@") or addr.endswith("@"):
-        raise BadInput(f"{key} {value!r} is not an address like 'Name <hello@example.com>'.")
+    problem = mailbox_problem(value)
+    if problem is not None:
+        raise BadInput(f"{key} {value!r} cannot be a sender address: {problem}.")

@@ -117,7 +117,7 @@ INVALID_CASES = [
     ("no_body.yaml", 1, "the 'body' key is missing (a .yaml campaign carries its text under body:)."),
     ("duplicate_key.md", 3, "the key 'subject' appears twice (first on line 2)."),
     ("empty_body.md", 4, "the body is empty."),
-    ("bad_from.md", 3, "'from' 'not an address' is not an address like 'Name <hello@example.com>'."),
+    ("bad_from.md", 3, "'from' 'not an address' cannot be a sender address: it is not an address like 'Name <hello@example.com>'."),
     ("latin1.md", 2, "the file is not UTF-8 text."),
 ]
 

@@ -92,7 +92,7 @@ def test_sponsors_cli_add_list_show(project: Project) -> None:
 def test_sponsors_add_rejects_bad_from(project: Project) -> None:
     r = project.run("sponsors", "add", "acme", "--name", "Acme", "--from", "not an address")
     assert r.exit_code == 2
-    assert "--from 'not an address' is not an address" in r.stderr
+    assert "--from 'not an address' cannot be a sender address: it is not an address" in r.stderr
     r = project.run("sponsors", "list", "--json")
     assert "acme" not in r.stdout
 
