@@ -9,7 +9,9 @@ The tree (exit code in brackets)::
     ├── BadInput                     [2]  bad usage or bad input; the store is unchanged
     │   ├── InputFileError           [2]  a file we read is wrong (names file and line or row)
     │   │   ├── CampaignFileError    [2]  campaign file: YAML, keys, audience, send_at, subject
-    │   │   ├── TemplateError        [2]  template syntax, undefined variable, sandbox escape
+    │   │   ├── TemplateError        [2]  template syntax, undefined variable
+    │   │   │   └── SandboxRefused   [2]  a sandbox escape: stops the whole check at once
+    │   │   │       └── TemplateLimitExceeded [2]  a render past a size, time or depth limit
     │   │   └── LeadsFileError       [2]  leads CSV: encoding, header, a broken row
     │   ├── NotFound                 [2]  unknown campaign, sponsor, lead or delivery
     │   ├── StoreError               [2]  the store cannot be opened or is not ours
@@ -112,6 +114,14 @@ class CampaignFileError(InputFileError):
 
 class TemplateError(InputFileError):
     """A template does not compile or does not render for a recipient."""
+
+
+class SandboxRefused(TemplateError):
+    """Template code tried to reach Python internals; never a per-recipient problem."""
+
+
+class TemplateLimitExceeded(SandboxRefused):
+    """A render went past the sandbox's size, time or depth limits; stops the whole check."""
 
 
 class LeadsFileError(InputFileError):

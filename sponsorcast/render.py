@@ -29,10 +29,9 @@ from jinja2 import StrictUndefined, TemplateSyntaxError, nodes
 from jinja2.exceptions import SecurityError
 from jinja2.exceptions import TemplateError as JinjaError
 from jinja2.runtime import new_context
-from jinja2.sandbox import ImmutableSandboxedEnvironment
-
+from sponsorcast import sandbox
 from sponsorcast.campaign import CampaignFile, load_campaign
-from sponsorcast.errors import TemplateError
+from sponsorcast.errors import SandboxRefused, TemplateError, TemplateLimitExceeded
 from sponsorcast.headers import LINE_SEPARATORS, header_problem
 
 if TYPE_CHECKING:
@@ -170,10 +169,6 @@ class CompiledCampaign:
         return StaticLinks(self.unsubscribe_mailto)
 
 
-class SandboxRefused(TemplateError):
-    """Template code tried to reach Python internals; never a per-recipient problem."""
-
-
 class _Vars(dict[str, Any]):
     """A dict of template variables that knows its own name, for clearer undefined errors."""
 
@@ -228,7 +223,7 @@ def _urlencode(value: Any) -> str:
 
 @lru_cache(maxsize=2)
 def _environment(autoescape: bool) -> Environment:
-    env = ImmutableSandboxedEnvironment(
+    env = sandbox.LimitedSandbox(
         autoescape=autoescape,
         undefined=_Undefined,
         finalize=_finalize,
@@ -345,7 +340,9 @@ def compile_campaign(
     head_template = None
     if "{%" not in campaign.subject and _SPLIT not in campaign.subject + campaign.body:
         try:
-            head_template = _environment(False).from_string(campaign.subject + _SPLIT + text_body)
+            env = _environment(False)
+            head_template = env.from_string(
+                sandbox.guard_loops(env.parse(campaign.subject + _SPLIT + text_body)))
         except TemplateSyntaxError:  # cannot happen when both parts compiled; stay on the safe path
             head_template = None
     base_vars = {
@@ -416,7 +413,7 @@ def _compile(source: str, autoescape: bool, path: Any, file_line: Any) -> Templa
             f"template syntax error: {exc.message}.", path=path, line=file_line(exc.lineno or 1)
         ) from None
     _refuse_unsafe(tree, path, file_line)
-    return env.from_string(tree)
+    return env.from_string(sandbox.guard_loops(tree))
 
 
 def _refuse_unsafe(tree: nodes.Template, path: Any, file_line: Any) -> None:
@@ -503,7 +500,7 @@ def _subject_and_text(compiled: CompiledCampaign, context: dict[str, Any]) -> tu
     head = compiled.head_template
     if head is not None:
         try:
-            raw = "".join(head.root_render_func(_context(head, context)))
+            raw = _produce(head, context)
         except Exception:  # noqa: BLE001 - rendered again part by part, for the exact error
             raw = ""
         if raw.count(_SPLIT) == 1:
@@ -606,10 +603,14 @@ def _run(
 ) -> str:
     """Render a template without Jinja's traceback rewriting (cheap on errors, too)."""
     try:
-        # shared=True: the context already holds the globals (see template_vars)
-        return "".join(template.root_render_func(_context(template, context)))
+        return _produce(template, context)
     except TemplateError:
         raise
+    except (sandbox.LimitHit, RecursionError, MemoryError) as exc:
+        reason = {RecursionError: "the template calls itself too deeply (a recursive macro?)",
+                  MemoryError: "the template needs more memory than there is"}.get(type(exc), str(exc))
+        line = getattr(exc, "line", None) or _template_line(exc.__traceback__)
+        raise TemplateLimitExceeded(reason, path=compiled.campaign.path, line=file_line(line)) from None
     except SecurityError as exc:
         raise SandboxRefused(
             f"refused by the sandbox: {exc}",
@@ -628,6 +629,26 @@ def _run(
             path=compiled.campaign.path,
             line=file_line(_template_line(exc.__traceback__)),
         ) from None
+
+
+def _produce(template: Template, context: dict[str, Any]) -> str:
+    """Run a template, counting what it produces against the sandbox's limits."""
+    sandbox.start_render()
+    parts: list[str] = []
+    size = 0
+    # shared=True: the context already holds the globals (see template_vars)
+    parts_made = template.root_render_func(_context(template, context))
+    for part in parts_made:
+        size += len(part)
+        if size > sandbox.MAX_TEXT:
+            frame = getattr(parts_made, "gi_frame", None)
+            raise sandbox.LimitHit(
+                f"the template produces more than {sandbox.MAX_TEXT:,} characters for one recipient",
+                line=template.get_corresponding_lineno(frame.f_lineno) if frame else None)
+        parts.append(part)
+        if not len(parts) & 63:
+            sandbox.tick()
+    return "".join(parts)
 
 
 def _context(template: Template, context: dict[str, Any]) -> Any:
@@ -1101,7 +1122,7 @@ class _ShardFailure:
     def error(self) -> Exception:
         from sponsorcast import errors
 
-        cls = getattr(errors, self.kind, None) if self.kind != "SandboxRefused" else SandboxRefused
+        cls = getattr(errors, self.kind, None)
         if isinstance(cls, type) and issubclass(cls, errors.InputFileError):
             return cls(self.reason, path=self.path, line=self.line, hint=self.hint)
         if isinstance(cls, type) and issubclass(cls, errors.SponsorcastError):
