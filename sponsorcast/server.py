@@ -15,12 +15,21 @@ Routes:
 
 A forged or altered token gets 404 and changes nothing. Database work runs in Starlette's
 thread pool; the store is opened once, when the app is made.
+
+Nothing unauthenticated costs memory: a webhook without its three signature headers is refused
+before its body is read, a ``Content-Length`` over ``MAX_WEBHOOK_BYTES`` is refused unread
+(413), a chunked body is read as a stream and dropped at the cap, and a body must arrive within
+``BODY_SECONDS``. ``server_config`` adds what uvicorn does not do by itself: a connection whose
+request headers are not complete within ``HEADER_SECONDS`` is closed (slow-loris), and header
+blocks over 16 KiB are refused. A client that hangs up mid-request is one log line.
 """
 
 from __future__ import annotations
 
+import asyncio
 import html
 import json
+import logging
 import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
@@ -28,7 +37,7 @@ from typing import Any
 
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import HTMLResponse, JSONResponse, PlainTextResponse, RedirectResponse, Response
 from starlette.routing import Route
 
@@ -45,6 +54,36 @@ PIXEL = (
 NO_STORE = {"Cache-Control": "no-store, private", "X-Robots-Tag": "noindex"}
 PAGE_HEADERS = {**NO_STORE, "Referrer-Policy": "no-referrer", "X-Frame-Options": "DENY"}
 MAX_WEBHOOK_BYTES = 1_000_000
+BODY_SECONDS = 10.0  # a webhook body must have arrived by then
+HEADER_SECONDS = 10.0  # request headers must be complete by then
+MAX_HEADER_BYTES = 16 * 1024
+SIGNATURE_HEADERS = (("svix-id", "webhook-id"), ("svix-timestamp", "webhook-timestamp"),
+                     ("svix-signature", "webhook-signature"))
+log = logging.getLogger("sponsorcast.serve")
+
+
+class _TooLarge(Exception):
+    """The body went past the cap while it was read."""
+
+
+async def read_body(request: Request, limit: int, seconds: float) -> bytes:
+    """The request body, read as a stream: _TooLarge past ``limit`` bytes, TimeoutError past ``seconds``."""
+    declared = request.headers.get("content-length")
+    if declared is not None and (not declared.isdigit() or int(declared) > limit):
+        raise _TooLarge
+    chunks: list[bytes] = []
+    size = 0
+
+    async def read() -> None:
+        nonlocal size
+        async for chunk in request.stream():
+            size += len(chunk)
+            if size > limit:
+                raise _TooLarge
+            chunks.append(chunk)
+
+    await asyncio.wait_for(read(), seconds)
+    return b"".join(chunks)
 
 
 def serve_warnings(config: Config) -> list[str]:
@@ -91,6 +130,38 @@ def _page(title: str, body: str) -> str:
     )
 
 
+def server_config(app: Starlette, host: str, port: int, *, header_seconds: float = HEADER_SECONDS,
+                  log_level: str = "info") -> Any:
+    """uvicorn's configuration for ``serve``: proxy headers, header size and header time bounds."""
+    import uvicorn
+    from uvicorn.protocols.http.h11_impl import H11Protocol
+
+    class BoundedH11(H11Protocol):
+        """Closes a connection whose next request headers take longer than ``header_seconds``."""
+
+        def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+            super().connection_made(transport)
+            self._arm()
+
+        def on_response_complete(self) -> None:
+            super().on_response_complete()
+            self._arm()
+
+        def _arm(self) -> None:
+            waiting_for = self.cycle
+            self.loop.call_later(header_seconds, self._expire, waiting_for)
+
+        def _expire(self, waiting_for: object) -> None:
+            if self.cycle is waiting_for and not self.transport.is_closing():
+                log.info("closed a connection from %s: its request headers took over %g s",
+                         self.client[0] if self.client else "?", header_seconds)
+                self.transport.close()
+
+    return uvicorn.Config(app, host=host, port=port, log_level=log_level, proxy_headers=True,
+                          http=BoundedH11, h11_max_incomplete_event_size=MAX_HEADER_BYTES,
+                          timeout_keep_alive=5)
+
+
 def create_app(
     config: Config,
     store: Store | None = None,
@@ -110,9 +181,20 @@ def create_app(
     async def webhook(request: Request) -> Response:
         if not webhook_secret:
             return JSONResponse({"error": "RESEND_WEBHOOK_SECRET is not configured"}, 503)
-        body = await request.body()
-        if len(body) > MAX_WEBHOOK_BYTES:
-            return JSONResponse({"error": "payload too large"}, 413)
+        if not all(request.headers.get(a) or request.headers.get(b) for a, b in SIGNATURE_HEADERS):
+            return JSONResponse({"error": "the webhook has no svix-id, svix-timestamp or "
+                                          "svix-signature header"}, 401)
+        try:
+            body = await read_body(request, MAX_WEBHOOK_BYTES, BODY_SECONDS)
+        except _TooLarge:
+            return JSONResponse({"error": "payload too large"}, 413, headers={"Connection": "close"})
+        except TimeoutError:
+            return JSONResponse({"error": "the body did not arrive in time"}, 408,
+                                headers={"Connection": "close"})
+        except ClientDisconnect:
+            client = request.client.host if request.client else "?"
+            log.info("webhook from %s: the client hung up before its body arrived", client)
+            return Response(status_code=400)
         try:
             event_id = tracking.verify_webhook(webhook_secret, request.headers, body, now=clock)
         except tracking.WebhookSignatureError as exc:

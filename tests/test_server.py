@@ -24,7 +24,8 @@ with warnings.catch_warnings():  # starlette 1.x prefers httpx2 for its TestClie
 
 from sponsorcast import tracking
 from sponsorcast.config import Config, Secrets
-from sponsorcast.server import PIXEL, create_app
+from sponsorcast import server as server_module
+from sponsorcast.server import PIXEL, create_app, server_config
 from sponsorcast.store import Store
 from tests.test_tracking import (
     BODY,
@@ -229,8 +230,8 @@ def free_port() -> int:
 def live(config: Config, store: Store) -> Iterator[str]:
     """The app under uvicorn in a thread on a free 127.0.0.1 port; yields its base URL."""
     port = free_port()
-    server = uvicorn.Server(uvicorn.Config(create_app(config, store), host="127.0.0.1", port=port,
-                                           log_level="warning", lifespan="on"))
+    server = uvicorn.Server(server_config(create_app(config, store), "127.0.0.1", port,
+                                          header_seconds=0.5, log_level="warning"))
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
     deadline = time.monotonic() + 10
@@ -345,3 +346,124 @@ def test_routes_on_each_backend(config: Config, store_url: str) -> None:
         assert suppressed_leads(store, "default") == ["ann@example.org", "bob@example.org"]
     finally:
         store.dispose()
+
+
+# --- bounded reads: nothing unauthenticated costs memory or a connection for long ------------
+
+
+def _raw(url: str, head: bytes, body: bytes = b"", *, close: bool = False) -> bytes:
+    """Send raw bytes to the server and read what it answers until it closes (or 10 s)."""
+    host, port = url.removeprefix("http://").split(":")
+    with socket.create_connection((host, int(port)), timeout=10) as sock:
+        try:
+            sock.sendall(head + body)
+        except OSError:
+            pass  # the server may answer and close before it has everything
+        if close:
+            return b""
+        answer = b""
+        try:
+            while chunk := sock.recv(65536):
+                answer += chunk
+                if b"\r\n\r\n" in answer and b"Content-Length" not in answer.split(b"\r\n\r\n")[0]:
+                    break
+                head_end = answer.find(b"\r\n\r\n")
+                if head_end >= 0:
+                    length = int(answer.split(b"content-length: ")[1].split(b"\r\n")[0])
+                    if len(answer) >= head_end + 4 + length:
+                        break
+        except (ConnectionResetError, TimeoutError):
+            pass
+        return answer
+
+
+def _post_head(length: int | None, signed: bool, *, chunked: bool = False) -> bytes:
+    lines = ["POST /webhooks/resend HTTP/1.1", "Host: 127.0.0.1", "Content-Type: application/json"]
+    if signed:
+        lines += [f"{k}: {v}" for k, v in sign(b"{}", "msg_x", time.time()).items() if k != "content-type"]
+    if length is not None:
+        lines.append(f"Content-Length: {length}")
+    if chunked:
+        lines.append("Transfer-Encoding: chunked")
+    return ("\r\n".join(lines) + "\r\n\r\n").encode()
+
+
+def _high_water_mib(pid: int) -> float:
+    for line in open(f"/proc/{pid}/status"):
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    raise AssertionError("no VmHWM")
+
+
+@pytest.mark.slow
+def test_huge_bodies_are_refused_before_they_are_read(project: Any) -> None:
+    import os
+    import subprocess
+    import sys
+
+    port = free_port()
+    env = {**os.environ, "RESEND_WEBHOOK_SECRET": VECTOR_SECRET, "SPONSORCAST_SECRET": SECRET,
+           "SPONSORCAST_CONFIG": "", "SPONSORCAST_DB": ""}
+    proc = subprocess.Popen([sys.executable, "-m", "sponsorcast", "serve", "--port", str(port)],
+                            cwd=project.path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 20
+        while True:
+            try:
+                if httpx.get(url + "/healthz", timeout=1).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            assert time.monotonic() < deadline, "serve did not start"
+            time.sleep(0.1)
+        start = _high_water_mib(proc.pid)
+        gib = 1 << 30
+        unsigned = _raw(url, _post_head(500 << 20, signed=False), b"x" * 65536)
+        assert unsigned.startswith(b"HTTP/1.1 401 ")
+        declared = _raw(url, _post_head(gib, signed=True), b"x" * 65536)
+        assert declared.startswith(b"HTTP/1.1 413 ")
+        results: list[bytes] = []
+        threads = [threading.Thread(target=lambda: results.append(
+            _raw(url, _post_head(gib, signed=True), b"x" * (1 << 20)))) for _ in range(3)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        assert [r[:13] for r in results] == [b"HTTP/1.1 413 "] * 3
+        chunk = b"x" * 65536
+        stream = b"".join(b"%x\r\n%s\r\n" % (len(chunk), chunk) for _ in range(64))  # 4 MiB
+        chunked = _raw(url, _post_head(None, signed=True, chunked=True), stream)
+        assert chunked.startswith(b"HTTP/1.1 413 ")
+        assert _high_water_mib(proc.pid) - start < 30, "the server kept a refused body in memory"
+        assert httpx.get(url + "/healthz", timeout=5).text == "ok\n"
+    finally:
+        proc.terminate()
+        _out, err = proc.communicate(timeout=20)
+    assert b"Traceback" not in err and b"ERROR" not in err, err.decode()
+
+
+def test_slow_headers_are_cut_off(live: str) -> None:
+    started = time.monotonic()
+    answer = _raw(live, b"POST /webhooks/resend HTTP/1.1\r\nHost: 127.0.0.1\r\nsvix-id: x\r\n")
+    assert answer == b""  # closed without an answer
+    assert time.monotonic() - started < 5
+
+
+def test_a_body_that_never_arrives_is_408(live: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(server_module, "BODY_SECONDS", 0.3)
+    answer = _raw(live, _post_head(1000, signed=True), b"{")
+    assert answer.startswith(b"HTTP/1.1 408 ")
+
+
+def test_a_client_hanging_up_mid_body_is_one_log_line(live: str, caplog: pytest.LogCaptureFixture) -> None:
+    import logging
+
+    caplog.set_level(logging.INFO)
+    _raw(live, _post_head(100_000, signed=True), b"{" * 10, close=True)
+    deadline = time.monotonic() + 5
+    while not any("hung up" in r.getMessage() for r in caplog.records):
+        assert time.monotonic() < deadline, [r.getMessage() for r in caplog.records]
+        time.sleep(0.05)
+    assert [r for r in caplog.records if r.levelno >= logging.ERROR] == []
+    assert httpx.get(live + "/healthz", timeout=5).text == "ok\n"

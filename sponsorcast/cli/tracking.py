@@ -21,14 +21,14 @@ def serve(
     """HTTP: Resend webhooks, open pixel, click redirects and one-click unsubscribe."""
     import uvicorn
 
-    from sponsorcast.server import create_app, serve_warnings
+    from sponsorcast.server import create_app, serve_warnings, server_config
 
     config = load()
     for note in serve_warnings(config):
         console.warn(note)
     web = create_app(config, open_store(config))
     console.log(f"sponsorcast serve listening on http://{host}:{port} (Ctrl-C stops it)")
-    uvicorn.run(web, host=host, port=port, log_level="info", proxy_headers=True)
+    uvicorn.Server(server_config(web, host, port)).run()
 
 
 @events_app.command("import")
