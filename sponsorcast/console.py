@@ -60,12 +60,20 @@ def print_json(data: Any) -> None:
     sys.stdout.write(json.dumps(data, indent=2, default=_json_default, ensure_ascii=False) + "\n")
 
 
-def print_csv(rows: Iterable[Mapping[str, Any]], columns: Sequence[str]) -> None:
-    """CSV with a header on stdout."""
-    writer = csv.DictWriter(sys.stdout, fieldnames=list(columns), extrasaction="ignore", lineterminator="\n")
-    writer.writeheader()
+def print_csv(rows: Iterable[Mapping[str, Any]], columns: Sequence[str], *, raw: bool = False) -> None:
+    """CSV with a header on stdout; formula-like cells neutralised unless ``raw``."""
+    from sponsorcast.spreadsheet import safe_cell
+
+    cell = _csv_value if raw else (lambda value: safe_cell(_csv_value(value)))
+    writer = csv.writer(sys.stdout, lineterminator="\n")
+    first = True
     for row in rows:
-        writer.writerow({k: _csv_value(row.get(k)) for k in columns})
+        if first:  # the header only once there is a first row, or the end: errors come first
+            writer.writerow(list(columns))
+            first = False
+        writer.writerow([cell(row.get(k)) for k in columns])
+    if first:
+        writer.writerow(list(columns))
 
 
 def print_table(

@@ -740,13 +740,15 @@ def import_leads(
     extra_tags: Sequence[str] = (),
     dry_run: bool = False,
     rejects_path: Path | str | None = None,
+    raw_rejects: bool = False,
     progress: Callable[[int], None] | None = None,
 ) -> ImportReport:
     """Upsert a source's leads for a sponsor, atomically; see the module docstring for rules.
 
     Without ``rejects_path`` any bad row raises LeadsFileError (row number and reason, plus how
     many other rows are bad) and nothing is written. With it, bad rows go to that CSV file
-    (original columns plus ``reason``) and the rest is imported. ``dry_run`` runs everything
+    (original columns plus ``reason``; formula-like cells neutralised unless ``raw_rejects``)
+    and the rest is imported. ``dry_run`` runs everything
     in a transaction that is rolled back, so the numbers are exactly those of a real run.
     ``progress`` is called after each chunk with the number of rows read so far.
     """
@@ -762,7 +764,7 @@ def import_leads(
     tags = split_tags(list(extra_tags))
     report = ImportReport(source=source.name, sponsor_id=sponsor_id, dry_run=dry_run,
                           rejects_path=str(rejects_path) if rejects_path else None)
-    rejects = _RejectsFile(rejects_path, headers, source) if rejects_path else None
+    rejects = _RejectsFile(rejects_path, headers, source, raw=raw_rejects) if rejects_path else None
     bad_rows: list[int] = []  # the first few, for the message
     bad_count = 0
     try:
@@ -821,7 +823,11 @@ def import_leads(
 class _RejectsFile:
     """The ``--rejects`` CSV, written to a temp file and moved into place when the import ends."""
 
-    def __init__(self, path: Path | str, headers: Sequence[str], source: LeadSource) -> None:
+    def __init__(self, path: Path | str, headers: Sequence[str], source: LeadSource, *,
+                 raw: bool = False) -> None:
+        from sponsorcast.spreadsheet import safe_cell
+
+        self.safe: Callable[[Any], Any] = (lambda value: value) if raw else safe_cell
         self.path = Path(path)
         self.tmp = self.path.with_name(f".{self.path.name}.tmp")
         self.headers = list(headers)
@@ -830,12 +836,13 @@ class _RejectsFile:
         except OSError as exc:
             raise BadInput(f"Cannot write the rejects file {self.path} ({exc.strerror or exc}).") from None
         self.writer = csv.writer(self.fh, delimiter=getattr(source, "delimiter", ","), lineterminator="\r\n")
-        self.writer.writerow([display_header(h) for h in self.headers] + ["reason"])
+        self.writer.writerow([self.safe(display_header(h)) for h in self.headers] + ["reason"])
 
     def write(self, raw: Mapping[Any, Any], reason: str) -> None:
         cells = ["" if raw.get(h) is None else _cell(raw.get(h)) for h in self.headers]
         # surplus cells of a too-long row go after the reason, so that the columns stay aligned
-        self.writer.writerow([*cells, reason, *(_cell(c) for c in raw.get(None) or [])])
+        row = [*cells, reason, *(_cell(c) for c in raw.get(None) or [])]
+        self.writer.writerow([self.safe(c) for c in row])
 
     def commit(self) -> None:
         self.fh.close()

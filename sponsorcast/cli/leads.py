@@ -61,6 +61,7 @@ def import_(
     table: Annotated[Optional[str], typer.Option("--table", metavar="NAME", help="PostgreSQL source: the table to read.")] = None,
     query: Annotated[Optional[str], typer.Option("--query", metavar="SQL", help="PostgreSQL source: the SELECT to run.")] = None,
     json_: Annotated[bool, typer.Option("--json", help="Machine-readable report.")] = False,
+    raw: Annotated[bool, typer.Option("--raw", help="--rejects cells exactly as read, not neutralised for spreadsheets (=, +, -, @ get a leading ').")] = False,
 ) -> None:
     """Upsert leads by email from a CSV file (or PostgreSQL); atomic unless --rejects."""
     from sponsorcast.leads import import_leads, parse_mapping
@@ -77,6 +78,7 @@ def import_(
             extra_tags=tag or [],
             dry_run=dry_run,
             rejects_path=rejects,
+            raw_rejects=raw,
             progress=progress,
         )
     if json_:
@@ -166,6 +168,7 @@ def list_(
     limit: Annotated[Optional[int], typer.Option("--limit", min=1, metavar="N", help="At most N leads.")] = None,
     json_: Annotated[bool, typer.Option("--json", help="JSON list of lead objects.")] = False,
     csv_: Annotated[bool, typer.Option("--csv", help="CSV with a header.")] = False,
+    raw: Annotated[bool, typer.Option("--raw", help="CSV cells exactly as stored, not neutralised for spreadsheets (=, +, -, @ get a leading ').")] = False,
 ) -> None:
     """List a sponsor's leads (every match unless --limit)."""
     from sponsorcast.errors import BadInput
@@ -179,7 +182,7 @@ def list_(
     if json_:
         _stream_json(rows)
     elif csv_:
-        console.print_csv(rows, LIST_COLUMNS)
+        console.print_csv(rows, LIST_COLUMNS, raw=raw)
     else:
         console.print_table(rows, TABLE_COLUMNS, headers=TABLE_HEADERS, title=f"Leads of '{sponsor}'")
 

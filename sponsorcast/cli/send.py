@@ -119,6 +119,7 @@ def deliveries(
     status: Annotated[Optional[str], typer.Option("--status", help="Only deliveries in this status.")] = None,
     json_: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
     csv_: Annotated[bool, typer.Option("--csv", help="CSV output.")] = False,
+    raw: Annotated[bool, typer.Option("--raw", help="CSV cells exactly as stored, not neutralised for spreadsheets (=, +, -, @ get a leading ').")] = False,
 ) -> None:
     """Per-recipient ledger of a campaign."""
     from sponsorcast.ledger import iter_deliveries
@@ -129,7 +130,7 @@ def deliveries(
         if json_:
             console.print_json(list(rows))
         elif csv_:
-            console.print_csv(rows, DELIVERY_COLUMNS)
+            console.print_csv(rows, DELIVERY_COLUMNS, raw=raw)
         else:
             console.print_table(rows, TABLE_COLUMNS, title=f"Deliveries of {campaign_id}")
 

@@ -51,6 +51,7 @@ def list_(
     sponsor: Annotated[Optional[str], typer.Option("--sponsor", help="Only entries that apply to this sponsor.")] = None,
     json_: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
     csv_: Annotated[bool, typer.Option("--csv", help="CSV output.")] = False,
+    raw: Annotated[bool, typer.Option("--raw", help="CSV cells exactly as stored, not neutralised for spreadsheets (=, +, -, @ get a leading ').")] = False,
 ) -> None:
     """List suppressed addresses."""
     from sponsorcast.suppression import COLUMNS, list_suppressions
@@ -59,7 +60,7 @@ def list_(
     if json_:
         console.print_json(rows)
     elif csv_:
-        console.print_csv(rows, COLUMNS)
+        console.print_csv(rows, COLUMNS, raw=raw)
     else:
         console.print_table(rows, COLUMNS, title=f"Suppressed addresses ({len(rows)})")
 
