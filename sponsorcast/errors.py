@@ -5,7 +5,8 @@ The tree (exit code in brackets)::
     SponsorcastError                 [1]  base: "the work failed"
     ├── WorkFailed                   [1]  a run ended with failed deliveries or problems found
     │   ├── CampaignPaused           [1]  quota reached or paused by a user; resumable
-    │   └── StoreBusy                [1]  another process held the store's write lock too long
+    │   ├── StoreBusy                [1]  another process held the store's write lock too long
+    │   └── StoreFull                [1]  the disk is full; the last change was rolled back
     ├── BadInput                     [2]  bad usage or bad input; the store is unchanged
     │   ├── InputFileError           [2]  a file we read is wrong (names file and line or row)
     │   │   ├── CampaignFileError    [2]  campaign file: YAML, keys, audience, send_at, subject
@@ -15,6 +16,7 @@ The tree (exit code in brackets)::
     │   │   └── LeadsFileError       [2]  leads CSV: encoding, header, a broken row
     │   ├── NotFound                 [2]  unknown campaign, sponsor, lead or delivery
     │   ├── StoreError               [2]  the store cannot be opened or is not ours
+    │   │   └── StoreReadOnly        [2]  a writing command on a read-only store
     │   └── SourceError              [2]  a leads source (PostgreSQL URL) cannot be read
     ├── ConfigError                  [3]  sponsorcast.toml or the environment is wrong
     │   └── CredentialsError         [3]  missing key, or 401/403 from the provider
@@ -77,6 +79,10 @@ class StoreBusy(WorkFailed):
     """Another process held the SQLite store's write lock past the busy timeout; try again."""
 
 
+class StoreFull(WorkFailed):
+    """The disk holding the store is full; the failed transaction was rolled back."""
+
+
 class BadInput(SponsorcastError):
     """Bad usage or bad input: nothing in the store changed."""
 
@@ -134,6 +140,10 @@ class NotFound(BadInput):
 
 class StoreError(BadInput):
     """The store cannot be opened, or the file is not a sponsorcast database."""
+
+
+class StoreReadOnly(StoreError):
+    """The store is on a read-only file system and the command needs to write."""
 
 
 class SourceError(BadInput):

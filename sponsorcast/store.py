@@ -3,10 +3,16 @@
 SQLite runs in WAL mode with a busy timeout; ``Store.write()`` starts ``BEGIN IMMEDIATE`` so
 that a write transaction takes the lock at its start and concurrent writers queue instead of
 failing half-way. On PostgreSQL the same calls are ordinary transactions.
+
+A SQLite store on a read-only file system (a mounted backup, a read-only volume) is opened
+read-only: every read works, and ``write()`` raises ``StoreReadOnly`` before it starts. A full
+disk (SQLite's "database or disk is full", PostgreSQL's ``53100``) is ``StoreFull``: the
+transaction was rolled back, and everything committed before it is kept.
 """
 
 from __future__ import annotations
 
+import os
 import re
 import sqlite3
 from collections.abc import Iterator
@@ -20,7 +26,7 @@ from sqlalchemy import event
 from sqlalchemy.orm import Session
 
 from sponsorcast.config import Config, SponsorConfig
-from sponsorcast.errors import NotFound, StoreBusy, StoreError
+from sponsorcast.errors import NotFound, StoreBusy, StoreError, StoreFull, StoreReadOnly
 from sponsorcast.migrations import MigrationState, migration_state, run_migrations
 from sponsorcast.models import Sponsor, utcnow
 from sponsorcast.readonly import BUSY_TIMEOUT_MS, MIGRATIONS_TABLE, sqlite_path
@@ -35,6 +41,8 @@ class Store:
 
     url: str
     engine: sa.Engine
+    read_only: bool = False  # a SQLite file on a read-only file system
+    committed: int = 0  # write transactions this Store committed (what a later error keeps)
 
     @property
     def is_sqlite(self) -> bool:
@@ -44,12 +52,22 @@ class Store:
     @contextmanager
     def read(self) -> Iterator[sa.Connection]:
         """A read transaction (deferred on SQLite: it never blocks writers in WAL mode)."""
-        with self.engine.connect() as conn, conn.begin():
-            yield conn
+        try:
+            with self.engine.connect() as conn, conn.begin():
+                yield conn
+        except sa.exc.OperationalError as exc:
+            raise self._full(exc) or exc from None
 
     @contextmanager
     def write(self) -> Iterator[sa.Connection]:
         """A write transaction: committed at the end of the block, rolled back on error."""
+        if self.read_only:
+            raise StoreReadOnly(
+                f"The store {redact_url(self.url)} is on a read-only file system; this command "
+                "needs to write to it, so nothing was done.",
+                hint="Read-only commands (stats, deliveries, leads list/count, campaigns) work "
+                     "there; copy the store to a writable place for the rest.",
+            )
         try:
             with self.engine.connect() as conn:
                 conn = conn.execution_options(sqlite_begin="IMMEDIATE")
@@ -57,12 +75,26 @@ class Store:
                     yield conn
         except sa.exc.OperationalError as exc:
             if "database is locked" in str(exc.orig):
+                kept = ("nothing was changed by this command" if not self.committed else
+                        "what this command had recorded before is kept; run it again to go on")
                 raise StoreBusy(
                     f"The store {redact_url(self.url)} stayed locked by another process for "
-                    f"{BUSY_TIMEOUT_MS // 1000} s; nothing was changed by this command.",
+                    f"{BUSY_TIMEOUT_MS // 1000} s; {kept}.",
                     hint="A large 'leads import' holds the lock until it ends: run this again afterwards.",
                 ) from None
-            raise
+            raise self._full(exc) or exc from None
+        self.committed += 1
+
+    def _full(self, exc: sa.exc.DBAPIError) -> StoreFull | None:
+        orig = exc.orig
+        full = "database or disk is full" in str(orig) or getattr(orig, "sqlstate", None) == "53100"
+        if not full:
+            return None
+        return StoreFull(
+            f"The disk holding the store {redact_url(self.url)} is full; the last change was rolled "
+            "back and everything recorded before it is kept.",
+            hint="Free some space and run the command again.",
+        )
 
     @contextmanager
     def session(self) -> Iterator[Session]:
@@ -95,13 +127,23 @@ def open_store(
     create: bool = True,
 ) -> Store:
     """Open (creating if allowed) and migrate the store at ``url``, then apply config sponsors."""
+    read_only = False
     if url.startswith("sqlite"):
-        engine = _sqlite_engine(url, create=create)
+        engine, read_only = _sqlite_engine(url, create=create)
     elif url.startswith("postgresql"):
         engine = _postgres_engine(url)
     else:
         raise StoreError(f"Store URL {url!r} is neither sqlite:/// nor postgresql://.")
-    store = Store(url=url, engine=engine)
+    store = Store(url=url, engine=engine, read_only=read_only)
+    if read_only:
+        pending = store.migration_state().pending
+        if pending:
+            raise StoreReadOnly(
+                f"The store {redact_url(url)} is on a read-only file system and was written by an "
+                f"older sponsorcast ({len(pending)} migration(s) pending); it cannot be read as it is.",
+                hint="Copy it to a writable place and open it there once.",
+            )
+        return store  # the config's sponsors are not written; reads show the store as it is
     if migrate:
         try:
             store.upgrade()
@@ -119,12 +161,20 @@ def open_from_config(config: Config, *, migrate: bool = True) -> Store:
     return open_store(config.store_url, migrate=migrate, sponsors=config.sponsors)
 
 
-def _sqlite_engine(url: str, *, create: bool) -> sa.Engine:
+def _sqlite_engine(url: str, *, create: bool) -> tuple[sa.Engine, bool]:
     path = sqlite_path(url)
+    read_only = False
     if path is not None:
-        _refuse_foreign_sqlite(path, create=create)
-        path.parent.mkdir(parents=True, exist_ok=True)
-    engine = sa.create_engine(url, connect_args={"timeout": BUSY_TIMEOUT_MS / 1000})
+        read_only = _on_read_only_fs(path)
+        _refuse_foreign_sqlite(path, create=create and not read_only, read_only=read_only)
+        if not read_only:
+            path.parent.mkdir(parents=True, exist_ok=True)
+    if read_only and path is not None:
+        # immutable: nothing can change the file, so SQLite takes no locks and needs no -shm
+        engine = sa.create_engine(f"sqlite:///{_ro_uri(path)}&uri=true",
+                                  connect_args={"timeout": BUSY_TIMEOUT_MS / 1000})
+    else:
+        engine = sa.create_engine(url, connect_args={"timeout": BUSY_TIMEOUT_MS / 1000})
 
     @event.listens_for(engine, "connect")
     def _on_connect(dbapi_conn: Any, _record: Any) -> None:
@@ -132,8 +182,9 @@ def _sqlite_engine(url: str, *, create: bool) -> sa.Engine:
         dbapi_conn.isolation_level = None
         cur = dbapi_conn.cursor()
         cur.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
-        cur.execute("PRAGMA journal_mode = WAL")
-        cur.execute("PRAGMA synchronous = NORMAL")
+        if not read_only:
+            cur.execute("PRAGMA journal_mode = WAL")
+            cur.execute("PRAGMA synchronous = NORMAL")
         cur.execute("PRAGMA foreign_keys = ON")
         cur.close()
 
@@ -142,12 +193,26 @@ def _sqlite_engine(url: str, *, create: bool) -> sa.Engine:
         mode = conn.get_execution_options().get("sqlite_begin", "DEFERRED")
         conn.exec_driver_sql(f"BEGIN {mode}")
 
-    return engine
+    return engine, read_only
 
 
-def _refuse_foreign_sqlite(path: Path, *, create: bool) -> None:
+def _on_read_only_fs(path: Path) -> bool:
+    """True when the store file (or the folder it would be made in) cannot be written at all."""
+    folder = path.parent if path.parent.exists() else None
+    if path.exists():
+        return not os.access(path, os.W_OK) or not os.access(path.parent, os.W_OK)
+    return folder is not None and not os.access(folder, os.W_OK)
+
+
+def _ro_uri(path: Path) -> str:
+    return f"{path.resolve().as_uri()}?mode=ro&immutable=1"
+
+
+def _refuse_foreign_sqlite(path: Path, *, create: bool, read_only: bool = False) -> None:
     """Refuse, without touching it, a file that is not a sponsorcast database."""
     if not path.exists():
+        if read_only:
+            raise StoreError(f"The store {path} does not exist, and its folder is read-only.")
         if not create:
             raise StoreError(f"The store {path} does not exist.", hint="Run 'sponsorcast init'.")
         return
@@ -159,7 +224,8 @@ def _refuse_foreign_sqlite(path: Path, *, create: bool) -> None:
     # process's POSIX locks on it, which live SQLite connections here depend on (another
     # process could then delete the WAL under them).
     try:
-        ro = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True)
+        uri = _ro_uri(path) if read_only else f"{path.resolve().as_uri()}?mode=ro"
+        ro = sqlite3.connect(uri, uri=True)
         try:
             names = {r[0] for r in ro.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
         finally:
