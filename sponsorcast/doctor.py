@@ -44,6 +44,12 @@ def run_checks(config_path: Path | None, store_url: str | None, *, timeout: floa
         checks.append(Check("api key", False, "RESEND_API_KEY is not set",
                             "export RESEND_API_KEY=re_… (never put it in sponsorcast.toml)"))
         return checks
+    from sponsorcast.transport import api_key_problem
+
+    problem = api_key_problem(config.secrets.resend_api_key)
+    if problem is not None:
+        checks.append(Check("api key", False, problem, "export RESEND_API_KEY=re_… again"))
+        return checks
     checks.append(Check("api key", True, "RESEND_API_KEY is set"))
     checks.append(_provider_check(config.resend.base_url, config.secrets.resend_api_key, timeout))
     return checks

@@ -59,6 +59,7 @@ if TYPE_CHECKING:
     from sponsorcast.store import Store
 
 CHUNK_ROWS = 2_000
+HEADER_MAX = 64 * 1024  # characters the header row may have
 REJECTS_KEPT = 100  # rejects kept in ImportReport.rejects; every one goes to the rejects file
 DELIMITERS = (",", ";", "\t")
 INTENT_LEVELS = ("hot", "warm", "cold")
@@ -161,7 +162,14 @@ class CsvSource:
                 "utf-8-sig" if self.encoding not in ("utf-8", "utf-8-sig") or self._has_bom() else "utf-8"
             )
             with self._open() as fh:
-                sample = fh.read(64 * 1024)
+                sample = fh.read(HEADER_MAX)
+                longer = bool(fh.read(1))
+            if longer and "\n" not in sample and "\r" not in sample:
+                raise LeadsFileError(
+                    f"the header row is longer than {HEADER_MAX:,} characters; nothing was imported.",
+                    path=self.path,
+                    hint="Is this a CSV file? A header row names the columns on one line.",
+                )
             headers = self._parse_header(sample)
             if _undecodable(headers):
                 raise self._decode_error("in the header row")
@@ -255,9 +263,37 @@ class CsvSource:
                         decoder.decode(block)
                     decoder.decode(b"", final=True)
                 except UnicodeDecodeError:
+                    if candidate == "utf-8":
+                        self._refuse_mixed_encodings(fh)
                     continue
                 return "utf-8-sig" if candidate == "utf-8" else candidate
             return "latin-1"
+
+    def _refuse_mixed_encodings(self, fh: Any) -> None:
+        """Refuse a file whose lines are partly UTF-8 and partly another encoding (two exports
+        pasted together): decoding it as one would turn one part into mojibake."""
+        fh.seek(0)
+        utf8: list[int] = []
+        other: list[int] = []
+        for number, line in enumerate(fh, start=1):
+            if line.isascii():
+                continue
+            try:
+                line.decode("utf-8")
+            except UnicodeDecodeError:
+                other.append(number)
+            else:
+                utf8.append(number)
+        if utf8 and other:
+            def listed(lines: list[int]) -> str:
+                return ", ".join(map(str, lines[:5])) + (", …" if len(lines) > 5 else "")
+
+            raise LeadsFileError(
+                f"mixes UTF-8 (lines {listed(utf8)}) with another encoding (lines {listed(other)}); "
+                "read as one encoding, the other lines would be garbled, so nothing was imported.",
+                path=self.path,
+                hint="Re-export the file in one encoding (CSV UTF-8), or name one with --encoding.",
+            )
 
     def _parse_header(self, sample: str) -> list[str]:
         if sample.startswith("\ufeff"):

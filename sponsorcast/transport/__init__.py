@@ -97,6 +97,17 @@ class Transport(Protocol):
         ...
 
 
+_KEY_SAFE = re.compile(r"^[\x21-\x7e]+$")
+
+
+def api_key_problem(key: str) -> str | None:
+    """Why an API key cannot be sent in an HTTP header, said without quoting the key; or None."""
+    if not _KEY_SAFE.match(key.strip()):
+        return ("RESEND_API_KEY contains spaces, line breaks or non-ASCII characters; an API key "
+                "has none (copy it again from the Resend dashboard)")
+    return None
+
+
 def freeze_emails(emails: Sequence[OutgoingEmail]) -> bytes:
     """Every field of a batch's emails as compressed JSON, to re-send them unchanged later."""
     rows = [
@@ -153,6 +164,7 @@ __all__ = [
     "BatchOutcome",
     "OutgoingEmail",
     "Transport",
+    "api_key_problem",
     "check_batch",
     "freeze_emails",
     "make_transport",

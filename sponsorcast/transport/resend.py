@@ -54,12 +54,11 @@ from sponsorcast.errors import (
     TransportError,
 )
 from sponsorcast.limiter import RateLimiter, parse_retry_after
-from sponsorcast.transport import BatchOutcome, OutgoingEmail, check_batch
+from sponsorcast.transport import BatchOutcome, OutgoingEmail, api_key_problem, check_batch
 
 USER_AGENT = f"sponsorcast/{__version__}"
 BATCH_MAX = 100
 QUOTA_NAMES = frozenset({"daily_quota_exceeded", "monthly_quota_exceeded"})
-_HEADER_SAFE = re.compile(r"^[\x21-\x7e]+$")
 
 
 def encode(payload: Any) -> bytes:
@@ -120,10 +119,10 @@ class ResendTransport:
         api_key = api_key.strip()
         if not api_key:
             raise AuthError("RESEND_API_KEY is not set.", hint="Export RESEND_API_KEY.")
-        if not _HEADER_SAFE.match(api_key):
+        problem = api_key_problem(api_key)
+        if problem is not None:
             # said without the key: an httpx error about the header would quote it
-            raise AuthError("RESEND_API_KEY contains spaces, line breaks or non-ASCII "
-                            "characters; an API key has none.")
+            raise AuthError(problem + ".")
         self.config = config
         self.limiter = limiter if limiter is not None else RateLimiter(config.rate_limit)
         self.stats = TransportStats()
