@@ -41,13 +41,24 @@ TARGET_PEAK_MB = 200
 
 FIRST = ["Ada", "Grace", "Alan", "Zoë", "Renée", "Linus", "Margaret", "Katherine", "José", "Ida"]
 LAST = ["Lovelace", "Hopper", "Turing", "Müller", "Dubois", "Torvalds", "Hamilton", "Johnson"]
-COMPANIES = ["Analytical Engines", "Compilers Inc", "Bletchley Labs", "Orbital", "Apollo Software", None]
+COMPANIES = [
+    "Analytical Engines",
+    "Compilers Inc",
+    "Bletchley Labs",
+    "Orbital",
+    "Apollo Software",
+    None,
+]
 TITLES = ["CTO", "Engineer", "Director", "Researcher", "VP Sales", None]
 LEVELS = ["hot", "warm", "cold", None]
 STATUSES = ["new", "new", "new", "contacted", None]
 TAGS = ["enterprise", "decision_maker", "research", "startup", "emea", "apac"]
 ASCII_FOLD = str.maketrans({"ë": "e", "é": "e", "ü": "ue"})
-DOMAINS = [f"company{i}.example.com" for i in range(2_000)] + ["gmail.com", "outlook.com", "yahoo.co.uk"]
+DOMAINS = [f"company{i}.example.com" for i in range(2_000)] + [
+    "gmail.com",
+    "outlook.com",
+    "yahoo.co.uk",
+]
 
 TABLE = """
 CREATE TABLE sponsor_leads (
@@ -65,8 +76,20 @@ CREATE TABLE sponsor_leads (
     budget numeric(12, 2),
     created_at timestamptz
 )"""
-COLUMNS = ["sponsor_id", "event_id", "user_email", "user_name", "user_company", "user_title",
-           "intent_level", "intent_score", "follow_up_status", "tags", "budget", "created_at"]
+COLUMNS = [
+    "sponsor_id",
+    "event_id",
+    "user_email",
+    "user_name",
+    "user_company",
+    "user_title",
+    "intent_level",
+    "intent_score",
+    "follow_up_status",
+    "tags",
+    "budget",
+    "created_at",
+]
 
 
 def rows(count: int, seed: int = 7) -> Iterator[tuple[object, ...]]:
@@ -80,10 +103,20 @@ def rows(count: int, seed: int = 7) -> Iterator[tuple[object, ...]]:
         if n % 100:  # as in bench_import.py: 1% keep an internationalised local part
             local = local.translate(ASCII_FOLD)
         email = f"{local}@{DOMAINS[n % len(DOMAINS)]}"
-        yield ("default", 100 + n % 3, email, f"{first} {last}", rnd.choice(COMPANIES),
-               rnd.choice(TITLES), rnd.choice(LEVELS), rnd.randrange(0, 101) if n % 9 else None,
-               rnd.choice(STATUSES), rnd.sample(TAGS, rnd.randrange(0, 3)) if n % 5 else None,
-               Decimal(rnd.randrange(0, 10_000_00)) / 100, t0 + timedelta(seconds=n))
+        yield (
+            "default",
+            100 + n % 3,
+            email,
+            f"{first} {last}",
+            rnd.choice(COMPANIES),
+            rnd.choice(TITLES),
+            rnd.choice(LEVELS),
+            rnd.randrange(0, 101) if n % 9 else None,
+            rnd.choice(STATUSES),
+            rnd.sample(TAGS, rnd.randrange(0, 3)) if n % 5 else None,
+            Decimal(rnd.randrange(0, 10_000_00)) / 100,
+            t0 + timedelta(seconds=n),
+        )
 
 
 def fill(url: str, count: int) -> None:
@@ -91,7 +124,8 @@ def fill(url: str, count: int) -> None:
     with psycopg.connect(url) as conn:
         conn.execute(TABLE)
         stmt = sql.SQL("COPY sponsor_leads ({}) FROM STDIN").format(
-            sql.SQL(", ").join(sql.Identifier(c) for c in COLUMNS))
+            sql.SQL(", ").join(sql.Identifier(c) for c in COLUMNS)
+        )
         with conn.cursor().copy(stmt) as copy:
             for row in rows(count):
                 copy.write_row(row)
@@ -109,7 +143,9 @@ def temporary_database(server_url: str) -> Iterator[str]:
         yield urlunsplit((parts.scheme, parts.netloc, "/" + name, parts.query, parts.fragment))
     finally:
         with psycopg.connect(server_url, autocommit=True) as conn:
-            conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
+            conn.execute(
+                sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name))
+            )
 
 
 @contextmanager
@@ -132,14 +168,44 @@ def throwaway_server() -> Iterator[str]:
     data = os.path.join(tmp, "data")
     run = {"check": True, "stdout": subprocess.DEVNULL, "cwd": "/"}
     try:
-        subprocess.run([*prefix, f"{bindir}/initdb", "-D", data, "-U", "postgres", "--auth=trust",
-                        "--encoding=UTF8", "--locale=C", "--no-sync"], **run)  # type: ignore[call-overload]
-        subprocess.run([*prefix, f"{bindir}/pg_ctl", "-D", data, "-l", f"{tmp}/log", "-w", "-o",
-                        f"-p {port} -k {tmp} -c listen_addresses=127.0.0.1 -c fsync=off", "start"], **run)  # type: ignore[call-overload]
+        subprocess.run(
+            [
+                *prefix,
+                f"{bindir}/initdb",
+                "-D",
+                data,
+                "-U",
+                "postgres",
+                "--auth=trust",
+                "--encoding=UTF8",
+                "--locale=C",
+                "--no-sync",
+            ],
+            **run,
+        )  # type: ignore[call-overload]
+        subprocess.run(
+            [
+                *prefix,
+                f"{bindir}/pg_ctl",
+                "-D",
+                data,
+                "-l",
+                f"{tmp}/log",
+                "-w",
+                "-o",
+                f"-p {port} -k {tmp} -c listen_addresses=127.0.0.1 -c fsync=off",
+                "start",
+            ],
+            **run,
+        )  # type: ignore[call-overload]
         yield f"postgresql://postgres@127.0.0.1:{port}/postgres"
     finally:
-        subprocess.run([*prefix, f"{bindir}/pg_ctl", "-D", data, "-m", "immediate", "stop"],
-                       stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd="/")
+        subprocess.run(
+            [*prefix, f"{bindir}/pg_ctl", "-D", data, "-m", "immediate", "stop"],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            cwd="/",
+        )
         shutil.rmtree(tmp, ignore_errors=True)
 
 
@@ -157,9 +223,21 @@ def run_import(workdir: Path, url: str) -> tuple[float, float, float, str]:
         "ru = resource.getrusage(resource.RUSAGE_CHILDREN)\n"
         "sys.stdout.write(f'{dt} {ru.ru_maxrss} {ru.ru_utime + ru.ru_stime} {p.returncode}\\n' + p.stdout + p.stderr)\n"
     )
-    env = {**os.environ, "COLUMNS": "100", "TERM": "dumb", "SPONSORCAST_CONFIG": "", "SPONSORCAST_DB": ""}
-    out = subprocess.run([sys.executable, "-c", wrapper, *cmd], cwd=workdir, capture_output=True,
-                         text=True, env=env, check=True).stdout
+    env = {
+        **os.environ,
+        "COLUMNS": "100",
+        "TERM": "dumb",
+        "SPONSORCAST_CONFIG": "",
+        "SPONSORCAST_DB": "",
+    }
+    out = subprocess.run(
+        [sys.executable, "-c", wrapper, *cmd],
+        cwd=workdir,
+        capture_output=True,
+        text=True,
+        env=env,
+        check=True,
+    ).stdout
     head, _, rest = out.partition("\n")
     seconds, rss_kb, cpu, rc = head.split()
     if rc != "0":
@@ -172,25 +250,38 @@ def bench(server_url: str, count: int, workdir: Path) -> None:
     with temporary_database(server_url) as url:
         t = time.perf_counter()
         fill(url, count)
-        print(f"machine: {platform.machine()}, {os.cpu_count()} CPUs, Python {platform.python_version()}, "
-              f"{time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}")
+        print(
+            f"machine: {platform.machine()}, {os.cpu_count()} CPUs, Python {platform.python_version()}, "
+            f"{time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}"
+        )
         print(f"COPY of {count:,} rows into sponsor_leads: {time.perf_counter() - t:.1f} s")
         for label in ("first import (all new)", "re-import (all stored)"):
             seconds, peak, cpu, out = run_import(workdir, url)
             rate = count / seconds
             ok_rate = "OK" if rate >= TARGET_ROWS_PER_S else "MISSED"
             ok_mem = "OK" if peak < TARGET_PEAK_MB else "MISSED"
-            print(f"{label}: {seconds:.1f} s, {rate:,.0f} rows/s (target >= {TARGET_ROWS_PER_S:,}: {ok_rate}), "
-                  f"peak RSS {peak:.0f} MB (target < {TARGET_PEAK_MB}: {ok_mem}); "
-                  f"CPU {cpu:.1f} s in sponsorcast = {count / cpu:,.0f} rows per CPU-second; "
-                  f"load average {os.getloadavg()[0]:.1f}")
-            counts = [line for line in out.splitlines() if "│" in line and any(ch.isdigit() for ch in line)]
+            print(
+                f"{label}: {seconds:.1f} s, {rate:,.0f} rows/s (target >= {TARGET_ROWS_PER_S:,}: {ok_rate}), "
+                f"peak RSS {peak:.0f} MB (target < {TARGET_PEAK_MB}: {ok_mem}); "
+                f"CPU {cpu:.1f} s in sponsorcast = {count / cpu:,.0f} rows per CPU-second; "
+                f"load average {os.getloadavg()[0]:.1f}"
+            )
+            counts = [
+                line
+                for line in out.splitlines()
+                if "│" in line and any(ch.isdigit() for ch in line)
+            ]
             if counts:
-                print("   inserted/updated/unchanged/rejected:", " ".join(counts[0].replace("│", " ").split()))
+                print(
+                    "   inserted/updated/unchanged/rejected:",
+                    " ".join(counts[0].replace("│", " ").split()),
+                )
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     ap.add_argument("--rows", type=int, default=1_000_000)
     ap.add_argument("--pg", help="A PostgreSQL server URL to create the bench database on.")
     ap.add_argument("--keep", type=Path, help="Put the SQLite store in this directory and keep it.")
@@ -204,7 +295,8 @@ def main() -> None:
         tmp = tempfile.TemporaryDirectory(prefix="bench-pg-import-")
         workdir = Path(tmp.name)
     (workdir / "sponsorcast.toml").write_text(
-        '[store]\nurl = "sqlite:///bench.db"\n\n[transport]\nkind = "outbox"\n', encoding="utf-8")
+        '[store]\nurl = "sqlite:///bench.db"\n\n[transport]\nkind = "outbox"\n', encoding="utf-8"
+    )
     for f in ("bench.db", "bench.db-wal", "bench.db-shm"):
         (workdir / f).unlink(missing_ok=True)
     try:

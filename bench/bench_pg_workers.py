@@ -59,13 +59,25 @@ def fill_store(url: str, n: int) -> None:
     table = Lead.__table__  # type: ignore[attr-defined]
     for start in range(0, n, 20_000):
         with store.write() as conn:
-            conn.execute(table.insert(), [
-                {"sponsor_id": "default", "email": f"lead{i}@example.com", "name": f"Lead Number{i}",
-                 "first_name": "Lead", "last_name": f"Number{i}", "company": f"Company {i % 977}",
-                 "follow_up_status": "new", "tags": ",bench,", "fields": {"booth": str(i % 40)},
-                 "created_at": now, "updated_at": now}
-                for i in range(start, min(start + 20_000, n))
-            ])
+            conn.execute(
+                table.insert(),
+                [
+                    {
+                        "sponsor_id": "default",
+                        "email": f"lead{i}@example.com",
+                        "name": f"Lead Number{i}",
+                        "first_name": "Lead",
+                        "last_name": f"Number{i}",
+                        "company": f"Company {i % 977}",
+                        "follow_up_status": "new",
+                        "tags": ",bench,",
+                        "fields": {"booth": str(i % 40)},
+                        "created_at": now,
+                        "updated_at": now,
+                    }
+                    for i in range(start, min(start + 20_000, n))
+                ],
+            )
     store.dispose()
 
 
@@ -76,7 +88,9 @@ def record(url: str) -> dict[str, object]:
     return data
 
 
-def run(name: str, rate_limits: list[str], server_url: str, n: int, workdir: Path) -> dict[str, object]:
+def run(
+    name: str, rate_limits: list[str], server_url: str, n: int, workdir: Path
+) -> dict[str, object]:
     """One scenario: fresh database, fresh stand-in, three workers."""
     fake, fake_url = start_fake(RATE, 0.2)
     try:
@@ -100,18 +114,32 @@ postal_address = "1 Bench Street, Springfield"
 """)
             (project / "bench.md").write_text(CAMPAIGN)
             fill_store(store_url, n)
-            env = {**os.environ, "RESEND_API_KEY": "re_test_0123456789abcdef", "PYTHONPATH": str(ROOT),
-                   "SPONSORCAST_DB": ""}
+            env = {
+                **os.environ,
+                "RESEND_API_KEY": "re_test_0123456789abcdef",
+                "PYTHONPATH": str(ROOT),
+                "SPONSORCAST_DB": "",
+            }
             t0 = time.monotonic()
-            procs = [subprocess.Popen([sys.executable, "-m", "sponsorcast", "send", "bench.md", "--yes"],
-                                      cwd=project, env={**env, "SPONSORCAST_CONFIG": f"worker{i}.toml"},
-                                      stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-                     for i in range(len(rate_limits))]
+            procs = [
+                subprocess.Popen(
+                    [sys.executable, "-m", "sponsorcast", "send", "bench.md", "--yes"],
+                    cwd=project,
+                    env={**env, "SPONSORCAST_CONFIG": f"worker{i}.toml"},
+                    stdout=subprocess.PIPE,
+                    stderr=subprocess.PIPE,
+                )
+                for i in range(len(rate_limits))
+            ]
             outs = [p.communicate(timeout=3600) for p in procs]
             wall = time.monotonic() - t0
-            failed = [(p.returncode, e.decode()[-800:]) for p, (_, e) in zip(procs, outs) if p.returncode]
+            failed = [
+                (p.returncode, e.decode()[-800:]) for p, (_, e) in zip(procs, outs) if p.returncode
+            ]
             if failed:
-                raise WorkersFailed(f"{len(failed)} of {len(procs)} workers exited non-zero: {failed}")
+                raise WorkersFailed(
+                    f"{len(failed)} of {len(procs)} workers exited non-zero: {failed}"
+                )
             data = record(fake_url)
     finally:
         fake.terminate()
@@ -122,28 +150,48 @@ postal_address = "1 Bench Street, Springfield"
     assert isinstance(accepted, list)
     times = sorted(a["time"] for a in accepted)
     requests = len({a["idempotency_key"] for a in accepted})
-    steady = (counters["emails"] - BATCH) / (times[-1] - times[0]) if len(times) > 1 and times[-1] > times[0] else 0.0
+    steady = (
+        (counters["emails"] - BATCH) / (times[-1] - times[0])
+        if len(times) > 1 and times[-1] > times[0]
+        else 0.0
+    )
     ceiling = RATE * BATCH
     return {
-        "scenario": name, "rate_limits": [r.strip('"') for r in rate_limits],
-        "recipients": n, "accepted": counters["emails"], "distinct": data["distinct_recipients"],
+        "scenario": name,
+        "rate_limits": [r.strip('"') for r in rate_limits],
+        "recipients": n,
+        "accepted": counters["emails"],
+        "distinct": data["distinct_recipients"],
         "duplicates": len(data["duplicates"]),  # type: ignore[arg-type]
-        "requests": requests, "429s": counters["rate_limited"], "replays": counters["replays"],
-        "steady_emails_per_s": round(steady, 1), "steady_ratio": round(steady / ceiling, 3),
-        "wall_s": round(wall, 1), "wall_ratio": round(n / wall / ceiling, 3),
+        "requests": requests,
+        "429s": counters["rate_limited"],
+        "replays": counters["replays"],
+        "steady_emails_per_s": round(steady, 1),
+        "steady_ratio": round(steady / ceiling, 3),
+        "wall_s": round(wall, 1),
+        "wall_ratio": round(n / wall / ceiling, 3),
         "target": f">= {TARGET_RATIO:.0%} of {ceiling:,} emails/s",
         "load_average": round(os.getloadavg()[0], 1),
     }
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--n", type=int, default=30_000, help="recipients (default 30,000)")
-    parser.add_argument("--only", action="append", choices=sorted(SCENARIOS), help="scenario (repeatable)")
-    parser.add_argument("--pg", help="A PostgreSQL server URL (default: SPONSORCAST_TEST_PG, else a throwaway one).")
+    parser.add_argument(
+        "--only", action="append", choices=sorted(SCENARIOS), help="scenario (repeatable)"
+    )
+    parser.add_argument(
+        "--pg", help="A PostgreSQL server URL (default: SPONSORCAST_TEST_PG, else a throwaway one)."
+    )
     args = parser.parse_args()
-    print(f"# {datetime.now(UTC):%Y-%m-%d %H:%M} UTC, {platform.machine()}, {os.cpu_count()} cores, "
-          f"Python {platform.python_version()}", flush=True)
+    print(
+        f"# {datetime.now(UTC):%Y-%m-%d %H:%M} UTC, {platform.machine()}, {os.cpu_count()} cores, "
+        f"Python {platform.python_version()}",
+        flush=True,
+    )
 
     def all_runs(server: str) -> None:
         with tempfile.TemporaryDirectory() as tmp:

@@ -60,6 +60,7 @@ from sponsorcast.cli import main
 main()
 """
 
+
 @dataclass
 class Scenario:
     """One run: provider limit R (None: lifted), latency, emails per request, recipients."""
@@ -90,7 +91,14 @@ def free_port() -> int:
 
 def start_fake(rate: float | None, latency: float) -> tuple[subprocess.Popen[bytes], str]:
     port = free_port()
-    args = [sys.executable, str(ROOT / "tests" / "fakeresend.py"), "--port", str(port), "--latency", str(latency)]
+    args = [
+        sys.executable,
+        str(ROOT / "tests" / "fakeresend.py"),
+        "--port",
+        str(port),
+        "--latency",
+        str(latency),
+    ]
     if rate is not None:
         args += ["--rate", str(rate)]
     proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
@@ -114,13 +122,25 @@ def fill_store(path: Path, n: int) -> None:
     chunk = 20_000
     for start in range(0, n, chunk):
         with store.write() as conn:
-            conn.execute(table.insert(), [
-                {"sponsor_id": "default", "email": f"lead{i}@example.com", "name": f"Lead Number{i}",
-                 "first_name": "Lead", "last_name": f"Number{i}", "company": f"Company {i % 977}",
-                 "follow_up_status": "new", "tags": ",bench,", "fields": {"booth": str(i % 40)},
-                 "created_at": now, "updated_at": now}
-                for i in range(start, min(start + chunk, n))
-            ])
+            conn.execute(
+                table.insert(),
+                [
+                    {
+                        "sponsor_id": "default",
+                        "email": f"lead{i}@example.com",
+                        "name": f"Lead Number{i}",
+                        "first_name": "Lead",
+                        "last_name": f"Number{i}",
+                        "company": f"Company {i % 977}",
+                        "follow_up_status": "new",
+                        "tags": ",bench,",
+                        "fields": {"booth": str(i % 40)},
+                        "created_at": now,
+                        "updated_at": now,
+                    }
+                    for i in range(start, min(start + chunk, n))
+                ],
+            )
     store.dispose()
 
 
@@ -153,11 +173,16 @@ postal_address = "1 Bench Street, Springfield"
         t0 = time.monotonic()
         done = subprocess.run(
             [sys.executable, "-c", MEASURE, str(stats_file), "send", "bench.md", "--yes"],
-            cwd=project, env=env, capture_output=True, text=True,
+            cwd=project,
+            env=env,
+            capture_output=True,
+            text=True,
         )
         wall = time.monotonic() - t0
         if done.returncode != 0:
-            raise SystemExit(f"{scenario.name}: send failed ({done.returncode}): {done.stderr[-2000:]}")
+            raise SystemExit(
+                f"{scenario.name}: send failed ({done.returncode}): {done.stderr[-2000:]}"
+            )
         usage = json.loads(stats_file.read_text())
         counters = fake_record(url)
     finally:
@@ -166,9 +191,14 @@ postal_address = "1 Bench Street, Springfield"
     emails = counters["emails"]
     rate = emails / wall
     result: dict[str, object] = {
-        "scenario": scenario.name, "recipients": scenario.n, "accepted": emails, "wall_s": round(wall, 1),
-        "emails_per_s": round(rate, 1), "cpu_s_per_10k": round(usage["cpu"] / emails * 10_000, 2),
-        "peak_rss_mb": round(usage["maxrss_kb"] / 1024, 1), "429s": counters["rate_limited"],
+        "scenario": scenario.name,
+        "recipients": scenario.n,
+        "accepted": emails,
+        "wall_s": round(wall, 1),
+        "emails_per_s": round(rate, 1),
+        "cpu_s_per_10k": round(usage["cpu"] / emails * 10_000, 2),
+        "peak_rss_mb": round(usage["maxrss_kb"] / 1024, 1),
+        "429s": counters["rate_limited"],
         "target": scenario.target,
     }
     if scenario.rate is not None:
@@ -179,12 +209,16 @@ postal_address = "1 Bench Street, Springfield"
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--only", action="append", help="scenario name (repeatable)")
     parser.add_argument("--n", type=int, help="override the number of recipients")
     args = parser.parse_args()
-    print(f"# {datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC, {platform.machine()}, {os.cpu_count()} cores, "
-          f"Python {platform.python_version()}")
+    print(
+        f"# {datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC, {platform.machine()}, {os.cpu_count()} cores, "
+        f"Python {platform.python_version()}"
+    )
     with tempfile.TemporaryDirectory() as tmp:
         for scenario in SCENARIOS:
             if args.only and scenario.name not in args.only:

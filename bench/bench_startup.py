@@ -37,19 +37,32 @@ def median_wall(args: list[str], cwd: Path, runs: int) -> float:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--runs", type=int, default=15)
     parser.add_argument("--leads", type=int, default=100_000)
     args = parser.parse_args()
-    print(f"# {datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC, {platform.machine()}, {os.cpu_count()} cores, "
-          f"Python {platform.python_version()}, load {os.getloadavg()[0]:.1f}")
+    print(
+        f"# {datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC, {platform.machine()}, {os.cpu_count()} cores, "
+        f"Python {platform.python_version()}, load {os.getloadavg()[0]:.1f}"
+    )
     with tempfile.TemporaryDirectory() as tmp:
         project = Path(tmp)
-        subprocess.run([str(SPONSORCAST), "init", "."], cwd=project, check=True, capture_output=True)
-        subprocess.run([str(SPONSORCAST), "leads", "import", "leads.csv"], cwd=project, check=True,
-                       capture_output=True)
+        subprocess.run(
+            [str(SPONSORCAST), "init", "."], cwd=project, check=True, capture_output=True
+        )
+        subprocess.run(
+            [str(SPONSORCAST), "leads", "import", "leads.csv"],
+            cwd=project,
+            check=True,
+            capture_output=True,
+        )
         baseline = median_wall(["--version"], project, args.runs)
-        for label, cmd in (("sponsorcast --help", ["--help"]), ("sponsorcast leads count", ["leads", "count"])):
+        for label, cmd in (
+            ("sponsorcast --help", ["--help"]),
+            ("sponsorcast leads count", ["leads", "count"]),
+        ):
             wall = median_wall(cmd, project, args.runs)
             verdict = "ok" if wall < 0.3 else "MISSED"
             print(f"{label:<28} median {wall:.3f} s   target < 0.300 s   {verdict}")
@@ -61,16 +74,38 @@ def main() -> None:
             w = csv.writer(fh)
             w.writerow(["email", "name", "intent_level", "intent_score", "tags"])
             for i in range(args.leads):
-                w.writerow([f"lead{i}@example.com", f"Lead {i}", levels[i % 3], i % 101,
-                            "vip;enterprise" if i % 7 == 0 else "research"])
-        subprocess.run([str(SPONSORCAST), "leads", "import", "big.csv"], cwd=project, check=True,
-                       capture_output=True)
+                w.writerow(
+                    [
+                        f"lead{i}@example.com",
+                        f"Lead {i}",
+                        levels[i % 3],
+                        i % 101,
+                        "vip;enterprise" if i % 7 == 0 else "research",
+                    ]
+                )
+        subprocess.run(
+            [str(SPONSORCAST), "leads", "import", "big.csv"],
+            cwd=project,
+            check=True,
+            capture_output=True,
+        )
         label = f"... with {args.leads + 6:,} leads"
-        for cmd in (["leads", "count", "--audience", "hot"],
-                    ["leads", "count", "--filter", "intent_score_min=50", "--filter", "tags_any=vip,research"]):
+        for cmd in (
+            ["leads", "count", "--audience", "hot"],
+            [
+                "leads",
+                "count",
+                "--filter",
+                "intent_score_min=50",
+                "--filter",
+                "tags_any=vip,research",
+            ],
+        ):
             wall = median_wall(cmd, project, args.runs)
             verdict = "ok" if wall < 0.3 else "MISSED"
-            print(f"{label:<28} median {wall:.3f} s   target < 0.300 s   {verdict}   ({' '.join(cmd[2:])})")
+            print(
+                f"{label:<28} median {wall:.3f} s   target < 0.300 s   {verdict}   ({' '.join(cmd[2:])})"
+            )
 
 
 if __name__ == "__main__":

@@ -39,8 +39,10 @@ TARGET_WEBHOOKS = 200.0  # events per second
 TARGET_PIXELS = 300.0  # requests per second
 SECRET = "bench-secret-0123456789abcdef0123456789"
 WHSEC = "whsec_" + base64.b64encode(b"bench-webhook-key-0123456789").decode()
-BODY = "Hi {{ first_name }}, [a](https://example.com/a) [b](https://example.com/b) " \
-       "[c](https://example.com/c) [d](https://example.com/d) [p](https://example.com/p?c={{ company }})"
+BODY = (
+    "Hi {{ first_name }}, [a](https://example.com/a) [b](https://example.com/b) "
+    "[c](https://example.com/c) [d](https://example.com/d) [p](https://example.com/p?c={{ company }})"
+)
 T0 = datetime(2026, 11, 20, 9, 0, tzinfo=timezone.utc)
 
 
@@ -54,20 +56,55 @@ def fill(store: object, count: int) -> None:
     campaign_t: sa.Table = Campaign.__table__  # type: ignore[attr-defined]
     delivery_t: sa.Table = Delivery.__table__  # type: ignore[attr-defined]
     with store.write() as conn:  # type: ignore[attr-defined]
-        conn.execute(campaign_t.insert().values(
-            id="bench", sponsor_id="default", name="Bench", subject="s", body=BODY, status="sent",
-            content_hash="h", total_recipients=count, created_at=T0, started_at=T0))
+        conn.execute(
+            campaign_t.insert().values(
+                id="bench",
+                sponsor_id="default",
+                name="Bench",
+                subject="s",
+                body=BODY,
+                status="sent",
+                content_hash="h",
+                total_recipients=count,
+                created_at=T0,
+                started_at=T0,
+            )
+        )
         chunk = 10_000
         for start in range(0, count, chunk):
             ids = range(start, min(start + chunk, count))
-            conn.execute(lead_t.insert(), [
-                {"id": i + 1, "sponsor_id": "default", "email": f"p{i}@example.org", "follow_up_status": "new",
-                 "tags": ""} for i in ids])
-            conn.execute(delivery_t.insert(), [
-                {"id": i + 1, "campaign_id": "bench", "lead_id": i + 1, "recipient": f"p{i}@example.org",
-                 "status": "sent", "provider_message_id": f"msg-{i}", "batch": i // 100,
-                 "sent_at": T0 + timedelta(milliseconds=10 * i), "attempts": 1, "open_count": 0,
-                 "click_count": 0} for i in ids])
+            conn.execute(
+                lead_t.insert(),
+                [
+                    {
+                        "id": i + 1,
+                        "sponsor_id": "default",
+                        "email": f"p{i}@example.org",
+                        "follow_up_status": "new",
+                        "tags": "",
+                    }
+                    for i in ids
+                ],
+            )
+            conn.execute(
+                delivery_t.insert(),
+                [
+                    {
+                        "id": i + 1,
+                        "campaign_id": "bench",
+                        "lead_id": i + 1,
+                        "recipient": f"p{i}@example.org",
+                        "status": "sent",
+                        "provider_message_id": f"msg-{i}",
+                        "batch": i // 100,
+                        "sent_at": T0 + timedelta(milliseconds=10 * i),
+                        "attempts": 1,
+                        "open_count": 0,
+                        "click_count": 0,
+                    }
+                    for i in ids
+                ],
+            )
 
 
 def free_port() -> int:
@@ -79,9 +116,15 @@ def free_port() -> int:
 def sign(body: bytes, msg_id: str) -> dict[str, str]:
     key = base64.b64decode(WHSEC.removeprefix("whsec_"))
     stamp = str(int(time.time()))
-    sig = base64.b64encode(hmac.new(key, f"{msg_id}.{stamp}.".encode() + body, hashlib.sha256).digest())
-    return {"svix-id": msg_id, "svix-timestamp": stamp, "svix-signature": f"v1,{sig.decode()}",
-            "content-type": "application/json"}
+    sig = base64.b64encode(
+        hmac.new(key, f"{msg_id}.{stamp}.".encode() + body, hashlib.sha256).digest()
+    )
+    return {
+        "svix-id": msg_id,
+        "svix-timestamp": stamp,
+        "svix-signature": f"v1,{sig.decode()}",
+        "content-type": "application/json",
+    }
 
 
 def main() -> None:
@@ -99,11 +142,15 @@ def main() -> None:
     from sponsorcast.stats import campaign_stats
     from sponsorcast.store import open_from_config
 
-    print(f"machine: {platform.machine()}, {__import__('os').cpu_count()} CPUs, "
-          f"Python {platform.python_version()}, {datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC")
+    print(
+        f"machine: {platform.machine()}, {__import__('os').cpu_count()} CPUs, "
+        f"Python {platform.python_version()}, {datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC"
+    )
     with tempfile.TemporaryDirectory() as tmp:
         directory = Path(tmp)
-        (directory / "sponsorcast.toml").write_text('[store]\nurl = "sqlite:///bench.db"\n', encoding="utf-8")
+        (directory / "sponsorcast.toml").write_text(
+            '[store]\nurl = "sqlite:///bench.db"\n', encoding="utf-8"
+        )
         config = dataclasses.replace(
             load_config(directory / "sponsorcast.toml", env={}),
             tracking=TrackingConfig(public_url="https://t.example.com"),
@@ -116,21 +163,33 @@ def main() -> None:
         started = time.perf_counter()
         for did in range(1, args.deliveries + 1):
             made, _headers = tracking.links_for(config, "bench", did, links)
-            for url in ("https://example.com/a", "https://example.com/b", "https://example.com/c",
-                        "https://example.com/d", "https://example.com/p?c=ACME"):
+            for url in (
+                "https://example.com/a",
+                "https://example.com/b",
+                "https://example.com/c",
+                "https://example.com/d",
+                "https://example.com/p?c=ACME",
+            ):
                 made.click(url)
         per = (time.perf_counter() - started) / args.deliveries * 1e6
-        print(f"links_for + 5 clicks per recipient: {per:.1f} µs (target < {TARGET_LINKS_US:.0f} µs)")
+        print(
+            f"links_for + 5 clicks per recipient: {per:.1f} µs (target < {TARGET_LINKS_US:.0f} µs)"
+        )
 
         started = time.perf_counter()
         stats = campaign_stats(store, "bench")
         took = time.perf_counter() - started
-        print(f"campaign_stats over {args.deliveries:,} deliveries: {took * 1000:.0f} ms "
-              f"(target < {TARGET_STATS_S * 1000:.0f} ms); sent={stats['sent']}")
+        print(
+            f"campaign_stats over {args.deliveries:,} deliveries: {took * 1000:.0f} ms "
+            f"(target < {TARGET_STATS_S * 1000:.0f} ms); sent={stats['sent']}"
+        )
 
         port = free_port()
-        server = uvicorn.Server(uvicorn.Config(create_app(config, store), host="127.0.0.1", port=port,
-                                               log_level="warning"))
+        server = uvicorn.Server(
+            uvicorn.Config(
+                create_app(config, store), host="127.0.0.1", port=port, log_level="warning"
+            )
+        )
         thread = threading.Thread(target=server.run, daemon=True)
         thread.start()
         while not server.started:
@@ -145,15 +204,29 @@ def main() -> None:
 
         def webhook(i: int) -> int:
             kind = ("email.delivered", "email.opened", "email.clicked")[i % 3]
-            body = json.dumps({"type": kind, "created_at": T0.isoformat(),
-                               "data": {"email_id": f"msg-{i % args.deliveries}", "to": ["x@example.org"]}}).encode()
-            return client().post("/webhooks/resend", content=body, headers=sign(body, f"msg_bench_{i}")).status_code
+            body = json.dumps(
+                {
+                    "type": kind,
+                    "created_at": T0.isoformat(),
+                    "data": {"email_id": f"msg-{i % args.deliveries}", "to": ["x@example.org"]},
+                }
+            ).encode()
+            return (
+                client()
+                .post("/webhooks/resend", content=body, headers=sign(body, f"msg_bench_{i}"))
+                .status_code
+            )
 
         def pixel(i: int) -> int:
-            token = tracking.make_token(SECRET, tracking.KIND_OPEN, 1 + (i * 7919) % args.deliveries)
+            token = tracking.make_token(
+                SECRET, tracking.KIND_OPEN, 1 + (i * 7919) % args.deliveries
+            )
             return client().get(f"/o/{token}.gif").status_code
 
-        for name, fn, target in (("webhooks", webhook, TARGET_WEBHOOKS), ("open pixels", pixel, TARGET_PIXELS)):
+        for name, fn, target in (
+            ("webhooks", webhook, TARGET_WEBHOOKS),
+            ("open pixels", pixel, TARGET_PIXELS),
+        ):
             started = time.perf_counter()
             with ThreadPoolExecutor(max_workers=8) as pool:
                 codes = list(pool.map(fn, range(args.requests)))
@@ -163,7 +236,9 @@ def main() -> None:
         server.should_exit = True
         thread.join(timeout=10)
         final = campaign_stats(store, "bench")
-        print(f"after: delivered={final['delivered']} opened={final['opened']} clicked={final['clicked']}")
+        print(
+            f"after: delivered={final['delivered']} opened={final['opened']} clicked={final['clicked']}"
+        )
         store.dispose()
 
 

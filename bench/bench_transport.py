@@ -50,13 +50,22 @@ class Scenario:
 
 SCENARIOS = [
     Scenario("batch10", 10, 0.2, 100, 30_000, target=">= 90% of 1,000 emails/s, 0 x 429"),
-    Scenario("batch10-auto", 10, 0.2, 100, 20_000, auto=True,
-             target="auto mode learns R=10 from the header: >= 90%, 0 x 429"),
+    Scenario(
+        "batch10-auto",
+        10,
+        0.2,
+        100,
+        20_000,
+        auto=True,
+        target="auto mode learns R=10 from the header: >= 90%, 0 x 429",
+    ),
     Scenario("batch2", 2, 0.2, 100, 4_000, target=">= 90% of 200 emails/s, 0 x 429"),
-    Scenario("single10", 10, 0.2, 1, 200, endpoint="single",
-             target=">= 90% of 10 emails/s, 0 x 429"),
-    Scenario("lifted", None, 0.0, 100, 50_000,
-             target="transport CPU well under 1 s per 10,000 emails"),
+    Scenario(
+        "single10", 10, 0.2, 1, 200, endpoint="single", target=">= 90% of 10 emails/s, 0 x 429"
+    ),
+    Scenario(
+        "lifted", None, 0.0, 100, 50_000, target="transport CPU well under 1 s per 10,000 emails"
+    ),
 ]
 
 
@@ -64,19 +73,26 @@ def make_emails(n: int) -> list[OutgoingEmail]:
     """``n`` emails shaped like rendered ones (~1.5 KB each)."""
     return [
         OutgoingEmail(
-            delivery_id=i, from_address="Example Events <hello@example.com>",
-            to=f"lead{i}@example.org", subject=f"Ann, see Example Events at booth 12 ({i})",
-            html=HTML + f"<p>{i}</p>", text=HTML, reply_to="team@example.com",
-            headers={"List-Unsubscribe": f"<https://t.example.com/u/{i:024d}>",
-                     "List-Unsubscribe-Post": "List-Unsubscribe=One-Click"},
+            delivery_id=i,
+            from_address="Example Events <hello@example.com>",
+            to=f"lead{i}@example.org",
+            subject=f"Ann, see Example Events at booth 12 ({i})",
+            html=HTML + f"<p>{i}</p>",
+            text=HTML,
+            reply_to="team@example.com",
+            headers={
+                "List-Unsubscribe": f"<https://t.example.com/u/{i:024d}>",
+                "List-Unsubscribe-Post": "List-Unsubscribe=One-Click",
+            },
             tags=(("campaign", "bench"), ("delivery", str(i))),
         )
         for i in range(1, n + 1)
     ]
 
 
-async def send_all(transport: ResendTransport, batches: list[list[OutgoingEmail]],
-                   concurrency: int) -> int:
+async def send_all(
+    transport: ResendTransport, batches: list[list[OutgoingEmail]], concurrency: int
+) -> int:
     """Send every batch with ``concurrency`` workers; the number of emails accepted."""
     queue = iter(enumerate(batches))
     accepted = 0
@@ -97,8 +113,15 @@ async def send_all(transport: ResendTransport, batches: list[list[OutgoingEmail]
 def run(scenario: Scenario, scale: float) -> dict[str, object]:
     """One scenario against a fresh stand-in process."""
     n = max(scenario.batch, int(scenario.n * scale))
-    args = [sys.executable, str(ROOT / "tests" / "fakeresend.py"), "--port", "0", "--lean",
-            "--latency", str(scenario.latency)]
+    args = [
+        sys.executable,
+        str(ROOT / "tests" / "fakeresend.py"),
+        "--port",
+        "0",
+        "--lean",
+        "--latency",
+        str(scenario.latency),
+    ]
     if scenario.rate is not None:
         args += ["--rate", str(scenario.rate)]
     fake = subprocess.Popen(args, stdout=subprocess.PIPE, text=True)
@@ -106,10 +129,15 @@ def run(scenario: Scenario, scale: float) -> dict[str, object]:
         assert fake.stdout is not None
         url = fake.stdout.readline().strip()
         emails = make_emails(n)
-        batches = [emails[i:i + scenario.batch] for i in range(0, n, scenario.batch)]
+        batches = [emails[i : i + scenario.batch] for i in range(0, n, scenario.batch)]
         ceiling = None if scenario.auto else (scenario.rate or 100_000.0)
-        config = ResendConfig(base_url=url, rate_limit=ceiling, batch_size=scenario.batch,
-                              endpoint=scenario.endpoint, timeout=30)
+        config = ResendConfig(
+            base_url=url,
+            rate_limit=ceiling,
+            batch_size=scenario.batch,
+            endpoint=scenario.endpoint,
+            timeout=30,
+        )
         transport = ResendTransport(config, DEFAULT_KEY, limiter=RateLimiter(ceiling))
         cpu0, wall0 = time.process_time(), time.monotonic()
         accepted = asyncio.run(send_all(transport, batches, concurrency=8))
@@ -121,8 +149,11 @@ def run(scenario: Scenario, scale: float) -> dict[str, object]:
     per_request = 1 if scenario.endpoint == "single" else scenario.batch
     rate = accepted / wall
     result: dict[str, object] = {
-        "scenario": scenario.name, "emails": accepted, "seconds": round(wall, 1),
-        "emails_per_s": round(rate), "429s": record["counters"]["rate_limited"],
+        "scenario": scenario.name,
+        "emails": accepted,
+        "seconds": round(wall, 1),
+        "emails_per_s": round(rate),
+        "429s": record["counters"]["rate_limited"],
         "duplicates": len(record["duplicates"]),
         "cpu_s_per_10k": round(cpu / accepted * 10_000, 2),
         "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024),
@@ -144,8 +175,10 @@ def main() -> None:
         if args.only and scenario.name not in args.only:
             continue
         print(run(scenario, args.scale), flush=True)
-    print(f"machine: {platform.machine()}, {len(__import__('os').sched_getaffinity(0))} cores, "
-          f"Python {platform.python_version()}, {datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC")
+    print(
+        f"machine: {platform.machine()}, {len(__import__('os').sched_getaffinity(0))} cores, "
+        f"Python {platform.python_version()}, {datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC"
+    )
 
 
 if __name__ == "__main__":

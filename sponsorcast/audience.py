@@ -60,7 +60,9 @@ class Audience:
 
     def as_dict(self) -> dict[str, Any]:
         """The audience as stored in ``campaign.audience``."""
-        return {"type": self.type, "filter": dict(self.filter)} if self.filter else {"type": self.type}
+        return (
+            {"type": self.type, "filter": dict(self.filter)} if self.filter else {"type": self.type}
+        )
 
 
 def parse_audience(raw: Any) -> Audience:
@@ -88,7 +90,9 @@ def parse_audience(raw: Any) -> Audience:
     clean: dict[str, Any] = {}
     for key, value in flt.items():
         if key not in FILTER_KEYS:
-            raise BadInput(f"unknown audience filter key '{key}' (known: {', '.join(FILTER_KEYS)}).")
+            raise BadInput(
+                f"unknown audience filter key '{key}' (known: {', '.join(FILTER_KEYS)})."
+            )
         if key in ("intent_score_min", "intent_score_max"):
             if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= 100:
                 raise BadInput(f"audience filter '{key}' must be a whole number from 0 to 100.")
@@ -98,7 +102,9 @@ def parse_audience(raw: Any) -> Audience:
             if not isinstance(values, list) or not all(isinstance(v, str) and v for v in values):
                 raise BadInput(f"audience filter '{key}' must be a string or a list of strings.")
             if key == "intent_level" and any(v not in INTENT_LEVELS for v in values):
-                raise BadInput(f"audience filter 'intent_level' must be among {', '.join(INTENT_LEVELS)}.")
+                raise BadInput(
+                    f"audience filter 'intent_level' must be among {', '.join(INTENT_LEVELS)}."
+                )
             clean[key] = [v.strip() for v in values]
         else:  # event
             if not isinstance(value, (str, int)):
@@ -179,7 +185,11 @@ def count_recipients(sponsor_id: str, audience: Audience) -> sa.Select[Any]:
 
     from sponsorcast.models import lead_table
 
-    return sa.select(sa.func.count()).select_from(lead_table).where(audience_filter(sponsor_id, audience))
+    return (
+        sa.select(sa.func.count())
+        .select_from(lead_table)
+        .where(audience_filter(sponsor_id, audience))
+    )
 
 
 def count_audience(config: Config, sponsor_id: str, audience: Audience) -> int:
@@ -197,7 +207,9 @@ def count_audience(config: Config, sponsor_id: str, audience: Audience) -> int:
         with closing(quick):
             if readonly.has_sponsor(quick, sponsor_id):
                 sql, params = where_sql(sponsor_id, audience)
-                return int(quick.execute(f"SELECT count(*) FROM lead WHERE {sql}", params).fetchone()[0])
+                return int(
+                    quick.execute(f"SELECT count(*) FROM lead WHERE {sql}", params).fetchone()[0]
+                )
     from sponsorcast.store import get_sponsor, open_from_config
 
     store = open_from_config(config)
@@ -251,7 +263,9 @@ def recipient(row: Mapping[str, Any]) -> dict[str, Any]:
     return data
 
 
-def iter_recipients(conn: sa.Connection, query: sa.Select[Any], chunk: int = 2000) -> Iterator[dict[str, Any]]:
+def iter_recipients(
+    conn: sa.Connection, query: sa.Select[Any], chunk: int = 2000
+) -> Iterator[dict[str, Any]]:
     """Stream a recipient query in chunks so memory stays flat for any audience size."""
     result = conn.execution_options(stream_results=True, yield_per=chunk).execute(query)
     for row in result.mappings():

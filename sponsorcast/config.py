@@ -203,7 +203,7 @@ def _build(
     else:
         url = DEFAULT_STORE_URL
     if url.startswith("postgres://"):  # the short scheme many hosting providers hand out
-        url = "postgresql://" + url[len("postgres://"):]
+        url = "postgresql://" + url[len("postgres://") :]
     if not (url.startswith("sqlite:") or url.startswith("postgresql")):
         raise ConfigError(
             f"{where}: 'store.url' must start with sqlite:/// or postgresql:// (got {url!r})."
@@ -211,7 +211,9 @@ def _build(
 
     kind = data.get("transport", {}).get("kind", "resend")
     if kind not in ("resend", "outbox"):
-        raise ConfigError(f"{where}: 'transport.kind' must be \"resend\" or \"outbox\" (got {kind!r}).")
+        raise ConfigError(
+            f'{where}: \'transport.kind\' must be "resend" or "outbox" (got {kind!r}).'
+        )
 
     resend = _build_resend(data.get("resend", {}), env, where)
     outbox = data.get("outbox", {}).get("dir", "outbox")
@@ -249,7 +251,9 @@ def _build(
         try:
             ZoneInfo(timezone)
         except (ZoneInfoNotFoundError, ValueError):
-            raise ConfigError(f"{where}: 'timezone' {timezone!r} is not a known time zone.") from None
+            raise ConfigError(
+                f"{where}: 'timezone' {timezone!r} is not a known time zone."
+            ) from None
 
     lease = float(data.get("send", {}).get("lease_seconds", 300))
     if lease <= 0:
@@ -299,7 +303,7 @@ def _build_resend(table: dict[str, Any], env: Mapping[str, str], where: str) -> 
         raise ConfigError(f"{where}: 'resend.concurrency' must be between 1 and 64.")
     endpoint = table.get("endpoint", "batch")
     if endpoint not in ("batch", "single"):
-        raise ConfigError(f"{where}: 'resend.endpoint' must be \"batch\" or \"single\".")
+        raise ConfigError(f'{where}: \'resend.endpoint\' must be "batch" or "single".')
     return ResendConfig(
         base_url=base_url,
         rate_limit=rate,
@@ -332,5 +336,5 @@ def _relative_sqlite(url: str, base_dir: Path) -> str:
     """A relative SQLite path in a config file is relative to that file, not the cwd."""
     prefix = "sqlite:///"
     if url.startswith(prefix) and not url.startswith(prefix + "/") and url != "sqlite:///:memory:":
-        return prefix + str(base_dir / url[len(prefix):])
+        return prefix + str(base_dir / url[len(prefix) :])
     return url

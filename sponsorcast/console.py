@@ -60,7 +60,9 @@ def print_json(data: Any) -> None:
     sys.stdout.write(json.dumps(data, indent=2, default=_json_default, ensure_ascii=False) + "\n")
 
 
-def print_csv(rows: Iterable[Mapping[str, Any]], columns: Sequence[str], *, raw: bool = False) -> None:
+def print_csv(
+    rows: Iterable[Mapping[str, Any]], columns: Sequence[str], *, raw: bool = False
+) -> None:
     """CSV with a header on stdout; formula-like cells neutralised unless ``raw``."""
     from sponsorcast.spreadsheet import safe_cell
 
@@ -182,10 +184,14 @@ class SendProgress:
 
         elapsed = max(time.monotonic() - self._started, 1e-9)
         if self._bar is not None:
-            self._bar.update(self._task, completed=sent + failed, failed=failed, rate=sent / elapsed)
+            self._bar.update(
+                self._task, completed=sent + failed, failed=failed, rate=sent / elapsed
+            )
         elif time.monotonic() - self._last_log >= self.log_every:
             self._last_log = time.monotonic()
-            log(f"{self.label}: {sent} sent, {failed} failed of {self.total} ({sent / elapsed:.0f} emails/s)")
+            log(
+                f"{self.label}: {sent} sent, {failed} failed of {self.total} ({sent / elapsed:.0f} emails/s)"
+            )
 
     def __exit__(self, *exc: Any) -> None:
         if self._bar is not None:

@@ -24,7 +24,9 @@ class Check:
     fix: str = ""
 
 
-def run_checks(config_path: Path | None, store_url: str | None, *, timeout: float = 5.0) -> list[Check]:
+def run_checks(
+    config_path: Path | None, store_url: str | None, *, timeout: float = 5.0
+) -> list[Check]:
     """Run every check in order; later checks are skipped when what they need is broken."""
     from sponsorcast.config import load_config
 
@@ -32,17 +34,29 @@ def run_checks(config_path: Path | None, store_url: str | None, *, timeout: floa
     try:
         config = load_config(config_path, store_url=store_url)
     except SponsorcastError as exc:
-        return [Check("config", False, exc.message, exc.hint or "Fix the file, or run 'sponsorcast init'.")]
+        return [
+            Check(
+                "config", False, exc.message, exc.hint or "Fix the file, or run 'sponsorcast init'."
+            )
+        ]
     where = str(config.path) if config.path else "no sponsorcast.toml (defaults)"
     checks.append(Check("config", True, where))
     checks.append(_store_check(config.store_url))
     checks.extend(_sponsor_checks(config))
     if config.transport == "outbox":
-        checks.append(Check("transport", True, f"outbox: .eml files in {config.outbox_dir}, nothing is sent"))
+        checks.append(
+            Check("transport", True, f"outbox: .eml files in {config.outbox_dir}, nothing is sent")
+        )
         return checks
     if not config.secrets.resend_api_key:
-        checks.append(Check("api key", False, "RESEND_API_KEY is not set",
-                            "export RESEND_API_KEY=re_… (never put it in sponsorcast.toml)"))
+        checks.append(
+            Check(
+                "api key",
+                False,
+                "RESEND_API_KEY is not set",
+                "export RESEND_API_KEY=re_… (never put it in sponsorcast.toml)",
+            )
+        )
         return checks
     from sponsorcast.transport import api_key_problem
 
@@ -63,7 +77,9 @@ def _store_check(url: str) -> Check:
         pending = store.migration_state().pending
         store.dispose()
     except SponsorcastError as exc:
-        return Check("store", False, exc.message, exc.hint or "Check [store] url or SPONSORCAST_DB.")
+        return Check(
+            "store", False, exc.message, exc.hint or "Check [store] url or SPONSORCAST_DB."
+        )
     return Check("store", True, f"{_safe_url(url)} (schema up to date)" if not pending else url)
 
 
@@ -71,11 +87,23 @@ def _sponsor_checks(config: Config) -> list[Check]:
     out = []
     for sponsor in config.sponsors:
         if not sponsor.from_address:
-            out.append(Check(f"sponsor {sponsor.id}", False, "no from address",
-                             f"Set 'from' under [sponsors.{sponsor.id}]."))
+            out.append(
+                Check(
+                    f"sponsor {sponsor.id}",
+                    False,
+                    "no from address",
+                    f"Set 'from' under [sponsors.{sponsor.id}].",
+                )
+            )
         elif not sponsor.postal_address:
-            out.append(Check(f"sponsor {sponsor.id}", False, "no postal address (required in every footer)",
-                             f"Set 'postal_address' under [sponsors.{sponsor.id}]."))
+            out.append(
+                Check(
+                    f"sponsor {sponsor.id}",
+                    False,
+                    "no postal address (required in every footer)",
+                    f"Set 'postal_address' under [sponsors.{sponsor.id}].",
+                )
+            )
         else:
             out.append(Check(f"sponsor {sponsor.id}", True, sponsor.from_address))
     return out
@@ -88,15 +116,25 @@ def _provider_check(base_url: str, key: str, timeout: float) -> Check:
     try:
         response = httpx.get(f"{base_url}/domains", headers=headers, timeout=timeout)
     except httpx.HTTPError as exc:
-        return Check("provider", False, f"{base_url} is not reachable ({type(exc).__name__})",
-                     "Check the network, or [resend] base_url / RESEND_BASE_URL.")
+        return Check(
+            "provider",
+            False,
+            f"{base_url} is not reachable ({type(exc).__name__})",
+            "Check the network, or [resend] base_url / RESEND_BASE_URL.",
+        )
     if response.status_code == 401 and _error_name(response) == "restricted_api_key":
         return Check("provider", True, f"{base_url} accepted the key (sending access only)")
     if response.status_code in (401, 403):
-        return Check("provider", False, f"{base_url} refused the key ({response.status_code})",
-                     "Create a key with sending access in the Resend dashboard.")
+        return Check(
+            "provider",
+            False,
+            f"{base_url} refused the key ({response.status_code})",
+            "Create a key with sending access in the Resend dashboard.",
+        )
     if response.status_code >= 500:
-        return Check("provider", False, f"{base_url} answered {response.status_code}", "Try again later.")
+        return Check(
+            "provider", False, f"{base_url} answered {response.status_code}", "Try again later."
+        )
     return Check("provider", True, f"{base_url} accepted the key")
 
 

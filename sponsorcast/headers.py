@@ -38,8 +38,14 @@ def describe(ch: str) -> str:
 
 
 _CONTROL_NAMES = {
-    "\t": "TAB", "\n": "LINE FEED", "\v": "VERTICAL TAB", "\f": "FORM FEED",
-    "\r": "CARRIAGE RETURN", "\x00": "NUL", "\x85": "NEXT LINE", "\x1b": "ESCAPE",
+    "\t": "TAB",
+    "\n": "LINE FEED",
+    "\v": "VERTICAL TAB",
+    "\f": "FORM FEED",
+    "\r": "CARRIAGE RETURN",
+    "\x00": "NUL",
+    "\x85": "NEXT LINE",
+    "\x1b": "ESCAPE",
 }
 
 

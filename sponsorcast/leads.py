@@ -96,13 +96,29 @@ _SCALARS = (*_PERSON, "event", "consent")
 
 # Columns an import inserts.
 _INSERTED = (
-    "id", "sponsor_id", "email", *_SCALARS, "tags", "fields", "source", "created_at", "updated_at",
+    "id",
+    "sponsor_id",
+    "email",
+    *_SCALARS,
+    "tags",
+    "fields",
+    "source",
+    "created_at",
+    "updated_at",
 )
 SQLITE_CACHE_KB = 64 * 1024  # page cache while importing into SQLite (memory stays < 200 MB)
 
 # Stable keys of ``leads list --json`` / ``--csv``.
 LIST_COLUMNS = (
-    "id", *PERSON_COLUMNS, "tags", "event", "fields", "source", "consent", "created_at", "updated_at",
+    "id",
+    *PERSON_COLUMNS,
+    "tags",
+    "event",
+    "fields",
+    "source",
+    "consent",
+    "created_at",
+    "updated_at",
 )
 
 
@@ -159,7 +175,9 @@ class CsvSource:
         if self._headers is None:
             self.encoding = self._requested or self._detect_encoding()
             self.rejects_encoding = (
-                "utf-8-sig" if self.encoding not in ("utf-8", "utf-8-sig") or self._has_bom() else "utf-8"
+                "utf-8-sig"
+                if self.encoding not in ("utf-8", "utf-8-sig") or self._has_bom()
+                else "utf-8"
             )
             with self._open() as fh:
                 sample = fh.read(HEADER_MAX)
@@ -208,7 +226,9 @@ class CsvSource:
                         raise self._decode_error(f"at row {number}")
                     yield number, row
             except csv.Error as exc:
-                raise LeadsFileError(f"row {number + 1} is not valid CSV ({exc}).", path=self.path) from None
+                raise LeadsFileError(
+                    f"row {number + 1} is not valid CSV ({exc}).", path=self.path
+                ) from None
             except UnicodeDecodeError as exc:  # only when detected: the file changed meanwhile
                 raise self._decode_error(f"near row {number + 1} ({exc.reason})") from None
 
@@ -220,7 +240,7 @@ class CsvSource:
             f"cannot be decoded as {shown} {where}.",
             path=self.path,
             hint="Name the file's encoding with --encoding (e.g. cp1252, latin-1, utf-8), "
-                 "or leave it out to have it detected.",
+            "or leave it out to have it detected.",
         )
 
     def _open(self) -> TextIO:
@@ -228,7 +248,9 @@ class CsvSource:
             errors = "surrogateescape" if self._requested else "strict"
             return open(self.path, encoding=self.encoding, newline="", errors=errors)
         except OSError as exc:
-            raise LeadsFileError(f"cannot be read ({exc.strerror or exc}).", path=self.path) from None
+            raise LeadsFileError(
+                f"cannot be read ({exc.strerror or exc}).", path=self.path
+            ) from None
 
     def _has_bom(self) -> bool:
         try:
@@ -242,7 +264,9 @@ class CsvSource:
         try:
             fh = open(self.path, "rb")
         except OSError as exc:
-            raise LeadsFileError(f"cannot be read ({exc.strerror or exc}).", path=self.path) from None
+            raise LeadsFileError(
+                f"cannot be read ({exc.strerror or exc}).", path=self.path
+            ) from None
         with fh:
             head = fh.read(4)
             if head[:2] in (codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE):
@@ -285,6 +309,7 @@ class CsvSource:
             else:
                 utf8.append(number)
         if utf8 and other:
+
             def listed(lines: list[int]) -> str:
                 return ", ".join(map(str, lines[:5])) + (", …" if len(lines) > 5 else "")
 
@@ -308,7 +333,9 @@ class CsvSource:
         try:
             header = next(csv.reader(io.StringIO(sample), delimiter=self.delimiter), None)
         except csv.Error as exc:
-            raise LeadsFileError(f"the header row is not valid CSV ({exc}).", path=self.path) from None
+            raise LeadsFileError(
+                f"the header row is not valid CSV ({exc}).", path=self.path
+            ) from None
         if not header or not any(h.strip() for h in header):
             raise LeadsFileError("is empty: no header row found.", path=self.path)
         return _unique_headers(header)
@@ -426,17 +453,29 @@ class ColumnPlan:
     extra_keys: tuple[tuple[str, str], ...] = ()  # (header, key in fields)
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "scalars", tuple((t, h) for t, h in self.columns.items() if t != "tags"))
+        object.__setattr__(
+            self, "scalars", tuple((t, h) for t, h in self.columns.items() if t != "tags")
+        )
         object.__setattr__(self, "extra_keys", tuple((h, display_header(h)) for h in self.extras))
 
-    def lead(self, number: int, raw: Mapping[Any, Any], sponsor_id: str | None = None,
-             extra_tags: Sequence[str] = ()) -> dict[str, Any]:
+    def lead(
+        self,
+        number: int,
+        raw: Mapping[Any, Any],
+        sponsor_id: str | None = None,
+        extra_tags: Sequence[str] = (),
+    ) -> dict[str, Any]:
         """One raw row as a clean lead dict; raises RowError with the reason."""
         return _normalise(self, number, raw, sponsor_id, extra_tags)
 
 
-def plan_columns(headers: Sequence[str], mapping: Mapping[str, str] | None, source_name: str,
-                 *, path: str | None = None) -> ColumnPlan:
+def plan_columns(
+    headers: Sequence[str],
+    mapping: Mapping[str, str] | None,
+    source_name: str,
+    *,
+    path: str | None = None,
+) -> ColumnPlan:
     """Match headers to lead columns: ``--map`` first, then loosely by name and synonym."""
     where = path or source_name
     by_norm: dict[str, list[str]] = {}
@@ -463,7 +502,9 @@ def plan_columns(headers: Sequence[str], mapping: Mapping[str, str] | None, sour
                 )
             header = matches[0]
         if target in columns and columns[target] != header:
-            raise BadInput(f"--map names two columns for {target}: '{columns[target]}' and '{header}'.")
+            raise BadInput(
+                f"--map names two columns for {target}: '{columns[target]}' and '{header}'."
+            )
         columns[target] = header
         taken.add(header)
     loose: dict[str, list[str]] = {}
@@ -536,8 +577,11 @@ def normalise_email(value: str) -> str:
             norm_domain, ascii_domain = cached
             # email-validator's length rules: 254 UTF-8 bytes, original and normalised forms
             original = len(email) if email.isascii() else len(email.encode())
-            if (original <= 254 and len(local) + 1 + len(norm_domain.encode()) <= 254
-                    and len(local) + 1 + len(ascii_domain) <= 254):
+            if (
+                original <= 254
+                and len(local) + 1 + len(norm_domain.encode()) <= 254
+                and len(local) + 1 + len(ascii_domain) <= 254
+            ):
                 return f"{local}@{norm_domain}".lower()
     return _validate_full(email)
 
@@ -617,12 +661,20 @@ def _quote(value: Any) -> str:
     return repr(text if len(text) <= 80 else text[:77] + "...")
 
 
-def _normalise(plan: ColumnPlan, number: int, raw: Mapping[Any, Any], sponsor_id: str | None,
-               extra_tags: Sequence[str]) -> dict[str, Any]:
+def _normalise(
+    plan: ColumnPlan,
+    number: int,
+    raw: Mapping[Any, Any],
+    sponsor_id: str | None,
+    extra_tags: Sequence[str],
+) -> dict[str, Any]:
     if None in raw:
         surplus = [c for c in raw[None] if str(c).strip()]
-        raise RowError(number, f"has {len(surplus)} more cell(s) than the header "
-                               f"({_quote(surplus[0])}…); is a delimiter inside an unquoted value?")
+        raise RowError(
+            number,
+            f"has {len(surplus)} more cell(s) than the header "
+            f"({_quote(surplus[0])}…); is a delimiter inside an unquoted value?",
+        )
     cols = plan.columns
     get = raw.get
     lead: dict[str, Any] = {}
@@ -645,14 +697,20 @@ def _normalise(plan: ColumnPlan, number: int, raw: Mapping[Any, Any], sponsor_id
     if "sponsor_id" in lead:
         row_sponsor = lead.pop("sponsor_id")
         if row_sponsor is not None and sponsor_id is not None and row_sponsor != sponsor_id:
-            raise RowError(number, f"belongs to sponsor {_quote(row_sponsor)}, not '{sponsor_id}' "
-                                   f"(import it with --sponsor {row_sponsor}).")
+            raise RowError(
+                number,
+                f"belongs to sponsor {_quote(row_sponsor)}, not '{sponsor_id}' "
+                f"(import it with --sponsor {row_sponsor}).",
+            )
 
     level = lead.get("intent_level")
     if level is not None:
         level = level.lower()
         if level not in INTENT_LEVELS:
-            raise RowError(number, f"intent level {_quote(lead['intent_level'])} must be hot, warm, cold or empty.")
+            raise RowError(
+                number,
+                f"intent level {_quote(lead['intent_level'])} must be hot, warm, cold or empty.",
+            )
         lead["intent_level"] = level
 
     score = lead.get("intent_score")
@@ -703,7 +761,9 @@ def _score(number: int, text: str, raw: Any) -> int:
                 raise ValueError
             value = int(as_float)
     except (ValueError, OverflowError):
-        raise RowError(number, f"intent score {_quote(text)} must be a whole number from 0 to 100.") from None
+        raise RowError(
+            number, f"intent score {_quote(text)} must be a whole number from 0 to 100."
+        ) from None
     if not 0 <= value <= 100:
         raise RowError(number, f"intent score {_quote(text)} must be a whole number from 0 to 100.")
     return value
@@ -792,14 +852,22 @@ def import_leads(
 
     get_sponsor(store, sponsor_id)
     source_path = getattr(source, "path", None)
-    if rejects_path and source_path is not None and Path(rejects_path).resolve() == Path(source_path).resolve():
+    if (
+        rejects_path
+        and source_path is not None
+        and Path(rejects_path).resolve() == Path(source_path).resolve()
+    ):
         raise BadInput(f"--rejects {rejects_path} is the file being imported; name another file.")
     headers = source.headers()
     path = str(getattr(source, "path", source.name))
     plan = plan_columns(headers, mapping, source.name, path=path)
     tags = split_tags(list(extra_tags))
-    report = ImportReport(source=source.name, sponsor_id=sponsor_id, dry_run=dry_run,
-                          rejects_path=str(rejects_path) if rejects_path else None)
+    report = ImportReport(
+        source=source.name,
+        sponsor_id=sponsor_id,
+        dry_run=dry_run,
+        rejects_path=str(rejects_path) if rejects_path else None,
+    )
     rejects = _RejectsFile(rejects_path, headers, source, raw=raw_rejects) if rejects_path else None
     bad_rows: list[int] = []  # the first few, for the message
     bad_count = 0
@@ -851,7 +919,7 @@ def import_leads(
             f"row {first_row}: {reason}{more}; nothing was imported.",
             path=path,
             hint="Fix the file, or import with --rejects FILE to import the valid rows and "
-                 "write the bad ones to FILE.",
+            "write the bad ones to FILE.",
         )
     return report
 
@@ -859,8 +927,9 @@ def import_leads(
 class _RejectsFile:
     """The ``--rejects`` CSV, written to a temp file and moved into place when the import ends."""
 
-    def __init__(self, path: Path | str, headers: Sequence[str], source: LeadSource, *,
-                 raw: bool = False) -> None:
+    def __init__(
+        self, path: Path | str, headers: Sequence[str], source: LeadSource, *, raw: bool = False
+    ) -> None:
         from sponsorcast.spreadsheet import safe_cell
 
         self.safe: Callable[[Any], Any] = (lambda value: value) if raw else safe_cell
@@ -868,10 +937,16 @@ class _RejectsFile:
         self.tmp = self.path.with_name(f".{self.path.name}.tmp")
         self.headers = list(headers)
         try:
-            self.fh = open(self.tmp, "w", encoding=getattr(source, "rejects_encoding", "utf-8"), newline="")
+            self.fh = open(
+                self.tmp, "w", encoding=getattr(source, "rejects_encoding", "utf-8"), newline=""
+            )
         except OSError as exc:
-            raise BadInput(f"Cannot write the rejects file {self.path} ({exc.strerror or exc}).") from None
-        self.writer = csv.writer(self.fh, delimiter=getattr(source, "delimiter", ","), lineterminator="\r\n")
+            raise BadInput(
+                f"Cannot write the rejects file {self.path} ({exc.strerror or exc})."
+            ) from None
+        self.writer = csv.writer(
+            self.fh, delimiter=getattr(source, "delimiter", ","), lineterminator="\r\n"
+        )
         self.writer.writerow([self.safe(display_header(h)) for h in self.headers] + ["reason"])
 
     def write(self, raw: Mapping[Any, Any], reason: str) -> None:
@@ -913,7 +988,9 @@ class _Upserter:
     which cost as much as SQLite's own work. Other dialects use the typed table.
     """
 
-    def __init__(self, conn: sa.Connection, sponsor_id: str, source: str, report: ImportReport) -> None:
+    def __init__(
+        self, conn: sa.Connection, sponsor_id: str, source: str, report: ImportReport
+    ) -> None:
         import sqlalchemy as sa
 
         from sponsorcast.models import lead_table, utcnow
@@ -930,21 +1007,27 @@ class _Upserter:
         target: Any = sa.table(t.name, *(sa.column(c) for c in _INSERTED)) if self.raw else t
 
         def processor(column: str) -> Callable[[Any], Any] | None:
-            return t.c[column].type.dialect_impl(dialect).bind_processor(dialect) if self.raw else None
+            return (
+                t.c[column].type.dialect_impl(dialect).bind_processor(dialect) if self.raw else None
+            )
 
         def prepared(column: str, value: Any) -> Any:
             proc = processor(column)
             return proc(value) if proc is not None else value
 
         fields_proc = processor("fields")
-        self.fields_value: Callable[[Any], Any] = fields_proc if fields_proc is not None else (lambda v: v)
+        self.fields_value: Callable[[Any], Any] = (
+            fields_proc if fields_proc is not None else (lambda v: v)
+        )
         if fields_proc is not None and all(fields_proc(d) == fields_json(d) for d in _JSON_PROBES):
             self.fields_value = fields_json  # the column serialises as json.dumps does
         now = utcnow()
         self.now = prepared("updated_at", now)
         self.source = prepared("source", source)
         self.sponsor_value = prepared("sponsor_id", sponsor_id)
-        self.insert_stmt = target.insert().values({c: sa.bindparam(c) for c in _INSERTED if c != "id"})
+        self.insert_stmt = target.insert().values(
+            {c: sa.bindparam(c) for c in _INSERTED if c != "id"}
+        )
         self.update_stmt = (
             target.update()
             .where(target.c.id == sa.bindparam("_id"))
@@ -952,7 +1035,10 @@ class _Upserter:
         )
         if self.raw:
             # compiled once; rows go to the driver's executemany as tuples in bind order
-            ins, upd = self.insert_stmt.compile(dialect=dialect), self.update_stmt.compile(dialect=dialect)
+            ins, upd = (
+                self.insert_stmt.compile(dialect=dialect),
+                self.update_stmt.compile(dialect=dialect),
+            )
             self.insert_sql = (ins.string, operator.itemgetter(*(ins.positiontup or ())))
             self.update_sql = (upd.string, operator.itemgetter(*(upd.positiontup or ())))
         # Leads that existed before this import, by id: 0 = not yet seen in this file,
@@ -964,7 +1050,9 @@ class _Upserter:
         # the write lock).
         if dialect.name == "postgresql":
             # SQLite's write lock serialises imports; PostgreSQL needs its own for max_before
-            conn.execute(sa.text("SELECT pg_advisory_xact_lock(hashtext('sponsorcast-leads-import'))"))
+            conn.execute(
+                sa.text("SELECT pg_advisory_xact_lock(hashtext('sponsorcast-leads-import'))")
+            )
         self.max_before = conn.execute(sa.select(sa.func.max(t.c.id))).scalar() or 0
         self.seen = array.array("i", bytes(4 * (self.max_before + 1)))
         self.lookup_sql: dict[int, str] = {}
@@ -979,7 +1067,9 @@ class _Upserter:
         self.queue: queue.Queue[Any] = queue.Queue(maxsize=1)
         self.error: BaseException | None = None
         self.merged_later = 0  # counted by the writer thread; report.merged by the caller's
-        self.writer = threading.Thread(target=self._write_loop, name="sponsorcast-import-writer", daemon=True)
+        self.writer = threading.Thread(
+            target=self._write_loop, name="sponsorcast-import-writer", daemon=True
+        )
         self.writer.start()
         return self
 
@@ -1021,7 +1111,11 @@ class _Upserter:
         # the writer waits on the database; the writer uses those of leads that are new
         # — unless the last chunk was mostly leads already stored (a re-import)
         insert_row = self._insert_row
-        rows = {email: insert_row(lead) for email, lead in self.pending.items()} if self.prebuild else {}
+        rows = (
+            {email: insert_row(lead) for email, lead in self.pending.items()}
+            if self.prebuild
+            else {}
+        )
         self.queue.put((self.pending, rows))
         self.pending = {}
 
@@ -1060,7 +1154,9 @@ class _Upserter:
                     stored["fields"] = loads(stored["fields"])
                 found[row[1]] = (row[0], stored)
         else:
-            query = sa.select(*self.lookup_cols).where(t.c.sponsor_id == self.sponsor_id, t.c.email.in_(list(chunk)))
+            query = sa.select(*self.lookup_cols).where(
+                t.c.sponsor_id == self.sponsor_id, t.c.email.in_(list(chunk))
+            )
             for row in self.conn.execute(query):
                 found[row.email] = (row.id, {c: getattr(row, c) for c in _COMPARED})
         inserts: list[Any] = []
@@ -1102,7 +1198,9 @@ class _Upserter:
                         self.seen[lead_id] = _UNCHANGED
             if changed:
                 merged["fields"] = fields_value(merged["fields"])
-                updates.append({"_id": lead_id, **merged, "source": self.source, "updated_at": self.now})
+                updates.append(
+                    {"_id": lead_id, **merged, "source": self.source, "updated_at": self.now}
+                )
         self.prebuild = len(inserts) * 2 >= len(chunk)
         if self.raw:
             if inserts:
@@ -1116,7 +1214,6 @@ class _Upserter:
             if updates:
                 self.conn.execute(self.update_stmt, updates)
 
-
     def _insert_row(self, lead: dict[str, Any]) -> Any:
         """The insert parameters of a new lead: a tuple in bind order on SQLite, else a dict."""
         values = self._insert_values(lead)
@@ -1127,7 +1224,8 @@ class _Upserter:
 
         t = self.table
         query = sa.select(*self.lookup_cols).where(
-            t.c.sponsor_id == sa.bindparam("s"), t.c.email.in_([sa.bindparam(f"e{i}") for i in range(n)])
+            t.c.sponsor_id == sa.bindparam("s"),
+            t.c.email.in_([sa.bindparam(f"e{i}") for i in range(n)]),
         )
         compiled = query.compile(dialect=self.conn.dialect)
         assert list(compiled.positiontup or ()) == ["s", *(f"e{i}" for i in range(n))]
@@ -1157,8 +1255,12 @@ class _Upserter:
 
 
 _UNCHANGED = 1
-_JSON_SAFE = re.compile(r'[ !#-\[\]-~]*\Z').match  # printable ASCII but " and \
-_JSON_PROBES: tuple[dict[str, Any], ...] = ({}, {"Booth": "B1", "Notes": ""}, {"a": 1, "é": "\"x\"\n"})
+_JSON_SAFE = re.compile(r"[ !#-\[\]-~]*\Z").match  # printable ASCII but " and \
+_JSON_PROBES: tuple[dict[str, Any], ...] = (
+    {},
+    {"Booth": "B1", "Notes": ""},
+    {"a": 1, "é": '"x"\n'},
+)
 
 
 def fields_json(fields: Mapping[str, Any]) -> str:
@@ -1166,7 +1268,12 @@ def fields_json(fields: Mapping[str, Any]) -> str:
     (the usual CSV case), which json.dumps takes ~2 µs for."""
     parts = []
     for key, value in fields.items():
-        if value.__class__ is not str or key.__class__ is not str or not _JSON_SAFE(key) or not _JSON_SAFE(value):
+        if (
+            value.__class__ is not str
+            or key.__class__ is not str
+            or not _JSON_SAFE(key)
+            or not _JSON_SAFE(value)
+        ):
             return json.dumps(fields)
         parts.append(f'"{key}": "{value}"')
     return "{" + ", ".join(parts) + "}"
@@ -1202,13 +1309,26 @@ def _merge_into_stored(stored: Mapping[str, Any], lead: Mapping[str, Any]) -> di
 
 
 RECIPIENT_KEYS = (
-    "id", "sponsor_id", "email", "name", "first_name", "last_name", "company", "title",
-    "intent_level", "intent_score", "follow_up_status", "tags", "event", "fields",
+    "id",
+    "sponsor_id",
+    "email",
+    "name",
+    "first_name",
+    "last_name",
+    "company",
+    "title",
+    "intent_level",
+    "intent_score",
+    "follow_up_status",
+    "tags",
+    "event",
+    "fields",
 )
 
 
-def read_csv_recipients(path: Path | str, *, encoding: str | None = None,
-                        mapping: Mapping[str, str] | None = None) -> Iterator[dict[str, Any]]:
+def read_csv_recipients(
+    path: Path | str, *, encoding: str | None = None, mapping: Mapping[str, str] | None = None
+) -> Iterator[dict[str, Any]]:
     """Stream a leads CSV as recipient dicts (the shape of ``audience.recipient``), one per
     row, without touching the store; a bad row raises LeadsFileError naming the row."""
     source = CsvSource(path, encoding=encoding)
@@ -1229,8 +1349,9 @@ def read_csv_recipients(path: Path | str, *, encoding: str | None = None,
 # --------------------------------------------------------------------------- listing
 
 
-def list_leads(store: Store, sponsor_id: str, audience: Audience,
-               limit: int | None = None) -> Iterator[dict[str, Any]]:
+def list_leads(
+    store: Store, sponsor_id: str, audience: Audience, limit: int | None = None
+) -> Iterator[dict[str, Any]]:
     """Stream the audience's leads (LIST_COLUMNS, tags as a list, fields a dict), by id."""
     from sponsorcast.audience import iter_recipients, select_recipients
     from sponsorcast.store import get_sponsor

@@ -50,7 +50,7 @@ class PostgresSource:
     def __init__(self, url: str, *, table: str | None = None, query: str | None = None) -> None:
         if (table is None) == (query is None):
             raise BadInput(
-                "A PostgreSQL source needs exactly one of --table NAME and --query \"SELECT …\"."
+                'A PostgreSQL source needs exactly one of --table NAME and --query "SELECT …".'
             )
         self.url = url.replace("postgresql+psycopg://", "postgresql://", 1)
         self.shown_url = redact_url(url)
@@ -85,7 +85,9 @@ class PostgresSource:
             with conn.cursor(name=CURSOR_NAME) as cur:
                 self._execute(cur, statement)
                 if len(cur.description or []) != len(headers):
-                    raise SourceError(f"The columns of {self.name} changed during the import; run it again.")
+                    raise SourceError(
+                        f"The columns of {self.name} changed during the import; run it again."
+                    )
                 converters = [(headers[i], i, f) for i, f in _converters(conn, cur)]
                 number = 0
                 try:
@@ -110,7 +112,9 @@ class PostgresSource:
         import psycopg
 
         try:
-            conn = psycopg.connect(self.url, connect_timeout=CONNECT_TIMEOUT, client_encoding="utf8")
+            conn = psycopg.connect(
+                self.url, connect_timeout=CONNECT_TIMEOUT, client_encoding="utf8"
+            )
         except psycopg.OperationalError as exc:
             raise SourceError(
                 f"Cannot connect to the leads database {self.shown_url}: {_reason(exc, self.url)}.",
@@ -133,13 +137,16 @@ class PostgresSource:
             return sql.SQL(self.query)  # the user's own SQL, by design
         assert self.table is not None
         ident = self._resolve_table(conn, self.table)
-        key = [r[0] for r in conn.execute(
-            "SELECT a.attname FROM pg_index i"
-            " JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = ANY(i.indkey)"
-            " WHERE i.indrelid = %s::regclass AND i.indisprimary"
-            " ORDER BY array_position(i.indkey::int2[], a.attnum)",
-            (ident.as_string(conn),),
-        )]
+        key = [
+            r[0]
+            for r in conn.execute(
+                "SELECT a.attname FROM pg_index i"
+                " JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = ANY(i.indkey)"
+                " WHERE i.indrelid = %s::regclass AND i.indisprimary"
+                " ORDER BY array_position(i.indkey::int2[], a.attnum)",
+                (ident.as_string(conn),),
+            )
+        ]
         statement = sql.SQL("SELECT * FROM {}").format(ident)
         if key:
             statement = sql.SQL("{} ORDER BY {}").format(
@@ -168,7 +175,9 @@ class PostgresSource:
             hint="Check the name (use schema.table when it is not in the search path), or use --query.",
         )
 
-    def _execute(self, cur: psycopg.ServerCursor[Any], statement: psycopg.sql.SQL | psycopg.sql.Composed) -> None:
+    def _execute(
+        self, cur: psycopg.ServerCursor[Any], statement: psycopg.sql.SQL | psycopg.sql.Composed
+    ) -> None:
         import psycopg
 
         try:
@@ -188,11 +197,14 @@ def _check_url(url: str, shown: str) -> None:
         params = conninfo_to_dict(url)
     except psycopg.Error as exc:
         raise SourceError(
-            f"The leads source {shown} is not a valid PostgreSQL URL ({_reason(exc, url)}).", hint=hint
+            f"The leads source {shown} is not a valid PostgreSQL URL ({_reason(exc, url)}).",
+            hint=hint,
         ) from None
     ports = str(params.get("port") or "")
     if ports and not all(p.isdigit() and 0 < int(p) < 65536 for p in ports.split(",")):
-        raise SourceError(f"The leads source {shown} is not a valid PostgreSQL URL (bad port).", hint=hint)
+        raise SourceError(
+            f"The leads source {shown} is not a valid PostgreSQL URL (bad port).", hint=hint
+        )
 
 
 def parse_table_name(spec: str) -> list[tuple[str, bool]]:
@@ -256,7 +268,9 @@ def _strip_query(query: str) -> str:
     return query.strip().rstrip(";").strip()
 
 
-def _converters(conn: psycopg.Connection[Any], cur: psycopg.ServerCursor[Any]) -> list[tuple[int, Callable[[Any], Any]]]:
+def _converters(
+    conn: psycopg.Connection[Any], cur: psycopg.ServerCursor[Any]
+) -> list[tuple[int, Callable[[Any], Any]]]:
     """For each column whose values are not already JSON-safe: its index and converter
     (chosen once per column from its type, so the per-row work stays small)."""
     out: list[tuple[int, Callable[[Any], Any]]] = []

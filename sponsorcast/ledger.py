@@ -49,7 +49,9 @@ DELIVERY_FIELDS = (
 
 def get_campaign_row(conn: sa.Connection, campaign_id: str) -> sa.RowMapping:
     """The campaign's row, or NotFound."""
-    row = conn.execute(sa.select(campaign_t).where(campaign_t.c.id == campaign_id)).mappings().first()
+    row = (
+        conn.execute(sa.select(campaign_t).where(campaign_t.c.id == campaign_id)).mappings().first()
+    )
     if row is None:
         raise NotFound(
             f"Unknown campaign '{campaign_id}'.",
@@ -72,9 +74,7 @@ def transition(
     The status check and the update are one statement, so two processes racing to move the
     same campaign cannot both succeed.
     """
-    row = conn.execute(
-        sa.select(campaign_t.c.status).where(campaign_t.c.id == campaign_id)
-    ).first()
+    row = conn.execute(sa.select(campaign_t.c.status).where(campaign_t.c.id == campaign_id)).first()
     if row is None:
         raise NotFound(f"Unknown campaign '{campaign_id}'.")
     before = row.status
@@ -90,20 +90,30 @@ def transition(
     if conn.execute(stmt.values(**values)).rowcount == 0:
         return False
     if before != to or cause:
-        record_event(conn, campaign_id, f"campaign.{to}", {"from": before, "to": to, "cause": cause})
+        record_event(
+            conn, campaign_id, f"campaign.{to}", {"from": before, "to": to, "cause": cause}
+        )
     return True
 
 
 def record_event(
-    conn: sa.Connection, campaign_id: str | None, type_: str, payload: dict[str, Any],
-    *, delivery_id: int | None = None,
+    conn: sa.Connection,
+    campaign_id: str | None,
+    type_: str,
+    payload: dict[str, Any],
+    *,
+    delivery_id: int | None = None,
 ) -> None:
     """Append one event to the log."""
     now = utcnow()
     conn.execute(
         event_t.insert().values(
-            campaign_id=campaign_id, delivery_id=delivery_id, type=type_,
-            occurred_at=now, created_at=now, payload=payload,
+            campaign_id=campaign_id,
+            delivery_id=delivery_id,
+            type=type_,
+            occurred_at=now,
+            created_at=now,
+            payload=payload,
         )
     )
 
@@ -127,21 +137,33 @@ def list_campaigns(conn: sa.Connection) -> list[dict[str, Any]]:
     )
     failed = (
         sa.select(sa.func.count())
-        .where(delivery_t.c.campaign_id == campaign_t.c.id,
-               delivery_t.c.status == DeliveryStatus.FAILED)
+        .where(
+            delivery_t.c.campaign_id == campaign_t.c.id,
+            delivery_t.c.status == DeliveryStatus.FAILED,
+        )
         .scalar_subquery()
     )
     rows = conn.execute(
         sa.select(
-            campaign_t.c.id, campaign_t.c.name, campaign_t.c.sponsor_id, campaign_t.c.status,
-            campaign_t.c.total_recipients, sent.label("sent"), failed.label("failed"),
+            campaign_t.c.id,
+            campaign_t.c.name,
+            campaign_t.c.sponsor_id,
+            campaign_t.c.status,
+            campaign_t.c.total_recipients,
+            sent.label("sent"),
+            failed.label("failed"),
             campaign_t.c.send_at,
         ).order_by(campaign_t.c.created_at, campaign_t.c.id)
     ).mappings()
     return [
         {
-            "id": r["id"], "name": r["name"], "sponsor": r["sponsor_id"], "status": r["status"],
-            "total_recipients": r["total_recipients"], "sent": r["sent"], "failed": r["failed"],
+            "id": r["id"],
+            "name": r["name"],
+            "sponsor": r["sponsor_id"],
+            "status": r["status"],
+            "total_recipients": r["total_recipients"],
+            "sent": r["sent"],
+            "failed": r["failed"],
             "send_at": r["send_at"],
         }
         for r in rows
@@ -152,13 +174,20 @@ def campaign_history(conn: sa.Connection, campaign_id: str) -> list[dict[str, An
     """The campaign's lifecycle events, oldest first."""
     rows = conn.execute(
         sa.select(event_t.c.occurred_at, event_t.c.type, event_t.c.payload)
-        .where(event_t.c.campaign_id == campaign_id, event_t.c.delivery_id.is_(None),
-               event_t.c.type.like("campaign.%"))
+        .where(
+            event_t.c.campaign_id == campaign_id,
+            event_t.c.delivery_id.is_(None),
+            event_t.c.type.like("campaign.%"),
+        )
         .order_by(event_t.c.id)
     ).mappings()
     return [
-        {"at": r["occurred_at"], "status": (r["payload"] or {}).get("to"),
-         "from": (r["payload"] or {}).get("from"), "cause": (r["payload"] or {}).get("cause")}
+        {
+            "at": r["occurred_at"],
+            "status": (r["payload"] or {}).get("to"),
+            "from": (r["payload"] or {}).get("from"),
+            "cause": (r["payload"] or {}).get("cause"),
+        }
         for r in rows
     ]
 
@@ -167,12 +196,20 @@ def show_campaign(conn: sa.Connection, campaign_id: str) -> dict[str, Any]:
     """A campaign's row, delivery counts per status and history."""
     row = get_campaign_row(conn, campaign_id)
     return {
-        "id": row["id"], "name": row["name"], "sponsor": row["sponsor_id"],
-        "status": row["status"], "status_reason": row["status_reason"],
-        "subject": row["subject"], "audience": row["audience"], "source_path": row["source_path"],
-        "content_hash": row["content_hash"], "send_at": row["send_at"],
-        "total_recipients": row["total_recipients"], "created_at": row["created_at"],
-        "started_at": row["started_at"], "finished_at": row["finished_at"],
+        "id": row["id"],
+        "name": row["name"],
+        "sponsor": row["sponsor_id"],
+        "status": row["status"],
+        "status_reason": row["status_reason"],
+        "subject": row["subject"],
+        "audience": row["audience"],
+        "source_path": row["source_path"],
+        "content_hash": row["content_hash"],
+        "send_at": row["send_at"],
+        "total_recipients": row["total_recipients"],
+        "created_at": row["created_at"],
+        "started_at": row["started_at"],
+        "finished_at": row["finished_at"],
         "deliveries": status_counts(conn, campaign_id),
         "history": campaign_history(conn, campaign_id),
     }
@@ -184,7 +221,9 @@ def iter_deliveries(
     """The campaign's deliveries (SPEC §1 fields), streamed in id order."""
     get_campaign_row(conn, campaign_id)
     if status is not None and status not in DeliveryStatus.ALL:
-        raise BadInput(f"Unknown delivery status '{status}' (known: {', '.join(DeliveryStatus.ALL)}).")
+        raise BadInput(
+            f"Unknown delivery status '{status}' (known: {', '.join(DeliveryStatus.ALL)})."
+        )
     query = sa.select(*(delivery_t.c[f] for f in DELIVERY_FIELDS)).where(
         delivery_t.c.campaign_id == campaign_id
     )
@@ -200,17 +239,26 @@ def iter_deliveries(
 def pause_campaign(conn: sa.Connection, campaign_id: str, cause: str = "paused by user") -> None:
     """Pause: a running sender stops claiming at its next batch."""
     row = get_campaign_row(conn, campaign_id)
-    ok = transition(conn, campaign_id, CampaignStatus.PAUSED, cause,
-                    expect=(CampaignStatus.SENDING, CampaignStatus.SCHEDULED))
+    ok = transition(
+        conn,
+        campaign_id,
+        CampaignStatus.PAUSED,
+        cause,
+        expect=(CampaignStatus.SENDING, CampaignStatus.SCHEDULED),
+    )
     if not ok:
-        raise BadInput(f"Campaign '{campaign_id}' is {row['status']}; only a sending or scheduled campaign can be paused.")
+        raise BadInput(
+            f"Campaign '{campaign_id}' is {row['status']}; only a sending or scheduled campaign can be paused."
+        )
 
 
 def resume_campaign(conn: sa.Connection, campaign_id: str) -> str:
     """Resume a paused campaign: back to ``sending`` (or ``scheduled`` if it never started)."""
     row = get_campaign_row(conn, campaign_id)
     if row["status"] not in (CampaignStatus.PAUSED, CampaignStatus.MISSED, CampaignStatus.FAILED):
-        raise BadInput(f"Campaign '{campaign_id}' is {row['status']}; only a paused, missed or failed campaign can be resumed.")
+        raise BadInput(
+            f"Campaign '{campaign_id}' is {row['status']}; only a paused, missed or failed campaign can be resumed."
+        )
     if row["status"] == CampaignStatus.MISSED:
         # back to scheduled it would only be missed again by the next run-due
         raise BadInput(
@@ -245,11 +293,20 @@ def cancel_campaign(conn: sa.Connection, campaign_id: str) -> int:
     ).rowcount
     conn.execute(
         batch_t.update()
-        .where(batch_t.c.campaign_id == campaign_id, batch_t.c.status == BatchStatus.PENDING,
-               batch_t.c.first_attempt_at.is_(None))
+        .where(
+            batch_t.c.campaign_id == campaign_id,
+            batch_t.c.status == BatchStatus.PENDING,
+            batch_t.c.first_attempt_at.is_(None),
+        )
         .values(status=BatchStatus.DONE, finished_at=utcnow())
     )
-    transition(conn, campaign_id, CampaignStatus.CANCELLED, "cancelled by user", extra={"finished_at": utcnow()})
+    transition(
+        conn,
+        campaign_id,
+        CampaignStatus.CANCELLED,
+        "cancelled by user",
+        extra={"finished_at": utcnow()},
+    )
     return n
 
 
@@ -264,7 +321,9 @@ def delete_campaign(conn: sa.Connection, campaign_id: str) -> None:
     sent = conn.execute(
         sa.select(sa.func.count()).where(
             delivery_t.c.campaign_id == campaign_id,
-            sa.or_(delivery_t.c.sent_at.is_not(None), delivery_t.c.provider_message_id.is_not(None)),
+            sa.or_(
+                delivery_t.c.sent_at.is_not(None), delivery_t.c.provider_message_id.is_not(None)
+            ),
         )
     ).scalar_one()
     if attempted or sent:
@@ -276,4 +335,3 @@ def delete_campaign(conn: sa.Connection, campaign_id: str) -> None:
     conn.execute(batch_t.delete().where(batch_t.c.campaign_id == campaign_id))
     conn.execute(delivery_t.delete().where(delivery_t.c.campaign_id == campaign_id))
     conn.execute(campaign_t.delete().where(campaign_t.c.id == campaign_id))
-

@@ -181,7 +181,8 @@ class RateLimiter:
             return False
         # answers come back a latency later: the history must reach back that far
         ours = bisect.bisect_right(self._sent, sent_at) - bisect.bisect_right(
-            self._sent, sent_at - 1.0)
+            self._sent, sent_at - 1.0
+        )
         return ours >= math.floor(self.limit)
 
 

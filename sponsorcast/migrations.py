@@ -209,7 +209,9 @@ def migration_state(conn: sa.Connection) -> MigrationState:
     rows = conn.execute(sa.select(ledger.c.name, ledger.c.applied_at)).all()
     done = {r.name for r in rows}
     applied = sorted(((r.name, r.applied_at) for r in rows), key=lambda r: r[0])
-    return MigrationState(applied=applied, pending=[m.__name__ for m in MIGRATIONS if m.__name__ not in done])
+    return MigrationState(
+        applied=applied, pending=[m.__name__ for m in MIGRATIONS if m.__name__ not in done]
+    )
 
 
 def run_migrations(

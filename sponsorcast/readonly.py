@@ -18,8 +18,9 @@ MIGRATIONS_TABLE = "_sponsorcast_migrations"
 
 # What a current store has applied; tests/test_readonly.py keeps this equal to
 # migrations.MIGRATIONS (migrations.py imports SQLAlchemy, which is what this module avoids).
-CURRENT_MIGRATIONS = frozenset({"m001_initial", "m002_send_batches", "m003_batch_payload_hash",
-                                "m004_batch_payload"})
+CURRENT_MIGRATIONS = frozenset(
+    {"m001_initial", "m002_send_batches", "m003_batch_payload_hash", "m004_batch_payload"}
+)
 
 
 def sqlite_path(url: str) -> Path | None:
@@ -40,7 +41,10 @@ def connect(url: str) -> sqlite3.Connection | None:
         return None
     try:
         conn = sqlite3.connect(
-            f"{path.resolve().as_uri()}?mode=ro", uri=True, timeout=BUSY_TIMEOUT_MS / 1000, isolation_level=None
+            f"{path.resolve().as_uri()}?mode=ro",
+            uri=True,
+            timeout=BUSY_TIMEOUT_MS / 1000,
+            isolation_level=None,
         )
     except sqlite3.Error:
         return None

@@ -342,7 +342,8 @@ def compile_campaign(
         try:
             env = _environment(False)
             head_template = env.from_string(
-                sandbox.guard_loops(env.parse(campaign.subject + _SPLIT + text_body)))
+                sandbox.guard_loops(env.parse(campaign.subject + _SPLIT + text_body))
+            )
         except TemplateSyntaxError:  # cannot happen when both parts compiled; stay on the safe path
             head_template = None
     base_vars = {
@@ -522,9 +523,11 @@ def _subject_text(compiled: CompiledCampaign, raw: str) -> str:
         raw = LINE_SEPARATORS.sub(" ", raw)
         problem = header_problem(raw)
         if problem is not None:
-            raise TemplateError(f"the subject cannot go into an email header: {problem}",
-                                path=compiled.campaign.path,
-                                line=compiled.campaign.key_lines.get("subject"))
+            raise TemplateError(
+                f"the subject cannot go into an email header: {problem}",
+                path=compiled.campaign.path,
+                line=compiled.campaign.key_lines.get("subject"),
+            )
     subject = raw.strip()
     if not subject:
         line = compiled.campaign.key_lines.get("subject")
@@ -607,10 +610,14 @@ def _run(
     except TemplateError:
         raise
     except (sandbox.LimitHit, RecursionError, MemoryError) as exc:
-        reason = {RecursionError: "the template calls itself too deeply (a recursive macro?)",
-                  MemoryError: "the template needs more memory than there is"}.get(type(exc), str(exc))
+        reason = {
+            RecursionError: "the template calls itself too deeply (a recursive macro?)",
+            MemoryError: "the template needs more memory than there is",
+        }.get(type(exc), str(exc))
         line = getattr(exc, "line", None) or _template_line(exc.__traceback__)
-        raise TemplateLimitExceeded(reason, path=compiled.campaign.path, line=file_line(line)) from None
+        raise TemplateLimitExceeded(
+            reason, path=compiled.campaign.path, line=file_line(line)
+        ) from None
     except SecurityError as exc:
         raise SandboxRefused(
             f"refused by the sandbox: {exc}",
@@ -644,7 +651,8 @@ def _produce(template: Template, context: dict[str, Any]) -> str:
             frame = getattr(parts_made, "gi_frame", None)
             raise sandbox.LimitHit(
                 f"the template produces more than {sandbox.MAX_TEXT:,} characters for one recipient",
-                line=template.get_corresponding_lineno(frame.f_lineno) if frame else None)
+                line=template.get_corresponding_lineno(frame.f_lineno) if frame else None,
+            )
         parts.append(part)
         if not len(parts) & 63:
             sandbox.tick()
@@ -815,7 +823,9 @@ class CheckResult:
 class RecipientSource:
     """Where recipients and sponsors come from: the store, or a leads CSV (in memory)."""
 
-    def __init__(self, config: Config, leads_csv: Path | None = None, store: Store | None = None) -> None:
+    def __init__(
+        self, config: Config, leads_csv: Path | None = None, store: Store | None = None
+    ) -> None:
         self.config = config
         self.leads_csv = leads_csv
         self._store: Store | None = store

@@ -153,7 +153,9 @@ def check_join(separator: str, items: list[Any]) -> None:
         raise _too_big("a joined text", size, MAX_TEXT)
 
 
-def _check_str_method(owner: str, name: str, args: tuple[Any, ...], kwargs: dict[str, Any]) -> tuple[Any, ...]:
+def _check_str_method(
+    owner: str, name: str, args: tuple[Any, ...], kwargs: dict[str, Any]
+) -> tuple[Any, ...]:
     if name in ("ljust", "rjust", "center", "zfill"):
         check_width(args[0] if args else kwargs.get("width"))
     elif name == "expandtabs":
@@ -165,7 +167,9 @@ def _check_str_method(owner: str, name: str, args: tuple[Any, ...], kwargs: dict
     elif name == "format_map" and args and isinstance(args[0], dict):
         check_format(owner, args[0].values())
     elif name == "replace" and len(args) >= 2:
-        check_replace(owner, args[0], args[1], args[2] if len(args) > 2 else kwargs.get("count", -1))
+        check_replace(
+            owner, args[0], args[1], args[2] if len(args) > 2 else kwargs.get("count", -1)
+        )
     elif name == "join" and args:
         items = list(_bounded(args[0]))
         check_join(owner, items)
@@ -222,8 +226,14 @@ def _indent(value: Any, width: Any = 4, *_: Any, **__: Any) -> None:
         raise _too_big("an indented text", size, MAX_TEXT)
 
 
-def _wordwrap(value: Any, width: Any = 79, break_long_words: Any = True,
-              wrapstring: Any = None, *_: Any, **kwargs: Any) -> None:
+def _wordwrap(
+    value: Any,
+    width: Any = 79,
+    break_long_words: Any = True,
+    wrapstring: Any = None,
+    *_: Any,
+    **kwargs: Any,
+) -> None:
     wrap = kwargs.get("wrapstring", wrapstring)
     if isinstance(wrap, str):
         size = len(wrap) * (len(str(value)) // max(_int(width) or 1, 1) + 1)
@@ -250,8 +260,14 @@ def _tojson(value: Any, indent: Any = None) -> None:
 
 
 _FILTER_CHECKS: dict[str, Callable[..., None]] = {
-    "center": _center, "indent": _indent, "wordwrap": _wordwrap, "format": _format,
-    "replace": _replace, "slice": _count, "batch": _count, "tojson": _tojson,
+    "center": _center,
+    "indent": _indent,
+    "wordwrap": _wordwrap,
+    "format": _format,
+    "replace": _replace,
+    "slice": _count,
+    "batch": _count,
+    "tojson": _tojson,
 }
 
 
@@ -299,6 +315,15 @@ def _joinable(separator: Any, value: Any) -> list[Any]:
 
 
 __all__ = [
-    "LOOP_GUARD", "MAX_ITEMS", "MAX_TEXT", "MAX_WIDTH", "RENDER_SECONDS", "LimitHit",
-    "LimitedSandbox", "guard_loops", "loop_guard", "start_render", "tick",
+    "LOOP_GUARD",
+    "MAX_ITEMS",
+    "MAX_TEXT",
+    "MAX_WIDTH",
+    "RENDER_SECONDS",
+    "LimitHit",
+    "LimitedSandbox",
+    "guard_loops",
+    "loop_guard",
+    "start_render",
+    "tick",
 ]

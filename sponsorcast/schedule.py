@@ -123,7 +123,9 @@ def _offset_text(d: datetime) -> str:
 def parse_time(text: str, config: Config, *, what: str = "time") -> datetime:
     """ISO-8601 date and time, with an offset or as local time in the configured zone → aware UTC."""
     raw = text.strip()
-    hint = "Write a date and time, e.g. 2026-12-01T09:00:00+01:00, or 2026-12-01 09:00 for local time."
+    hint = (
+        "Write a date and time, e.g. 2026-12-01T09:00:00+01:00, or 2026-12-01 09:00 for local time."
+    )
     if not _TIME_TEXT.match(raw):
         raise BadInput(f"The {what} {text!r} is not a date and time.", hint=hint)
     try:
@@ -160,7 +162,11 @@ def format_duration(delta: timedelta) -> str:
     days, rest = divmod(seconds, 86400)
     hours, rest = divmod(rest, 3600)
     minutes = rest // 60
-    parts = [f"{days}d" if days else "", f"{hours}h" if hours else "", f"{minutes}m" if minutes else ""]
+    parts = [
+        f"{days}d" if days else "",
+        f"{hours}h" if hours else "",
+        f"{minutes}m" if minutes else "",
+    ]
     return " ".join(p for p in parts if p)
 
 
@@ -214,8 +220,12 @@ def schedule_campaign(
     try:
         recipients = validate_all(store, plan, config)
     except TemplateError as exc:
-        raise TemplateError(exc.reason.replace("nothing was sent", "nothing was scheduled"),
-                            path=exc.path, line=exc.line, hint=exc.hint) from None
+        raise TemplateError(
+            exc.reason.replace("nothing was sent", "nothing was scheduled"),
+            path=exc.path,
+            line=exc.line,
+            hint=exc.hint,
+        ) from None
     values = campaign_values(campaign, plan.sponsor, send_at=send_at)
     values["source_path"] = str(path.resolve())  # run-due may run from another directory
     with store.write() as conn:
@@ -224,21 +234,35 @@ def schedule_campaign(
         ).first()
         previous = row.status if row is not None else None
         if row is None:
-            conn.execute(campaign_t.insert().values(
-                id=campaign.id, status=CampaignStatus.DRAFT, created_at=utcnow(),
-                total_recipients=recipients, **values,
-            ))
-            record_event(conn, campaign.id, "campaign.draft",
-                         {"from": None, "to": CampaignStatus.DRAFT, "cause": "created by schedule"})
+            conn.execute(
+                campaign_t.insert().values(
+                    id=campaign.id,
+                    status=CampaignStatus.DRAFT,
+                    created_at=utcnow(),
+                    total_recipients=recipients,
+                    **values,
+                )
+            )
+            record_event(
+                conn,
+                campaign.id,
+                "campaign.draft",
+                {"from": None, "to": CampaignStatus.DRAFT, "cause": "created by schedule"},
+            )
         moved = transition(
-            conn, campaign.id, CampaignStatus.SCHEDULED,
+            conn,
+            campaign.id,
+            CampaignStatus.SCHEDULED,
             f"{'re' if previous == CampaignStatus.SCHEDULED else ''}scheduled for "
             f"{show_time(send_at, config)} by user",
-            expect=SCHEDULABLE, extra={**values, "total_recipients": recipients},
+            expect=SCHEDULABLE,
+            extra={**values, "total_recipients": recipients},
         )
         if not moved or _started(conn, campaign.id):
             # another process started it between our check and this transaction
-            raise BadInput(f"Campaign '{campaign.id}' started sending meanwhile; it cannot be scheduled.")
+            raise BadInput(
+                f"Campaign '{campaign.id}' started sending meanwhile; it cannot be scheduled."
+            )
     return Scheduled(campaign.id, send_at, recipients, previous)
 
 
@@ -250,7 +274,9 @@ def _started(conn: sa.Connection, campaign_id: str) -> bool:
 def _check_schedulable(store: Store, campaign_id: str) -> None:
     with store.read() as conn:
         row = conn.execute(
-            sa.select(campaign_t.c.status, campaign_t.c.started_at).where(campaign_t.c.id == campaign_id)
+            sa.select(campaign_t.c.status, campaign_t.c.started_at).where(
+                campaign_t.c.id == campaign_id
+            )
         ).first()
     if row is None:
         return
@@ -266,9 +292,14 @@ def unschedule_campaign(store: Store, campaign_id: str) -> str:
     """``scheduled`` or ``missed`` → ``draft`` (event recorded); returns the previous status."""
     with store.write() as conn:
         row = get_campaign_row(conn, campaign_id)
-        ok = transition(conn, campaign_id, CampaignStatus.DRAFT, "unscheduled by user",
-                        expect=(CampaignStatus.SCHEDULED, CampaignStatus.MISSED),
-                        extra={"send_at": None})
+        ok = transition(
+            conn,
+            campaign_id,
+            CampaignStatus.DRAFT,
+            "unscheduled by user",
+            expect=(CampaignStatus.SCHEDULED, CampaignStatus.MISSED),
+            extra={"send_at": None},
+        )
         if not ok:
             raise BadInput(
                 f"Campaign '{campaign_id}' is {row['status']}; only a scheduled or missed campaign "
@@ -319,11 +350,13 @@ def due_campaigns(conn: sa.Connection, now: datetime) -> list[sa.Row[tuple[str, 
     c = campaign_t.c
     query = (
         sa.select(c.id, c.status)
-        .where(sa.or_(
-            sa.and_(c.status == CampaignStatus.SCHEDULED, c.send_at <= now),
-            c.status == CampaignStatus.SENDING,
-            sa.and_(c.status == CampaignStatus.PAUSED, c.status_reason.like(f"{QUOTA_CAUSE}%")),
-        ))
+        .where(
+            sa.or_(
+                sa.and_(c.status == CampaignStatus.SCHEDULED, c.send_at <= now),
+                c.status == CampaignStatus.SENDING,
+                sa.and_(c.status == CampaignStatus.PAUSED, c.status_reason.like(f"{QUOTA_CAUSE}%")),
+            )
+        )
         .order_by(sa.func.coalesce(c.send_at, c.started_at, c.created_at), c.id)
     )
     return list(conn.execute(query).all())  # type: ignore[arg-type]
@@ -360,15 +393,29 @@ def run_due(
     for index, row in enumerate(due):
         if deadline is not None and time.monotonic() >= deadline:
             report.left_for_next_run = [r.id for r in due[index:]]
-            log(f"Time limit reached; left for the next run: {', '.join(report.left_for_next_run)}.")
+            log(
+                f"Time limit reached; left for the next run: {', '.join(report.left_for_next_run)}."
+            )
             break
         try:
-            outcome = _run_one(store, config, row.id, row.status, now, max_lateness,
-                               deadline, transport, log, quota_retry)
+            outcome = _run_one(
+                store,
+                config,
+                row.id,
+                row.status,
+                now,
+                max_lateness,
+                deadline,
+                transport,
+                log,
+                quota_retry,
+            )
         except AuthError as exc:
-            log(f"Campaign '{row.id}': the provider refused the credentials: {exc.message} "
+            log(
+                f"Campaign '{row.id}': the provider refused the credentials: {exc.message} "
                 "Stopping this run; fix the key, then 'sponsorcast campaigns resume "
-                f"{row.id}' (other campaigns were left as they were).")
+                f"{row.id}' (other campaigns were left as they were)."
+            )
             report.outcomes.append(CampaignOutcome(row.id, "auth", False, ExitCode.CONFIG))
             break
         except SponsorcastError as exc:
@@ -378,8 +425,10 @@ def run_due(
             report.outcomes.append(CampaignOutcome(row.id, "error", False, code))
             continue
         except Exception as exc:
-            log(f"Campaign '{row.id}' ERROR: unexpected {type(exc).__name__}: {exc} "
-                "(run with SPONSORCAST_DEBUG=1 for the traceback, and report it).")
+            log(
+                f"Campaign '{row.id}' ERROR: unexpected {type(exc).__name__}: {exc} "
+                "(run with SPONSORCAST_DEBUG=1 for the traceback, and report it)."
+            )
             if os.environ.get("SPONSORCAST_DEBUG") == "1":
                 raise
             report.outcomes.append(CampaignOutcome(row.id, "error", False, ExitCode.FAILED))
@@ -404,7 +453,9 @@ def _run_one(
     from sponsorcast.send import QUOTA_CAUSE
 
     if status == CampaignStatus.SCHEDULED:
-        return _start_scheduled(store, config, campaign_id, now, max_lateness, deadline, transport, log)
+        return _start_scheduled(
+            store, config, campaign_id, now, max_lateness, deadline, transport, log
+        )
     action = "resumed"
     if status == CampaignStatus.PAUSED:
         with store.write() as conn:
@@ -412,13 +463,17 @@ def _run_one(
             if not reason.startswith(QUOTA_CAUSE):
                 return None
             paused_at = conn.execute(
-                sa.select(sa.func.max(event_t.c.occurred_at))
-                .where(event_t.c.campaign_id == campaign_id, event_t.c.type == "campaign.paused")
+                sa.select(sa.func.max(event_t.c.occurred_at)).where(
+                    event_t.c.campaign_id == campaign_id, event_t.c.type == "campaign.paused"
+                )
             ).scalar()
             if paused_at is not None and utcnow() - paused_at < quota_retry:
                 return None  # too soon to ask the provider again
             if not transition(
-                conn, campaign_id, CampaignStatus.SENDING, f"{RUN_DUE_CAUSE}: resumed after {reason}",
+                conn,
+                campaign_id,
+                CampaignStatus.SENDING,
+                f"{RUN_DUE_CAUSE}: resumed after {reason}",
                 expect=(CampaignStatus.PAUSED,),
             ):
                 return None  # resumed or changed by someone else meanwhile
@@ -444,32 +499,41 @@ def _start_scheduled(
     send_at: datetime = row["send_at"]
     late = now - send_at
     if late > max_lateness:
-        cause = (f"{RUN_DUE_CAUSE}: {format_duration(late)} past its send time "
-                 f"{show_time(send_at, config)} (more than --max-lateness {format_duration(max_lateness)})")
+        cause = (
+            f"{RUN_DUE_CAUSE}: {format_duration(late)} past its send time "
+            f"{show_time(send_at, config)} (more than --max-lateness {format_duration(max_lateness)})"
+        )
         with store.write() as conn:
-            moved = transition(conn, campaign_id, CampaignStatus.MISSED, cause,
-                               expect=(CampaignStatus.SCHEDULED,))
+            moved = transition(
+                conn, campaign_id, CampaignStatus.MISSED, cause, expect=(CampaignStatus.SCHEDULED,)
+            )
         if not moved:
             return None
-        log(f"Campaign '{campaign_id}' MISSED: {format_duration(late)} past its send time "
+        log(
+            f"Campaign '{campaign_id}' MISSED: {format_duration(late)} past its send time "
             f"{show_time(send_at, config)}, more than --max-lateness {format_duration(max_lateness)}; "
             f"not started. Send it by hand with 'sponsorcast send {row['source_path']}', "
-            "or schedule it again.")
+            "or schedule it again."
+        )
         return CampaignOutcome(campaign_id, "missed", False, ExitCode.FAILED)
 
     path = _source_path(row["source_path"], config)
     refusal = None
     if path is None:
-        refusal = (f"its file {row['source_path']} no longer exists, so what was scheduled cannot be "
-                   "checked; not started. Restore the file and schedule it again.")
+        refusal = (
+            f"its file {row['source_path']} no longer exists, so what was scheduled cannot be "
+            "checked; not started. Restore the file and schedule it again."
+        )
     else:
         try:
             current = load_campaign(path).content_hash
         except SponsorcastError as exc:
             current = f"unreadable: {exc.message}"
         if current != row["content_hash"]:
-            refusal = (f"{path} changed after it was scheduled; not started. Run "
-                       f"'sponsorcast schedule {path}' to schedule the new version, or restore the file.")
+            refusal = (
+                f"{path} changed after it was scheduled; not started. Run "
+                f"'sponsorcast schedule {path}' to schedule the new version, or restore the file."
+            )
     if refusal is not None:
         log(f"Campaign '{campaign_id}' REFUSED: {refusal}")
         return CampaignOutcome(campaign_id, "refused", False, ExitCode.FAILED)
@@ -478,11 +542,15 @@ def _start_scheduled(
     try:
         plan = plan_send(store, config, path)
         if plan.campaign.content_hash != row["content_hash"]:  # edited since the check above
-            log(f"Campaign '{campaign_id}' REFUSED: {path} changed while run-due was reading it; "
-                "not started. Run 'sponsorcast schedule' again for the new version.")
+            log(
+                f"Campaign '{campaign_id}' REFUSED: {path} changed while run-due was reading it; "
+                "not started. Run 'sponsorcast schedule' again for the new version."
+            )
             return CampaignOutcome(campaign_id, "refused", False, ExitCode.FAILED)
         # send the scheduled time with it, not the file's (it may be local or overridden by --at)
-        plan = dataclasses.replace(plan, campaign=dataclasses.replace(plan.campaign, send_at=send_at))
+        plan = dataclasses.replace(
+            plan, campaign=dataclasses.replace(plan.campaign, send_at=send_at)
+        )
         validate_all(store, plan, config)
     except (BadInput, ConfigError) as exc:
         return _fail_start(store, campaign_id, exc, log)
@@ -492,7 +560,9 @@ def _start_scheduled(
         if status != CampaignStatus.SENDING:
             return None  # unscheduled, cancelled or finished by someone else meanwhile
         return _run(store, config, campaign_id, "joined", deadline, transport, log)
-    lateness = f", {format_duration(late)} after its send time" if late >= timedelta(minutes=1) else ""
+    lateness = (
+        f", {format_duration(late)} after its send time" if late >= timedelta(minutes=1) else ""
+    )
     with store.read() as conn:
         total = get_campaign_row(conn, campaign_id)["total_recipients"]
     log(f"Campaign '{campaign_id}': starting, {total} recipient(s){lateness}.")
@@ -502,11 +572,19 @@ def _start_scheduled(
 def _fail_start(store: Store, campaign_id: str, exc: SponsorcastError, log: Log) -> CampaignOutcome:
     cause = f"{RUN_DUE_CAUSE}: could not start: {exc.message}"
     with store.write() as conn:
-        transition(conn, campaign_id, CampaignStatus.FAILED, cause[:1000],
-                   expect=(CampaignStatus.SCHEDULED,), extra={"finished_at": None})
+        transition(
+            conn,
+            campaign_id,
+            CampaignStatus.FAILED,
+            cause[:1000],
+            expect=(CampaignStatus.SCHEDULED,),
+            extra={"finished_at": None},
+        )
     hint = f" ({exc.hint})" if exc.hint else ""
-    log(f"Campaign '{campaign_id}' FAILED to start, nothing was sent: {exc.message}{hint} "
-        "Fix it, then schedule it again or send it by hand.")
+    log(
+        f"Campaign '{campaign_id}' FAILED to start, nothing was sent: {exc.message}{hint} "
+        "Fix it, then schedule it again or send it by hand."
+    )
     code = ExitCode.CONFIG if isinstance(exc, ConfigError) else ExitCode.FAILED
     return CampaignOutcome(campaign_id, "failed", False, code)
 
@@ -545,24 +623,36 @@ def _run(
         if time.monotonic() - last >= PROGRESS_EVERY:
             last = time.monotonic()
             rate = p.sent / max(last - started, 1e-9)
-            log(f"Campaign '{campaign_id}': {p.sent} sent, {p.failed} failed so far in this run "
-                f"({rate:.0f} emails/s).")
+            log(
+                f"Campaign '{campaign_id}': {p.sent} sent, {p.failed} failed so far in this run "
+                f"({rate:.0f} emails/s)."
+            )
 
     try:
-        result = run_campaign(store, config, campaign_id, transport=transport, deadline=deadline,
-                              progress=progress)
+        result = run_campaign(
+            store, config, campaign_id, transport=transport, deadline=deadline, progress=progress
+        )
     except QuotaExceeded as exc:
-        log(f"Campaign '{campaign_id}' PAUSED: the provider's quota is used up ({exc.message}); "
-            f"run-due tries it again {format_duration(QUOTA_RETRY)} after the pause.")
+        log(
+            f"Campaign '{campaign_id}' PAUSED: the provider's quota is used up ({exc.message}); "
+            f"run-due tries it again {format_duration(QUOTA_RETRY)} after the pause."
+        )
         return CampaignOutcome(campaign_id, "paused", False, ExitCode.FAILED)
     left = sum(n for s, n in result.counts.items() if s in ("pending", "sending"))
-    quiet = action in ("resumed", "joined") and result.sent_now == 0 and result.failed_now == 0 \
-        and result.unknown_batches == 0 and result.status == CampaignStatus.SENDING
+    quiet = (
+        action in ("resumed", "joined")
+        and result.sent_now == 0
+        and result.failed_now == 0
+        and result.unknown_batches == 0
+        and result.status == CampaignStatus.SENDING
+    )
     if quiet:
         # another run holds every remaining batch: nothing happened here worth a line
         return None
-    line = (f"Campaign '{campaign_id}': {result.sent_now} sent, {result.failed_now} failed in this run "
-            f"({result.emails_per_second:.0f} emails/s); status {result.status}")
+    line = (
+        f"Campaign '{campaign_id}': {result.sent_now} sent, {result.failed_now} failed in this run "
+        f"({result.emails_per_second:.0f} emails/s); status {result.status}"
+    )
     if not result.sends_for_real:
         line += " (outbox transport: nothing was sent)"
     if result.status == CampaignStatus.SENDING and left:
@@ -573,11 +663,15 @@ def _run(
     log(line + ".")
     ok = True
     if result.failed_now:
-        log(f"Campaign '{campaign_id}': {result.failed_now} delivery(ies) failed; "
-            f"'sponsorcast deliveries {campaign_id} --status failed' lists them.")
+        log(
+            f"Campaign '{campaign_id}': {result.failed_now} delivery(ies) failed; "
+            f"'sponsorcast deliveries {campaign_id} --status failed' lists them."
+        )
         ok = False
     if result.unknown_batches:
-        log(f"Campaign '{campaign_id}': {result.unknown_batches} batch(es) got no answer from the "
-            "provider; the next run re-sends them under their idempotency keys.")
+        log(
+            f"Campaign '{campaign_id}': {result.unknown_batches} batch(es) got no answer from the "
+            "provider; the next run re-sends them under their idempotency keys."
+        )
         ok = False
     return CampaignOutcome(campaign_id, action, ok, ExitCode.OK if ok else ExitCode.FAILED, result)

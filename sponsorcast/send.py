@@ -69,8 +69,13 @@ KEY_WINDOW = timedelta(hours=24)  # how long Resend keeps idempotency keys
 QUOTA_CAUSE = "provider quota reached"  # a status_reason starting so: run-due resumes the campaign
 AUTH_CAUSE = "provider refused the API key"
 # Statuses from which a campaign that never started sending is snapshotted afresh.
-NOT_STARTED = (CampaignStatus.DRAFT, CampaignStatus.SCHEDULED, CampaignStatus.MISSED,
-               CampaignStatus.PAUSED, CampaignStatus.FAILED)
+NOT_STARTED = (
+    CampaignStatus.DRAFT,
+    CampaignStatus.SCHEDULED,
+    CampaignStatus.MISSED,
+    CampaignStatus.PAUSED,
+    CampaignStatus.FAILED,
+)
 RETRY = "closed a batch with nothing to send; claim the next"
 REQUEUE_LIMIT = 3  # times one run puts back a batch that was provably not sent
 
@@ -145,15 +150,22 @@ def plan_send(store: Store, config: Config, path: Path) -> Plan:
     campaign = load_campaign(path)
     sponsor = get_sponsor(store, campaign.sponsor)
     check_sponsor(sponsor, campaign)
-    compiled = compile_campaign(campaign, sponsor, unsubscribe_mailto=config.tracking.unsubscribe_mailto)
+    compiled = compile_campaign(
+        campaign, sponsor, unsubscribe_mailto=config.tracking.unsubscribe_mailto
+    )
     with store.read() as conn:
         row = conn.execute(
-            sa.select(campaign_t.c.status, campaign_t.c.content_hash, campaign_t.c.source_path,
-                      campaign_t.c.started_at)
-            .where(campaign_t.c.id == campaign.id)
+            sa.select(
+                campaign_t.c.status,
+                campaign_t.c.content_hash,
+                campaign_t.c.source_path,
+                campaign_t.c.started_at,
+            ).where(campaign_t.c.id == campaign.id)
         ).first()
         if row is not None:
-            _refuse_changed(campaign, row.status, row.content_hash, started=row.started_at is not None)
+            _refuse_changed(
+                campaign, row.status, row.content_hash, started=row.started_at is not None
+            )
             counts = status_counts(conn, campaign.id)
             total = sum(counts.values())
             suppressed = counts.get(DeliveryStatus.SUPPRESSED, 0)
@@ -179,14 +191,22 @@ def check_sponsor(sponsor: Sponsor, campaign: "CampaignFile") -> None:
     for key, value in (("from", sponsor.from_address), ("reply_to", sponsor.reply_to)):
         problem = mailbox_problem(value) if value else None
         if problem is not None:
-            raise BadInput(f"Sponsor '{sponsor.id}' has {key} {value!r}, which cannot be a sender "
-                           f"address: {problem}; nothing was sent.")
+            raise BadInput(
+                f"Sponsor '{sponsor.id}' has {key} {value!r}, which cannot be a sender "
+                f"address: {problem}; nothing was sent."
+            )
 
 
-def _refuse_changed(campaign: "CampaignFile", status: str, stored_hash: str, *, started: bool = True) -> None:
+def _refuse_changed(
+    campaign: "CampaignFile", status: str, stored_hash: str, *, started: bool = True
+) -> None:
     # before sending began (draft, scheduled, missed, paused/failed before the start) no
     # recipient got anything yet: the new version replaces the stored one
-    if stored_hash and stored_hash != campaign.content_hash and (started or status not in NOT_STARTED):
+    if (
+        stored_hash
+        and stored_hash != campaign.content_hash
+        and (started or status not in NOT_STARTED)
+    ):
         raise BadInput(
             f"{campaign.path} changed after campaign '{campaign.id}' was {status}; "
             "recipients must not get two versions of one campaign, so nothing was sent.",
@@ -198,8 +218,9 @@ def _audience_size(conn: sa.Connection, campaign: "CampaignFile") -> tuple[int, 
     sel = select_recipients(campaign.sponsor, campaign.audience, ("email", "sponsor_id")).subquery()
     supp = suppressed_condition(sel.c.sponsor_id, sel.c.email)
     row = conn.execute(
-        sa.select(sa.func.count(), sa.func.coalesce(sa.func.sum(sa.case((supp, 1), else_=0)), 0))
-        .select_from(sel)
+        sa.select(
+            sa.func.count(), sa.func.coalesce(sa.func.sum(sa.case((supp, 1), else_=0)), 0)
+        ).select_from(sel)
     ).one()
     return int(row[0]), int(row[1])
 
@@ -214,7 +235,9 @@ def validate_all(store: Store, plan: Plan, config: Config) -> int:
     report = check_audience(plan.compiled, RecipientSource(config, store=store))
     if report.problems:
         first = report.problems[0]
-        more = f" (and {len(report.problems) - 1} more problem(s))" if len(report.problems) > 1 else ""
+        more = (
+            f" (and {len(report.problems) - 1} more problem(s))" if len(report.problems) > 1 else ""
+        )
         raise TemplateError(
             f"{first.message} for {first.count} recipient(s){more}; nothing was sent",
             path=first.path,
@@ -241,28 +264,44 @@ def snapshot(store: Store, plan: Plan, batch_size: int, *, cause: str = "send") 
             # (SQLite's write transaction already serialises them; SQLAlchemy omits it there)
             existing = conn.execute(
                 sa.select(campaign_t.c.status, campaign_t.c.started_at)
-                .where(campaign_t.c.id == campaign.id).with_for_update()
+                .where(campaign_t.c.id == campaign.id)
+                .with_for_update()
             ).first()
-            if existing is not None and (existing.status not in NOT_STARTED or existing.started_at is not None):
+            if existing is not None and (
+                existing.status not in NOT_STARTED or existing.started_at is not None
+            ):
                 return False
             if existing is not None and _has_deliveries(conn, campaign.id):
                 return False
             values = campaign_values(campaign, plan.sponsor)
             if existing is None:
-                conn.execute(campaign_t.insert().values(
-                    id=campaign.id, status=CampaignStatus.DRAFT, created_at=now,
-                    total_recipients=0, **values,
-                ))
-                record_event(conn, campaign.id, "campaign.draft",
-                             {"from": None, "to": CampaignStatus.DRAFT, "cause": cause})
+                conn.execute(
+                    campaign_t.insert().values(
+                        id=campaign.id,
+                        status=CampaignStatus.DRAFT,
+                        created_at=now,
+                        total_recipients=0,
+                        **values,
+                    )
+                )
+                record_event(
+                    conn,
+                    campaign.id,
+                    "campaign.draft",
+                    {"from": None, "to": CampaignStatus.DRAFT, "cause": cause},
+                )
             else:
                 if values["send_at"] is None:  # keep the time it was scheduled for
                     del values["send_at"]
-                conn.execute(campaign_t.update().where(campaign_t.c.id == campaign.id).values(**values))
+                conn.execute(
+                    campaign_t.update().where(campaign_t.c.id == campaign.id).values(**values)
+                )
             total = _insert_deliveries(conn, campaign, batch_size)
             _insert_batches(conn, campaign.id, f"sc-{campaign.id}-{nonce}-b")
             conn.execute(
-                campaign_t.update().where(campaign_t.c.id == campaign.id).values(total_recipients=total)
+                campaign_t.update()
+                .where(campaign_t.c.id == campaign.id)
+                .values(total_recipients=total)
             )
             transition(conn, campaign.id, CampaignStatus.SENDING, cause, extra={"started_at": now})
     except sa.exc.IntegrityError:
@@ -272,9 +311,12 @@ def snapshot(store: Store, plan: Plan, batch_size: int, *, cause: str = "send") 
 
 
 def _has_deliveries(conn: sa.Connection, campaign_id: str) -> bool:
-    return conn.execute(
-        sa.select(delivery_t.c.id).where(delivery_t.c.campaign_id == campaign_id).limit(1)
-    ).first() is not None
+    return (
+        conn.execute(
+            sa.select(delivery_t.c.id).where(delivery_t.c.campaign_id == campaign_id).limit(1)
+        ).first()
+        is not None
+    )
 
 
 def campaign_values(
@@ -308,7 +350,10 @@ def _insert_deliveries(conn: sa.Connection, campaign: "CampaignFile", batch_size
             sa.literal(campaign.id).label("campaign_id"),
             c.id.label("lead_id"),
             c.email.label("recipient"),
-            sa.case((supp, sa.literal(DeliveryStatus.SUPPRESSED)), else_=sa.literal(DeliveryStatus.PENDING)).label("status"),
+            sa.case(
+                (supp, sa.literal(DeliveryStatus.SUPPRESSED)),
+                else_=sa.literal(DeliveryStatus.PENDING),
+            ).label("status"),
             sa.literal(0).label("attempts"),
             sa.case((supp, sa.null()), else_=(rank - 1) // batch_size).label("batch"),
             sa.literal(0).label("open_count"),
@@ -317,11 +362,22 @@ def _insert_deliveries(conn: sa.Connection, campaign: "CampaignFile", batch_size
         .where(select_recipients(campaign.sponsor, campaign.audience).whereclause)  # type: ignore[arg-type]
         .order_by(c.id)
     )
-    cols = ["campaign_id", "lead_id", "recipient", "status", "attempts", "batch", "open_count", "click_count"]
+    cols = [
+        "campaign_id",
+        "lead_id",
+        "recipient",
+        "status",
+        "attempts",
+        "batch",
+        "open_count",
+        "click_count",
+    ]
     conn.execute(delivery_t.insert().from_select(cols, source))
-    return int(conn.execute(
-        sa.select(sa.func.count()).where(delivery_t.c.campaign_id == campaign.id)
-    ).scalar_one())
+    return int(
+        conn.execute(
+            sa.select(sa.func.count()).where(delivery_t.c.campaign_id == campaign.id)
+        ).scalar_one()
+    )
 
 
 def _insert_batches(conn: sa.Connection, campaign_id: str, key_prefix: str) -> None:
@@ -338,9 +394,11 @@ def _insert_batches(conn: sa.Connection, campaign_id: str, key_prefix: str) -> N
         (sa.literal(key_prefix) + sa.cast(numbers.c.batch, sa.String)).label("idempotency_key"),
         sa.literal(0).label("attempts"),
     )
-    conn.execute(batch_t.insert().from_select(
-        ["campaign_id", "number", "status", "idempotency_key", "attempts"], source
-    ))
+    conn.execute(
+        batch_t.insert().from_select(
+            ["campaign_id", "number", "status", "idempotency_key", "attempts"], source
+        )
+    )
 
 
 # --------------------------------------------------------------------------- claims
@@ -363,7 +421,9 @@ class _Claimer:
     config: Config
     campaign_id: str
     renderer: "BatchRenderer"
-    owner: str = field(default_factory=lambda: f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(3)}")
+    owner: str = field(
+        default_factory=lambda: f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(3)}"
+    )
     skip: set[int] = field(default_factory=set)
     limit_left: int | None = None
     unknown: int = 0  # deliveries this process gave up on (outcome unknown, marked failed)
@@ -397,8 +457,11 @@ class _Claimer:
                 self._prepare_first_attempt(conn, number)
                 members = list(self._members(conn, number))
                 if not members:
-                    conn.execute(batch_t.update().where(*self._batch(number)).values(
-                        status=BatchStatus.DONE, finished_at=now, lease_owner=None))
+                    conn.execute(
+                        batch_t.update()
+                        .where(*self._batch(number))
+                        .values(status=BatchStatus.DONE, finished_at=now, lease_owner=None)
+                    )
                     return RETRY
                 emails = self.renderer.render_batch(members)
                 frozen = freeze_emails(emails)
@@ -416,19 +479,28 @@ class _Claimer:
                 self._give_up(conn, number, stale=False)
                 return RETRY
             values: dict[str, Any] = {} if frozen is None else {"payload": frozen}
-            conn.execute(batch_t.update().where(*self._batch(number)).values(
-                status=BatchStatus.CLAIMED,
-                lease_owner=self.owner,
-                lease_expires_at=now + timedelta(seconds=self.config.lease_seconds),
-                attempts=batch_t.c.attempts + 1,
-                first_attempt_at=row.first_attempt_at or now,
-                payload_hash=digest,
-                **values,
-            ))
-            conn.execute(delivery_t.update().where(
-                delivery_t.c.campaign_id == self.campaign_id, delivery_t.c.batch == number,
-                delivery_t.c.status == DeliveryStatus.PENDING,
-            ).values(status=DeliveryStatus.SENDING, attempts=delivery_t.c.attempts + 1))
+            conn.execute(
+                batch_t.update()
+                .where(*self._batch(number))
+                .values(
+                    status=BatchStatus.CLAIMED,
+                    lease_owner=self.owner,
+                    lease_expires_at=now + timedelta(seconds=self.config.lease_seconds),
+                    attempts=batch_t.c.attempts + 1,
+                    first_attempt_at=row.first_attempt_at or now,
+                    payload_hash=digest,
+                    **values,
+                )
+            )
+            conn.execute(
+                delivery_t.update()
+                .where(
+                    delivery_t.c.campaign_id == self.campaign_id,
+                    delivery_t.c.batch == number,
+                    delivery_t.c.status == DeliveryStatus.PENDING,
+                )
+                .values(status=DeliveryStatus.SENDING, attempts=delivery_t.c.attempts + 1)
+            )
             if self.limit_left is not None:
                 self.limit_left -= len(emails)
             return Claim(number=number, key=row.idempotency_key, emails=emails)
@@ -442,8 +514,13 @@ class _Claimer:
             sa.and_(batch_t.c.status == BatchStatus.CLAIMED, batch_t.c.lease_expires_at < now),
         )
         query = (
-            sa.select(batch_t.c.number, batch_t.c.idempotency_key, batch_t.c.first_attempt_at,
-                      batch_t.c.payload_hash, batch_t.c.payload)
+            sa.select(
+                batch_t.c.number,
+                batch_t.c.idempotency_key,
+                batch_t.c.first_attempt_at,
+                batch_t.c.payload_hash,
+                batch_t.c.payload,
+            )
             .where(batch_t.c.campaign_id == self.campaign_id, claimable)
             .order_by(batch_t.c.number)
             .limit(1)
@@ -461,10 +538,19 @@ class _Claimer:
         """A batch leased by a process on this host that no longer exists can be taken now."""
         host = socket.gethostname()
         query = (
-            sa.select(batch_t.c.number, batch_t.c.idempotency_key, batch_t.c.first_attempt_at,
-                      batch_t.c.payload_hash, batch_t.c.payload, batch_t.c.lease_owner)
-            .where(batch_t.c.campaign_id == self.campaign_id, batch_t.c.status == BatchStatus.CLAIMED,
-                   batch_t.c.lease_owner.like(f"{host}:%"))
+            sa.select(
+                batch_t.c.number,
+                batch_t.c.idempotency_key,
+                batch_t.c.first_attempt_at,
+                batch_t.c.payload_hash,
+                batch_t.c.payload,
+                batch_t.c.lease_owner,
+            )
+            .where(
+                batch_t.c.campaign_id == self.campaign_id,
+                batch_t.c.status == BatchStatus.CLAIMED,
+                batch_t.c.lease_owner.like(f"{host}:%"),
+            )
             .order_by(batch_t.c.number)
         )
         if conn.dialect.name == "postgresql":
@@ -483,29 +569,48 @@ class _Claimer:
         in_batch = (delivery_t.c.campaign_id == self.campaign_id, delivery_t.c.batch == number)
         conn.execute(
             delivery_t.update()
-            .where(*in_batch, delivery_t.c.status == DeliveryStatus.PENDING,
-                   suppressed_condition(self.renderer.sponsor.id, delivery_t.c.recipient))
+            .where(
+                *in_batch,
+                delivery_t.c.status == DeliveryStatus.PENDING,
+                suppressed_condition(self.renderer.sponsor.id, delivery_t.c.recipient),
+            )
             .values(status=DeliveryStatus.SUPPRESSED, batch=None)
         )
         if self.limit_left is None:
             return
-        ids = conn.execute(
-            sa.select(delivery_t.c.id).where(*in_batch).order_by(delivery_t.c.id)
-        ).scalars().all()
+        ids = (
+            conn.execute(sa.select(delivery_t.c.id).where(*in_batch).order_by(delivery_t.c.id))
+            .scalars()
+            .all()
+        )
         if len(ids) <= self.limit_left:
             return
         cut = ids[self.limit_left]
-        new_number = int(conn.execute(
-            sa.select(sa.func.max(batch_t.c.number)).where(batch_t.c.campaign_id == self.campaign_id)
-        ).scalar_one()) + 1
+        new_number = (
+            int(
+                conn.execute(
+                    sa.select(sa.func.max(batch_t.c.number)).where(
+                        batch_t.c.campaign_id == self.campaign_id
+                    )
+                ).scalar_one()
+            )
+            + 1
+        )
         key = conn.execute(
             sa.select(batch_t.c.idempotency_key).where(*self._batch(number))
         ).scalar_one()
-        conn.execute(batch_t.insert().values(
-            campaign_id=self.campaign_id, number=new_number, status=BatchStatus.PENDING,
-            idempotency_key=f"{key}s{new_number}", attempts=0,
-        ))
-        conn.execute(delivery_t.update().where(*in_batch, delivery_t.c.id >= cut).values(batch=new_number))
+        conn.execute(
+            batch_t.insert().values(
+                campaign_id=self.campaign_id,
+                number=new_number,
+                status=BatchStatus.PENDING,
+                idempotency_key=f"{key}s{new_number}",
+                attempts=0,
+            )
+        )
+        conn.execute(
+            delivery_t.update().where(*in_batch, delivery_t.c.id >= cut).values(batch=new_number)
+        )
 
     def _members(self, conn: sa.Connection, number: int) -> Iterator[dict[str, Any]]:
         # every member, whatever its status: after the first attempt a batch never changes
@@ -523,22 +628,34 @@ class _Claimer:
         reason = (
             "outcome unknown: no answer from the provider within its 24 h idempotency window; "
             "not re-sent (check the provider's log)"
-            if stale else
-            "outcome unknown: lead or sponsor data changed since the first attempt, so the "
+            if stale
+            else "outcome unknown: lead or sponsor data changed since the first attempt, so the "
             "identical payload cannot be re-sent; not re-sent (check the provider's log)"
         )
-        conn.execute(batch_t.update().where(*self._batch(number)).values(
-            status=BatchStatus.UNKNOWN, lease_owner=None, finished_at=utcnow(), payload=None))
-        self.unknown += conn.execute(delivery_t.update().where(
-            delivery_t.c.campaign_id == self.campaign_id, delivery_t.c.batch == number,
-            delivery_t.c.status.in_((DeliveryStatus.PENDING, DeliveryStatus.SENDING)),
-        ).values(status=DeliveryStatus.FAILED, last_error=reason)).rowcount
+        conn.execute(
+            batch_t.update()
+            .where(*self._batch(number))
+            .values(
+                status=BatchStatus.UNKNOWN, lease_owner=None, finished_at=utcnow(), payload=None
+            )
+        )
+        self.unknown += conn.execute(
+            delivery_t.update()
+            .where(
+                delivery_t.c.campaign_id == self.campaign_id,
+                delivery_t.c.batch == number,
+                delivery_t.c.status.in_((DeliveryStatus.PENDING, DeliveryStatus.SENDING)),
+            )
+            .values(status=DeliveryStatus.FAILED, last_error=reason)
+        ).rowcount
         record_event(conn, self.campaign_id, "batch.unknown", {"batch": number, "reason": reason})
         self.skip.add(number)
 
     # ------------------------------------------------------------------ recording
 
-    def record(self, claim: Claim, accepted: Mapping[int, str], rejected: Mapping[int, str]) -> None:
+    def record(
+        self, claim: Claim, accepted: Mapping[int, str], rejected: Mapping[int, str]
+    ) -> None:
         """Write the provider's answer for a batch in one transaction."""
         now = utcnow()
         with self.lock, self.store.write() as conn:
@@ -546,8 +663,12 @@ class _Claimer:
                 conn.execute(
                     delivery_t.update()
                     .where(delivery_t.c.id == sa.bindparam("d_id"), _unsent)
-                    .values(status=DeliveryStatus.SENT, provider_message_id=sa.bindparam("msg"),
-                            sent_at=now, last_error=None),
+                    .values(
+                        status=DeliveryStatus.SENT,
+                        provider_message_id=sa.bindparam("msg"),
+                        sent_at=now,
+                        last_error=None,
+                    ),
                     [{"d_id": d, "msg": m} for d, m in accepted.items()],
                 )
             if rejected:
@@ -557,9 +678,17 @@ class _Claimer:
                     .values(status=DeliveryStatus.FAILED, last_error=sa.bindparam("err")),
                     [{"d_id": d, "err": e[:1000]} for d, e in rejected.items()],
                 )
-            conn.execute(batch_t.update().where(*self._batch(claim.number)).values(
-                status=BatchStatus.DONE, finished_at=now, lease_owner=None, lease_expires_at=None,
-                payload=None))
+            conn.execute(
+                batch_t.update()
+                .where(*self._batch(claim.number))
+                .values(
+                    status=BatchStatus.DONE,
+                    finished_at=now,
+                    lease_owner=None,
+                    lease_expires_at=None,
+                    payload=None,
+                )
+            )
 
     def release(self, claim: Claim, reason: str, partial: object | None = None) -> None:
         """Outcome unknown: hand the batch back, to be re-sent under its key by a later run.
@@ -575,24 +704,41 @@ class _Claimer:
             if isinstance(partial, BatchOutcome) and partial.accepted:
                 conn.execute(
                     delivery_t.update()
-                    .where(delivery_t.c.id == sa.bindparam("d_id"),
-                           delivery_t.c.status == DeliveryStatus.SENDING)
-                    .values(status=DeliveryStatus.SENT, provider_message_id=sa.bindparam("msg"),
-                            sent_at=now),
+                    .where(
+                        delivery_t.c.id == sa.bindparam("d_id"),
+                        delivery_t.c.status == DeliveryStatus.SENDING,
+                    )
+                    .values(
+                        status=DeliveryStatus.SENT,
+                        provider_message_id=sa.bindparam("msg"),
+                        sent_at=now,
+                    ),
                     [{"d_id": d, "msg": m} for d, m in partial.accepted.items()],
                 )
-            conn.execute(batch_t.update().where(
-                *self._batch(claim.number), batch_t.c.lease_owner == self.owner,
-                batch_t.c.status == BatchStatus.CLAIMED,
-            ).values(status=BatchStatus.PENDING, lease_owner=None, lease_expires_at=None))
-            conn.execute(delivery_t.update().where(
-                delivery_t.c.campaign_id == self.campaign_id, delivery_t.c.batch == claim.number,
-                delivery_t.c.status == DeliveryStatus.SENDING,
-            ).values(last_error=reason[:1000]))
+            conn.execute(
+                batch_t.update()
+                .where(
+                    *self._batch(claim.number),
+                    batch_t.c.lease_owner == self.owner,
+                    batch_t.c.status == BatchStatus.CLAIMED,
+                )
+                .values(status=BatchStatus.PENDING, lease_owner=None, lease_expires_at=None)
+            )
+            conn.execute(
+                delivery_t.update()
+                .where(
+                    delivery_t.c.campaign_id == self.campaign_id,
+                    delivery_t.c.batch == claim.number,
+                    delivery_t.c.status == DeliveryStatus.SENDING,
+                )
+                .values(last_error=reason[:1000])
+            )
 
 
 # executemany cannot expand IN lists, hence the OR
-_unsent = sa.or_(delivery_t.c.status == DeliveryStatus.SENDING, delivery_t.c.status == DeliveryStatus.PENDING)
+_unsent = sa.or_(
+    delivery_t.c.status == DeliveryStatus.SENDING, delivery_t.c.status == DeliveryStatus.PENDING
+)
 
 
 def _pid_alive(owner: str | None) -> bool:
@@ -613,8 +759,16 @@ def payload_hash(emails: Sequence["OutgoingEmail"]) -> str:
     """The sha256 of what a batch sends: every field its provider request is built from."""
     digest = hashlib.sha256()
     for e in emails:
-        fields = (e.from_address, e.to, e.subject, e.html, e.text, e.reply_to or "",
-                  repr(sorted(e.headers.items())), repr(e.tags))
+        fields = (
+            e.from_address,
+            e.to,
+            e.subject,
+            e.html,
+            e.text,
+            e.reply_to or "",
+            repr(sorted(e.headers.items())),
+            repr(e.tags),
+        )
         digest.update("\x1f".join(fields).encode())
         digest.update(b"\x1e")
     return digest.hexdigest()
@@ -673,10 +827,14 @@ class BatchRenderer:
 
 
 def _tag_value(value: str) -> str:
-    return "".join(ch if ch.isascii() and (ch.isalnum() or ch in "_-") else "_" for ch in value)[:256]
+    return "".join(ch if ch.isascii() and (ch.isalnum() or ch in "_-") else "_" for ch in value)[
+        :256
+    ]
 
 
-def make_renderer(store: Store, config: Config, campaign_id: str, *, subject_prefix: str = "") -> BatchRenderer:
+def make_renderer(
+    store: Store, config: Config, campaign_id: str, *, subject_prefix: str = ""
+) -> BatchRenderer:
     """A renderer for a campaign from its stored snapshot (not the file, which may have moved on)."""
     from sponsorcast.render import compile_campaign
 
@@ -690,7 +848,9 @@ def make_renderer(store: Store, config: Config, campaign_id: str, *, subject_pre
         campaign_id=campaign_id,
         campaign_tags={str(k): str(v) for k, v in (row["tags"] or {}).items()},
         sponsor=sponsor,
-        compiled=compile_campaign(campaign, sponsor, unsubscribe_mailto=config.tracking.unsubscribe_mailto),
+        compiled=compile_campaign(
+            campaign, sponsor, unsubscribe_mailto=config.tracking.unsubscribe_mailto
+        ),
         from_address=str(row["from_address"] or sponsor.from_address),
         reply_to=row["reply_to"] or sponsor.reply_to,
         subject_prefix=subject_prefix,
@@ -749,7 +909,9 @@ async def run_batches(
     claimer = _Claimer(store, config, campaign_id, renderer, limit_left=limit)
     with store.read() as conn:
         total = get_campaign_row(conn, campaign_id)["total_recipients"]
-    report = RunReport(campaign_id, CampaignStatus.SENDING, transport.name, transport.sends_for_real, total)
+    report = RunReport(
+        campaign_id, CampaignStatus.SENDING, transport.name, transport.sends_for_real, total
+    )
     prog = Progress(total=total)
     started = time.monotonic()
     stop: list[BaseException] = []
@@ -815,8 +977,13 @@ async def run_batches(
         exc = stop[0]
         cause = QUOTA_CAUSE if isinstance(exc, QuotaExceeded) else AUTH_CAUSE
         with store.write() as conn:
-            transition(conn, campaign_id, CampaignStatus.PAUSED, f"{cause}: {exc}",
-                       expect=(CampaignStatus.SENDING,))
+            transition(
+                conn,
+                campaign_id,
+                CampaignStatus.PAUSED,
+                f"{cause}: {exc}",
+                expect=(CampaignStatus.SENDING,),
+            )
         raise exc
     report.status = finish_if_done(store, campaign_id)
     with store.read() as conn:
@@ -840,10 +1007,14 @@ def finish_if_done(store: Store, campaign_id: str) -> str:
                     delivery_t.c.status == DeliveryStatus.FAILED,
                 )
             ).scalar_one()
-            cause = (f"every batch answered; {failed} delivery(ies) failed" if failed
-                     else "every batch sent")
-            transition(conn, campaign_id, CampaignStatus.SENT, cause,
-                       expect=(CampaignStatus.SENDING,))
+            cause = (
+                f"every batch answered; {failed} delivery(ies) failed"
+                if failed
+                else "every batch sent"
+            )
+            transition(
+                conn, campaign_id, CampaignStatus.SENT, cause, expect=(CampaignStatus.SENDING,)
+            )
         return str(get_campaign_row(conn, campaign_id)["status"])
 
 
@@ -863,8 +1034,9 @@ def run_campaign(
     async def main() -> RunReport:
         t = transport or make_transport(config, campaign_id)
         try:
-            return await run_batches(store, config, campaign_id, t, limit=limit,
-                                     deadline=deadline, progress=progress)
+            return await run_batches(
+                store, config, campaign_id, t, limit=limit, deadline=deadline, progress=progress
+            )
         finally:
             await t.aclose()
 
@@ -872,8 +1044,13 @@ def run_campaign(
         return asyncio.run(main())
     except KeyboardInterrupt:
         with store.write() as conn:
-            transition(conn, campaign_id, CampaignStatus.PAUSED, "interrupted (Ctrl-C)",
-                       expect=(CampaignStatus.SENDING,))
+            transition(
+                conn,
+                campaign_id,
+                CampaignStatus.PAUSED,
+                "interrupted (Ctrl-C)",
+                expect=(CampaignStatus.SENDING,),
+            )
         raise
 
 
@@ -891,25 +1068,42 @@ def send_campaign(
     if plan.existing_status in (CampaignStatus.SENT, CampaignStatus.CANCELLED):
         with store.read() as conn:
             counts = status_counts(conn, campaign_id)
-        return RunReport(campaign_id, plan.existing_status, config.transport,
-                         config.transport == "resend", sum(counts.values()), counts=counts,
-                         already_finished=True)
+        return RunReport(
+            campaign_id,
+            plan.existing_status,
+            config.transport,
+            config.transport == "resend",
+            sum(counts.values()),
+            counts=counts,
+            already_finished=True,
+        )
     fresh = plan.existing_status is None
     if plan.existing_status in NOT_STARTED:
         with store.read() as conn:  # paused or failed before the start: nothing snapshotted yet
             fresh = get_campaign_row(conn, campaign_id)["started_at"] is None
     if fresh:
         validate_all(store, plan, config)
-        snapshot(store, plan, config.resend.batch_size if config.resend.endpoint == "batch" else 100)
+        snapshot(
+            store, plan, config.resend.batch_size if config.resend.endpoint == "batch" else 100
+        )
     with store.write() as conn:
         status = get_campaign_row(conn, campaign_id)["status"]
         if status in (CampaignStatus.PAUSED, CampaignStatus.FAILED):
-            transition(conn, campaign_id, CampaignStatus.SENDING, "resumed by send", expect=(status,))
-    return run_campaign(store, config, campaign_id, transport=transport, limit=limit, progress=progress)
+            transition(
+                conn, campaign_id, CampaignStatus.SENDING, "resumed by send", expect=(status,)
+            )
+    return run_campaign(
+        store, config, campaign_id, transport=transport, limit=limit, progress=progress
+    )
 
 
 def send_test(
-    store: Store, config: Config, plan: Plan, addresses: Sequence[str], *, transport: "Transport | None" = None
+    store: Store,
+    config: Config,
+    plan: Plan,
+    addresses: Sequence[str],
+    *,
+    transport: "Transport | None" = None,
 ) -> int:
     """``send --test``: the first recipient's email to the given addresses, "[TEST]" subject, no ledger."""
     from email_validator import EmailNotValidError, validate_email
@@ -922,15 +1116,23 @@ def send_test(
         except EmailNotValidError as exc:
             raise BadInput(f"--test address {address!r} is not valid: {exc}.") from None
     with store.read() as conn:
-        first = conn.execute(
-            select_recipients(plan.campaign.sponsor, plan.campaign.audience).limit(1)
-        ).mappings().first()
-    sample: dict[str, Any] = dict(first) if first else {"email": addresses[0], "tags": "", "fields": {}}
+        first = (
+            conn.execute(select_recipients(plan.campaign.sponsor, plan.campaign.audience).limit(1))
+            .mappings()
+            .first()
+        )
+    sample: dict[str, Any] = (
+        dict(first) if first else {"email": addresses[0], "tags": "", "fields": {}}
+    )
     renderer = BatchRenderer(
-        config=config, campaign_id=plan.campaign.id, campaign_tags=dict(plan.campaign.tags),
-        sponsor=plan.sponsor, compiled=plan.compiled,
+        config=config,
+        campaign_id=plan.campaign.id,
+        campaign_tags=dict(plan.campaign.tags),
+        sponsor=plan.sponsor,
+        compiled=plan.compiled,
         from_address=plan.campaign.from_address or str(plan.sponsor.from_address),
-        reply_to=plan.campaign.reply_to or plan.sponsor.reply_to, subject_prefix="[TEST] ",
+        reply_to=plan.campaign.reply_to or plan.sponsor.reply_to,
+        subject_prefix="[TEST] ",
     )
     # test emails are not in the ledger: negative ids keep them apart in the batch
     emails = [
@@ -946,8 +1148,11 @@ def send_test(
         finally:
             await t.aclose()
         if outcome.rejected:
-            raise BadInput("The provider rejected the test email: " + "; ".join(outcome.rejected.values()) + ".")
+            raise BadInput(
+                "The provider rejected the test email: "
+                + "; ".join(outcome.rejected.values())
+                + "."
+            )
         return len(emails)
 
     return asyncio.run(main())
-

@@ -38,7 +38,13 @@ from typing import Any
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import ClientDisconnect, Request
-from starlette.responses import HTMLResponse, JSONResponse, PlainTextResponse, RedirectResponse, Response
+from starlette.responses import (
+    HTMLResponse,
+    JSONResponse,
+    PlainTextResponse,
+    RedirectResponse,
+    Response,
+)
 from starlette.routing import Route
 
 from sponsorcast import tracking
@@ -57,8 +63,11 @@ MAX_WEBHOOK_BYTES = 1_000_000
 BODY_SECONDS = 10.0  # a webhook body must have arrived by then
 HEADER_SECONDS = 10.0  # request headers must be complete by then
 MAX_HEADER_BYTES = 16 * 1024
-SIGNATURE_HEADERS = (("svix-id", "webhook-id"), ("svix-timestamp", "webhook-timestamp"),
-                     ("svix-signature", "webhook-signature"))
+SIGNATURE_HEADERS = (
+    ("svix-id", "webhook-id"),
+    ("svix-timestamp", "webhook-timestamp"),
+    ("svix-signature", "webhook-signature"),
+)
 log = logging.getLogger("sponsorcast.serve")
 
 
@@ -104,8 +113,10 @@ def serve_warnings(config: Config) -> list[str]:
     elif not config.tracking.public_url:
         notes.append("tracking.public_url is empty: new emails carry no links to this server.")
     elif not config.tracking.public_url.startswith("https://"):
-        notes.append("tracking.public_url is not https://: mail providers ignore one-click "
-                     "unsubscribe without HTTPS; put serve behind a TLS proxy.")
+        notes.append(
+            "tracking.public_url is not https://: mail providers ignore one-click "
+            "unsubscribe without HTTPS; put serve behind a TLS proxy."
+        )
     return notes
 
 
@@ -120,9 +131,9 @@ def _mask(email: str) -> str:
 
 def _page(title: str, body: str) -> str:
     return (
-        "<!DOCTYPE html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n"
-        "<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\n"
-        "<meta name=\"robots\" content=\"noindex\">\n"
+        '<!DOCTYPE html>\n<html lang="en">\n<head>\n<meta charset="utf-8">\n'
+        '<meta name="viewport" content="width=device-width, initial-scale=1">\n'
+        '<meta name="robots" content="noindex">\n'
         f"<title>{html.escape(title)}</title>\n"
         "<style>body{font-family:system-ui,sans-serif;max-width:32rem;margin:4rem auto;"
         "padding:0 1rem;line-height:1.5}button{font-size:1rem;padding:.5rem 1.25rem}</style>\n"
@@ -130,8 +141,14 @@ def _page(title: str, body: str) -> str:
     )
 
 
-def server_config(app: Starlette, host: str, port: int, *, header_seconds: float = HEADER_SECONDS,
-                  log_level: str = "info") -> Any:
+def server_config(
+    app: Starlette,
+    host: str,
+    port: int,
+    *,
+    header_seconds: float = HEADER_SECONDS,
+    log_level: str = "info",
+) -> Any:
     """uvicorn's configuration for ``serve``: proxy headers, header size and header time bounds."""
     import uvicorn
     from uvicorn.protocols.http.h11_impl import H11Protocol
@@ -153,13 +170,23 @@ def server_config(app: Starlette, host: str, port: int, *, header_seconds: float
 
         def _expire(self, waiting_for: object) -> None:
             if self.cycle is waiting_for and not self.transport.is_closing():
-                log.info("closed a connection from %s: its request headers took over %g s",
-                         self.client[0] if self.client else "?", header_seconds)
+                log.info(
+                    "closed a connection from %s: its request headers took over %g s",
+                    self.client[0] if self.client else "?",
+                    header_seconds,
+                )
                 self.transport.close()
 
-    return uvicorn.Config(app, host=host, port=port, log_level=log_level, proxy_headers=True,
-                          http=BoundedH11, h11_max_incomplete_event_size=MAX_HEADER_BYTES,
-                          timeout_keep_alive=5)
+    return uvicorn.Config(
+        app,
+        host=host,
+        port=port,
+        log_level=log_level,
+        proxy_headers=True,
+        http=BoundedH11,
+        h11_max_incomplete_event_size=MAX_HEADER_BYTES,
+        timeout_keep_alive=5,
+    )
 
 
 def create_app(
@@ -182,15 +209,20 @@ def create_app(
         if not webhook_secret:
             return JSONResponse({"error": "RESEND_WEBHOOK_SECRET is not configured"}, 503)
         if not all(request.headers.get(a) or request.headers.get(b) for a, b in SIGNATURE_HEADERS):
-            return JSONResponse({"error": "the webhook has no svix-id, svix-timestamp or "
-                                          "svix-signature header"}, 401)
+            return JSONResponse(
+                {"error": "the webhook has no svix-id, svix-timestamp or svix-signature header"},
+                401,
+            )
         try:
             body = await read_body(request, MAX_WEBHOOK_BYTES, BODY_SECONDS)
         except _TooLarge:
-            return JSONResponse({"error": "payload too large"}, 413, headers={"Connection": "close"})
+            return JSONResponse(
+                {"error": "payload too large"}, 413, headers={"Connection": "close"}
+            )
         except TimeoutError:
-            return JSONResponse({"error": "the body did not arrive in time"}, 408,
-                                headers={"Connection": "close"})
+            return JSONResponse(
+                {"error": "the body did not arrive in time"}, 408, headers={"Connection": "close"}
+            )
         except ClientDisconnect:
             client = request.client.host if request.client else "?"
             log.info("webhook from %s: the client hung up before its body arrived", client)
@@ -211,11 +243,18 @@ def create_app(
         return JSONResponse({"outcome": applied.outcome})
 
     async def pixel(request: Request) -> Response:
-        data = tracking.read_token(secret, tracking.KIND_OPEN, request.path_params["token"]) if secret else None
+        data = (
+            tracking.read_token(secret, tracking.KIND_OPEN, request.path_params["token"])
+            if secret
+            else None
+        )
         if data is None:
             return _not_found()
         if request.method == "HEAD":  # link checkers and proxies: not an open
-            found = await run_in_threadpool(tracking.unsubscribe_target, db, data.delivery_id) is not None
+            found = (
+                await run_in_threadpool(tracking.unsubscribe_target, db, data.delivery_id)
+                is not None
+            )
         else:
             found = await run_in_threadpool(tracking.record_open, db, data.delivery_id)
         if not found:

@@ -70,7 +70,9 @@ def show_sponsor(store: Store, sponsor_id: str) -> dict[str, Any]:
             sa.select(sa.func.count()).select_from(Lead).where(Lead.sponsor_id == sponsor_id)  # type: ignore[arg-type]
         ).scalar_one()
         campaigns = conn.execute(
-            sa.select(sa.func.count()).select_from(Campaign).where(Campaign.sponsor_id == sponsor_id)  # type: ignore[arg-type]
+            sa.select(sa.func.count())
+            .select_from(Campaign)
+            .where(Campaign.sponsor_id == sponsor_id)  # type: ignore[arg-type]
         ).scalar_one()
     return {**sponsor_dict(sponsor), "leads": leads, "campaigns": campaigns}
 

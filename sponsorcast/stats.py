@@ -77,8 +77,12 @@ def campaign_stats(store: Store, campaign_id: str) -> dict[str, Any]:
     """The SPEC's ``stats --json`` numbers for one campaign; NotFound for an unknown id."""
     with store.read() as conn:
         campaign = conn.execute(
-            sa.select(campaign_t.c.id, campaign_t.c.status, campaign_t.c.started_at,
-                      campaign_t.c.finished_at).where(campaign_t.c.id == campaign_id)
+            sa.select(
+                campaign_t.c.id,
+                campaign_t.c.status,
+                campaign_t.c.started_at,
+                campaign_t.c.finished_at,
+            ).where(campaign_t.c.id == campaign_id)
         ).first()
         if campaign is None:
             raise NotFound(

@@ -66,7 +66,7 @@ class Store:
                 f"The store {redact_url(self.url)} is on a read-only file system; this command "
                 "needs to write to it, so nothing was done.",
                 hint="Read-only commands (stats, deliveries, leads list/count, campaigns) work "
-                     "there; copy the store to a writable place for the rest.",
+                "there; copy the store to a writable place for the rest.",
             )
         try:
             with self.engine.connect() as conn:
@@ -75,8 +75,11 @@ class Store:
                     yield conn
         except sa.exc.OperationalError as exc:
             if "database is locked" in str(exc.orig):
-                kept = ("nothing was changed by this command" if not self.committed else
-                        "what this command had recorded before is kept; run it again to go on")
+                kept = (
+                    "nothing was changed by this command"
+                    if not self.committed
+                    else "what this command had recorded before is kept; run it again to go on"
+                )
                 raise StoreBusy(
                     f"The store {redact_url(self.url)} stayed locked by another process for "
                     f"{BUSY_TIMEOUT_MS // 1000} s; {kept}.",
@@ -171,8 +174,9 @@ def _sqlite_engine(url: str, *, create: bool) -> tuple[sa.Engine, bool]:
             path.parent.mkdir(parents=True, exist_ok=True)
     if read_only and path is not None:
         # immutable: nothing can change the file, so SQLite takes no locks and needs no -shm
-        engine = sa.create_engine(f"sqlite:///{_ro_uri(path)}&uri=true",
-                                  connect_args={"timeout": BUSY_TIMEOUT_MS / 1000})
+        engine = sa.create_engine(
+            f"sqlite:///{_ro_uri(path)}&uri=true", connect_args={"timeout": BUSY_TIMEOUT_MS / 1000}
+        )
     else:
         engine = sa.create_engine(url, connect_args={"timeout": BUSY_TIMEOUT_MS / 1000})
 
@@ -227,7 +231,9 @@ def _refuse_foreign_sqlite(path: Path, *, create: bool, read_only: bool = False)
         uri = _ro_uri(path) if read_only else f"{path.resolve().as_uri()}?mode=ro"
         ro = sqlite3.connect(uri, uri=True)
         try:
-            names = {r[0] for r in ro.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+            names = {
+                r[0] for r in ro.execute("SELECT name FROM sqlite_master WHERE type = 'table'")
+            }
         finally:
             ro.close()
     except sqlite3.DatabaseError:
@@ -245,7 +251,7 @@ def _postgres_engine(url: str) -> sa.Engine:
     shown = _redact(url)
     driver_url = url
     if url.startswith("postgresql://"):
-        driver_url = "postgresql+psycopg://" + url[len("postgresql://"):]
+        driver_url = "postgresql+psycopg://" + url[len("postgresql://") :]
     try:
         parsed = sa.engine.make_url(driver_url)
         _ = parsed.port  # a non-numeric port fails here, not half-way through connecting
@@ -287,7 +293,7 @@ def _pg_reason(exc: BaseException) -> str:
     text = " ".join(_first_line(exc).split())
     for prefix in ("connection failed: ", "connection is bad: "):
         if text.startswith(prefix):
-            text = text[len(prefix):]
+            text = text[len(prefix) :]
     return text.replace("FATAL: ", "")
 
 
@@ -356,7 +362,9 @@ def apply_sponsors(store: Store, sponsors: tuple[SponsorConfig, ...]) -> None:
                     )
                 )
             else:
-                conn.execute(table.update().where(table.c.id == sid).values(**values, updated_at=now))
+                conn.execute(
+                    table.update().where(table.c.id == sid).values(**values, updated_at=now)
+                )
 
 
 def get_sponsor(store: Store, sponsor_id: str) -> Sponsor:

@@ -88,10 +88,12 @@ def is_suppressed(conn: sa.Connection, email: str, sponsor_id: str) -> bool:
     """True when ``email`` is suppressed for ``sponsor_id`` (or for all sponsors)."""
     s = suppression_table
     row = conn.execute(
-        sa.select(s.c.id).where(
+        sa.select(s.c.id)
+        .where(
             s.c.email == normalize_email(email),
             s.c.sponsor_id.in_([sponsor_id, ALL_SPONSORS]),
-        ).limit(1)
+        )
+        .limit(1)
     ).first()
     return row is not None
 
@@ -108,7 +110,8 @@ def insert_ignore(
         from sqlalchemy.dialects.postgresql import insert as pg_insert
 
         pg_stmt = (
-            pg_insert(table).values(**values)
+            pg_insert(table)
+            .values(**values)
             .on_conflict_do_nothing(index_elements=list(conflict))
             .returning(*table.primary_key.columns)
         )
@@ -116,14 +119,20 @@ def insert_ignore(
         return conn.execute(pg_stmt).first() is not None
     from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
-    stmt = sqlite_insert(table).values(**values).on_conflict_do_nothing(index_elements=list(conflict))
+    stmt = (
+        sqlite_insert(table).values(**values).on_conflict_do_nothing(index_elements=list(conflict))
+    )
     return bool(conn.execute(stmt).rowcount == 1)
 
 
 def suppress_conn(conn: sa.Connection, email: str, sponsor_id: str, reason: str) -> bool:
     """Add one entry inside an open write transaction; False when it was already there."""
-    values = {"email": normalize_email(email), "sponsor_id": sponsor_id, "reason": reason,
-              "created_at": utcnow()}
+    values = {
+        "email": normalize_email(email),
+        "sponsor_id": sponsor_id,
+        "reason": reason,
+        "created_at": utcnow(),
+    }
     return insert_ignore(conn, suppression_table, values, ("email", "sponsor_id"))
 
 
@@ -177,6 +186,11 @@ def list_suppressions(store: Store, *, sponsor_id: str | None = None) -> list[di
         query = query.where(s.c.sponsor_id.in_([sponsor_id, ALL_SPONSORS]))
     with store.read() as conn:
         return [
-            {"email": r.email, "sponsor": r.sponsor_id, "reason": r.reason, "created_at": r.created_at}
+            {
+                "email": r.email,
+                "sponsor": r.sponsor_id,
+                "reason": r.reason,
+                "created_at": r.created_at,
+            }
             for r in conn.execute(query)
         ]

@@ -99,7 +99,9 @@ def require_secret(config: Config) -> str:
 
 
 def _mac(secret: str, kind: str, body: str, url: str | None = None) -> str:
-    message = f"sponsorcast/v1|{kind}|{body}" if url is None else f"sponsorcast/v1|{kind}|{body}|{url}"
+    message = (
+        f"sponsorcast/v1|{kind}|{body}" if url is None else f"sponsorcast/v1|{kind}|{body}|{url}"
+    )
     mac = _keyed(secret).copy()  # the key's HMAC state is computed once, not per token
     mac.update(message.encode("utf-8"))
     return base64.urlsafe_b64encode(mac.digest()[:MAC_BYTES]).decode("ascii")[:MAC_CHARS]
@@ -243,7 +245,9 @@ class TrackingLinks:
         object.__setattr__(self, "unsubscribe_url", f"{self.public_url}/u/{unsub}")
         pixel = None
         if self.open_tracking:
-            pixel = f"{self.public_url}/o/{make_token(self.secret, KIND_OPEN, self.delivery_id)}.gif"
+            pixel = (
+                f"{self.public_url}/o/{make_token(self.secret, KIND_OPEN, self.delivery_id)}.gif"
+            )
         object.__setattr__(self, "pixel_url", pixel)
 
     def click(self, url: str) -> str:
@@ -332,7 +336,9 @@ def verify_webhook(
     stamp = _header(headers, "svix-timestamp", "webhook-timestamp")
     signatures = _header(headers, "svix-signature", "webhook-signature")
     if not msg_id or not stamp or not signatures:
-        raise WebhookSignatureError("The webhook has no svix-id, svix-timestamp or svix-signature header.")
+        raise WebhookSignatureError(
+            "The webhook has no svix-id, svix-timestamp or svix-signature header."
+        )
     try:
         timestamp = int(stamp)
     except ValueError:
@@ -422,10 +428,16 @@ def _find_delivery(conn: sa.Connection, data: Mapping[str, Any]) -> dict[str, An
     joined = delivery_t.join(campaign_t, campaign_t.c.id == delivery_t.c.campaign_id)
     email_id = data.get("email_id")
     if isinstance(email_id, str) and email_id:
-        row = conn.execute(
-            sa.select(*cols).select_from(joined).where(delivery_t.c.provider_message_id == email_id)
-            .with_for_update(of=delivery_t)
-        ).mappings().first()
+        row = (
+            conn.execute(
+                sa.select(*cols)
+                .select_from(joined)
+                .where(delivery_t.c.provider_message_id == email_id)
+                .with_for_update(of=delivery_t)
+            )
+            .mappings()
+            .first()
+        )
         if row is not None:
             return dict(row)
     tags = _tags(data)
@@ -433,10 +445,16 @@ def _find_delivery(conn: sa.Connection, data: Mapping[str, Any]) -> dict[str, An
         delivery_id = int(tags.get("delivery", ""))
     except ValueError:
         return None
-    row = conn.execute(
-        sa.select(*cols).select_from(joined).where(delivery_t.c.id == delivery_id)
-        .with_for_update(of=delivery_t)
-    ).mappings().first()
+    row = (
+        conn.execute(
+            sa.select(*cols)
+            .select_from(joined)
+            .where(delivery_t.c.id == delivery_id)
+            .with_for_update(of=delivery_t)
+        )
+        .mappings()
+        .first()
+    )
     if row is None:
         return None
     # the same Resend account may serve other stores, whose delivery ids collide with ours
@@ -482,7 +500,15 @@ def _changes(
             status = new
             values["status"] = new
 
-    accepted = kind in ("sent", "delivered", "delivery_delayed", "opened", "clicked", "complained", "bounced")
+    accepted = kind in (
+        "sent",
+        "delivered",
+        "delivery_delayed",
+        "opened",
+        "clicked",
+        "complained",
+        "bounced",
+    )
     delivered = kind in ("delivered", "opened", "clicked", "complained")
     if accepted:
         if row["sent_at"] is None:
@@ -592,13 +618,20 @@ def apply_event(
 # --- own tracking: opens, clicks, unsubscribes ------------------------------------------
 
 
-def _delivery(conn: sa.Connection, delivery_id: int, *, lock: bool = False) -> dict[str, Any] | None:
+def _delivery(
+    conn: sa.Connection, delivery_id: int, *, lock: bool = False
+) -> dict[str, Any] | None:
     query = (
-        sa.select(delivery_t, campaign_t.c.sponsor_id, campaign_t.c.body,
-                  sponsor_t.c.name.label("sponsor_name"))
+        sa.select(
+            delivery_t,
+            campaign_t.c.sponsor_id,
+            campaign_t.c.body,
+            sponsor_t.c.name.label("sponsor_name"),
+        )
         .select_from(
-            delivery_t.join(campaign_t, campaign_t.c.id == delivery_t.c.campaign_id)
-            .join(sponsor_t, sponsor_t.c.id == campaign_t.c.sponsor_id)
+            delivery_t.join(campaign_t, campaign_t.c.id == delivery_t.c.campaign_id).join(
+                sponsor_t, sponsor_t.c.id == campaign_t.c.sponsor_id
+            )
         )
         .where(delivery_t.c.id == delivery_id)
     )
@@ -609,13 +642,22 @@ def _delivery(conn: sa.Connection, delivery_id: int, *, lock: bool = False) -> d
 
 
 def _own_event(
-    conn: sa.Connection, row: Mapping[str, Any], type_: str, at: datetime, payload: dict[str, Any],
+    conn: sa.Connection,
+    row: Mapping[str, Any],
+    type_: str,
+    at: datetime,
+    payload: dict[str, Any],
     event_id: str | None = None,
 ) -> None:
     conn.execute(
         event_t.insert().values(
-            campaign_id=row["campaign_id"], delivery_id=row["id"], type=type_,
-            provider_event_id=event_id, occurred_at=at, payload=payload, created_at=at,
+            campaign_id=row["campaign_id"],
+            delivery_id=row["id"],
+            type=type_,
+            provider_event_id=event_id,
+            occurred_at=at,
+            payload=payload,
+            created_at=at,
         )
     )
 
@@ -685,8 +727,13 @@ def unsubscribe_target(store: Store, delivery_id: int) -> Recipient | None:
         row = _delivery(conn, delivery_id)
     if row is None:
         return None
-    return Recipient(row["id"], row["recipient"], row["sponsor_id"],
-                     row["sponsor_name"] or row["sponsor_id"], row["unsubscribed_at"] is not None)
+    return Recipient(
+        row["id"],
+        row["recipient"],
+        row["sponsor_id"],
+        row["sponsor_name"] or row["sponsor_id"],
+        row["unsubscribed_at"] is not None,
+    )
 
 
 def unsubscribe(store: Store, delivery_id: int, *, now: datetime | None = None) -> Recipient | None:
@@ -700,11 +747,22 @@ def unsubscribe(store: Store, delivery_id: int, *, now: datetime | None = None) 
             conn.execute(
                 delivery_t.update().where(delivery_t.c.id == delivery_id).values(unsubscribed_at=at)
             )
-            _own_event(conn, row, "unsubscribe", at, {"source": "unsubscribe"},
-                       event_id=f"unsubscribe:{delivery_id}")
+            _own_event(
+                conn,
+                row,
+                "unsubscribe",
+                at,
+                {"source": "unsubscribe"},
+                event_id=f"unsubscribe:{delivery_id}",
+            )
         suppress_conn(conn, row["recipient"], row["sponsor_id"], "unsubscribed")
-    return Recipient(row["id"], row["recipient"], row["sponsor_id"],
-                     row["sponsor_name"] or row["sponsor_id"], True)
+    return Recipient(
+        row["id"],
+        row["recipient"],
+        row["sponsor_id"],
+        row["sponsor_name"] or row["sponsor_id"],
+        True,
+    )
 
 
 # --- events import ----------------------------------------------------------------------
@@ -824,7 +882,12 @@ def polled_payload(message_id: str, email: Mapping[str, Any]) -> dict[str, Any] 
     last = email.get("last_event")
     if not isinstance(last, str) or last not in SYNC_EVENTS:
         return None
-    return {"type": f"email.{last}", "source": "sync", "data": {"email_id": message_id}, "email": dict(email)}
+    return {
+        "type": f"email.{last}",
+        "source": "sync",
+        "data": {"email_id": message_id},
+        "email": dict(email),
+    }
 
 
 async def sync_deliveries(
@@ -842,7 +905,9 @@ async def sync_deliveries(
 
     if campaign_id is not None:
         with store.read() as conn:
-            found = conn.execute(sa.select(campaign_t.c.id).where(campaign_t.c.id == campaign_id)).first()
+            found = conn.execute(
+                sa.select(campaign_t.c.id).where(campaign_t.c.id == campaign_id)
+            ).first()
         if found is None:
             raise NotFound(
                 f"Unknown campaign '{campaign_id}'.",

@@ -15,7 +15,14 @@ from sponsorcast.config import Config, load_config
 from sponsorcast.store import Store, open_from_config
 
 from .pg import (  # noqa: F401 - PostgreSQL fixtures
-    closed_port, pg_project, pg_server_url, pg_store, pg_url, project_store_url, store_backend, store_url,
+    closed_port,
+    pg_project,
+    pg_server_url,
+    pg_store,
+    pg_url,
+    project_store_url,
+    store_backend,
+    store_url,
 )
 
 DATA = Path(__file__).parent / "data"
@@ -60,21 +67,33 @@ class Project:
         """Open the project's store."""
         return open_from_config(self.config)
 
-    def run(self, *args: str, env: dict[str, str] | None = None, input: str | None = None) -> Result:
+    def run(
+        self, *args: str, env: dict[str, str] | None = None, input: str | None = None
+    ) -> Result:
         """Invoke the CLI in the project directory, as a user would."""
         old = Path.cwd()
         os.chdir(self.path)
         try:
-            full_env = {"COLUMNS": CONSOLE_WIDTH, "SPONSORCAST_CONFIG": "", "SPONSORCAST_DB": "",
-                        "RESEND_BASE_URL": "", "TERM": "dumb", **(env or {})}
-            result = self.runner.invoke(app, list(args), env=full_env, input=input, catch_exceptions=False)
+            full_env = {
+                "COLUMNS": CONSOLE_WIDTH,
+                "SPONSORCAST_CONFIG": "",
+                "SPONSORCAST_DB": "",
+                "RESEND_BASE_URL": "",
+                "TERM": "dumb",
+                **(env or {}),
+            }
+            result = self.runner.invoke(
+                app, list(args), env=full_env, input=input, catch_exceptions=False
+            )
         finally:
             os.chdir(old)
         return Result(result.exit_code, result.stdout, result.stderr)
 
 
 @pytest.fixture
-def project(tmp_path: Path, store_backend: str, request: pytest.FixtureRequest) -> Iterator[Project]:
+def project(
+    tmp_path: Path, store_backend: str, request: pytest.FixtureRequest
+) -> Iterator[Project]:
     """A fresh project directory with an outbox config and a migrated store (SQLite; or
     PostgreSQL in a module that imports ``both_store_backends`` from tests/pg.py)."""
     toml = PROJECT_TOML

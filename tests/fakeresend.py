@@ -53,8 +53,20 @@ DEFAULT_KEY = "re_test_0123456789abcdef"
 _ADDRESS = re.compile(r"^[^@\s<>\",;]+@[^@\s<>\",;]+\.[^@\s<>\",;]+$")
 _NAMED = re.compile(r"^[^<>]*<([^<>]+)>$")
 _TAG = re.compile(r"^[A-Za-z0-9_-]{1,256}$")
-LAST_EVENTS = ("queued", "scheduled", "sent", "delivered", "delivery_delayed", "bounced",
-               "complained", "opened", "clicked", "failed", "canceled", "suppressed")
+LAST_EVENTS = (
+    "queued",
+    "scheduled",
+    "sent",
+    "delivered",
+    "delivery_delayed",
+    "bounced",
+    "complained",
+    "opened",
+    "clicked",
+    "failed",
+    "canceled",
+    "suppressed",
+)
 
 
 @dataclass
@@ -143,9 +155,17 @@ class _State:
         self.in_flight = 0
         self.random = random.Random(self.config.seed)
         self.counters: dict[str, int] = {
-            "requests": 0, "rate_limited": 0, "server_errors": 0, "lost": 0, "replays": 0,
-            "quota_exceeded": 0, "conflicts": 0, "validation_errors": 0, "auth_errors": 0,
-            "max_in_flight": 0, "max_window": 0,
+            "requests": 0,
+            "rate_limited": 0,
+            "server_errors": 0,
+            "lost": 0,
+            "replays": 0,
+            "quota_exceeded": 0,
+            "conflicts": 0,
+            "validation_errors": 0,
+            "auth_errors": 0,
+            "max_in_flight": 0,
+            "max_window": 0,
         }
 
 
@@ -173,8 +193,9 @@ class FakeResend:
 
     def start(self) -> FakeResend:
         """Serve in a daemon thread."""
-        self._thread = threading.Thread(target=self._server.serve_forever,
-                                        kwargs={"poll_interval": 0.05}, daemon=True)
+        self._thread = threading.Thread(
+            target=self._server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
+        )
         self._thread.start()
         return self
 
@@ -304,8 +325,7 @@ class _Handler(BaseHTTPRequestHandler):
             return
         with state.lock:
             state.in_flight += 1
-            state.counters["max_in_flight"] = max(state.counters["max_in_flight"],
-                                                  state.in_flight)
+            state.counters["max_in_flight"] = max(state.counters["max_in_flight"], state.in_flight)
         try:
             self._api(method, parts.path, body)
         finally:
@@ -316,8 +336,13 @@ class _Handler(BaseHTTPRequestHandler):
         length = int(self.headers.get("Content-Length") or 0)
         return self.rfile.read(length) if length else b""
 
-    def _send(self, status: int, payload: Any, headers: dict[str, str] | None = None,
-              raw: bytes | None = None) -> None:
+    def _send(
+        self,
+        status: int,
+        payload: Any,
+        headers: dict[str, str] | None = None,
+        raw: bytes | None = None,
+    ) -> None:
         data = raw if raw is not None else json.dumps(payload).encode()
         self.send_response(status)
         self.send_header("Content-Type", "application/json")
@@ -328,8 +353,11 @@ class _Handler(BaseHTTPRequestHandler):
         self.wfile.write(data)
 
     def _error(self, error: _Answer, headers: dict[str, str]) -> None:
-        self._send(error.status, {"statusCode": error.status, "name": error.name,
-                                  "message": error.message}, headers)
+        self._send(
+            error.status,
+            {"statusCode": error.status, "name": error.name, "message": error.message},
+            headers,
+        )
 
     def _drop(self) -> None:
         """Close the connection without any answer (a lost response)."""
@@ -380,15 +408,15 @@ class _Handler(BaseHTTPRequestHandler):
         if not self.headers.get("User-Agent"):
             with state.lock:
                 state.counters["auth_errors"] += 1
-            self._error(_Answer(403, "validation_error",
-                                "A User-Agent header is required."), {})
+            self._error(_Answer(403, "validation_error", "A User-Agent header is required."), {})
             return
         auth = self.headers.get("Authorization") or ""
         if not auth:
             with state.lock:
                 state.counters["auth_errors"] += 1
-            self._error(_Answer(401, "missing_api_key",
-                                "Missing API key in the authorization header."), {})
+            self._error(
+                _Answer(401, "missing_api_key", "Missing API key in the authorization header."), {}
+            )
             return
         if auth != f"Bearer {config.api_key}":
             with state.lock:
@@ -406,9 +434,14 @@ class _Handler(BaseHTTPRequestHandler):
         if limited:
             self._pause(config)
             allowed = f"{config.rate:g}" if config.rate is not None else "a few"
-            self._error(_Answer(429, "rate_limit_exceeded",
-                                f"Too many requests. You can only make {allowed} requests "
-                                "per second."), headers)
+            self._error(
+                _Answer(
+                    429,
+                    "rate_limit_exceeded",
+                    f"Too many requests. You can only make {allowed} requests per second.",
+                ),
+                headers,
+            )
             return
         if method == "POST" and path in ("/emails", "/emails/batch"):
             self._post_emails(path, body, headers, config)
@@ -423,8 +456,9 @@ class _Handler(BaseHTTPRequestHandler):
         elif path in ("/emails", "/emails/batch") or path.startswith("/emails/"):
             self._error(_Answer(405, "method_not_allowed", "Method is not allowed."), headers)
         else:
-            self._error(_Answer(404, "not_found", "The requested endpoint does not exist."),
-                        headers)
+            self._error(
+                _Answer(404, "not_found", "The requested endpoint does not exist."), headers
+            )
 
     @staticmethod
     def _pause(config: FakeConfig) -> None:
@@ -445,8 +479,14 @@ class _Handler(BaseHTTPRequestHandler):
             if fail:
                 state.counters["server_errors"] += 1
         if fail:
-            self._error(_Answer(config.fail_status, "application_error",
-                                "Something went wrong while saving data."), headers)
+            self._error(
+                _Answer(
+                    config.fail_status,
+                    "application_error",
+                    "Something went wrong while saving data.",
+                ),
+                headers,
+            )
         return fail
 
     def _count_rate(self, config: FakeConfig) -> tuple[dict[str, str], bool]:
@@ -477,14 +517,17 @@ class _Handler(BaseHTTPRequestHandler):
             headers["retry-after"] = str(reset)
         return headers, limited
 
-    def _post_emails(self, path: str, body: bytes, headers: dict[str, str],
-                     config: FakeConfig) -> None:
+    def _post_emails(
+        self, path: str, body: bytes, headers: dict[str, str], config: FakeConfig
+    ) -> None:
         state = self.server.state
         key = self.headers.get("Idempotency-Key")
         if key is not None and not 1 <= len(key) <= 256:
             self._pause(config)
-            self._error(_Answer(400, "invalid_idempotency_key",
-                                "The key must be between 1-256 chars."), headers)
+            self._error(
+                _Answer(400, "invalid_idempotency_key", "The key must be between 1-256 chars."),
+                headers,
+            )
             return
         body_hash = hashlib.sha256(path.encode() + b"\0" + body).hexdigest()
         with state.lock:
@@ -502,14 +545,17 @@ class _Handler(BaseHTTPRequestHandler):
                 if key in state.in_flight_keys:
                     state.counters["conflicts"] += 1
                     conflict = _Answer(
-                        409, "concurrent_idempotent_requests",
-                        "Same idempotency key used while original request is still in "
-                        "progress.")
+                        409,
+                        "concurrent_idempotent_requests",
+                        "Same idempotency key used while original request is still in progress.",
+                    )
                 elif stored is not None and (stored.path, stored.body_hash) != (path, body_hash):
                     state.counters["conflicts"] += 1
-                    conflict = _Answer(409, "invalid_idempotent_request",
-                                       "Same idempotency key used with a different request "
-                                       "payload.")
+                    conflict = _Answer(
+                        409,
+                        "invalid_idempotent_request",
+                        "Same idempotency key used with a different request payload.",
+                    )
                 elif stored is None:
                     state.in_flight_keys.add(key)
         if conflict is not None:  # answered at once: no processing time
@@ -532,14 +578,13 @@ class _Handler(BaseHTTPRequestHandler):
             with state.lock:
                 if status == 200:
                     if key is not None:
-                        state.idempotent[key] = _Stored(path, body_hash, status, answer,
-                                                        time.time())
+                        state.idempotent[key] = _Stored(
+                            path, body_hash, status, answer, time.time()
+                        )
                     lose = state.config.lose_next > 0
                     if lose:
-                        state.config = replace(state.config,
-                                               lose_next=state.config.lose_next - 1)
-                    elif state.config.lose_rate and \
-                            state.random.random() < state.config.lose_rate:
+                        state.config = replace(state.config, lose_next=state.config.lose_next - 1)
+                    elif state.config.lose_rate and state.random.random() < state.config.lose_rate:
                         lose = True
                     if lose:
                         state.counters["lost"] += 1
@@ -563,8 +608,10 @@ class _Handler(BaseHTTPRequestHandler):
         permissive = (self.headers.get("x-batch-validation") or "strict").lower() == "permissive"
         emails = payload if batch else [payload]
         if batch and (not isinstance(payload, list) or not 1 <= len(payload) <= 100):
-            return _fail(state, _Answer(422, "validation_error",
-                                        "The batch must be a list of 1 to 100 emails."))
+            return _fail(
+                state,
+                _Answer(422, "validation_error", "The batch must be a list of 1 to 100 emails."),
+            )
         errors: list[dict[str, Any]] = []
         valid: list[dict[str, Any]] = []
         for index, email in enumerate(emails):
@@ -583,16 +630,22 @@ class _Handler(BaseHTTPRequestHandler):
             if config.quota is not None and len(state.accepted) + len(valid) > config.quota:
                 state.counters["quota_exceeded"] += 1
                 period = config.quota_name.split("_")[0]
-                problem = _Answer(429, config.quota_name,
-                                  f"You have reached your {period} email sending quota.")
-                body_bytes = json.dumps({"statusCode": 429, "name": problem.name,
-                                         "message": problem.message}).encode()
+                problem = _Answer(
+                    429, config.quota_name, f"You have reached your {period} email sending quota."
+                )
+                body_bytes = json.dumps(
+                    {"statusCode": 429, "name": problem.name, "message": problem.message}
+                ).encode()
                 return 429, body_bytes
             ids: list[str] = []
             for email in valid:
                 record = Accepted(
-                    id=str(uuid.uuid4()), to=_as_list(email["to"]), subject=email["subject"],
-                    idempotency_key=key, time=now, endpoint=path,
+                    id=str(uuid.uuid4()),
+                    to=_as_list(email["to"]),
+                    subject=email["subject"],
+                    idempotency_key=key,
+                    time=now,
+                    endpoint=path,
                     **(_details(email) if config.keep_details else {}),
                     html=email.get("html") if config.keep_bodies else None,
                     text=email.get("text") if config.keep_bodies else None,
@@ -609,12 +662,30 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _list_domains(self, config: FakeConfig, headers: dict[str, str]) -> None:
         if config.key_access != "full_access":
-            self._error(_Answer(401, "restricted_api_key",
-                                "This API key is restricted to only send emails."), headers)
+            self._error(
+                _Answer(
+                    401, "restricted_api_key", "This API key is restricted to only send emails."
+                ),
+                headers,
+            )
             return
-        self._send(200, {"object": "list", "data": [
-            {"object": "domain", "id": str(uuid.uuid5(uuid.NAMESPACE_DNS, name)), "name": name,
-             "status": "verified", "region": "us-east-1"} for name in config.domains]}, headers)
+        self._send(
+            200,
+            {
+                "object": "list",
+                "data": [
+                    {
+                        "object": "domain",
+                        "id": str(uuid.uuid5(uuid.NAMESPACE_DNS, name)),
+                        "name": name,
+                        "status": "verified",
+                        "region": "us-east-1",
+                    }
+                    for name in config.domains
+                ],
+            },
+            headers,
+        )
 
     def _get_email(self, message_id: str, headers: dict[str, str]) -> None:
         state = self.server.state
@@ -626,10 +697,16 @@ class _Handler(BaseHTTPRequestHandler):
             return
         created = datetime.fromtimestamp(record.time, timezone.utc).isoformat()
         answer = {
-            "object": "email", "id": record.id, "to": record.to, "from": record.from_address,
-            "subject": record.subject, "created_at": created, "last_event": event,
-            "html": record.html, "text": record.text, "reply_to": _as_list(record.reply_to)
-            if record.reply_to else None,
+            "object": "email",
+            "id": record.id,
+            "to": record.to,
+            "from": record.from_address,
+            "subject": record.subject,
+            "created_at": created,
+            "last_event": event,
+            "html": record.html,
+            "text": record.text,
+            "reply_to": _as_list(record.reply_to) if record.reply_to else None,
         }
         self._send(200, {k: v for k, v in answer.items() if v is not None}, headers)
 
@@ -637,13 +714,18 @@ class _Handler(BaseHTTPRequestHandler):
 def _fail(state: _State, problem: _Answer) -> tuple[int, bytes]:
     with state.lock:
         state.counters["validation_errors"] += 1
-    return problem.status, json.dumps({"statusCode": problem.status, "name": problem.name,
-                                       "message": problem.message}).encode()
+    return problem.status, json.dumps(
+        {"statusCode": problem.status, "name": problem.name, "message": problem.message}
+    ).encode()
 
 
 def _details(email: dict[str, Any]) -> dict[str, Any]:
-    return {"from_address": email["from"], "reply_to": email.get("reply_to"),
-            "headers": dict(email.get("headers") or {}), "tags": list(email.get("tags") or [])}
+    return {
+        "from_address": email["from"],
+        "reply_to": email.get("reply_to"),
+        "headers": dict(email.get("headers") or {}),
+        "tags": list(email.get("tags") or []),
+    }
 
 
 def _as_list(value: Any) -> list[str]:
@@ -665,16 +747,25 @@ def _validate(email: Any, *, batch: bool) -> _Answer | None:
         if name not in email:
             return _Answer(422, "missing_required_field", f"Missing `{name}` field.")
     if not _is_address(email["from"]):
-        return _Answer(422, "invalid_from_address",
-                       "Invalid `from` field. The email address needs to follow the "
-                       "`email@example.com` or `Name <email@example.com>` format.")
+        return _Answer(
+            422,
+            "invalid_from_address",
+            "Invalid `from` field. The email address needs to follow the "
+            "`email@example.com` or `Name <email@example.com>` format.",
+        )
     to = email["to"]
     recipients = [to] if isinstance(to, str) else to
-    if not isinstance(recipients, list) or not 1 <= len(recipients) <= 50 \
-            or not all(_is_address(r) for r in recipients):
-        return _Answer(422, "validation_error",
-                       "Invalid `to` field. The email address needs to follow the "
-                       "`email@example.com` or `Name <email@example.com>` format.")
+    if (
+        not isinstance(recipients, list)
+        or not 1 <= len(recipients) <= 50
+        or not all(_is_address(r) for r in recipients)
+    ):
+        return _Answer(
+            422,
+            "validation_error",
+            "Invalid `to` field. The email address needs to follow the "
+            "`email@example.com` or `Name <email@example.com>` format.",
+        )
     if not isinstance(email["subject"], str):
         return _Answer(422, "validation_error", "Invalid `subject` field.")
     if not (isinstance(email.get("html"), str) or isinstance(email.get("text"), str)):
@@ -683,21 +774,28 @@ def _validate(email: Any, *, batch: bool) -> _Answer | None:
     if reply_to is not None and not all(_is_address(r) for r in _as_list(reply_to)):
         return _Answer(422, "validation_error", "Invalid `reply_to` field.")
     headers = email.get("headers")
-    if headers is not None and not (isinstance(headers, dict)
-                                    and all(isinstance(v, str) for v in headers.values())):
+    if headers is not None and not (
+        isinstance(headers, dict) and all(isinstance(v, str) for v in headers.values())
+    ):
         return _Answer(422, "validation_error", "Invalid `headers` field.")
     for tag in email.get("tags") or []:
-        if not (isinstance(tag, dict) and _TAG.match(str(tag.get("name", "")))
-                and _TAG.match(str(tag.get("value", "")))):
-            return _Answer(422, "validation_error",
-                           "Tags should only contain ASCII letters, numbers, underscores, "
-                           "or dashes.")
+        if not (
+            isinstance(tag, dict)
+            and _TAG.match(str(tag.get("name", "")))
+            and _TAG.match(str(tag.get("value", "")))
+        ):
+            return _Answer(
+                422,
+                "validation_error",
+                "Tags should only contain ASCII letters, numbers, underscores, or dashes.",
+            )
     if batch and email.get("attachments"):
         return _Answer(422, "invalid_parameter", "Attachments are not supported in batches.")
     return None
 
 
 # -- remote control (for a stand-in running in another process) ---------------------------
+
 
 def remote_record(url: str, *, emails: bool = True) -> dict[str, Any]:
     """``GET /_fake/record`` of a stand-in at ``url``."""
@@ -709,9 +807,12 @@ def remote_record(url: str, *, emails: bool = True) -> dict[str, Any]:
 
 def remote_configure(url: str, **changes: Any) -> dict[str, Any]:
     """``POST /_fake/config`` of a stand-in at ``url``; returns the new config."""
-    request = urllib.request.Request(f"{url}/_fake/config", data=json.dumps(changes).encode(),
-                                     headers={"Content-Type": "application/json"},
-                                     method="POST")
+    request = urllib.request.Request(
+        f"{url}/_fake/config",
+        data=json.dumps(changes).encode(),
+        headers={"Content-Type": "application/json"},
+        method="POST",
+    )
     with urllib.request.urlopen(request, timeout=30) as answer:
         data: dict[str, Any] = json.loads(answer.read())
     return data
@@ -728,8 +829,11 @@ def _iter_args(argv: list[str] | None) -> Iterator[tuple[str, Any]]:
     parser.add_argument("--lose-rate", type=float, default=0.0)
     parser.add_argument("--quota", type=int, default=None)
     parser.add_argument("--seed", type=int, default=None)
-    parser.add_argument("--lean", action="store_true",
-                        help="record only id, to, subject, key and time of each email")
+    parser.add_argument(
+        "--lean",
+        action="store_true",
+        help="record only id, to, subject, key and time of each email",
+    )
     args = parser.parse_args(argv)
     for name, value in vars(args).items():
         yield ("keep_details", not value) if name == "lean" else (name, value)

@@ -61,7 +61,9 @@ def pg_server_url() -> str:
                 f"CI is set but {ENV} is not: the PostgreSQL tests must run in CI "
                 "(scripts/test.sh starts a server; see its messages above)."
             )
-        pytest.skip(f"{ENV} is unset: PostgreSQL tests skipped (scripts/test.sh starts a server for them).")
+        pytest.skip(
+            f"{ENV} is unset: PostgreSQL tests skipped (scripts/test.sh starts a server for them)."
+        )
     try:
         with admin_connect(url) as conn:
             conn.execute("SELECT 1")
@@ -82,7 +84,9 @@ def temporary_database(server_url: str) -> Iterator[str]:
         yield with_database(server_url, name)
     finally:
         with admin_connect(server_url) as conn:
-            conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
+            conn.execute(
+                sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name))
+            )
 
 
 @pytest.fixture
@@ -118,7 +122,9 @@ def pg_project(project: Project, pg_url: str) -> Iterator[Project]:
     """The ``project`` fixture, its sponsorcast.toml pointing at a fresh PostgreSQL store."""
     toml = project.path / "sponsorcast.toml"
     text = toml.read_text(encoding="utf-8")
-    toml.write_text(text.replace('url = "sqlite:///sponsorcast.db"', f'url = "{pg_url}"'), encoding="utf-8")
+    toml.write_text(
+        text.replace('url = "sqlite:///sponsorcast.db"', f'url = "{pg_url}"'), encoding="utf-8"
+    )
     assert project.config.store_url == pg_url
     project.store().dispose()
     yield project

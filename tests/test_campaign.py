@@ -61,7 +61,10 @@ def test_yaml_template_error_points_at_the_file_line() -> None:
 @pytest.mark.parametrize(
     ("value", "expected"),
     [
-        ("2026-12-01T09:00:00+01:00", datetime(2026, 12, 1, 9, tzinfo=timezone(timedelta(hours=1)))),
+        (
+            "2026-12-01T09:00:00+01:00",
+            datetime(2026, 12, 1, 9, tzinfo=timezone(timedelta(hours=1))),
+        ),
         ("2026-12-01T08:00:00Z", datetime(2026, 12, 1, 8, tzinfo=UTC)),
         ("2026-12-01 09:30", datetime(2026, 12, 1, 9, 30)),  # naive: local time
         ('"2026-12-01T09:00"', datetime(2026, 12, 1, 9, 0)),
@@ -77,9 +80,15 @@ def test_send_at_aware_or_naive(tmp_path: Path, value: str, expected: datetime) 
 
 def test_id_defaults_to_the_file_stem_and_sponsor_to_default(tmp_path: Path) -> None:
     path = tmp_path / "spring-launch.md"
-    path.write_text("---\nsubject: Hi\nsponsor: acme\nfrom: Acme <hi@acme.test>\n---\nBody\n", encoding="utf-8")
+    path.write_text(
+        "---\nsubject: Hi\nsponsor: acme\nfrom: Acme <hi@acme.test>\n---\nBody\n", encoding="utf-8"
+    )
     campaign = load_campaign(path)
-    assert (campaign.id, campaign.name, campaign.sponsor) == ("spring-launch", "spring-launch", "acme")
+    assert (campaign.id, campaign.name, campaign.sponsor) == (
+        "spring-launch",
+        "spring-launch",
+        "acme",
+    )
     assert campaign.from_address == "Acme <hi@acme.test>"
 
 
@@ -87,7 +96,11 @@ def test_crlf_and_bom_files_are_read(tmp_path: Path) -> None:
     path = tmp_path / "win.md"
     path.write_bytes("\ufeff---\r\nsubject: Hi\r\n---\r\nLine one\r\nLine two\r\n".encode())
     campaign = load_campaign(path)
-    assert campaign.subject == "Hi" and campaign.body == "Line one\nLine two\n" and campaign.body_line == 4
+    assert (
+        campaign.subject == "Hi"
+        and campaign.body == "Line one\nLine two\n"
+        and campaign.body_line == 4
+    )
 
 
 def test_file_stem_that_is_not_a_slug(tmp_path: Path) -> None:
@@ -95,34 +108,70 @@ def test_file_stem_that_is_not_a_slug(tmp_path: Path) -> None:
     path.write_text("---\nsubject: Hi\n---\nBody\n", encoding="utf-8")
     with pytest.raises(CampaignFileError) as info:
         load_campaign(path)
-    assert info.value.line == 2 and "'Spring Launch' is not a valid campaign id" in info.value.message
+    assert (
+        info.value.line == 2 and "'Spring Launch' is not a valid campaign id" in info.value.message
+    )
     assert info.value.hint == "Rename the file or set 'id:' in the front matter."
 
 
 # file, line, message — every campaign-file error names the file and the line.
 INVALID_CASES = [
-    ("yaml_error.md", 4, "invalid YAML: found unexpected end of stream (while scanning a quoted scalar on line 3)."),
+    (
+        "yaml_error.md",
+        4,
+        "invalid YAML: found unexpected end of stream (while scanning a quoted scalar on line 3).",
+    ),
     ("not_mapping.md", 2, "the front matter must be a mapping of keys (subject:, audience:, …)."),
-    ("unknown_key.md", 3, "unknown key 'subjcet' (allowed: id, name, sponsor, subject, from, reply_to, audience, send_at, tags)."),
-    ("body_in_md.md", 3, "unknown key 'body' (allowed: id, name, sponsor, subject, from, reply_to, audience, send_at, tags)."),
-    ("unknown_audience.md", 3, "unknown audience type 'vip' (known: all, hot, warm, cold, new, contacted, custom)."),
+    (
+        "unknown_key.md",
+        3,
+        "unknown key 'subjcet' (allowed: id, name, sponsor, subject, from, reply_to, audience, send_at, tags).",
+    ),
+    (
+        "body_in_md.md",
+        3,
+        "unknown key 'body' (allowed: id, name, sponsor, subject, from, reply_to, audience, send_at, tags).",
+    ),
+    (
+        "unknown_audience.md",
+        3,
+        "unknown audience type 'vip' (known: all, hot, warm, cold, new, contacted, custom).",
+    ),
     ("bad_send_at.md", 3, "send_at 'next tuesday' is not a date and time."),
     ("date_send_at.md", 3, "send_at '2026-12-01' is a date without a time."),
     ("no_subject.md", 2, "the 'subject' key is missing or empty."),
     ("subject_newline.md", 3, "the subject contains a line break; subjects must be one line."),
     ("bad_id.md", 2, "id 'Spring Launch' must be a slug: lower-case letters, digits, '-' or '_'."),
-    ("no_front_matter.md", 1, "a .md campaign must start with YAML front matter between '---' lines."),
+    (
+        "no_front_matter.md",
+        1,
+        "a .md campaign must start with YAML front matter between '---' lines.",
+    ),
     ("unclosed.md", 1, "the front matter has no closing '---' line."),
-    ("bad_tags.md", 3, "tag value 'spring launch!' may only hold ASCII letters, digits, '_' and '-' (at most 256 characters)."),
-    ("no_body.yaml", 1, "the 'body' key is missing (a .yaml campaign carries its text under body:)."),
+    (
+        "bad_tags.md",
+        3,
+        "tag value 'spring launch!' may only hold ASCII letters, digits, '_' and '-' (at most 256 characters).",
+    ),
+    (
+        "no_body.yaml",
+        1,
+        "the 'body' key is missing (a .yaml campaign carries its text under body:).",
+    ),
     ("duplicate_key.md", 3, "the key 'subject' appears twice (first on line 2)."),
     ("empty_body.md", 4, "the body is empty."),
-    ("bad_from.md", 3, "'from' 'not an address' cannot be a sender address: it is not an address like 'Name <hello@example.com>'."),
+    (
+        "bad_from.md",
+        3,
+        "'from' 'not an address' cannot be a sender address: it is not an address like 'Name <hello@example.com>'.",
+    ),
     ("latin1.md", 2, "the file is not UTF-8 text."),
 ]
 
 
-@pytest.mark.parametrize(("name", "line", "message"), INVALID_CASES, ids=[c[0] for c in INVALID_CASES])
+@pytest.mark.parametrize(
+    ("name", "line", "message"), INVALID_CASES, ids=[c[0] for c in INVALID_CASES]
+)
 def test_invalid_campaign_file(name: str, line: int, message: str) -> None:
     path = INVALID / name
     with pytest.raises(CampaignFileError) as info:
@@ -134,14 +183,21 @@ def test_invalid_campaign_file(name: str, line: int, message: str) -> None:
 def _store_dump(project: Project) -> list[tuple[object, ...]]:
     con = sqlite3.connect(project.path / "sponsorcast.db")
     try:
-        tables = [r[0] for r in con.execute("SELECT name FROM sqlite_master WHERE type='table' ORDER BY name")]
+        tables = [
+            r[0]
+            for r in con.execute("SELECT name FROM sqlite_master WHERE type='table' ORDER BY name")
+        ]
         return [(t, *row) for t in tables for row in con.execute(f'SELECT * FROM "{t}"')]
     finally:
         con.close()
 
 
-@pytest.mark.parametrize(("name", "line", "message"), INVALID_CASES, ids=[c[0] for c in INVALID_CASES])
-def test_invalid_campaign_file_through_the_cli(project: Project, name: str, line: int, message: str) -> None:
+@pytest.mark.parametrize(
+    ("name", "line", "message"), INVALID_CASES, ids=[c[0] for c in INVALID_CASES]
+)
+def test_invalid_campaign_file_through_the_cli(
+    project: Project, name: str, line: int, message: str
+) -> None:
     before = _store_dump(project)
     result = project.run("render", str(INVALID / name))
     assert result.exit_code == 2
@@ -165,7 +221,10 @@ def test_invalid_campaign_file_in_check_mode_exits_2_and_names_it(project: Proje
 
 def test_hint_is_shown_for_body_key_in_markdown(project: Project) -> None:
     result = project.run("render", str(INVALID / "body_in_md.md"))
-    assert result.stderr.splitlines()[1] == "Hint: In a .md file the body is the text after the closing '---' line."
+    assert (
+        result.stderr.splitlines()[1]
+        == "Hint: In a .md file the body is the text after the closing '---' line."
+    )
 
 
 def test_unreadable_file(tmp_path: Path, project: Project) -> None:

@@ -13,7 +13,9 @@ def _boom(*args: object, **kwargs: object) -> None:
     raise RuntimeError("first line of a long driver error\nUPDATE lead SET ... [parameters: ...]")
 
 
-def test_unexpected_error_is_one_line_and_exit_1(project: Project, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_unexpected_error_is_one_line_and_exit_1(
+    project: Project, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setattr("sponsorcast.sponsors.list_sponsors", _boom)
     r = project.run("sponsors", "list")
     assert r.exit_code == 1

@@ -18,8 +18,13 @@ import pytest
 
 from tests.fakeresend import FakeResend, remote_configure, remote_record
 
-EMAIL = {"from": "Example <hello@example.com>", "to": ["ann@example.org"], "subject": "Hi",
-         "html": "<p>Hi</p>", "text": "Hi"}
+EMAIL = {
+    "from": "Example <hello@example.com>",
+    "to": ["ann@example.org"],
+    "subject": "Hi",
+    "html": "<p>Hi</p>",
+    "text": "Hi",
+}
 BAD_TO = {**EMAIL, "to": ["not-an-address"]}
 
 
@@ -63,7 +68,11 @@ def test_single_send_is_recorded_and_queryable(fake_resend: FakeResend) -> None:
     message_id = answer.json()["id"]
     [record] = fake_resend.accepted
     assert (record.id, record.to, record.subject, record.idempotency_key) == (
-        message_id, ["ann@example.org"], "Hi", "k-1")
+        message_id,
+        ["ann@example.org"],
+        "Hi",
+        "k-1",
+    )
 
     def last_event() -> str:
         got = httpx.get(f"{fake_resend.url}/emails/{message_id}", headers=headers(fake_resend))
@@ -96,8 +105,12 @@ def test_strict_batch_rejects_everything_for_one_bad_address(fake_resend: FakeRe
 
 def test_permissive_batch_sends_the_valid_ones(fake_resend: FakeResend) -> None:
     other = {**EMAIL, "to": ["bob@example.org"]}
-    answer = post(fake_resend, "/emails/batch", [EMAIL, BAD_TO, other],
-                  **headers(fake_resend, "b", **{"x-batch-validation": "permissive"}))
+    answer = post(
+        fake_resend,
+        "/emails/batch",
+        [EMAIL, BAD_TO, other],
+        **headers(fake_resend, "b", **{"x-batch-validation": "permissive"}),
+    )
     assert answer.status_code == 200
     body = answer.json()
     assert [e["index"] for e in body["errors"]] == [1]
@@ -106,12 +119,15 @@ def test_permissive_batch_sends_the_valid_ones(fake_resend: FakeResend) -> None:
     assert [r.to for r in fake_resend.accepted] == [["ann@example.org"], ["bob@example.org"]]
 
 
-@pytest.mark.parametrize("email, name", [
-    ({k: v for k, v in EMAIL.items() if k != "subject"}, "missing_required_field"),
-    ({**EMAIL, "from": "nobody"}, "invalid_from_address"),
-    ({**EMAIL, "tags": [{"name": "campaign", "value": "a.b"}]}, "validation_error"),
-    ({k: v for k, v in EMAIL.items() if k not in ("html", "text")}, "missing_required_field"),
-])
+@pytest.mark.parametrize(
+    "email, name",
+    [
+        ({k: v for k, v in EMAIL.items() if k != "subject"}, "missing_required_field"),
+        ({**EMAIL, "from": "nobody"}, "invalid_from_address"),
+        ({**EMAIL, "tags": [{"name": "campaign", "value": "a.b"}]}, "validation_error"),
+        ({k: v for k, v in EMAIL.items() if k not in ("html", "text")}, "missing_required_field"),
+    ],
+)
 def test_validation_errors(fake_resend: FakeResend, email: dict[str, Any], name: str) -> None:
     assert error_of(post(fake_resend, "/emails", email, **headers(fake_resend))) == (422, name)
     assert fake_resend.accepted == []
@@ -128,8 +144,12 @@ def test_same_key_same_body_replays_without_sending_again(fake_resend: FakeResen
 
 def test_same_key_other_body_is_a_conflict(fake_resend: FakeResend) -> None:
     post(fake_resend, "/emails/batch", [EMAIL], **headers(fake_resend, "camp/1"))
-    other = post(fake_resend, "/emails/batch", [{**EMAIL, "subject": "Hello"}],
-                 **headers(fake_resend, "camp/1"))
+    other = post(
+        fake_resend,
+        "/emails/batch",
+        [{**EMAIL, "subject": "Hello"}],
+        **headers(fake_resend, "camp/1"),
+    )
     assert error_of(other) == (409, "invalid_idempotent_request")
     assert len(fake_resend.accepted) == 1
 
@@ -204,9 +224,12 @@ def hang_up_during(fake: FakeResend, key: str) -> None:
     """Send a request and reset the connection before the answer (a SIGKILLed sender)."""
     host, port = fake.url.removeprefix("http://").split(":")
     body = json.dumps(EMAIL).encode()
-    head = (f"POST /emails HTTP/1.1\r\nHost: {host}\r\nContent-Type: application/json\r\n"
-            f"Content-Length: {len(body)}\r\nIdempotency-Key: {key}\r\n"
-            + "".join(f"{k}: {v}\r\n" for k, v in headers(fake).items()) + "\r\n")
+    head = (
+        f"POST /emails HTTP/1.1\r\nHost: {host}\r\nContent-Type: application/json\r\n"
+        f"Content-Length: {len(body)}\r\nIdempotency-Key: {key}\r\n"
+        + "".join(f"{k}: {v}\r\n" for k, v in headers(fake).items())
+        + "\r\n"
+    )
     with socket.create_connection((host, int(port))) as conn:
         conn.sendall(head.encode() + body)
         time.sleep(0.1)
@@ -214,22 +237,28 @@ def hang_up_during(fake: FakeResend, key: str) -> None:
 
 
 @pytest.mark.parametrize("fault", [{"fail_next": 1}, {}])
-def test_a_client_killed_mid_request_does_not_keep_its_key(fake_resend: FakeResend,
-                                                            fault: dict[str, int]) -> None:
+def test_a_client_killed_mid_request_does_not_keep_its_key(
+    fake_resend: FakeResend, fault: dict[str, int]
+) -> None:
     fake_resend.configure(latency=0.3, **fault)
     hang_up_during(fake_resend, "killed")
     time.sleep(0.5)  # the stand-in finished (and failed to write its answer)
     fake_resend.configure(latency=0.0)
-    again = httpx.post(f"{fake_resend.url}/emails", content=json.dumps(EMAIL).encode(),
-                       headers=headers(fake_resend, "killed"))
+    again = httpx.post(
+        f"{fake_resend.url}/emails",
+        content=json.dumps(EMAIL).encode(),
+        headers=headers(fake_resend, "killed"),
+    )
     assert again.status_code == 200  # not 409 concurrent_idempotent_requests for ever
     assert len(fake_resend.accepted) == 1
 
 
 def test_injected_server_errors_send_nothing(fake_resend: FakeResend) -> None:
     fake_resend.configure(fail_next=2)
-    codes = [post(fake_resend, "/emails", EMAIL, **headers(fake_resend, "k")).status_code
-             for _ in range(3)]
+    codes = [
+        post(fake_resend, "/emails", EMAIL, **headers(fake_resend, "k")).status_code
+        for _ in range(3)
+    ]
     assert codes == [500, 500, 200]
     assert len(fake_resend.accepted) == 1
     assert fake_resend.counters["server_errors"] == 2
@@ -237,8 +266,10 @@ def test_injected_server_errors_send_nothing(fake_resend: FakeResend) -> None:
 
 def test_daily_quota(fake_resend: FakeResend) -> None:
     fake_resend.configure(quota=3)
-    assert post(fake_resend, "/emails/batch", [EMAIL, EMAIL],
-                **headers(fake_resend, "q1")).status_code == 200
+    assert (
+        post(fake_resend, "/emails/batch", [EMAIL, EMAIL], **headers(fake_resend, "q1")).status_code
+        == 200
+    )
     over = post(fake_resend, "/emails/batch", [EMAIL, EMAIL], **headers(fake_resend, "q2"))
     assert error_of(over) == (429, "daily_quota_exceeded")
     assert len(fake_resend.accepted) == 2
@@ -298,11 +329,19 @@ def test_record_summary_finds_duplicates(fake_resend: FakeResend) -> None:
 
 def test_lean_records_keep_only_what_counting_needs(fake_resend: FakeResend) -> None:
     fake_resend.configure(keep_details=False)
-    post(fake_resend, "/emails", {**EMAIL, "tags": [{"name": "a", "value": "b"}]},
-         **headers(fake_resend, "k"))
+    post(
+        fake_resend,
+        "/emails",
+        {**EMAIL, "tags": [{"name": "a", "value": "b"}]},
+        **headers(fake_resend, "k"),
+    )
     [record] = fake_resend.accepted
     assert (record.to, record.subject, record.tags, record.headers) == (
-        ["ann@example.org"], "Hi", [], {})
+        ["ann@example.org"],
+        "Hi",
+        [],
+        {},
+    )
 
 
 def test_reset_forgets_keys(fake_resend: FakeResend) -> None:
@@ -314,8 +353,11 @@ def test_reset_forgets_keys(fake_resend: FakeResend) -> None:
 
 def test_runs_standalone() -> None:
     script = Path(__file__).parent / "fakeresend.py"
-    proc = subprocess.Popen([sys.executable, str(script), "--port", "0", "--rate", "10",
-                             "--latency", "0.01"], stdout=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        [sys.executable, str(script), "--port", "0", "--rate", "10", "--latency", "0.01"],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
     try:
         assert proc.stdout is not None
         url = proc.stdout.readline().strip()

@@ -34,35 +34,64 @@ def _nothing_snapshotted(project: Project, store: Store) -> None:
     with store.read() as conn:
         assert conn.execute(sa.text("SELECT count(*) FROM campaign")).scalar() == 0
         assert conn.execute(sa.text("SELECT count(*) FROM delivery")).scalar() == 0
-    assert not (project.path / "outbox").exists() or not any((project.path / "outbox").rglob("*.eml"))
+    assert not (project.path / "outbox").exists() or not any(
+        (project.path / "outbox").rglob("*.eml")
+    )
 
 
-@pytest.mark.parametrize(("front", "line", "says"), [
-    ('subject: Hi\nfrom: "Evil <a@example.com>\\rBcc: victim@evil.com"', 3,
-     "'from' 'Evil <a@example.com>\\rBcc: victim@evil.com' cannot be a sender address: it contains "
-     "U+000D (CARRIAGE RETURN), which could end the header line."),
-    ('subject: Hi\nreply_to: "Evil <a@example.com>\\rBcc: victim@evil.com"', 3,
-     "'reply_to' 'Evil <a@example.com>\\rBcc: victim@evil.com' cannot be a sender address: it "
-     "contains U+000D (CARRIAGE RETURN), which could end the header line."),
-    ("subject: Hi\nfrom: a@example.com, victim@evil.com", 3,
-     "'from' 'a@example.com, victim@evil.com' cannot be a sender address: it must be exactly one "
-     "address, not 2."),
-    ('subject: "Hi \\L Bcc: victim@evil.com"', 2,
-     "the subject cannot go into an email header: it contains U+2028 (LINE SEPARATOR), which "
-     "could end the header line."),
-    ('subject: "Hi \\N there"', 2,
-     "the subject cannot go into an email header: it contains U+0085 (NEXT LINE), which could end "
-     "the header line."),
-    ('subject: "Hi \\v there"', 2,
-     "the subject cannot go into an email header: it contains U+000B (VERTICAL TAB), which could "
-     "end the header line."),
-    ('subject: "Hi \\f there"', 2,
-     "the subject cannot go into an email header: it contains U+000C (FORM FEED), which could end "
-     "the header line."),
-    ('subject: "Hi \\P there"', 2,
-     "the subject cannot go into an email header: it contains U+2029 (PARAGRAPH SEPARATOR), which "
-     "could end the header line."),
-])
+@pytest.mark.parametrize(
+    ("front", "line", "says"),
+    [
+        (
+            'subject: Hi\nfrom: "Evil <a@example.com>\\rBcc: victim@evil.com"',
+            3,
+            "'from' 'Evil <a@example.com>\\rBcc: victim@evil.com' cannot be a sender address: it contains "
+            "U+000D (CARRIAGE RETURN), which could end the header line.",
+        ),
+        (
+            'subject: Hi\nreply_to: "Evil <a@example.com>\\rBcc: victim@evil.com"',
+            3,
+            "'reply_to' 'Evil <a@example.com>\\rBcc: victim@evil.com' cannot be a sender address: it "
+            "contains U+000D (CARRIAGE RETURN), which could end the header line.",
+        ),
+        (
+            "subject: Hi\nfrom: a@example.com, victim@evil.com",
+            3,
+            "'from' 'a@example.com, victim@evil.com' cannot be a sender address: it must be exactly one "
+            "address, not 2.",
+        ),
+        (
+            'subject: "Hi \\L Bcc: victim@evil.com"',
+            2,
+            "the subject cannot go into an email header: it contains U+2028 (LINE SEPARATOR), which "
+            "could end the header line.",
+        ),
+        (
+            'subject: "Hi \\N there"',
+            2,
+            "the subject cannot go into an email header: it contains U+0085 (NEXT LINE), which could end "
+            "the header line.",
+        ),
+        (
+            'subject: "Hi \\v there"',
+            2,
+            "the subject cannot go into an email header: it contains U+000B (VERTICAL TAB), which could "
+            "end the header line.",
+        ),
+        (
+            'subject: "Hi \\f there"',
+            2,
+            "the subject cannot go into an email header: it contains U+000C (FORM FEED), which could end "
+            "the header line.",
+        ),
+        (
+            'subject: "Hi \\P there"',
+            2,
+            "the subject cannot go into an email header: it contains U+2029 (PARAGRAPH SEPARATOR), which "
+            "could end the header line.",
+        ),
+    ],
+)
 def test_campaign_file_header_attacks_are_refused_before_the_snapshot(
     project: Project, store: Store, front: str, line: int, says: str
 ) -> None:
@@ -75,19 +104,27 @@ def test_campaign_file_header_attacks_are_refused_before_the_snapshot(
     _nothing_snapshotted(project, store)
 
 
-def test_control_character_from_lead_data_in_the_subject_is_refused(project: Project, store: Store) -> None:
-    _import(project, "email,first_name\nada@example.com,Ada\nbob@example.com,\"Bob\x1b[2J\"\n")
-    (project.path / "spring.md").write_text(campaign("subject: Hello {{ first_name }}"), encoding="utf-8")
+def test_control_character_from_lead_data_in_the_subject_is_refused(
+    project: Project, store: Store
+) -> None:
+    _import(project, 'email,first_name\nada@example.com,Ada\nbob@example.com,"Bob\x1b[2J"\n')
+    (project.path / "spring.md").write_text(
+        campaign("subject: Hello {{ first_name }}"), encoding="utf-8"
+    )
     r = project.run("send", "spring.md", "--yes")
     assert r.exit_code == 2
-    assert ("spring.md:2: the subject cannot go into an email header: it contains U+001B (ESCAPE), "
-            "which could end the header line for 1 recipient(s); nothing was sent") in " ".join(r.stderr.split())
+    assert (
+        "spring.md:2: the subject cannot go into an email header: it contains U+001B (ESCAPE), "
+        "which could end the header line for 1 recipient(s); nothing was sent"
+    ) in " ".join(r.stderr.split())
     _nothing_snapshotted(project, store)
 
 
 def test_line_breaks_from_lead_data_fold_into_one_space(project: Project, store: Store) -> None:
-    _import(project, "email,first_name\nada@example.com,\"Ada\u2028Bcc: x@evil.com\"\n")
-    (project.path / "spring.md").write_text(campaign("subject: Hello {{ first_name }}"), encoding="utf-8")
+    _import(project, 'email,first_name\nada@example.com,"Ada\u2028Bcc: x@evil.com"\n')
+    (project.path / "spring.md").write_text(
+        campaign("subject: Hello {{ first_name }}"), encoding="utf-8"
+    )
     r = project.run("send", "spring.md", "--yes")
     assert r.exit_code == 0, r.stderr
     eml = next((project.path / "outbox").rglob("*.eml")).read_text()
@@ -95,14 +132,21 @@ def test_line_breaks_from_lead_data_fold_into_one_space(project: Project, store:
     assert "\nBcc:" not in eml.replace("\r\n", "\n")
 
 
-@pytest.mark.parametrize(("line", "says"), [
-    ('from = "Evil <a@example.com>\\rBcc: victim@evil.com"',
-     "'sponsors.default.from' 'Evil <a@example.com>\\rBcc: victim@evil.com' cannot be a sender "
-     "address: it contains U+000D (CARRIAGE RETURN), which could end the header line."),
-    ('from = "a@example.com, victim@evil.com"',
-     "'sponsors.default.from' 'a@example.com, victim@evil.com' cannot be a sender address: it must "
-     "be exactly one address, not 2."),
-])
+@pytest.mark.parametrize(
+    ("line", "says"),
+    [
+        (
+            'from = "Evil <a@example.com>\\rBcc: victim@evil.com"',
+            "'sponsors.default.from' 'Evil <a@example.com>\\rBcc: victim@evil.com' cannot be a sender "
+            "address: it contains U+000D (CARRIAGE RETURN), which could end the header line.",
+        ),
+        (
+            'from = "a@example.com, victim@evil.com"',
+            "'sponsors.default.from' 'a@example.com, victim@evil.com' cannot be a sender address: it must "
+            "be exactly one address, not 2.",
+        ),
+    ],
+)
 def test_config_sender_attacks_exit_3(project: Project, store: Store, line: str, says: str) -> None:
     _import(project)
     toml = project.path / "sponsorcast.toml"
@@ -122,14 +166,31 @@ def test_sponsors_add_refuses_two_mailboxes(project: Project, store: Store) -> N
         assert conn.execute(sa.text("SELECT count(*) FROM sponsor WHERE id = 'acme'")).scalar() == 0
 
 
-@pytest.mark.parametrize("value", ["Acme <hello@acme.com>", "hello@acme.com", '"Acme, Inc." <a@acme.com>',
-                                   "Bücher <info@bücher.de>", "Acme <hello@acme.test>"])
+@pytest.mark.parametrize(
+    "value",
+    [
+        "Acme <hello@acme.com>",
+        "hello@acme.com",
+        '"Acme, Inc." <a@acme.com>',
+        "Bücher <info@bücher.de>",
+        "Acme <hello@acme.test>",
+    ],
+)
 def test_ordinary_mailboxes_pass(value: str) -> None:
     assert mailbox_problem(value) is None
 
 
-@pytest.mark.parametrize("value", ["Group: a@x.com;", "Undisclosed:;", "x <a@b.com> y", "nobody",
-                                   "a@b.com\x00", "A\u2029 <a@b.com>"])
+@pytest.mark.parametrize(
+    "value",
+    [
+        "Group: a@x.com;",
+        "Undisclosed:;",
+        "x <a@b.com> y",
+        "nobody",
+        "a@b.com\x00",
+        "A\u2029 <a@b.com>",
+    ],
+)
 def test_other_mailbox_tricks_are_refused(value: str) -> None:
     assert mailbox_problem(value) is not None
 

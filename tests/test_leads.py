@@ -58,6 +58,7 @@ def copy(project: Project, name: str) -> str:
 
 # --------------------------------------------------------------------------- Excel files
 
+
 @pytest.mark.parametrize("name", ["leads_excel_utf8.csv", "leads_excel_cp1252.csv"])
 def test_excel_csv_imports_with_accents(project: Project, store: Store, name: str) -> None:
     """BOM or Windows-1252, semicolons, CRLF, a blank Excel row, quotes: all stored right."""
@@ -73,13 +74,25 @@ def test_excel_csv_imports_with_accents(project: Project, store: Store, name: st
     assert zoe["fields"] == {"Booth": "B12", "Notes": "Met at the booth"}
     assert zoe["source"] == name and zoe["sponsor_id"] == "default"
     renee = got["renee@example.fr"]
-    assert (renee["name"], renee["first_name"], renee["last_name"]) == ("Renée Dubois", "Renée", "Dubois")
+    assert (renee["name"], renee["first_name"], renee["last_name"]) == (
+        "Renée Dubois",
+        "Renée",
+        "Dubois",
+    )
     assert renee["company"] == "Société Générale"
-    assert (renee["intent_level"], renee["intent_score"], renee["follow_up_status"]) == ("warm", 55, "contacted")
+    assert (renee["intent_level"], renee["intent_score"], renee["follow_up_status"]) == (
+        "warm",
+        55,
+        "contacted",
+    )
     assert renee["tags"] == ",research,emea,"
     assert renee["fields"] == {"Booth": "B7", "Notes": 'Prefers "French"; call back'}
     sean = got["sean@example.ie"]
-    assert (sean["name"], sean["first_name"], sean["last_name"]) == ("Seán O’Brien", "Seán", "O’Brien")
+    assert (sean["name"], sean["first_name"], sean["last_name"]) == (
+        "Seán O’Brien",
+        "Seán",
+        "O’Brien",
+    )
     assert (sean["company"], sean["intent_level"], sean["intent_score"]) == (None, "cold", None)
     assert (sean["follow_up_status"], sean["tags"]) == ("new", "")
     assert sean["fields"] == {"Booth": "", "Notes": ""}
@@ -113,29 +126,40 @@ def test_encoding_option_and_source_properties() -> None:
 def test_excel_unicode_text_and_sep_line(project: Project, store: Store) -> None:
     """Excel's "Unicode Text" (UTF-16 with BOM, tabs) and a leading "sep=;" line."""
     (project.path / "unicode.txt").write_bytes(
-        "Email\tName\r\nzoe@example.com\tZoë Müller\r\n".encode("utf-16"))
-    (project.path / "sep.csv").write_text("sep=;\nEmail;Name\nrenee@example.fr;Renée Dubois\nbad;X\n",
-                                          encoding="utf-8")
+        "Email\tName\r\nzoe@example.com\tZoë Müller\r\n".encode("utf-16")
+    )
+    (project.path / "sep.csv").write_text(
+        "sep=;\nEmail;Name\nrenee@example.fr;Renée Dubois\nbad;X\n", encoding="utf-8"
+    )
     assert project.run("leads", "import", "unicode.txt").exit_code == 0
     result = project.run("leads", "import", "sep.csv")
     assert result.exit_code == 2
     assert "sep.csv: row 4: 'bad' is not a valid email address" in result.stderr  # "sep=" is row 1
     assert project.run("leads", "import", "sep.csv", "--rejects", "r.csv").exit_code == 0
     got = leads(store)
-    assert (got["zoe@example.com"]["first_name"], got["zoe@example.com"]["last_name"]) == ("Zoë", "Müller")
+    assert (got["zoe@example.com"]["first_name"], got["zoe@example.com"]["last_name"]) == (
+        "Zoë",
+        "Müller",
+    )
     assert got["renee@example.fr"]["name"] == "Renée Dubois"
     assert (project.path / "r.csv").read_text(encoding="utf-8") == (
-        "Email;Name;reason\nbad;X;'bad' is not a valid email address (An email address must have an @-sign.)\n")
+        "Email;Name;reason\nbad;X;'bad' is not a valid email address (An email address must have an @-sign.)\n"
+    )
 
 
 def test_wrong_encoding_named_is_a_clear_error(project: Project, store: Store) -> None:
-    result = project.run("leads", "import", copy(project, "leads_excel_cp1252.csv"), "--encoding", "utf-8")
+    result = project.run(
+        "leads", "import", copy(project, "leads_excel_cp1252.csv"), "--encoding", "utf-8"
+    )
     assert result.exit_code == 2
     assert result.stderr == (
         "Error: leads_excel_cp1252.csv: cannot be decoded as utf-8 at row 2.\n"
         "Hint: Name the file's encoding with --encoding (e.g. cp1252, latin-1, utf-8), or leave it "
-        "out to have it detected.\n")
-    (project.path / "late.csv").write_bytes("Email,Name\nada@example.com,Ada\nrenee@example.fr,Ren\u00e9e\n".encode("cp1252"))
+        "out to have it detected.\n"
+    )
+    (project.path / "late.csv").write_bytes(
+        "Email,Name\nada@example.com,Ada\nrenee@example.fr,Ren\u00e9e\n".encode("cp1252")
+    )
     result = project.run("leads", "import", "late.csv", "--encoding", "utf8")
     assert result.exit_code == 2
     assert result.stderr.startswith("Error: late.csv: cannot be decoded as utf-8 at row 3.\n")
@@ -153,7 +177,11 @@ def test_loose_headers_tab_delimited(project: Project, store: Store) -> None:
     assert result.exit_code == 0, result.stderr
     got = leads(store)
     ada, grace = got["ada@example.com"], got["grace@example.com"]
-    assert (ada["name"], ada["company"], ada["title"]) == ("Ada Lovelace", "Analytical Engines", "CTO")
+    assert (ada["name"], ada["company"], ada["title"]) == (
+        "Ada Lovelace",
+        "Analytical Engines",
+        "CTO",
+    )
     assert (ada["intent_level"], ada["intent_score"], ada["event"]) == ("hot", 92, "devcon-2026")
     assert ada["consent"] == "opt-in at booth"
     assert ada["fields"] == {"Work Phone": "+44 20 1234"}
@@ -175,14 +203,27 @@ def test_map_option(project: Project, store: Store) -> None:
     name = copy(project, "leads_mapped.csv")
     without = project.run("leads", "import", name)
     assert without.exit_code == 2
-    assert "no email column (headers found: Work Email, First Name, Surname, Organization, Tags, Email Opt-In)" in without.stderr
+    assert (
+        "no email column (headers found: Work Email, First Name, Surname, Organization, Tags, Email Opt-In)"
+        in without.stderr
+    )
     assert count(store) == 0
-    result = project.run("leads", "import", name, "--map", "Work Email=email", "--map", "email opt-in=consent")
+    result = project.run(
+        "leads", "import", name, "--map", "Work Email=email", "--map", "email opt-in=consent"
+    )
     assert result.exit_code == 0, result.stderr
     got = leads(store)
     linus = got["linus@example.com"]
-    assert (linus["name"], linus["first_name"], linus["last_name"]) == ("Linus Torvalds", "Linus", "Torvalds")
-    assert (linus["company"], linus["tags"], linus["consent"]) == ("Linux Foundation", ",kernel,oss,", "yes")
+    assert (linus["name"], linus["first_name"], linus["last_name"]) == (
+        "Linus Torvalds",
+        "Linus",
+        "Torvalds",
+    )
+    assert (linus["company"], linus["tags"], linus["consent"]) == (
+        "Linux Foundation",
+        ",kernel,oss,",
+        "yes",
+    )
     assert linus["fields"] == {}
     assert got["margaret@example.com"]["name"] == "Margaret"
 
@@ -190,16 +231,23 @@ def test_map_option(project: Project, store: Store) -> None:
 def test_bad_map_options(project: Project, store: Store) -> None:
     name = copy(project, "leads_mapped.csv")
     r = project.run("leads", "import", name, "--map", "Work Email")
-    assert r.exit_code == 2 and "--map 'Work Email' must look like \"Column Name=email\"." in r.stderr
+    assert (
+        r.exit_code == 2 and "--map 'Work Email' must look like \"Column Name=email\"." in r.stderr
+    )
     r = project.run("leads", "import", name, "--map", "Work Email=phone")
     assert r.exit_code == 2 and "'phone' is not a lead column" in r.stderr
     r = project.run("leads", "import", name, "--map", "Cell=email")
-    assert r.exit_code == 2 and "--map 'Cell=email': no column 'Cell' (headers found: Work Email," in r.stderr
+    assert (
+        r.exit_code == 2
+        and "--map 'Cell=email': no column 'Cell' (headers found: Work Email," in r.stderr
+    )
     assert count(store) == 0
 
 
 def test_two_columns_for_one_lead_column(project: Project, store: Store) -> None:
-    (project.path / "two.csv").write_text("Email,E-mail,Name\na@example.com,b@example.com,A\n", encoding="utf-8")
+    (project.path / "two.csv").write_text(
+        "Email,E-mail,Name\na@example.com,b@example.com,A\n", encoding="utf-8"
+    )
     r = project.run("leads", "import", "two.csv")
     assert r.exit_code == 2
     assert "the columns 'Email' and 'E-mail' both look like email." in r.stderr
@@ -218,7 +266,11 @@ def test_duplicates_in_file_are_merged(project: Project, store: Store) -> None:
     assert "│ 2        │ 0       │ 0         │ 0        │" in result.stdout
     assert "1 repeated row(s) merged into an earlier row with the same email." in result.stdout
     alan = leads(store)["alan@example.com"]
-    assert (alan["name"], alan["company"], alan["intent_level"]) == ("Alan Turing", "Bletchley Labs", "warm")
+    assert (alan["name"], alan["company"], alan["intent_level"]) == (
+        "Alan Turing",
+        "Bletchley Labs",
+        "warm",
+    )
     assert alan["tags"] == ",research,crypto,"
     assert alan["fields"] == {"Booth": "B1"}  # a later empty cell does not erase a value
     assert count(store) == 2
@@ -230,11 +282,17 @@ def test_second_import_unchanged_then_updated(project: Project, store: Store) ->
     again = project.run("leads", "import", name, "--json")
     report = json.loads(again.stdout)
     assert {k: report[k] for k in ("inserted", "updated", "unchanged", "rejected")} == {
-        "inserted": 0, "updated": 0, "unchanged": 6, "rejected": 0}
+        "inserted": 0,
+        "updated": 0,
+        "unchanged": 6,
+        "rejected": 0,
+    }
     before = leads(store)
     # one changed value, one new lead, and no status column: statuses are kept, not reset
     (project.path / "more.csv").write_text(
-        "Email,Intent Level\nH2@example.com,warm\nnew@example.com,cold\nw1@example.com,warm\n", encoding="utf-8")
+        "Email,Intent Level\nH2@example.com,warm\nnew@example.com,cold\nw1@example.com,warm\n",
+        encoding="utf-8",
+    )
     report = json.loads(project.run("leads", "import", "more.csv", "--json").stdout)
     assert (report["inserted"], report["updated"], report["unchanged"]) == (1, 1, 1)
     after = leads(store)
@@ -246,8 +304,9 @@ def test_second_import_unchanged_then_updated(project: Project, store: Store) ->
     assert after["new@example.com"]["follow_up_status"] == "new"
 
 
-def test_repeats_in_different_chunks_are_counted_once(project: Project, store: Store,
-                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+def test_repeats_in_different_chunks_are_counted_once(
+    project: Project, store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """An email repeated far apart (another chunk) with other values: one lead, counted once,
     and a re-import of the same file is all unchanged."""
     import sponsorcast.leads as leads_module
@@ -255,15 +314,31 @@ def test_repeats_in_different_chunks_are_counted_once(project: Project, store: S
     monkeypatch.setattr(leads_module, "CHUNK_ROWS", 2)
     (project.path / "far.csv").write_text(
         "Email,Title,Tags\na@example.com,T1,x\nb@example.com,,\nc@example.com,,\nA@example.com,T2,y\n",
-        encoding="utf-8")
+        encoding="utf-8",
+    )
     first = json.loads(project.run("leads", "import", "far.csv", "--json").stdout)
-    assert (first["inserted"], first["updated"], first["unchanged"], first["merged"]) == (3, 0, 0, 1)
-    assert (leads(store)["a@example.com"]["title"], leads(store)["a@example.com"]["tags"]) == ("T2", ",x,y,")
+    assert (first["inserted"], first["updated"], first["unchanged"], first["merged"]) == (
+        3,
+        0,
+        0,
+        1,
+    )
+    assert (leads(store)["a@example.com"]["title"], leads(store)["a@example.com"]["tags"]) == (
+        "T2",
+        ",x,y,",
+    )
     again = json.loads(project.run("leads", "import", "far.csv", "--json").stdout)
-    assert (again["inserted"], again["updated"], again["unchanged"], again["merged"]) == (0, 0, 3, 1)
+    assert (again["inserted"], again["updated"], again["unchanged"], again["merged"]) == (
+        0,
+        0,
+        3,
+        1,
+    )
     assert leads(store)["a@example.com"]["title"] == "T2"
     (project.path / "late-change.csv").write_text(
-        "Email,Title\na@example.com,T2\nb@example.com,\nc@example.com,\na@example.com,T9\n", encoding="utf-8")
+        "Email,Title\na@example.com,T2\nb@example.com,\nc@example.com,\na@example.com,T9\n",
+        encoding="utf-8",
+    )
     late = json.loads(project.run("leads", "import", "late-change.csv", "--json").stdout)
     assert (late["updated"], late["unchanged"], late["merged"]) == (1, 2, 1)
     assert leads(store)["a@example.com"]["title"] == "T9"
@@ -293,7 +368,9 @@ def test_dry_run_writes_nothing_and_reports_the_same(project: Project, store: St
     real = json.loads(project.run("leads", "import", name, "--json").stdout)
     assert real["inserted"] == 2
     state = snapshot(store)
-    dry2 = json.loads(project.run("leads", "import", name, "--dry-run", "--json", "--tag", "x").stdout)
+    dry2 = json.loads(
+        project.run("leads", "import", name, "--dry-run", "--json", "--tag", "x").stdout
+    )
     assert (dry2["dry_run"], dry2["updated"], dry2["inserted"]) == (True, 2, 0)
     assert snapshot(store) == state
 
@@ -310,7 +387,8 @@ def test_broken_row_without_rejects_changes_nothing(project: Project, store: Sto
     assert project.run("leads", "import", copy(project, "leads_audience.csv")).exit_code == 0
     (project.path / "leads_broken.csv").write_text(
         (DATA / "leads_broken.csv").read_text(encoding="utf-8") + "h1@example.com,Changed,cold,1\n",
-        encoding="utf-8")
+        encoding="utf-8",
+    )
     before, n = snapshot(store), count(store)
     result = project.run("leads", "import", "leads_broken.csv")
     assert result.exit_code == 2
@@ -325,7 +403,10 @@ def test_broken_rows_with_rejects_file(project: Project, store: Store) -> None:
     result = project.run("leads", "import", name, "--rejects", "bad.csv")
     assert result.exit_code == 0, result.stderr
     assert "│ 3        │ 0       │ 0         │ 3        │" in result.stdout
-    assert "│ 4   │ 'bob@' is not a valid email address (There must be something after the @-sign.)" in result.stdout
+    assert (
+        "│ 4   │ 'bob@' is not a valid email address (There must be something after the @-sign.)"
+        in result.stdout
+    )
     assert "Rejected rows written to bad.csv with a 'reason' column." in result.stdout
     assert sorted(leads(store)) == ["ok1@example.com", "ok2@example.com", "ok3@example.com"]
     assert (project.path / "bad.csv").read_bytes().decode("utf-8") == (
@@ -345,18 +426,28 @@ def test_other_bad_rows(project: Project, store: Store) -> None:
         ",D,,\n"
         "e@example.com,E,,1,surplus\n"
         "Zoë <z@example.com>,Z,,\n",
-        encoding="utf-8")
+        encoding="utf-8",
+    )
     result = project.run("leads", "import", "odd.csv", "--rejects", "odd-bad.csv", "--json")
     assert result.exit_code == 0, result.stderr
     report = json.loads(result.stdout)
     assert report["inserted"] == 1
     assert report["rejects"] == [
-        {"row": 3, "reason": "belongs to sponsor 'acme', not 'default' (import it with --sponsor acme)."},
+        {
+            "row": 3,
+            "reason": "belongs to sponsor 'acme', not 'default' (import it with --sponsor acme).",
+        },
         {"row": 4, "reason": "intent score 'many' must be a whole number from 0 to 100."},
         {"row": 5, "reason": "has no email address."},
-        {"row": 6, "reason": "has 1 more cell(s) than the header ('surplus'…); is a delimiter inside an unquoted value?"},
-        {"row": 7, "reason": "'Zoë <z@example.com>' is not a valid email address (The display name "
-                             "contains invalid characters when not quoted: 'ë'.)"},
+        {
+            "row": 6,
+            "reason": "has 1 more cell(s) than the header ('surplus'…); is a delimiter inside an unquoted value?",
+        },
+        {
+            "row": 7,
+            "reason": "'Zoë <z@example.com>' is not a valid email address (The display name "
+            "contains invalid characters when not quoted: 'ë'.)",
+        },
     ]
     rejected = list(csv.reader((project.path / "odd-bad.csv").open(encoding="utf-8")))
     assert rejected[4] == ["e@example.com", "E", "", "1", report["rejects"][3]["reason"], "surplus"]
@@ -374,7 +465,10 @@ def test_unreadable_files(project: Project, store: Store) -> None:
     r = project.run("leads", "import", "empty.csv")
     assert r.exit_code == 2 and "empty.csv: is empty: no header row found." in r.stderr
     r = project.run("leads", "import", "empty.csv", "--rejects", "./empty.csv")
-    assert r.exit_code == 2 and "--rejects empty.csv is the file being imported; name another file." in r.stderr
+    assert (
+        r.exit_code == 2
+        and "--rejects empty.csv is the file being imported; name another file." in r.stderr
+    )
     assert (project.path / "empty.csv").exists()
     r = project.run("leads", "import", ".")
     assert r.exit_code == 2 and "cannot be read" in r.stderr
@@ -387,7 +481,10 @@ def test_unknown_sponsor_and_postgres_options(project: Project, store: Store) ->
     assert r.exit_code == 2 and "Unknown sponsor 'nope' (known: default)." in r.stderr
     r = project.run("leads", "import", name, "--table", "leads")
     assert r.exit_code == 2
-    assert "--table and --query are for PostgreSQL sources: SOURCE must be a postgresql:// URL" in r.stderr
+    assert (
+        "--table and --query are for PostgreSQL sources: SOURCE must be a postgresql:// URL"
+        in r.stderr
+    )
     r = project.run("leads", "list", "--sponsor", "nope")
     assert r.exit_code == 2 and "Unknown sponsor 'nope'" in r.stderr
     assert count(store) == 0
@@ -400,8 +497,13 @@ def test_library_import_report_and_errors(store: Store, tmp_path: Path) -> None:
     assert err.value.reason.startswith("row 4: 'bob@' is not a valid email address")
     with pytest.raises(NotFound):
         import_leads(store, src, sponsor_id="ghost")
-    report = import_leads(store, src, rejects_path=tmp_path / "rejects.csv",
-                          sponsor_id="default", mapping={"Name": "name"})
+    report = import_leads(
+        store,
+        src,
+        rejects_path=tmp_path / "rejects.csv",
+        sponsor_id="default",
+        mapping={"Name": "name"},
+    )
     assert (report.inserted, report.rejected, report.rows) == (3, 3, 6)
     assert [r for r, _ in report.rejects] == [4, 6, 7]
 
@@ -412,25 +514,61 @@ def test_library_import_report_and_errors(store: Store, tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     "raw",
     [
-        "ada@example.com", " Ada.Lovelace@Example.COM ", "a+tag@sub.example.co.uk", "x@localhost",
-        "x@example", "a..b@example.com", ".a@example.com", "a.@example.com", "a@-example.com",
-        "a@example-.com", "a@exa_mple.com", "a@123.com", "a@1.2.3.4", "a@[1.2.3.4]", "\"q\"@example.com",
-        "zoë@example.com", "a@bücher.de", "a@xn--bcher-kva.de", "a@b@c.com", "a b@example.com",
-        "Ada <a@example.com>", "a@example.com.", "a@.example.com", "a@ex..ample.com", "a@" + "x" * 64 + ".com",
-        "a" * 65 + "@example.com", "a" * 64 + "@" + "b" * 60 + "." + "c" * 60 + "." + "d" * 60 + ".com",
-        "a@example.test", "a@example.invalid", "a@example.local", "a@example.onion", "postmaster@EXAMPLE.com",
-        "a@example.c", "a@example.123", "a@ex%ample.com", "user/name=x@example.com", "!#$%&'*+-/=?^_`{|}~@example.org",
-        "a\u0301@example.com", "a@e\u0301xample.com", "a@\uff45xample.com", "a\t@example.com",
-        "a" * 64 + "@" + ".".join(["ü" * 20] * 4) + ".de", "a" * 64 + "@" + ".".join(["ü" * 25] * 4) + ".de",
+        "ada@example.com",
+        " Ada.Lovelace@Example.COM ",
+        "a+tag@sub.example.co.uk",
+        "x@localhost",
+        "x@example",
+        "a..b@example.com",
+        ".a@example.com",
+        "a.@example.com",
+        "a@-example.com",
+        "a@example-.com",
+        "a@exa_mple.com",
+        "a@123.com",
+        "a@1.2.3.4",
+        "a@[1.2.3.4]",
+        '"q"@example.com',
+        "zoë@example.com",
+        "a@bücher.de",
+        "a@xn--bcher-kva.de",
+        "a@b@c.com",
+        "a b@example.com",
+        "Ada <a@example.com>",
+        "a@example.com.",
+        "a@.example.com",
+        "a@ex..ample.com",
+        "a@" + "x" * 64 + ".com",
+        "a" * 65 + "@example.com",
+        "a" * 64 + "@" + "b" * 60 + "." + "c" * 60 + "." + "d" * 60 + ".com",
+        "a@example.test",
+        "a@example.invalid",
+        "a@example.local",
+        "a@example.onion",
+        "postmaster@EXAMPLE.com",
+        "a@example.c",
+        "a@example.123",
+        "a@ex%ample.com",
+        "user/name=x@example.com",
+        "!#$%&'*+-/=?^_`{|}~@example.org",
+        "a\u0301@example.com",
+        "a@e\u0301xample.com",
+        "a@\uff45xample.com",
+        "a\t@example.com",
+        "a" * 64 + "@" + ".".join(["ü" * 20] * 4) + ".de",
+        "a" * 64 + "@" + ".".join(["ü" * 25] * 4) + ".de",
         # KELVIN SIGN (3 bytes) normalises to "k" (1 byte): only the original form is too long
-        "a" * 64 + "@" + ".".join(["\u212a" * 20] * 3) + ".de", "a" * 64 + "@" + ".".join(["\u212a" * 25] * 3) + ".de",
+        "a" * 64 + "@" + ".".join(["\u212a" * 20] * 3) + ".de",
+        "a" * 64 + "@" + ".".join(["\u212a" * 25] * 3) + ".de",
     ],
 )
 def test_fast_email_check_agrees_with_email_validator(raw: str) -> None:
     from email_validator import EmailNotValidError, validate_email
 
     try:
-        expected: str | None = validate_email(raw.strip(), check_deliverability=False).normalized.lower()
+        expected: str | None = validate_email(
+            raw.strip(), check_deliverability=False
+        ).normalized.lower()
         reason = None
     except EmailNotValidError as exc:
         expected, reason = None, str(exc)
@@ -445,9 +583,19 @@ def test_fast_email_check_agrees_with_email_validator(raw: str) -> None:
 
 @pytest.mark.parametrize(
     "fields",
-    [{}, {"Booth": "B12", "Notes": ""}, {"q": 'say "hi"'}, {"b": "back\\slash"}, {"Zoë": "x"},
-     {"x": "Müller"}, {"tab": "a\tb"}, {"del": "\x7f"}, {"n": 1, "f": 1.5, "t": True, "z": None},
-     {"l": ["a", "b"]}, {"~": "[{}]!#"}],
+    [
+        {},
+        {"Booth": "B12", "Notes": ""},
+        {"q": 'say "hi"'},
+        {"b": "back\\slash"},
+        {"Zoë": "x"},
+        {"x": "Müller"},
+        {"tab": "a\tb"},
+        {"del": "\x7f"},
+        {"n": 1, "f": 1.5, "t": True, "z": None},
+        {"l": ["a", "b"]},
+        {"~": "[{}]!#"},
+    ],
 )
 def test_fields_json_is_json_dumps(fields: dict[str, Any]) -> None:
     from sponsorcast.leads import fields_json
@@ -463,7 +611,23 @@ def test_fast_email_check_agrees_on_random_addresses() -> None:
     from email_validator import EmailNotValidError, validate_email
 
     rnd = random.Random(20261125)
-    hostile = ["..", " ", '"', "\\", "(", "<", "@", "é", "\u0301", "\u212a", "\uff45", "\t", "-", "_", ""]
+    hostile = [
+        "..",
+        " ",
+        '"',
+        "\\",
+        "(",
+        "<",
+        "@",
+        "é",
+        "\u0301",
+        "\u212a",
+        "\uff45",
+        "\t",
+        "-",
+        "_",
+        "",
+    ]
 
     def word(chars: str, n: int) -> str:
         return "".join(rnd.choice(chars) for _ in range(n))
@@ -476,9 +640,16 @@ def test_fast_email_check_agrees_on_random_addresses() -> None:
 
     valid = 0
     for _ in range(4_000):
-        local = ".".join(word("abcXYZ09+-_!#'~=", rnd.choice([1, 3, 8, 30])) for _ in range(rnd.choice([1, 2])))
-        labels = [word("abcxyz09-\u00fc", rnd.choice([1, 4, 12, 63, 64])) for _ in range(rnd.choice([1, 2, 3, 4]))]
-        tld = rnd.choice(["com", "de", "c0m", "123", "x", "test", "local", "xn--bcher-kva", "BÜCHER"])
+        local = ".".join(
+            word("abcXYZ09+-_!#'~=", rnd.choice([1, 3, 8, 30])) for _ in range(rnd.choice([1, 2]))
+        )
+        labels = [
+            word("abcxyz09-\u00fc", rnd.choice([1, 4, 12, 63, 64]))
+            for _ in range(rnd.choice([1, 2, 3, 4]))
+        ]
+        tld = rnd.choice(
+            ["com", "de", "c0m", "123", "x", "test", "local", "xn--bcher-kva", "BÜCHER"]
+        )
         raw = spoil(local) + "@" + spoil(".".join([*labels, tld]))
         if rnd.random() < 0.1:
             raw = "  " + raw.upper() + " "
@@ -507,19 +678,34 @@ def test_split_name() -> None:
 
 def test_read_csv_recipients() -> None:
     rows = list(read_csv_recipients(DATA / "leads_excel_cp1252.csv"))
-    assert [r["email"] for r in rows] == ["zoe.muller@example.com", "renee@example.fr", "sean@example.ie"]
+    assert [r["email"] for r in rows] == [
+        "zoe.muller@example.com",
+        "renee@example.fr",
+        "sean@example.ie",
+    ]
     assert rows[0] == {
-        "id": None, "sponsor_id": None, "email": "zoe.muller@example.com", "name": "Zoë Müller",
-        "first_name": "Zoë", "last_name": "Müller", "company": "Müller GmbH", "title": "CTO",
-        "intent_level": "hot", "intent_score": 90, "follow_up_status": "new",
-        "tags": ["enterprise", "decision_maker"], "event": None,
+        "id": None,
+        "sponsor_id": None,
+        "email": "zoe.muller@example.com",
+        "name": "Zoë Müller",
+        "first_name": "Zoë",
+        "last_name": "Müller",
+        "company": "Müller GmbH",
+        "title": "CTO",
+        "intent_level": "hot",
+        "intent_score": 90,
+        "follow_up_status": "new",
+        "tags": ["enterprise", "decision_maker"],
+        "event": None,
         "fields": {"Booth": "B12", "Notes": "Met at the booth"},
     }
     assert rows[2]["follow_up_status"] == "new" and rows[2]["company"] is None
     with pytest.raises(LeadsFileError) as err:
         list(read_csv_recipients(DATA / "leads_broken.csv"))
-    assert str(err.value).endswith("leads_broken.csv: row 4: 'bob@' is not a valid email address "
-                                   "(There must be something after the @-sign.)")
+    assert str(err.value).endswith(
+        "leads_broken.csv: row 4: 'bob@' is not a valid email address "
+        "(There must be something after the @-sign.)"
+    )
     mapped = list(read_csv_recipients(DATA / "leads_mapped.csv", mapping={"Work Email": "email"}))
     assert mapped[0]["tags"] == ["kernel", "oss"]
 
@@ -560,7 +746,9 @@ def audience_project(project: Project) -> Iterator[Project]:
         (["--filter", "follow_up_status=new", "--filter", "tags=decision_maker"], ["h1", "n1"]),
     ],
 )
-def test_list_and_count_by_audience(audience_project: Project, args: list[str], emails: list[str]) -> None:
+def test_list_and_count_by_audience(
+    audience_project: Project, args: list[str], emails: list[str]
+) -> None:
     listed = audience_project.run("leads", "list", *args, "--json")
     assert listed.exit_code == 0, listed.stderr
     assert [d["email"].split("@")[0] for d in json.loads(listed.stdout)] == emails
@@ -577,11 +765,23 @@ def test_list_and_count_by_audience(audience_project: Project, args: list[str], 
 
 
 LIST_JSON_FIRST = {
-    "id": 1, "email": "h1@example.com", "name": "Hot One", "first_name": "Hot", "last_name": "One",
-    "company": None, "title": None, "intent_level": "hot", "intent_score": 95, "follow_up_status": "new",
-    "tags": ["enterprise", "decision_maker"], "event": "devcon", "fields": {},
-    "source": "leads_audience.csv", "consent": None,
-    "created_at": "2026-01-02T03:04:05+00:00", "updated_at": "2026-01-02T03:04:05+00:00",
+    "id": 1,
+    "email": "h1@example.com",
+    "name": "Hot One",
+    "first_name": "Hot",
+    "last_name": "One",
+    "company": None,
+    "title": None,
+    "intent_level": "hot",
+    "intent_score": 95,
+    "follow_up_status": "new",
+    "tags": ["enterprise", "decision_maker"],
+    "event": "devcon",
+    "fields": {},
+    "source": "leads_audience.csv",
+    "consent": None,
+    "created_at": "2026-01-02T03:04:05+00:00",
+    "updated_at": "2026-01-02T03:04:05+00:00",
 }
 
 
@@ -615,7 +815,10 @@ def test_list_table_and_count_text(audience_project: Project) -> None:
         "│ c1@example.com │ Cold One │         │       │ cold   │ 10    │ new    │      │\n"
         "└────────────────┴──────────┴─────────┴───────┴────────┴───────┴────────┴──────┘\n"
     )
-    assert audience_project.run("leads", "count", "--audience", "hot").stdout == "2 leads (hot of sponsor 'default').\n"
+    assert (
+        audience_project.run("leads", "count", "--audience", "hot").stdout
+        == "2 leads (hot of sponsor 'default').\n"
+    )
 
 
 def test_bad_audience_options(audience_project: Project) -> None:
@@ -624,7 +827,10 @@ def test_bad_audience_options(audience_project: Project) -> None:
     r = audience_project.run("leads", "count", "--audience", "hot", "--filter", "tags=x")
     assert r.exit_code == 2 and "audience type 'hot' takes no filter; use type: custom." in r.stderr
     r = audience_project.run("leads", "count", "--filter", "intent_score_min=lots")
-    assert r.exit_code == 2 and "--filter intent_score_min must be a whole number from 0 to 100." in r.stderr
+    assert (
+        r.exit_code == 2
+        and "--filter intent_score_min must be a whole number from 0 to 100." in r.stderr
+    )
     r = audience_project.run("leads", "count", "--filter", "colour=red")
     assert r.exit_code == 2 and "unknown audience filter key 'colour'" in r.stderr
     r = audience_project.run("leads", "list", "--json", "--csv")
@@ -645,12 +851,15 @@ def _generate(path: Path, rows: int) -> None:
     with path.open("w", encoding="utf-8", newline="") as fh:
         fh.write("Email,Name,Company,Intent Level,Score,Tags,Booth\n")
         for i in range(rows):
-            fh.write(f"lead{i}@company{i % 50}.example.com,Lead {i},Company {i % 50},"
-                     f"{('hot', 'warm', 'cold')[i % 3]},{i % 101},a;b{i % 7},B{i % 90}\n")
+            fh.write(
+                f"lead{i}@company{i % 50}.example.com,Lead {i},Company {i % 50},"
+                f"{('hot', 'warm', 'cold')[i % 3]},{i % 101},a;b{i % 7},B{i % 90}\n"
+            )
 
 
-def test_failure_after_several_chunks_leaves_store_unchanged(tmp_path: Path, store: Store,
-                                                             monkeypatch: pytest.MonkeyPatch) -> None:
+def test_failure_after_several_chunks_leaves_store_unchanged(
+    tmp_path: Path, store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """A file that breaks late (after chunks were written), and a writer that fails: rollback."""
     import threading
 

@@ -120,8 +120,9 @@ def test_exhausted_window_holds_only_when_someone_else_used_it() -> None:
         limiter = RateLimiter(None)
         limiter.observe({"ratelimit-limit": "5"})
         sent = [await limiter.acquire() for _ in range(1 if foreign else 5)]
-        limiter.observe({"ratelimit-limit": "5", "ratelimit-remaining": "0",
-                         "ratelimit-reset": "1"}, sent[-1])
+        limiter.observe(
+            {"ratelimit-limit": "5", "ratelimit-remaining": "0", "ratelimit-reset": "1"}, sent[-1]
+        )
         return await limiter.acquire() - sent[-1]
 
     # one request of ours and the window is full: another process shares the team's limit
@@ -130,8 +131,9 @@ def test_exhausted_window_holds_only_when_someone_else_used_it() -> None:
     assert asyncio.run(scenario(foreign=False)) < 0.3
 
 
-async def hammer(fake: FakeResend, limiter: RateLimiter, seconds: float,
-                 concurrency: int) -> list[float]:
+async def hammer(
+    fake: FakeResend, limiter: RateLimiter, seconds: float, concurrency: int
+) -> list[float]:
     """``concurrency`` workers send as fast as the limiter lets them; departure times."""
     sent: list[float] = []
     headers = {"Authorization": f"Bearer {fake.api_key}", "User-Agent": "tests/1"}
@@ -177,8 +179,7 @@ def test_the_fake_server_would_catch_a_bursty_limiter(fake_resend: FakeResend) -
         async with httpx.AsyncClient(headers=headers) as client:
             await asyncio.sleep(1.02 - time.time() % 1.0)  # two bursts in one window
             for _ in range(2):
-                await asyncio.gather(*(client.get(f"{fake_resend.url}/emails/x")
-                                       for _ in range(5)))
+                await asyncio.gather(*(client.get(f"{fake_resend.url}/emails/x") for _ in range(5)))
                 await asyncio.sleep(0.2)
 
     asyncio.run(bursts())

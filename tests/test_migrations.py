@@ -50,13 +50,22 @@ def test_first_version_upgrades_without_loss(tmp_path: Path) -> None:
     upgraded = open_store(f"sqlite:///{tmp_path / 'old.db'}")
     assert upgraded.migration_state().pending == []
     with upgraded.read() as conn:
-        lead = conn.exec_driver_sql("SELECT email, name, tags, fields, intent_score FROM lead").one()
+        lead = conn.exec_driver_sql(
+            "SELECT email, name, tags, fields, intent_score FROM lead"
+        ).one()
         assert tuple(lead) == ("ada@example.com", "Ada", ",vip,", '{"booth": "12"}', 90)
-        camp = conn.exec_driver_sql("SELECT id, status, content_hash, status_reason FROM campaign").one()
+        camp = conn.exec_driver_sql(
+            "SELECT id, status, content_hash, status_reason FROM campaign"
+        ).one()
         assert tuple(camp) == ("spring", "sent", "abc", None)
-        deliv = conn.exec_driver_sql("SELECT recipient, status, provider_message_id FROM delivery").one()
+        deliv = conn.exec_driver_sql(
+            "SELECT recipient, status, provider_message_id FROM delivery"
+        ).one()
         assert tuple(deliv) == ("ada@example.com", "sent", "msg-1")
-        assert conn.exec_driver_sql("SELECT email, reason FROM suppression").one() == ("x@example.com", "bounced")
+        assert conn.exec_driver_sql("SELECT email, reason FROM suppression").one() == (
+            "x@example.com",
+            "bounced",
+        )
         assert conn.exec_driver_sql("SELECT count(*) FROM send_batch").scalar() == 0
 
 
@@ -66,7 +75,10 @@ def _shape(engine: sa.Engine) -> dict[str, object]:
     for table in insp.get_table_names():
         if table.startswith("_"):
             continue
-        cols = {c["name"]: (type(c["type"]).__name__.upper()[:4], c["nullable"]) for c in insp.get_columns(table)}
+        cols = {
+            c["name"]: (type(c["type"]).__name__.upper()[:4], c["nullable"])
+            for c in insp.get_columns(table)
+        }
         idx = sorted((tuple(i["column_names"]), bool(i["unique"])) for i in insp.get_indexes(table))
         uniq = sorted(tuple(u["column_names"]) for u in insp.get_unique_constraints(table))
         pk = tuple(insp.get_pk_constraint(table)["constrained_columns"])
@@ -90,10 +102,14 @@ def test_db_status_and_upgrade_cli(project: Project, tmp_path: Path) -> None:
 
     rows = json.loads(r.stdout)
     assert [(x["migration"], x["status"]) for x in rows] == [
-        ("m001_initial", "applied"), ("m002_send_batches", "pending"),
-        ("m003_batch_payload_hash", "pending"), ("m004_batch_payload", "pending")]
+        ("m001_initial", "applied"),
+        ("m002_send_batches", "pending"),
+        ("m003_batch_payload_hash", "pending"),
+        ("m004_batch_payload", "pending"),
+    ]
     r = project.run("--db", url, "db", "upgrade")
     assert r.stdout == (
-        "Applied 3 migration(s): m002_send_batches, m003_batch_payload_hash, m004_batch_payload.\n")
+        "Applied 3 migration(s): m002_send_batches, m003_batch_payload_hash, m004_batch_payload.\n"
+    )
     r = project.run("--db", url, "db", "upgrade")
     assert r.stdout == "The store is up to date; nothing to apply.\n"

@@ -20,11 +20,17 @@ from sponsorcast.transport.outbox import OutboxTransport
 
 def outgoing(n: int, **changes: Any) -> OutgoingEmail:
     fields: dict[str, Any] = {
-        "delivery_id": n, "from_address": "Example Events <hello@example.com>",
-        "to": f"lead{n}@example.org", "subject": f"Hello {n}, see us at booth 12",
-        "html": f"<p>Hi {n}</p>", "text": f"Hi {n}\n", "reply_to": "team@example.com",
-        "headers": {"List-Unsubscribe": f"<https://t.example.com/u/tok{n}>",
-                    "List-Unsubscribe-Post": "List-Unsubscribe=One-Click"},
+        "delivery_id": n,
+        "from_address": "Example Events <hello@example.com>",
+        "to": f"lead{n}@example.org",
+        "subject": f"Hello {n}, see us at booth 12",
+        "html": f"<p>Hi {n}</p>",
+        "text": f"Hi {n}\n",
+        "reply_to": "team@example.com",
+        "headers": {
+            "List-Unsubscribe": f"<https://t.example.com/u/tok{n}>",
+            "List-Unsubscribe-Post": "List-Unsubscribe=One-Click",
+        },
         "tags": (("campaign", "spring"), ("delivery", str(n))),
     }
     return OutgoingEmail(**{**fields, **changes})
@@ -75,8 +81,9 @@ def test_no_list_unsubscribe_unless_given(tmp_path: Path) -> None:
     assert message["Reply-To"] is None
 
 
-def test_rewriting_a_batch_gives_identical_bytes(tmp_path: Path,
-                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+def test_rewriting_a_batch_gives_identical_bytes(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     clock = (f"Mon, 0{day} Dec 2026 09:00:00 +0000" for day in itertools.count(1))
     monkeypatch.setattr(outbox_module, "format_datetime", lambda _when: next(clock))
     transport = OutboxTransport(tmp_path, "spring")
@@ -92,16 +99,26 @@ def test_message_ids_are_derived_from_key_and_delivery(tmp_path: Path) -> None:
     write(OutboxTransport(tmp_path / "a", "spring"), [outgoing(1), outgoing(2)], key="k1")
     write(OutboxTransport(tmp_path / "b", "spring"), [outgoing(1)], key="k1")
     write(OutboxTransport(tmp_path / "c", "spring"), [outgoing(1)], key="k2")
-    ids = {name: parse(tmp_path / name / "spring" / "1.eml")["Message-ID"]
-           for name in ("a", "b", "c")}
+    ids = {
+        name: parse(tmp_path / name / "spring" / "1.eml")["Message-ID"] for name in ("a", "b", "c")
+    }
     assert ids["a"] == ids["b"] != ids["c"]
     assert parse(tmp_path / "a" / "spring" / "2.eml")["Message-ID"] != ids["a"]
 
 
 def test_non_ascii_survives_the_round_trip(tmp_path: Path) -> None:
-    write(OutboxTransport(tmp_path, "spring"), [outgoing(
-        3, from_address="Café Événements <hello@example.com>", subject="Zoë, à bientôt ☕",
-        text="Grüße\n", html="<p>Grüße</p>")])
+    write(
+        OutboxTransport(tmp_path, "spring"),
+        [
+            outgoing(
+                3,
+                from_address="Café Événements <hello@example.com>",
+                subject="Zoë, à bientôt ☕",
+                text="Grüße\n",
+                html="<p>Grüße</p>",
+            )
+        ],
+    )
     message = parse(tmp_path / "spring" / "3.eml")
     assert message["Subject"] == "Zoë, à bientôt ☕"
     assert message["From"].addresses[0].display_name == "Café Événements"
@@ -121,8 +138,7 @@ def test_test_sends_and_no_temporary_files_left(tmp_path: Path) -> None:
     transport = OutboxTransport(tmp_path, "spring")
     outcome = write(transport, [outgoing(0), outgoing(-1, to="me@example.org")])
     assert outcome.accepted == {0: "outbox-0", -1: "outbox--1"}
-    assert sorted(p.name for p in (tmp_path / "spring").iterdir()) == [
-        "test-0.eml", "test-1.eml"]
+    assert sorted(p.name for p in (tmp_path / "spring").iterdir()) == ["test-0.eml", "test-1.eml"]
     assert transport.name == "outbox" and transport.sends_for_real is False
 
 

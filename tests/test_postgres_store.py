@@ -47,10 +47,16 @@ def _shape(engine: sa.Engine) -> dict[str, object]:
         if table.startswith("_"):
             continue
         cols = {c["name"]: (str(c["type"]), c["nullable"]) for c in insp.get_columns(table)}
-        idx = sorted((i["name"], tuple(i["column_names"]), bool(i["unique"])) for i in insp.get_indexes(table))
+        idx = sorted(
+            (i["name"], tuple(i["column_names"]), bool(i["unique"]))
+            for i in insp.get_indexes(table)
+        )
         uniq = sorted(tuple(u["column_names"]) for u in insp.get_unique_constraints(table))
         pk = tuple(insp.get_pk_constraint(table)["constrained_columns"])
-        fks = sorted((tuple(f["constrained_columns"]), f["referred_table"]) for f in insp.get_foreign_keys(table))
+        fks = sorted(
+            (tuple(f["constrained_columns"]), f["referred_table"])
+            for f in insp.get_foreign_keys(table)
+        )
         shape[table] = (cols, idx, uniq, pk, fks)
     return shape
 
@@ -60,7 +66,9 @@ def test_migrated_postgres_schema_matches_models(pg_url: str, pg_server_url: str
     assert migrated.engine.dialect.name == "postgresql"
     assert migrated.migration_state().pending == []
     with temporary_database(pg_server_url) as models_url:
-        from_models = sa.create_engine(models_url.replace("postgresql://", "postgresql+psycopg://", 1))
+        from_models = sa.create_engine(
+            models_url.replace("postgresql://", "postgresql+psycopg://", 1)
+        )
         SQLModel.metadata.create_all(from_models)
         try:
             expected = _shape(from_models)
@@ -68,7 +76,15 @@ def test_migrated_postgres_schema_matches_models(pg_url: str, pg_server_url: str
             from_models.dispose()
     actual = _shape(migrated.engine)
     migrated.dispose()
-    assert set(actual) == {"sponsor", "lead", "campaign", "delivery", "event", "suppression", "send_batch"}
+    assert set(actual) == {
+        "sponsor",
+        "lead",
+        "campaign",
+        "delivery",
+        "event",
+        "suppression",
+        "send_batch",
+    }
     assert actual == expected
 
 
@@ -77,7 +93,9 @@ def test_first_version_upgrades_in_place_without_loss(pg_url: str) -> None:
     run_migrations(old.write, upto="m001_initial")
     assert old.migration_state().pending == [m.__name__ for m in MIGRATIONS[1:]]
     with old.write() as conn:
-        conn.exec_driver_sql("INSERT INTO sponsor (id, name, messaging_enabled) VALUES ('acme', 'Acme', true)")
+        conn.exec_driver_sql(
+            "INSERT INTO sponsor (id, name, messaging_enabled) VALUES ('acme', 'Acme', true)"
+        )
         conn.exec_driver_sql(
             "INSERT INTO lead (sponsor_id, email, name, follow_up_status, tags, fields, intent_score)"
             " VALUES ('acme', 'ada@example.com', 'Ada', 'new', ',vip,', '{\"booth\": \"12\"}', 90)"
@@ -91,9 +109,13 @@ def test_first_version_upgrades_in_place_without_loss(pg_url: str) -> None:
     upgraded = open_store(pg_url)
     assert upgraded.migration_state().pending == []
     with upgraded.read() as conn:
-        lead = conn.exec_driver_sql("SELECT email, name, tags, fields, intent_score FROM lead").one()
+        lead = conn.exec_driver_sql(
+            "SELECT email, name, tags, fields, intent_score FROM lead"
+        ).one()
         assert tuple(lead) == ("ada@example.com", "Ada", ",vip,", {"booth": "12"}, 90)
-        camp = conn.exec_driver_sql("SELECT id, status, content_hash, status_reason FROM campaign").one()
+        camp = conn.exec_driver_sql(
+            "SELECT id, status, content_hash, status_reason FROM campaign"
+        ).one()
         assert tuple(camp) == ("spring", "sent", "abc", None)
         assert conn.exec_driver_sql("SELECT count(*) FROM send_batch").scalar() == 0
     upgraded.dispose()
@@ -116,30 +138,49 @@ def test_concurrent_opens_apply_each_migration_once(pg_url: str) -> None:
     assert errors == []
     store = open_store(pg_url, migrate=False)
     with store.read() as conn:
-        names = conn.exec_driver_sql(f"SELECT name FROM {MIGRATIONS_TABLE} ORDER BY name").scalars().all()
+        names = (
+            conn.exec_driver_sql(f"SELECT name FROM {MIGRATIONS_TABLE} ORDER BY name")
+            .scalars()
+            .all()
+        )
     store.dispose()
     assert names == sorted(m.__name__ for m in MIGRATIONS)
 
 
 def test_sponsors_from_config_are_applied_and_values_round_trip(pg_url: str) -> None:
     acme = SponsorConfig(
-        id="acme", name="Acme Corp", from_address="Acme <hi@acme.test>", reply_to=None,
-        postal_address="2 Road, Town", messaging_enabled=False,
+        id="acme",
+        name="Acme Corp",
+        from_address="Acme <hi@acme.test>",
+        reply_to=None,
+        postal_address="2 Road, Town",
+        messaging_enabled=False,
     )
     store = open_store(pg_url, sponsors=(acme,))
     with store.session() as session:
-        rows = {s.id: (s.name, s.from_address, s.postal_address, s.messaging_enabled)
-                for s in session.query(Sponsor)}
+        rows = {
+            s.id: (s.name, s.from_address, s.postal_address, s.messaging_enabled)
+            for s in session.query(Sponsor)
+        }
     assert rows == {
         "acme": ("Acme Corp", "Acme <hi@acme.test>", "2 Road, Town", False),
         "default": ("Default sponsor", None, None, True),
     }
     table = Lead.__table__  # type: ignore[attr-defined]
     with store.write() as conn:
-        conn.execute(table.insert(), [{
-            "sponsor_id": "acme", "email": "Zoë@example.com", "follow_up_status": "new", "tags": ",a,",
-            "fields": {"score": 1.5, "nested": {"k": [1, None]}, "text": "naïve ✓"}, "created_at": T0,
-        }])
+        conn.execute(
+            table.insert(),
+            [
+                {
+                    "sponsor_id": "acme",
+                    "email": "Zoë@example.com",
+                    "follow_up_status": "new",
+                    "tags": ",a,",
+                    "fields": {"score": 1.5, "nested": {"k": [1, None]}, "text": "naïve ✓"},
+                    "created_at": T0,
+                }
+            ],
+        )
     with store.read() as conn:
         row = conn.execute(sa.select(table.c.email, table.c.fields, table.c.created_at)).one()
     store.dispose()
@@ -149,20 +190,38 @@ def test_sponsors_from_config_are_applied_and_values_round_trip(pg_url: str) -> 
 
 
 def test_cli_sponsors_and_db_status_on_postgres(project: Project, pg_url: str) -> None:
-    r = project.run("--db", pg_url, "sponsors", "add", "acme", "--name", "Acme Corp",
-                    "--from", "Acme <hi@acme.test>", "--postal-address", "2 Road, Town")
+    r = project.run(
+        "--db",
+        pg_url,
+        "sponsors",
+        "add",
+        "acme",
+        "--name",
+        "Acme Corp",
+        "--from",
+        "Acme <hi@acme.test>",
+        "--postal-address",
+        "2 Road, Town",
+    )
     assert (r.exit_code, r.stdout, r.stderr) == (0, "Added sponsor 'acme'.\n", "")
     r = project.run("--db", pg_url, "sponsors", "list", "--json")
     assert r.exit_code == 0, r.stderr
     rows = {s["id"]: s for s in json.loads(r.stdout)}
     # the project's sponsorcast.toml declares `default`; --db only changes where the store is
-    assert rows["acme"] == {"id": "acme", "name": "Acme Corp", "from": "Acme <hi@acme.test>",
-                            "reply_to": None, "postal_address": "2 Road, Town", "messaging_enabled": True}
+    assert rows["acme"] == {
+        "id": "acme",
+        "name": "Acme Corp",
+        "from": "Acme <hi@acme.test>",
+        "reply_to": None,
+        "postal_address": "2 Road, Town",
+        "messaging_enabled": True,
+    }
     assert rows["default"]["from"] == "Example Events <hello@example.com>"
     r = project.run("--db", pg_url, "db", "status", "--json")
     assert r.exit_code == 0, r.stderr
     assert [(x["migration"], x["status"]) for x in json.loads(r.stdout)] == [
-        (m.__name__, "applied") for m in MIGRATIONS]
+        (m.__name__, "applied") for m in MIGRATIONS
+    ]
     r = project.run("--db", pg_url, "db", "upgrade")
     assert r.stdout == "The store is up to date; nothing to apply.\n"
     # nothing went to the project's SQLite store
@@ -177,14 +236,19 @@ def test_store_url_from_config_file(pg_project: Project) -> None:
     assert pg_project.store().engine.dialect.name == "postgresql"
 
 
-def test_db_status_on_fresh_postgres_database_lists_all_pending(project: Project, pg_url: str) -> None:
+def test_db_status_on_fresh_postgres_database_lists_all_pending(
+    project: Project, pg_url: str
+) -> None:
     r = project.run("--db", pg_url, "db", "status", "--json")
     assert r.exit_code == 0, r.stderr
     assert [(x["migration"], x["status"]) for x in json.loads(r.stdout)] == [
-        (m.__name__, "pending") for m in MIGRATIONS]
+        (m.__name__, "pending") for m in MIGRATIONS
+    ]
 
 
-def test_refused_connection_is_one_sentence_exit_2_without_password(project: Project, closed_port: int) -> None:
+def test_refused_connection_is_one_sentence_exit_2_without_password(
+    project: Project, closed_port: int
+) -> None:
     url = f"postgresql://bob:s3cr3t-pw@127.0.0.1:{closed_port}/events"
     r = project.run("--db", url, "sponsors", "list")
     assert r.exit_code == 2
@@ -194,15 +258,17 @@ def test_refused_connection_is_one_sentence_exit_2_without_password(project: Pro
     first = r.stderr.splitlines()[0]
     assert first == (
         f"Error: Cannot connect to the PostgreSQL store postgresql://bob:***@127.0.0.1:{closed_port}/events: "
-        f"connection to server at \"127.0.0.1\", port {closed_port} failed: Connection refused."
+        f'connection to server at "127.0.0.1", port {closed_port} failed: Connection refused.'
     )
 
 
 @pytest.mark.parametrize(
     ("url", "message"),
     [
-        ("postgresql://bob:pw-secret@127.0.0.1:notaport/db",
-         "The store URL postgresql://bob:***@127.0.0.1:notaport/db is not a valid PostgreSQL URL."),
+        (
+            "postgresql://bob:pw-secret@127.0.0.1:notaport/db",
+            "The store URL postgresql://bob:***@127.0.0.1:notaport/db is not a valid PostgreSQL URL.",
+        ),
     ],
 )
 def test_invalid_url_is_refused(url: str, message: str) -> None:
@@ -239,10 +305,17 @@ def test_three_workers_share_one_campaign_each_email_once(
     from .test_send_e2e import add_leads, assert_exactly_once, emails, resend_project, spawn
 
     toml = project.path / "sponsorcast.toml"
-    toml.write_text(toml.read_text().replace('url = "sqlite:///sponsorcast.db"', f'url = "{pg_url}"'))
-    resend_project(project, fake_resend, rate_limit="3")  # 3 workers x 3/s under the provider's 10/s
-    toml.write_text(toml.read_text().replace("max_attempts = 3", "max_attempts = 3\nbatch_size = 10")
-                    .replace("lease_seconds = 3", "lease_seconds = 60"))
+    toml.write_text(
+        toml.read_text().replace('url = "sqlite:///sponsorcast.db"', f'url = "{pg_url}"')
+    )
+    resend_project(
+        project, fake_resend, rate_limit="3"
+    )  # 3 workers x 3/s under the provider's 10/s
+    toml.write_text(
+        toml.read_text()
+        .replace("max_attempts = 3", "max_attempts = 3\nbatch_size = 10")
+        .replace("lease_seconds = 3", "lease_seconds = 60")
+    )
     store = project.store()
     assert store.engine.dialect.name == "postgresql"
     people = emails(450)  # 45 requests
@@ -258,8 +331,15 @@ def test_three_workers_share_one_campaign_each_email_once(
     keys = Counter(a.idempotency_key for a in fake_resend.accepted)
     assert len(keys) == 45 and set(keys.values()) == {10}
     # each worker sent part of the campaign: its own batches, under their own keys
-    sent_by = [int(m.group(1)) for out, _ in results for m in [re.search(r"sent now\s*│\s*(\d+)", out.decode())] if m]
-    assert len(sent_by) == 3 and sum(sent_by) == 450 and min(sent_by) > 0, [o.decode() for o, _ in results]
+    sent_by = [
+        int(m.group(1))
+        for out, _ in results
+        for m in [re.search(r"sent now\s*│\s*(\d+)", out.decode())]
+        if m
+    ]
+    assert len(sent_by) == 3 and sum(sent_by) == 450 and min(sent_by) > 0, [
+        o.decode() for o, _ in results
+    ]
     store.dispose()
 
 
@@ -273,25 +353,41 @@ def test_batch_claims_on_postgres_use_for_update_skip_locked(pg_project: Project
     store = pg_project.store()
     add_leads(store, 250)
     statements: list[str] = []
-    sa.event.listen(store.engine, "before_cursor_execute",
-                    lambda _c, _cur, statement, *_a: statements.append(" ".join(statement.split())))
+    sa.event.listen(
+        store.engine,
+        "before_cursor_execute",
+        lambda _c, _cur, statement, *_a: statements.append(" ".join(statement.split())),
+    )
     transport = MemoryTransport()
     config = pg_project.config
     report = send_campaign(store, config, plan_send(store, config, path), transport=transport)  # type: ignore[arg-type]
     store.dispose()
     assert report.sent_now == 250 and len(transport.delivered) == 250
-    claims = [s for s in statements
-              if s.startswith("SELECT send_batch.number, send_batch.idempotency_key") and "status = " in s
-              and "lease_owner LIKE" not in s]  # (that one looks for batches of dead local processes)
+    claims = [
+        s
+        for s in statements
+        if s.startswith("SELECT send_batch.number, send_batch.idempotency_key")
+        and "status = " in s
+        and "lease_owner LIKE" not in s
+    ]  # (that one looks for batches of dead local processes)
     assert len(claims) >= 3  # 250 leads in batches of 100, and the claim that finds nothing left
     assert all(s.endswith("FOR UPDATE SKIP LOCKED") for s in claims), claims
 
 
-@pytest.mark.parametrize(("ci", "outcome", "message"), [
-    ("", "1 skipped", "SPONSORCAST_TEST_PG is unset: PostgreSQL tests skipped"),
-    ("true", "1 error", "CI is set but SPONSORCAST_TEST_PG is not: the PostgreSQL tests must run in CI"),
-])
-def test_without_a_server_postgres_tests_skip_but_never_in_ci(ci: str, outcome: str, message: str) -> None:
+@pytest.mark.parametrize(
+    ("ci", "outcome", "message"),
+    [
+        ("", "1 skipped", "SPONSORCAST_TEST_PG is unset: PostgreSQL tests skipped"),
+        (
+            "true",
+            "1 error",
+            "CI is set but SPONSORCAST_TEST_PG is not: the PostgreSQL tests must run in CI",
+        ),
+    ],
+)
+def test_without_a_server_postgres_tests_skip_but_never_in_ci(
+    ci: str, outcome: str, message: str
+) -> None:
     import os
     import subprocess
     import sys
@@ -301,9 +397,22 @@ def test_without_a_server_postgres_tests_skip_but_never_in_ci(ci: str, outcome: 
     env = {k: v for k, v in os.environ.items() if k not in ("SPONSORCAST_TEST_PG", "CI")}
     env["CI"] = ci
     done = subprocess.run(
-        [sys.executable, "-m", "pytest", "-q", "-rsE", "-p", "no:cacheprovider",
-         "tests/test_postgres_store.py::test_unknown_database_and_role_are_named"],
-        cwd=root, env=env, capture_output=True, text=True, timeout=120, check=False,
+        [
+            sys.executable,
+            "-m",
+            "pytest",
+            "-q",
+            "-rsE",
+            "-p",
+            "no:cacheprovider",
+            "tests/test_postgres_store.py::test_unknown_database_and_role_are_named",
+        ],
+        cwd=root,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
     )
     assert outcome in done.stdout, done.stdout[-2000:]
     assert message in done.stdout

@@ -66,7 +66,9 @@ def test_anything_uncertain_is_left_to_the_store(tmp_path: Path, make) -> None: 
     assert path.exists() == (before is not None or path.is_dir())
 
 
-@pytest.mark.parametrize("url", ["sqlite://", "sqlite:///:memory:", "postgresql://u@127.0.0.1:1/db"])
+@pytest.mark.parametrize(
+    "url", ["sqlite://", "sqlite:///:memory:", "postgresql://u@127.0.0.1:1/db"]
+)
 def test_other_urls_are_left_to_the_store(url: str) -> None:
     assert readonly.connect(url) is None
 
@@ -84,7 +86,9 @@ def _snapshot(path: Path) -> list[tuple[object, ...]]:
     conn = sqlite3.connect(path)
     try:
         rows: list[tuple[object, ...]] = []
-        for (table,) in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table' ORDER BY name"):
+        for (table,) in conn.execute(
+            "SELECT name FROM sqlite_master WHERE type = 'table' ORDER BY name"
+        ):
             rows.extend((table, *r) for r in conn.execute(f"SELECT * FROM {table} ORDER BY 1"))
         return rows
     finally:
@@ -106,8 +110,14 @@ def test_count_starts_without_sqlalchemy(project: Project) -> None:
         " if m in sys.modules))\n"
     )
     env = {**os.environ, "SPONSORCAST_CONFIG": "", "SPONSORCAST_DB": "", "COLUMNS": "100"}
-    out = subprocess.run([sys.executable, "-c", code], cwd=project.path, env=env,
-                         capture_output=True, text=True, check=True).stdout
+    out = subprocess.run(
+        [sys.executable, "-c", code],
+        cwd=project.path,
+        env=env,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
     full = project.run("leads", "count", "--filter", "intent_score_min=0").stdout
     assert out == full + "[]\n"
     assert full.startswith(f"{_count_with_sqlalchemy(project, 'intent_score_min=0')} leads (custom")
@@ -119,7 +129,11 @@ def _count_with_sqlalchemy(project: Project, flt: str) -> int:
     store = project.store()
     try:
         with store.read() as conn:
-            return int(conn.execute(count_recipients("default", audience_from_options(None, [flt]))).scalar_one())
+            return int(
+                conn.execute(
+                    count_recipients("default", audience_from_options(None, [flt]))
+                ).scalar_one()
+            )
     finally:
         store.dispose()
 

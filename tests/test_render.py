@@ -92,8 +92,13 @@ def test_golden_personalised_links_survive_markdown() -> None:
 
 def test_golden_fallbacks_for_a_lead_without_name_or_company() -> None:
     compiled = _compiled()
-    lead = {"email": "linus@example.com", "name": None, "first_name": "", "company": None,
-            "fields": {"booth": "7", "badge_url": "https://badge.test/l"}}
+    lead = {
+        "email": "linus@example.com",
+        "name": None,
+        "first_name": "",
+        "company": None,
+        "fields": {"booth": "7", "badge_url": "https://badge.test/l"},
+    }
     message = render_message(compiled, lead, compiled.default_links)
     _golden("fallbacks.subject.txt", message.subject + "\n")
     _golden("fallbacks.text.txt", message.text)
@@ -103,7 +108,9 @@ def test_golden_fallbacks_for_a_lead_without_name_or_company() -> None:
 
 
 def test_markdown_is_converted_once_with_placeholders_restored() -> None:
-    html, lines = markdown_to_html("Hi {{ name }}\n\n[a]({{ url }}) [b](https://x.test/?q={{ q|urlencode }})\n")
+    html, lines = markdown_to_html(
+        "Hi {{ name }}\n\n[a]({{ url }}) [b](https://x.test/?q={{ q|urlencode }})\n"
+    )
     assert html == (
         "<p>Hi {{ name }}</p>\n"
         '<p><a href="{{ url }}">a</a> <a href="https://x.test/?q={{ q|urlencode }}">b</a></p>\n'
@@ -124,9 +131,14 @@ def test_statement_lines_wrap_whole_html_blocks() -> None:
     )
     compiled = compile_campaign(replace(load_campaign(CAMPAIGNS / "golden.md"), body=body), SPONSOR)
     message = render_message(compiled, {**ADA, "tags": ["a", "b"]}, compiled.default_links)
-    assert "<ul>\n\n<li>a</li>\n\n<li>b</li>\n\n</ul>\n\n<p>Thanks Analytical Engines &amp; Co!</p>" in message.html
+    assert (
+        "<ul>\n\n<li>a</li>\n\n<li>b</li>\n\n</ul>\n\n<p>Thanks Analytical Engines &amp; Co!</p>"
+        in message.html
+    )
     # in the text part, lines holding only statements leave nothing behind: one tight list
-    assert message.text.startswith("Hi\n\n- a\n- b\n\nThanks Analytical Engines & Co!\n\nMore.\n\n-- \n")
+    assert message.text.startswith(
+        "Hi\n\n- a\n- b\n\nThanks Analytical Engines & Co!\n\nMore.\n\n-- \n"
+    )
 
 
 def test_values_are_html_escaped_in_html_but_not_in_text() -> None:
@@ -136,7 +148,10 @@ def test_values_are_html_escaped_in_html_but_not_in_text() -> None:
     assert "<script>" not in message.html
     assert "<h1>Hello &lt;script&gt;alert(1)&lt;/script&gt;!</h1>" in message.html
     assert "with the &lt;b&gt;&#34;Evil&#34; &amp; Co&lt;/b&gt; team" in message.html
-    assert "<title>&lt;script&gt;alert(1)&lt;/script&gt;, Example Events saved you a seat</title>" in message.html
+    assert (
+        "<title>&lt;script&gt;alert(1)&lt;/script&gt;, Example Events saved you a seat</title>"
+        in message.html
+    )
     assert message.text.startswith("# Hello <script>alert(1)</script>!")
     assert message.subject == "<script>alert(1)</script>, Example Events saved you a seat"
 
@@ -153,9 +168,12 @@ def test_fields_are_top_level_but_never_override_standard_names() -> None:
     text = render_message(compiled, ADA, compiled.default_links).text
     assert "Booth 12 · score 92" in text  # {{ booth }} is fields.booth
     compiled = compile_campaign(
-        replace(load_campaign(CAMPAIGNS / "golden.md"), body="{{ name }}/{{ fields.name }}\n"), SPONSOR
+        replace(load_campaign(CAMPAIGNS / "golden.md"), body="{{ name }}/{{ fields.name }}\n"),
+        SPONSOR,
     )
-    assert render_message(compiled, ADA, compiled.default_links).text.startswith("Ada Lovelace/NOT ME\n")
+    assert render_message(compiled, ADA, compiled.default_links).text.startswith(
+        "Ada Lovelace/NOT ME\n"
+    )
 
 
 def test_subject_line_breaks_from_data_are_collapsed_and_empty_subject_is_an_error() -> None:
@@ -219,9 +237,27 @@ def test_check_recipients_counts_each_distinct_problem_once() -> None:
     path = str(CAMPAIGNS / "check/bad.md")
     assert report.checked == 3 and not report.ok
     assert [p.as_dict() for p in report.problems] == [
-        {"file": path, "line": 2, "message": "undefined variable 'fist_name'", "recipients": 3, "example": "a@x.test"},
-        {"file": path, "line": 7, "message": "undefined variable 'fields.booth'", "recipients": 1, "example": "a@x.test"},
-        {"file": path, "line": 9, "message": "undefined variable 'sponsor.nmae'", "recipients": 2, "example": "b@x.test"},
+        {
+            "file": path,
+            "line": 2,
+            "message": "undefined variable 'fist_name'",
+            "recipients": 3,
+            "example": "a@x.test",
+        },
+        {
+            "file": path,
+            "line": 7,
+            "message": "undefined variable 'fields.booth'",
+            "recipients": 1,
+            "example": "a@x.test",
+        },
+        {
+            "file": path,
+            "line": 9,
+            "message": "undefined variable 'sponsor.nmae'",
+            "recipients": 2,
+            "example": "b@x.test",
+        },
     ]
 
 
@@ -231,10 +267,22 @@ def test_check_recipients_counts_each_distinct_problem_once() -> None:
 @pytest.mark.parametrize(
     ("name", "message"),
     [
-        ("escape_mro.md", "access to '__class__' is not allowed: templates run in a sandbox and cannot reach Python internals."),
-        ("escape_globals.md", "access to '__init__' is not allowed: templates run in a sandbox and cannot reach Python internals."),
-        ("escape_self.md", "access to '_TemplateReference__context' is not allowed: templates run in a sandbox and cannot reach Python internals."),
-        ("escape_format.md", "refused by the sandbox: access to attribute '__class__' of 'int' object is unsafe."),
+        (
+            "escape_mro.md",
+            "access to '__class__' is not allowed: templates run in a sandbox and cannot reach Python internals.",
+        ),
+        (
+            "escape_globals.md",
+            "access to '__init__' is not allowed: templates run in a sandbox and cannot reach Python internals.",
+        ),
+        (
+            "escape_self.md",
+            "access to '_TemplateReference__context' is not allowed: templates run in a sandbox and cannot reach Python internals.",
+        ),
+        (
+            "escape_format.md",
+            "refused by the sandbox: access to attribute '__class__' of 'int' object is unsafe.",
+        ),
     ],
 )
 @pytest.mark.parametrize("check", [False, True])
@@ -245,7 +293,10 @@ def test_sandbox_escapes_are_refused(tmp_path: Path, name: str, message: str, ch
     result = project.run(*args)
     assert result.exit_code == 2
     if check:  # reported like every invalid file, so a directory check names them all
-        assert result.stdout == f"{path}: invalid\n  {path}:6: {message}\n1 campaign file checked: 1 problem in 1.\n"
+        assert (
+            result.stdout
+            == f"{path}: invalid\n  {path}:6: {message}\n1 campaign file checked: 1 problem in 1.\n"
+        )
     else:
         assert result.stdout == ""
         assert result.stderr.splitlines()[0] == f"Error: {path}:6: {message}"
@@ -267,8 +318,14 @@ def _insert_leads(store: Store, rows: list[dict[str, Any]]) -> None:
             lead_table.insert(),
             [
                 {
-                    "sponsor_id": "default", "follow_up_status": "new", "fields": {}, "name": None,
-                    "first_name": None, "company": None, "intent_level": None, **row,
+                    "sponsor_id": "default",
+                    "follow_up_status": "new",
+                    "fields": {},
+                    "name": None,
+                    "first_name": None,
+                    "company": None,
+                    "intent_level": None,
+                    **row,
                     "tags": tags_to_text(row.get("tags", [])),
                 }
                 for row in rows
@@ -280,7 +337,9 @@ def _write_check_dir(tmp_path: Path) -> Path:
     folder = tmp_path / "campaigns"
     folder.mkdir()
     for name in ("good.md", "bad.md"):
-        (folder / name).write_text((CAMPAIGNS / "check" / name).read_text(encoding="utf-8"), encoding="utf-8")
+        (folder / name).write_text(
+            (CAMPAIGNS / "check" / name).read_text(encoding="utf-8"), encoding="utf-8"
+        )
     return folder
 
 
@@ -303,7 +362,9 @@ def test_check_directory_with_leads_csv_text(tmp_path: Path) -> None:
 def test_check_directory_with_leads_csv_github(tmp_path: Path) -> None:
     project = _bare_project(tmp_path)
     _write_check_dir(tmp_path)
-    result = project.run("render", "campaigns", "--check", "--leads", str(LEADS_CSV), "--format", "github")
+    result = project.run(
+        "render", "campaigns", "--check", "--leads", str(LEADS_CSV), "--format", "github"
+    )
     assert result.exit_code == 1
     assert result.stdout == (
         "::error file=campaigns/bad.md,line=2::undefined variable 'fist_name' (3 of 3 recipients, e.g. ada@example.com)\n"
@@ -317,18 +378,29 @@ def test_check_directory_with_leads_csv_github(tmp_path: Path) -> None:
 def test_check_directory_with_leads_csv_json(tmp_path: Path) -> None:
     project = _bare_project(tmp_path)
     _write_check_dir(tmp_path)
-    result = project.run("render", "campaigns", "--check", "--leads", str(LEADS_CSV), "--format", "json")
+    result = project.run(
+        "render", "campaigns", "--check", "--leads", str(LEADS_CSV), "--format", "json"
+    )
     assert result.exit_code == 1
 
     def problem(line: int, message: str, count: int, example: str) -> dict[str, Any]:
-        return {"file": "campaigns/bad.md", "line": line, "message": message, "recipients": count, "example": example}
+        return {
+            "file": "campaigns/bad.md",
+            "line": line,
+            "message": message,
+            "recipients": count,
+            "example": example,
+        }
 
     assert json.loads(result.stdout) == {
         "ok": False,
         "problems": 3,
         "campaigns": [
             {
-                "file": "campaigns/bad.md", "campaign": "bad", "valid": True, "recipients": 3,
+                "file": "campaigns/bad.md",
+                "campaign": "bad",
+                "valid": True,
+                "recipients": 3,
                 "problems": [
                     problem(2, "undefined variable 'fist_name'", 3, "ada@example.com"),
                     problem(7, "undefined variable 'fields.booth'", 1, "grace@example.com"),
@@ -336,41 +408,83 @@ def test_check_directory_with_leads_csv_json(tmp_path: Path) -> None:
                 ],
                 "warnings": [],
             },
-            {"file": "campaigns/good.md", "campaign": "good", "valid": True, "recipients": 6, "problems": [],
-             "warnings": []},
+            {
+                "file": "campaigns/good.md",
+                "campaign": "good",
+                "valid": True,
+                "recipients": 6,
+                "problems": [],
+                "warnings": [],
+            },
         ],
     }
     assert not (tmp_path / "sponsorcast.db").exists()
 
 
 def test_check_against_the_store(project: Project, store: Store) -> None:
-    _insert_leads(store, [
-        {"email": "a@x.test", "name": "A", "first_name": "A", "company": "Compilers Inc", "intent_level": "hot"},
-        {"email": "b@x.test", "name": "B", "first_name": "B", "company": "Other", "intent_level": "hot"},
-        {"email": "c@x.test", "name": "C", "first_name": "C", "company": "Cold", "intent_level": "cold"},
-    ])
+    _insert_leads(
+        store,
+        [
+            {
+                "email": "a@x.test",
+                "name": "A",
+                "first_name": "A",
+                "company": "Compilers Inc",
+                "intent_level": "hot",
+            },
+            {
+                "email": "b@x.test",
+                "name": "B",
+                "first_name": "B",
+                "company": "Other",
+                "intent_level": "hot",
+            },
+            {
+                "email": "c@x.test",
+                "name": "C",
+                "first_name": "C",
+                "company": "Cold",
+                "intent_level": "cold",
+            },
+        ],
+    )
     good = project.run("render", str(CAMPAIGNS / "check" / "good.md"), "--check")
-    assert (good.exit_code, good.stdout) == (0, (
-        f"{CAMPAIGNS / 'check' / 'good.md'}: 3 recipients checked, ok\n1 campaign file checked: no problems.\n"
-    ))
+    assert (good.exit_code, good.stdout) == (
+        0,
+        (
+            f"{CAMPAIGNS / 'check' / 'good.md'}: 3 recipients checked, ok\n1 campaign file checked: no problems.\n"
+        ),
+    )
     bad = project.run("render", str(CAMPAIGNS / "check" / "bad.md"), "--check", "--format", "json")
     assert bad.exit_code == 1
-    counts = [(p["line"], p["recipients"]) for p in json.loads(bad.stdout)["campaigns"][0]["problems"]]
+    counts = [
+        (p["line"], p["recipients"]) for p in json.loads(bad.stdout)["campaigns"][0]["problems"]
+    ]
     assert counts == [(2, 2), (7, 1), (9, 1)]  # audience hot: a and b only
 
 
 def test_repository_campaigns_pass_the_ci_check() -> None:
     project = Project(path=REPO, runner=CliRunner())
-    result = project.run("render", "campaigns/", "--check", "--leads", "tests/leads.csv", "--format", "github")
+    result = project.run(
+        "render", "campaigns/", "--check", "--leads", "tests/leads.csv", "--format", "github"
+    )
     assert result.exit_code == 0, result.stdout + result.stderr
     assert "::error" not in result.stdout
 
 
 def test_preview_first_recipient_from_the_store(project: Project, store: Store) -> None:
-    _insert_leads(store, [
-        {"email": "ada@example.com", "name": "Ada Lovelace", "first_name": "Ada", "company": "<script>"},
-        {"email": "linus@example.com", "name": "Linus", "first_name": "Linus"},
-    ])
+    _insert_leads(
+        store,
+        [
+            {
+                "email": "ada@example.com",
+                "name": "Ada Lovelace",
+                "first_name": "Ada",
+                "company": "<script>",
+            },
+            {"email": "linus@example.com", "name": "Linus", "first_name": "Linus"},
+        ],
+    )
     result = project.run("render", str(REPO / "campaigns" / "welcome.md"))
     assert result.exit_code == 0, result.stderr
     head = result.stdout.split("----- text part -----")[0]
@@ -385,20 +499,52 @@ def test_preview_first_recipient_from_the_store(project: Project, store: Store) 
 
 
 def test_preview_to_an_address_and_html_to_a_file(project: Project, store: Store) -> None:
-    _insert_leads(store, [
-        {"email": "ada@example.com", "name": "Ada Lovelace", "first_name": "Ada", "intent_level": "hot"},
-        {"email": "linus@example.com", "name": "Linus", "first_name": "Linus", "intent_level": "cold"},
-    ])
+    _insert_leads(
+        store,
+        [
+            {
+                "email": "ada@example.com",
+                "name": "Ada Lovelace",
+                "first_name": "Ada",
+                "intent_level": "hot",
+            },
+            {
+                "email": "linus@example.com",
+                "name": "Linus",
+                "first_name": "Linus",
+                "intent_level": "cold",
+            },
+        ],
+    )
     out = project.path / "preview.html"
-    result = project.run("render", str(CAMPAIGNS / "golden.md"), "--to", "LINUS@example.com", "--html", str(out),
-                         "--format", "json")
+    result = project.run(
+        "render",
+        str(CAMPAIGNS / "golden.md"),
+        "--to",
+        "LINUS@example.com",
+        "--html",
+        str(out),
+        "--format",
+        "json",
+    )
     # golden.md needs fields.badge_url, which these leads lack: an error naming file and line
     assert result.exit_code == 2
-    assert result.stderr.splitlines()[0] == f"Error: {CAMPAIGNS / 'golden.md'}:13: undefined variable 'fields.badge_url'"
+    assert (
+        result.stderr.splitlines()[0]
+        == f"Error: {CAMPAIGNS / 'golden.md'}:13: undefined variable 'fields.badge_url'"
+    )
     assert not out.exists()
 
-    result = project.run("render", str(CAMPAIGNS / "check" / "good.md"), "--to", "LINUS@example.com",
-                         "--html", str(out), "--format", "json")
+    result = project.run(
+        "render",
+        str(CAMPAIGNS / "check" / "good.md"),
+        "--to",
+        "LINUS@example.com",
+        "--html",
+        str(out),
+        "--format",
+        "json",
+    )
     assert result.exit_code == 0, result.stderr
     data = json.loads(result.stdout)
     assert data["to"] == "Linus <linus@example.com>" and data["subject"] == "Hi Linus"
@@ -406,10 +552,17 @@ def test_preview_to_an_address_and_html_to_a_file(project: Project, store: Store
 
 
 def test_preview_to_a_lead_outside_the_audience_warns(project: Project, store: Store) -> None:
-    _insert_leads(store, [{"email": "c@x.test", "name": "C", "first_name": "C", "intent_level": "cold"},
-                          {"email": "h@x.test", "name": "H", "first_name": "H", "intent_level": "hot"}])
+    _insert_leads(
+        store,
+        [
+            {"email": "c@x.test", "name": "C", "first_name": "C", "intent_level": "cold"},
+            {"email": "h@x.test", "name": "H", "first_name": "H", "intent_level": "hot"},
+        ],
+    )
     path = project.path / "hot.md"
-    path.write_text("---\nsubject: Hi {{ first_name }}\naudience: hot\n---\nBody\n", encoding="utf-8")
+    path.write_text(
+        "---\nsubject: Hi {{ first_name }}\naudience: hot\n---\nBody\n", encoding="utf-8"
+    )
     result = project.run("render", str(path), "--to", "c@x.test")
     assert result.exit_code == 0
     assert "Warning: c@x.test is not in this campaign's audience (hot)." in result.stderr
@@ -422,7 +575,10 @@ def test_preview_to_a_lead_outside_the_audience_warns(project: Project, store: S
 def test_preview_with_an_empty_audience_is_an_error(project: Project) -> None:
     result = project.run("render", str(REPO / "campaigns" / "welcome.md"))
     assert result.exit_code == 2
-    assert result.stderr.splitlines()[0] == "Error: The audience (all) of sponsor 'default' has no leads to preview."
+    assert (
+        result.stderr.splitlines()[0]
+        == "Error: The audience (all) of sponsor 'default' has no leads to preview."
+    )
 
 
 def test_render_without_a_store_does_not_create_one(tmp_path: Path) -> None:
@@ -435,11 +591,19 @@ def test_render_without_a_store_does_not_create_one(tmp_path: Path) -> None:
 
 def test_preview_with_leads_csv_leaves_no_store(tmp_path: Path) -> None:
     project = _bare_project(tmp_path)
-    result = project.run("render", str(REPO / "campaigns" / "welcome.md"), "--leads", str(LEADS_CSV),
-                         "--to", "linus@example.com")
+    result = project.run(
+        "render",
+        str(REPO / "campaigns" / "welcome.md"),
+        "--leads",
+        str(LEADS_CSV),
+        "--to",
+        "linus@example.com",
+    )
     assert result.exit_code == 0, result.stderr
     assert "Subject:  Linus, thanks for visiting Example Events\n" in result.stdout
-    assert "Thanks for stopping by our booth.\n" in result.stdout  # no company: the if-branch is skipped
+    assert (
+        "Thanks for stopping by our booth.\n" in result.stdout
+    )  # no company: the if-branch is skipped
     assert list(tmp_path.iterdir()) == [tmp_path / "sponsorcast.toml"]
 
 
@@ -473,13 +637,21 @@ def test_check_compiles_each_campaign_once(tmp_path: Path, monkeypatch: pytest.M
     monkeypatch.setattr(render_module, "markdown_to_html", counting_markdown)
     result = project.run("render", "campaigns", "--check", "--leads", str(LEADS_CSV))
     assert result.exit_code == 1
-    assert calls == ["compile:bad", "markdown", "compile:good", "markdown"]  # 9 recipients, 2 compiles
+    assert calls == [
+        "compile:bad",
+        "markdown",
+        "compile:good",
+        "markdown",
+    ]  # 9 recipients, 2 compiles
 
 
 def test_check_conflicting_options(project: Project) -> None:
     result = project.run("render", str(REPO / "campaigns"), "--check", "--to", "a@x.test")
     assert result.exit_code == 2
-    assert result.stderr.strip() == "Error: --to previews one recipient; it cannot be combined with --check."
+    assert (
+        result.stderr.strip()
+        == "Error: --to previews one recipient; it cannot be combined with --check."
+    )
 
 
 def test_store_is_unchanged_by_check(project: Project, store: Store) -> None:
@@ -489,7 +661,10 @@ def test_store_is_unchanged_by_check(project: Project, store: Store) -> None:
     def dump() -> list[Any]:
         con = sqlite3.connect(db)
         try:
-            return [list(con.execute(f"SELECT * FROM {t}")) for t in ("lead", "sponsor", "campaign", "delivery")]
+            return [
+                list(con.execute(f"SELECT * FROM {t}"))
+                for t in ("lead", "sponsor", "campaign", "delivery")
+            ]
         finally:
             con.close()
 
@@ -501,14 +676,23 @@ def test_store_is_unchanged_by_check(project: Project, store: Store) -> None:
         assert conn.execute(sa.select(sa.func.count()).select_from(lead_table)).scalar_one() == 1
 
 
-def test_check_split_over_processes_reports_the_same(project: Project, store: Store,
-                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+def test_check_split_over_processes_reports_the_same(
+    project: Project, store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
     companies = ["Compilers Inc", "Other", None]
-    _insert_leads(store, [
-        {"email": f"l{i}@x.test", "name": f"L{i}", "first_name": f"L{i}", "company": companies[i % 3],
-         "intent_level": "hot"}
-        for i in range(12)
-    ])
+    _insert_leads(
+        store,
+        [
+            {
+                "email": f"l{i}@x.test",
+                "name": f"L{i}",
+                "first_name": f"L{i}",
+                "company": companies[i % 3],
+                "intent_level": "hot",
+            }
+            for i in range(12)
+        ],
+    )
     args = ("render", str(CAMPAIGNS / "check"), "--check", "--format", "json")
     single = project.run(*args)
     monkeypatch.setattr(render_module.RecipientSource, "shards", lambda self, sponsor, audience: 3)
@@ -525,7 +709,9 @@ def test_check_split_over_processes_reports_the_same(project: Project, store: St
     assert (split.exit_code, split.stdout) == (single.exit_code, single.stdout)
     problems = json.loads(split.stdout)["campaigns"][0]["problems"]
     assert [(p["line"], p["recipients"], p["example"]) for p in problems] == [
-        (2, 12, "l0@x.test"), (7, 4, "l0@x.test"), (9, 8, "l1@x.test")
+        (2, 12, "l0@x.test"),
+        (7, 4, "l0@x.test"),
+        (9, 8, "l1@x.test"),
     ]
 
 
@@ -538,30 +724,42 @@ def test_unreadable_leads_csv_is_bad_input(tmp_path: Path) -> None:
     assert missing.stderr.startswith("Error: missing.csv: ")
     bad = project.run("render", welcome, "--check", "--leads", "bad.csv")
     assert (bad.exit_code, bad.stdout) == (2, "")
-    assert bad.stderr.startswith("Error: bad.csv: row 2: 'not-an-email' is not a valid email address")
+    assert bad.stderr.startswith(
+        "Error: bad.csv: row 2: 'not-an-email' is not a valid email address"
+    )
     assert sorted(p.name for p in tmp_path.iterdir()) == ["bad.csv", "sponsorcast.toml"]
 
 
 def test_preview_whole_output_golden(tmp_path: Path) -> None:
     project = _bare_project(tmp_path)
     (tmp_path / "campaigns").mkdir()
-    (tmp_path / "campaigns" / "welcome.md").write_bytes((REPO / "campaigns" / "welcome.md").read_bytes())
+    (tmp_path / "campaigns" / "welcome.md").write_bytes(
+        (REPO / "campaigns" / "welcome.md").read_bytes()
+    )
     result = project.run("render", "campaigns/welcome.md", "--leads", str(LEADS_CSV))
     assert result.exit_code == 0, result.stderr
     _golden("welcome-preview.txt", result.stdout)
-    assert result.stdout.startswith("Campaign: welcome (campaigns/welcome.md)\nTo:       Ada Lovelace <ada@example.com>\n")
+    assert result.stdout.startswith(
+        "Campaign: welcome (campaigns/welcome.md)\nTo:       Ada Lovelace <ada@example.com>\n"
+    )
 
 
-def test_check_survives_a_shard_process_that_dies(project: Project, store: Store,
-                                                  monkeypatch: pytest.MonkeyPatch) -> None:
-    _insert_leads(store, [{"email": f"l{i}@x.test", "first_name": f"L{i}", "name": "x"} for i in range(6)])
+def test_check_survives_a_shard_process_that_dies(
+    project: Project, store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _insert_leads(
+        store, [{"email": f"l{i}@x.test", "first_name": f"L{i}", "name": "x"} for i in range(6)]
+    )
     args = ("render", str(CAMPAIGNS / "check" / "good.md"), "--check")
     monkeypatch.setattr(render_module.RecipientSource, "shards", lambda self, sponsor, audience: 3)
     monkeypatch.setattr("sys.executable", "/bin/false")  # every shard process exits 1 at once
     result = project.run(*args)
-    assert (result.exit_code, result.stdout) == (0, (
-        f"{CAMPAIGNS / 'check' / 'good.md'}: 6 recipients checked, ok\n1 campaign file checked: no problems.\n"
-    ))
+    assert (result.exit_code, result.stdout) == (
+        0,
+        (
+            f"{CAMPAIGNS / 'check' / 'good.md'}: 6 recipients checked, ok\n1 campaign file checked: no problems.\n"
+        ),
+    )
 
 
 def test_errors_from_shard_processes_keep_their_kind_file_and_line() -> None:
@@ -573,23 +771,32 @@ def test_errors_from_shard_processes_keep_their_kind_file_and_line() -> None:
     error = render_module._ShardFailure("CampaignFileError", "bad.", "c.md", 2, "fix it").error()
     assert type(error).__name__ == "CampaignFileError" and (error.line, error.hint) == (2, "fix it")
     error = render_module._ShardFailure("NotFound", "gone.", None, None, None).error()
-    assert isinstance(error, BadInput) and type(error).__name__ == "NotFound" and str(error) == "gone."
+    assert (
+        isinstance(error, BadInput) and type(error).__name__ == "NotFound" and str(error) == "gone."
+    )
 
 
 def test_check_warns_when_the_sponsor_cannot_send(tmp_path: Path) -> None:
-    (tmp_path / "sponsorcast.toml").write_text("[transport]\nkind = \"outbox\"\n", encoding="utf-8")
+    (tmp_path / "sponsorcast.toml").write_text('[transport]\nkind = "outbox"\n', encoding="utf-8")
     project = Project(path=tmp_path, runner=CliRunner())
-    (tmp_path / "c.md").write_text("---\nsubject: Hi {{ first_name }}\n---\nBody\n", encoding="utf-8")
+    (tmp_path / "c.md").write_text(
+        "---\nsubject: Hi {{ first_name }}\n---\nBody\n", encoding="utf-8"
+    )
     text = project.run("render", "c.md", "--check", "--leads", str(LEADS_CSV))
-    assert (text.exit_code, text.stdout) == (0, (
-        "c.md: 6 recipients checked, ok\n"
-        "  warning: sponsor 'default' has no from address and the file sets no 'from:': sending will be "
-        "refused (set 'from' under [sponsors.default]).\n"
-        "  warning: sponsor 'default' has no postal address: every footer needs one "
-        "(set 'postal_address' under [sponsors.default]).\n"
-        "1 campaign file checked: no problems.\n"
-    ))
-    github = project.run("render", "c.md", "--check", "--leads", str(LEADS_CSV), "--format", "github")
+    assert (text.exit_code, text.stdout) == (
+        0,
+        (
+            "c.md: 6 recipients checked, ok\n"
+            "  warning: sponsor 'default' has no from address and the file sets no 'from:': sending will be "
+            "refused (set 'from' under [sponsors.default]).\n"
+            "  warning: sponsor 'default' has no postal address: every footer needs one "
+            "(set 'postal_address' under [sponsors.default]).\n"
+            "1 campaign file checked: no problems.\n"
+        ),
+    )
+    github = project.run(
+        "render", "c.md", "--check", "--leads", str(LEADS_CSV), "--format", "github"
+    )
     assert github.exit_code == 0
     assert github.stdout.splitlines()[0] == (
         "::warning file=c.md::sponsor 'default' has no from address and the file sets no 'from:': "
@@ -598,14 +805,24 @@ def test_check_warns_when_the_sponsor_cannot_send(tmp_path: Path) -> None:
 
 
 @pytest.mark.postgres
-def test_check_on_postgresql_split_over_processes(pg_project: Project, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_check_on_postgresql_split_over_processes(
+    pg_project: Project, monkeypatch: pytest.MonkeyPatch
+) -> None:
     store = pg_project.store()
     try:
-        _insert_leads(store, [
-            {"email": f"l{i}@x.test", "name": f"L{i}", "first_name": f"L{i}",
-             "company": ["Compilers Inc", "Other", None][i % 3], "intent_level": "hot"}
-            for i in range(12)
-        ])
+        _insert_leads(
+            store,
+            [
+                {
+                    "email": f"l{i}@x.test",
+                    "name": f"L{i}",
+                    "first_name": f"L{i}",
+                    "company": ["Compilers Inc", "Other", None][i % 3],
+                    "intent_level": "hot",
+                }
+                for i in range(12)
+            ],
+        )
     finally:
         store.dispose()
     args = ("render", str(CAMPAIGNS / "check"), "--check", "--format", "github")
@@ -629,5 +846,9 @@ def test_statement_lines_keep_error_lines_in_the_text_part() -> None:
     with pytest.raises(TemplateError) as info:
         render_message(compiled, {**ADA, "tags": ["a"]}, compiled.default_links)
     assert info.value.line == campaign.body_line + 6
-    raw = compile_campaign(replace(campaign, body="{% raw %}\n{{ x }}\n{% endraw %}\nok\n"), SPONSOR)
-    assert render_message(raw, ADA, raw.default_links).text.startswith("{{ x }}\n\nok\n")  # no {# #}
+    raw = compile_campaign(
+        replace(campaign, body="{% raw %}\n{{ x }}\n{% endraw %}\nok\n"), SPONSOR
+    )
+    assert render_message(raw, ADA, raw.default_links).text.startswith(
+        "{{ x }}\n\nok\n"
+    )  # no {# #}

@@ -35,16 +35,23 @@ NOW = "2030-06-01T12:00:00Z"
 
 def campaign_row(store: Store, campaign_id: str = "spring") -> dict[str, Any] | None:
     with store.read() as conn:
-        row = conn.execute(sa.text("SELECT * FROM campaign WHERE id = :id"), {"id": campaign_id}).mappings().first()
+        row = (
+            conn.execute(sa.text("SELECT * FROM campaign WHERE id = :id"), {"id": campaign_id})
+            .mappings()
+            .first()
+        )
     return dict(row) if row else None
 
 
 def history(store: Store, campaign_id: str = "spring") -> list[tuple[str, str | None, str]]:
     """(type, from, cause) of the campaign's lifecycle events, oldest first."""
     with store.read() as conn:
-        rows = conn.execute(sa.text(
-            "SELECT type, payload FROM event WHERE campaign_id = :id AND type LIKE 'campaign.%' ORDER BY id"
-        ), {"id": campaign_id}).all()
+        rows = conn.execute(
+            sa.text(
+                "SELECT type, payload FROM event WHERE campaign_id = :id AND type LIKE 'campaign.%' ORDER BY id"
+            ),
+            {"id": campaign_id},
+        ).all()
     out = []
     for type_, payload in rows:
         data = json.loads(payload) if isinstance(payload, str) else payload
@@ -54,8 +61,10 @@ def history(store: Store, campaign_id: str = "spring") -> list[tuple[str, str | 
 
 def table_counts(store: Store) -> tuple[int, ...]:
     with store.read() as conn:
-        return tuple(conn.execute(sa.text(f"SELECT count(*) FROM {t}")).scalar_one()
-                     for t in ("campaign", "delivery", "send_batch", "event"))
+        return tuple(
+            conn.execute(sa.text(f"SELECT count(*) FROM {t}")).scalar_one()
+            for t in ("campaign", "delivery", "send_batch", "event")
+        )
 
 
 @pytest.fixture
@@ -66,32 +75,51 @@ def spring(project: Project) -> Path:
 
 
 def ny_project(project: Project) -> None:
-    (project.path / "sponsorcast.toml").write_text('timezone = "America/New_York"\n' + PROJECT_TOML, encoding="utf-8")
+    (project.path / "sponsorcast.toml").write_text(
+        'timezone = "America/New_York"\n' + PROJECT_TOML, encoding="utf-8"
+    )
 
 
 # --------------------------------------------------------------------------- parsing
 
 
-@pytest.mark.parametrize(("text", "expected"), [
-    ("2030-12-01T09:00:00+01:00", datetime(2030, 12, 1, 8, 0, tzinfo=UTC)),
-    ("2030-12-01T09:00Z", datetime(2030, 12, 1, 9, 0, tzinfo=UTC)),
-    ("2030-12-01 09:00", datetime(2030, 12, 1, 14, 0, tzinfo=UTC)),  # EST, UTC-5
-    ("2030-07-01T09:00:30", datetime(2030, 7, 1, 13, 0, 30, tzinfo=UTC)),  # EDT, UTC-4
-    ("2026-11-01T01:30:00-05:00", datetime(2026, 11, 1, 6, 30, tzinfo=UTC)),  # the 2nd 01:30, named
-])
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("2030-12-01T09:00:00+01:00", datetime(2030, 12, 1, 8, 0, tzinfo=UTC)),
+        ("2030-12-01T09:00Z", datetime(2030, 12, 1, 9, 0, tzinfo=UTC)),
+        ("2030-12-01 09:00", datetime(2030, 12, 1, 14, 0, tzinfo=UTC)),  # EST, UTC-5
+        ("2030-07-01T09:00:30", datetime(2030, 7, 1, 13, 0, 30, tzinfo=UTC)),  # EDT, UTC-4
+        (
+            "2026-11-01T01:30:00-05:00",
+            datetime(2026, 11, 1, 6, 30, tzinfo=UTC),
+        ),  # the 2nd 01:30, named
+    ],
+)
 def test_parse_time_offsets_and_local_times(text: str, expected: datetime) -> None:
     value = parse_time(text, NY)
     assert value == expected and value.tzinfo == UTC
 
 
-@pytest.mark.parametrize(("text", "message"), [
-    ("2030-12-01", "The time '2030-12-01' is not a date and time."),
-    ("tomorrow 9am", "The time 'tomorrow 9am' is not a date and time."),
-    ("2030-13-01 09:00", "The time '2030-13-01 09:00' is not a valid date and time."),
-    ("2026-03-08 02:30", "The time 2026-03-08 02:30 does not exist in America/New_York (the clocks skip it)."),
-    ("2026-11-01 01:30", ("The time 2026-11-01 01:30 happens twice in America/New_York (the clocks go back); "
-                         "it is ambiguous.")),
-])
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("2030-12-01", "The time '2030-12-01' is not a date and time."),
+        ("tomorrow 9am", "The time 'tomorrow 9am' is not a date and time."),
+        ("2030-13-01 09:00", "The time '2030-13-01 09:00' is not a valid date and time."),
+        (
+            "2026-03-08 02:30",
+            "The time 2026-03-08 02:30 does not exist in America/New_York (the clocks skip it).",
+        ),
+        (
+            "2026-11-01 01:30",
+            (
+                "The time 2026-11-01 01:30 happens twice in America/New_York (the clocks go back); "
+                "it is ambiguous."
+            ),
+        ),
+    ],
+)
 def test_parse_time_refuses_what_it_cannot_place(text: str, message: str) -> None:
     with pytest.raises(BadInput) as info:
         parse_time(text, NY)
@@ -101,12 +129,24 @@ def test_parse_time_refuses_what_it_cannot_place(text: str, message: str) -> Non
 def test_ambiguous_time_hint_names_both_offsets() -> None:
     with pytest.raises(BadInput) as info:
         parse_time("2026-11-01 01:30", NY)
-    assert info.value.hint == "Give the UTC offset, e.g. 2026-11-01T01:30-04:00 (possible offsets: -04:00 or -05:00)."
+    assert (
+        info.value.hint
+        == "Give the UTC offset, e.g. 2026-11-01T01:30-04:00 (possible offsets: -04:00 or -05:00)."
+    )
 
 
-@pytest.mark.parametrize(("text", "seconds"), [
-    ("90m", 5400), ("24h", 86400), ("2d", 172800), ("1h30m", 5400), ("45s", 45), ("600", 600), ("1w", 604800),
-])
+@pytest.mark.parametrize(
+    ("text", "seconds"),
+    [
+        ("90m", 5400),
+        ("24h", 86400),
+        ("2d", 172800),
+        ("1h30m", 5400),
+        ("45s", 45),
+        ("600", 600),
+        ("1w", 604800),
+    ],
+)
 def test_parse_duration(text: str, seconds: int) -> None:
     assert parse_duration(text) == timedelta(seconds=seconds)
 
@@ -126,12 +166,15 @@ def test_format_duration() -> None:
 # --------------------------------------------------------------------------- schedule
 
 
-def test_schedule_from_file_stores_snapshot_and_event(project: Project, store: Store, spring: Path) -> None:
+def test_schedule_from_file_stores_snapshot_and_event(
+    project: Project, store: Store, spring: Path
+) -> None:
     add_leads(store, 3)
     result = project.run("schedule", "spring.md", env={"SPONSORCAST_NOW": NOW})
     assert result.exit_code == 0, result.stderr
     assert result.stdout == (
-        "Scheduled 'spring' for " + datetime(2030, 12, 1, 8, tzinfo=UTC).astimezone().isoformat()
+        "Scheduled 'spring' for "
+        + datetime(2030, 12, 1, 8, tzinfo=UTC).astimezone().isoformat()
         + " (the system time zone) to 3 recipient(s); every recipient rendered. 'sponsorcast run-due' "
         "sends it once that time has come.\n"
     )
@@ -142,31 +185,50 @@ def test_schedule_from_file_stores_snapshot_and_event(project: Project, store: S
     assert row["subject"] == "{{ first_name }}, hello from {{ sponsor.name }}"
     assert row["source_path"] == str(spring.resolve())
     assert row["content_hash"] and row["total_recipients"] == 3 and row["started_at"] is None
-    assert [(t, f) for t, f, _ in history(store)] == [("campaign.draft", None), ("campaign.scheduled", "draft")]
+    assert [(t, f) for t, f, _ in history(store)] == [
+        ("campaign.draft", None),
+        ("campaign.scheduled", "draft"),
+    ]
     assert table_counts(store)[1:3] == (0, 0)  # no deliveries, no batches until run-due
 
 
-def test_schedule_at_local_time_in_configured_zone(project: Project, store: Store, spring: Path) -> None:
+def test_schedule_at_local_time_in_configured_zone(
+    project: Project, store: Store, spring: Path
+) -> None:
     ny_project(project)
     add_leads(store, 1)
-    result = project.run("schedule", "spring.md", "--at", "2030-12-01 09:00", env={"SPONSORCAST_NOW": NOW})
+    result = project.run(
+        "schedule", "spring.md", "--at", "2030-12-01 09:00", env={"SPONSORCAST_NOW": NOW}
+    )
     assert result.exit_code == 0, result.stderr
     assert "for 2030-12-01T09:00:00-05:00 (America/New_York)" in result.stdout
     row = campaign_row(project.store())
     assert row is not None and row["send_at"].startswith("2030-12-01 14:00:00")
 
 
-@pytest.mark.parametrize(("args", "message"), [
-    (("--at", "2030-01-01T00:00:00Z"),
-     ("Error: The send time 2030-01-01T00:00:00+00:00 is in the past (now is 2030-06-01T12:00:00+00:00); "
-     "nothing was scheduled.\nHint: Give a later time with --at, or send it now with 'sponsorcast send "
-     "spring.md'.\n")),
-    (("--at", "next week"),
-     ("Error: The --at time 'next week' is not a date and time.\nHint: Write a date and time, e.g. "
-     "2026-12-01T09:00:00+01:00, or 2026-12-01 09:00 for local time.\n")),
-])
-def test_schedule_bad_times_exit_2_and_change_nothing(project: Project, store: Store, spring: Path,
-                                                      args: tuple[str, ...], message: str) -> None:
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (
+            ("--at", "2030-01-01T00:00:00Z"),
+            (
+                "Error: The send time 2030-01-01T00:00:00+00:00 is in the past (now is 2030-06-01T12:00:00+00:00); "
+                "nothing was scheduled.\nHint: Give a later time with --at, or send it now with 'sponsorcast send "
+                "spring.md'.\n"
+            ),
+        ),
+        (
+            ("--at", "next week"),
+            (
+                "Error: The --at time 'next week' is not a date and time.\nHint: Write a date and time, e.g. "
+                "2026-12-01T09:00:00+01:00, or 2026-12-01 09:00 for local time.\n"
+            ),
+        ),
+    ],
+)
+def test_schedule_bad_times_exit_2_and_change_nothing(
+    project: Project, store: Store, spring: Path, args: tuple[str, ...], message: str
+) -> None:
     add_leads(store, 2)
     before = table_counts(store)
     result = project.run("schedule", "spring.md", *args, env={"SPONSORCAST_NOW": NOW, "TZ": "UTC"})
@@ -177,12 +239,16 @@ def test_schedule_bad_times_exit_2_and_change_nothing(project: Project, store: S
 
 
 def test_schedule_without_any_time_is_an_error(project: Project, store: Store) -> None:
-    (project.path / "nodate.md").write_text(CAMPAIGN.replace("send_at: 2030-12-01T09:00:00+01:00\n", ""))
+    (project.path / "nodate.md").write_text(
+        CAMPAIGN.replace("send_at: 2030-12-01T09:00:00+01:00\n", "")
+    )
     before = table_counts(store)
     result = project.run("schedule", "nodate.md")
     assert result.exit_code == 2
-    assert result.stderr.startswith("Error: nodate.md has no send_at and no --at was given; "
-                                    "there is no time to schedule it for.\n")
+    assert result.stderr.startswith(
+        "Error: nodate.md has no send_at and no --at was given; "
+        "there is no time to schedule it for.\n"
+    )
     assert table_counts(store) == before
 
 
@@ -192,8 +258,10 @@ def test_schedule_refuses_a_campaign_that_does_not_render(project: Project, stor
     before = table_counts(store)
     result = project.run("schedule", "broken.md", env={"SPONSORCAST_NOW": NOW})
     assert result.exit_code == 2
-    assert result.stderr == ("Error: broken.md:8: undefined variable 'booth' for 2 recipient(s); nothing was "
-                             "scheduled\nHint: 'sponsorcast render broken.md --check' lists every problem.\n")
+    assert result.stderr == (
+        "Error: broken.md:8: undefined variable 'booth' for 2 recipient(s); nothing was "
+        "scheduled\nHint: 'sponsorcast render broken.md --check' lists every problem.\n"
+    )
     assert table_counts(store) == before
 
 
@@ -203,12 +271,16 @@ def test_bad_sponsorcast_now_is_an_error(project: Project, spring: Path) -> None
     assert result.stderr.startswith("Error: The SPONSORCAST_NOW 'soon' is not a date and time.")
 
 
-def test_reschedule_of_an_edited_file_updates_it(project: Project, store: Store, spring: Path) -> None:
+def test_reschedule_of_an_edited_file_updates_it(
+    project: Project, store: Store, spring: Path
+) -> None:
     add_leads(store, 2)
     assert project.run("schedule", "spring.md", env={"SPONSORCAST_NOW": NOW}).exit_code == 0
     first = campaign_row(store)
     spring.write_text(CAMPAIGN.replace("hello from", "greetings from"), encoding="utf-8")
-    result = project.run("schedule", "spring.md", "--at", "2030-12-02T10:00:00Z", env={"SPONSORCAST_NOW": NOW})
+    result = project.run(
+        "schedule", "spring.md", "--at", "2030-12-02T10:00:00Z", env={"SPONSORCAST_NOW": NOW}
+    )
     assert result.exit_code == 0, result.stderr
     assert result.stdout.startswith("Rescheduled 'spring' for ")
     row = campaign_row(store)
@@ -220,14 +292,17 @@ def test_reschedule_of_an_edited_file_updates_it(project: Project, store: Store,
     assert history(store)[-1][2].startswith("rescheduled for 2030-12-02")
 
 
-def test_schedule_after_sending_began_is_refused(project: Project, store: Store, spring: Path) -> None:
+def test_schedule_after_sending_began_is_refused(
+    project: Project, store: Store, spring: Path
+) -> None:
     add_leads(store, 2)
     _send_by_hand(project, store, spring)
     before = table_counts(store)
     result = project.run("schedule", "spring.md", env={"SPONSORCAST_NOW": NOW})
     assert result.exit_code == 2
     assert result.stderr.startswith(
-        "Error: Campaign 'spring' is sent: sending already began, so it cannot be scheduled again.")
+        "Error: Campaign 'spring' is sent: sending already began, so it cannot be scheduled again."
+    )
     assert table_counts(store) == before
 
 
@@ -241,13 +316,19 @@ def test_unschedule_goes_back_to_draft(project: Project, store: Store, spring: P
     assert history(store)[-1] == ("campaign.draft", "scheduled", "unscheduled by user")
     again = project.run("unschedule", "spring")
     assert again.exit_code == 2
-    assert again.stderr.startswith("Error: Campaign 'spring' is draft; only a scheduled or missed campaign "
-                                   "can be unscheduled.")
+    assert again.stderr.startswith(
+        "Error: Campaign 'spring' is draft; only a scheduled or missed campaign can be unscheduled."
+    )
     unknown = project.run("unschedule", "nope")
-    assert (unknown.exit_code, unknown.stderr.splitlines()[0]) == (2, "Error: Unknown campaign 'nope'.")
+    assert (unknown.exit_code, unknown.stderr.splitlines()[0]) == (
+        2,
+        "Error: Unknown campaign 'nope'.",
+    )
 
 
-def test_schedule_library_takes_an_injected_clock(project: Project, store: Store, spring: Path) -> None:
+def test_schedule_library_takes_an_injected_clock(
+    project: Project, store: Store, spring: Path
+) -> None:
     add_leads(store, 1)
     late_now = datetime(2031, 1, 1, tzinfo=UTC)
     with pytest.raises(BadInput, match="is in the past"):
@@ -259,12 +340,18 @@ def test_schedule_library_takes_an_injected_clock(project: Project, store: Store
 # --------------------------------------------------------------------------- lifecycle
 
 
-def _send_by_hand(project: Project, store: Store, path: Path, transport: MemoryTransport | None = None) -> Any:
+def _send_by_hand(
+    project: Project, store: Store, path: Path, transport: MemoryTransport | None = None
+) -> Any:
     config = project.config
-    return send_campaign(store, config, plan_send(store, config, path), transport=transport or MemoryTransport())
+    return send_campaign(
+        store, config, plan_send(store, config, path), transport=transport or MemoryTransport()
+    )
 
 
-def test_pause_stops_the_running_sender_at_its_next_claim(project: Project, store: Store, spring: Path) -> None:
+def test_pause_stops_the_running_sender_at_its_next_claim(
+    project: Project, store: Store, spring: Path
+) -> None:
     # one worker, so that "the next claim" is well defined (several workers have several in flight)
     (project.path / "sponsorcast.toml").write_text(PROJECT_TOML + "\n[resend]\nconcurrency = 1\n")
     add_leads(store, 500)
@@ -289,30 +376,49 @@ def test_pause_stops_the_running_sender_at_its_next_claim(project: Project, stor
     resumed = project.run("campaigns", "resume", "spring")
     assert (resumed.exit_code, resumed.stdout) == (0, "Campaign 'spring' is sending again.\n")
     report = run_campaign(store, config, "spring", transport=t)
-    assert report.status == "sent" and len(t.delivered) == 500 and len({to for to, _ in t.delivered}) == 500
+    assert (
+        report.status == "sent"
+        and len(t.delivered) == 500
+        and len({to for to, _ in t.delivered}) == 500
+    )
     causes = [(t_, c) for t_, _, c in history(store)]
-    assert causes[-3:] == [("campaign.paused", "paused by user"), ("campaign.sending", "resumed by user"),
-                           ("campaign.sent", "every batch sent")]
+    assert causes[-3:] == [
+        ("campaign.paused", "paused by user"),
+        ("campaign.sending", "resumed by user"),
+        ("campaign.sent", "every batch sent"),
+    ]
 
 
-def test_cancel_marks_pending_deliveries_cancelled(project: Project, store: Store, spring: Path) -> None:
+def test_cancel_marks_pending_deliveries_cancelled(
+    project: Project, store: Store, spring: Path
+) -> None:
     add_leads(store, 250)
     t = MemoryTransport()
     config = project.config
     send_campaign(store, config, plan_send(store, config, spring), transport=t, limit=100)
     result = project.run("campaigns", "cancel", "spring")
     assert (result.exit_code, result.stdout) == (
-        0, "Cancelled campaign 'spring'; 150 pending deliveries will not be sent.\n")
+        0,
+        "Cancelled campaign 'spring'; 150 pending deliveries will not be sent.\n",
+    )
     shown = json.loads(project.run("campaigns", "show", "spring", "--json").stdout)
     assert shown["status"] == "cancelled" and shown["deliveries"] == {"sent": 100, "cancelled": 150}
-    assert shown["history"][-1]["status"] == "cancelled" and shown["history"][-1]["cause"] == "cancelled by user"
+    assert (
+        shown["history"][-1]["status"] == "cancelled"
+        and shown["history"][-1]["cause"] == "cancelled by user"
+    )
     report = _send_by_hand(project, store, spring, t)
     assert report.already_finished and len(t.delivered) == 100
     again = project.run("campaigns", "cancel", "spring")
-    assert (again.exit_code, again.stderr.splitlines()[0]) == (2, "Error: Campaign 'spring' is already cancelled.")
+    assert (again.exit_code, again.stderr.splitlines()[0]) == (
+        2,
+        "Error: Campaign 'spring' is already cancelled.",
+    )
 
 
-def test_delete_only_a_campaign_that_sent_nothing(project: Project, store: Store, spring: Path) -> None:
+def test_delete_only_a_campaign_that_sent_nothing(
+    project: Project, store: Store, spring: Path
+) -> None:
     add_leads(store, 2)
     project.run("schedule", "spring.md", env={"SPONSORCAST_NOW": NOW})
     result = project.run("campaigns", "delete", "spring")
@@ -322,8 +428,10 @@ def test_delete_only_a_campaign_that_sent_nothing(project: Project, store: Store
     before = table_counts(store)
     refused = project.run("campaigns", "delete", "spring")
     assert refused.exit_code == 2
-    assert refused.stderr == ("Error: Campaign 'spring' has sent emails and cannot be deleted.\n"
-                              "Hint: Cancel it instead; its ledger is kept.\n")
+    assert refused.stderr == (
+        "Error: Campaign 'spring' has sent emails and cannot be deleted.\n"
+        "Hint: Cancel it instead; its ledger is kept.\n"
+    )
     assert table_counts(store) == before
 
 
@@ -337,13 +445,17 @@ def test_show_prints_the_history(project: Project, store: Store, spring: Path) -
     lines = [line for line in result.stdout.splitlines() if line.startswith("│ 20")]
     # the history table: one row per transition, with time, from, to and cause
     assert [line.split("│")[2:4] for line in lines] == [
-        ["           ", " draft     "], [" draft     ", " scheduled "],
-        [" scheduled ", " paused    "], [" paused    ", " scheduled "],
+        ["           ", " draft     "],
+        [" draft     ", " scheduled "],
+        [" scheduled ", " paused    "],
+        [" paused    ", " scheduled "],
     ]
     assert "paused by user" in result.stdout and "resumed by user" in result.stdout
 
 
-def test_paused_before_start_then_sent_by_hand_sends_everyone(project: Project, store: Store, spring: Path) -> None:
+def test_paused_before_start_then_sent_by_hand_sends_everyone(
+    project: Project, store: Store, spring: Path
+) -> None:
     # a campaign paused while still scheduled has no deliveries yet: send must snapshot it
     add_leads(store, 120)
     project.run("schedule", "spring.md", env={"SPONSORCAST_NOW": NOW})
@@ -353,7 +465,9 @@ def test_paused_before_start_then_sent_by_hand_sends_everyone(project: Project, 
     assert report.status == "sent" and len(t.delivered) == 120
 
 
-def test_resume_of_a_missed_campaign_says_how_to_send_it(project: Project, store: Store, spring: Path) -> None:
+def test_resume_of_a_missed_campaign_says_how_to_send_it(
+    project: Project, store: Store, spring: Path
+) -> None:
     add_leads(store, 1)
     project.run("schedule", "spring.md", env={"SPONSORCAST_NOW": NOW})
     assert project.run("run-due", env={"SPONSORCAST_NOW": "2030-12-05T00:00:00Z"}).exit_code == 1
@@ -362,4 +476,5 @@ def test_resume_of_a_missed_campaign_says_how_to_send_it(project: Project, store
     assert result.stderr == (
         "Error: Campaign 'spring' missed its send time; resuming would not send it.\n"
         f"Hint: Send it now with 'sponsorcast send {spring.resolve()}', or give it a new time with "
-        "'sponsorcast schedule CAMPAIGN --at TIME'.\n")
+        "'sponsorcast schedule CAMPAIGN --at TIME'.\n"
+    )

@@ -14,7 +14,14 @@ from typing import Any
 import pytest
 import sqlalchemy as sa
 
-from sponsorcast.errors import AuthError, BatchRejected, ConfigError, OutcomeUnknown, QuotaExceeded, TemplateError
+from sponsorcast.errors import (
+    AuthError,
+    BatchRejected,
+    ConfigError,
+    OutcomeUnknown,
+    QuotaExceeded,
+    TemplateError,
+)
 from sponsorcast.models import Delivery, Lead, SendBatch, Suppression, utcnow
 from sponsorcast.send import plan_send, run_campaign, send_campaign
 from sponsorcast.store import Store
@@ -38,12 +45,24 @@ def add_leads(store: Store, n: int, *, prefix: str = "lead", sponsor: str = "def
     """Insert n leads through Core."""
     now = utcnow()
     with store.write() as conn:
-        conn.execute(Lead.__table__.insert(), [  # type: ignore[attr-defined]
-            {"sponsor_id": sponsor, "email": f"{prefix}{i}@example.com", "name": f"Lead {i}",
-             "first_name": f"L{i}", "company": f"Co{i}", "follow_up_status": "new", "tags": "",
-             "fields": {}, "created_at": now, "updated_at": now}
-            for i in range(n)
-        ])
+        conn.execute(
+            Lead.__table__.insert(),
+            [  # type: ignore[attr-defined]
+                {
+                    "sponsor_id": sponsor,
+                    "email": f"{prefix}{i}@example.com",
+                    "name": f"Lead {i}",
+                    "first_name": f"L{i}",
+                    "company": f"Co{i}",
+                    "follow_up_status": "new",
+                    "tags": "",
+                    "fields": {},
+                    "created_at": now,
+                    "updated_at": now,
+                }
+                for i in range(n)
+            ],
+        )
 
 
 @dataclass
@@ -59,7 +78,9 @@ class MemoryTransport:
     reject: set[str] = field(default_factory=set)  # addresses refused per email
     keys: list[str] = field(default_factory=list)
 
-    async def send_batch(self, emails: Sequence[OutgoingEmail], idempotency_key: str) -> BatchOutcome:
+    async def send_batch(
+        self, emails: Sequence[OutgoingEmail], idempotency_key: str
+    ) -> BatchOutcome:
         self.keys.append(idempotency_key)
         if self.fail_next:
             raise self.fail_next.pop(0)
@@ -100,7 +121,9 @@ def _send(project: Project, store: Store, path: Path, transport: MemoryTransport
 
 def _statuses(store: Store) -> dict[str, int]:
     with store.read() as conn:
-        rows = conn.execute(sa.select(Delivery.status, sa.func.count()).group_by(Delivery.status)).all()  # type: ignore[call-overload]
+        rows = conn.execute(
+            sa.select(Delivery.status, sa.func.count()).group_by(Delivery.status)
+        ).all()  # type: ignore[call-overload]
     return dict(rows)
 
 
@@ -131,7 +154,9 @@ def test_personalised_payload(project: Project, store: Store, spring: Path) -> N
     assert body["headers"]["List-Unsubscribe"].startswith("<mailto:")
 
 
-def test_lost_answer_is_resent_under_same_key_not_twice(project: Project, store: Store, spring: Path) -> None:
+def test_lost_answer_is_resent_under_same_key_not_twice(
+    project: Project, store: Store, spring: Path
+) -> None:
     add_leads(store, 150)
     t = MemoryTransport(lose_next=1)
     first = _send(project, store, spring, t)
@@ -144,22 +169,45 @@ def test_lost_answer_is_resent_under_same_key_not_twice(project: Project, store:
     assert _statuses(store) == {"sent": 150}
 
 
-def test_suppressed_addresses_are_counted_not_sent(project: Project, store: Store, spring: Path) -> None:
+def test_suppressed_addresses_are_counted_not_sent(
+    project: Project, store: Store, spring: Path
+) -> None:
     add_leads(store, 5)
     with store.write() as conn:
-        conn.execute(Suppression.__table__.insert().values(  # type: ignore[attr-defined]
-            email="lead1@example.com", sponsor_id="*", reason="bounced", created_at=utcnow()))
-        conn.execute(Suppression.__table__.insert().values(  # type: ignore[attr-defined]
-            email="lead2@example.com", sponsor_id="default", reason="unsubscribed", created_at=utcnow()))
-        conn.execute(Suppression.__table__.insert().values(  # type: ignore[attr-defined]
-            email="lead3@example.com", sponsor_id="other", reason="unsubscribed", created_at=utcnow()))
+        conn.execute(
+            Suppression.__table__.insert().values(  # type: ignore[attr-defined]
+                email="lead1@example.com", sponsor_id="*", reason="bounced", created_at=utcnow()
+            )
+        )
+        conn.execute(
+            Suppression.__table__.insert().values(  # type: ignore[attr-defined]
+                email="lead2@example.com",
+                sponsor_id="default",
+                reason="unsubscribed",
+                created_at=utcnow(),
+            )
+        )
+        conn.execute(
+            Suppression.__table__.insert().values(  # type: ignore[attr-defined]
+                email="lead3@example.com",
+                sponsor_id="other",
+                reason="unsubscribed",
+                created_at=utcnow(),
+            )
+        )
     t = MemoryTransport()
     report = _send(project, store, spring, t)
-    assert sorted(to for to, _ in t.delivered) == ["lead0@example.com", "lead3@example.com", "lead4@example.com"]
+    assert sorted(to for to, _ in t.delivered) == [
+        "lead0@example.com",
+        "lead3@example.com",
+        "lead4@example.com",
+    ]
     assert report.counts == {"sent": 3, "suppressed": 2}
 
 
-def test_suppression_added_after_snapshot_is_honoured_at_claim(project: Project, store: Store, spring: Path) -> None:
+def test_suppression_added_after_snapshot_is_honoured_at_claim(
+    project: Project, store: Store, spring: Path
+) -> None:
     add_leads(store, 3)
     t = MemoryTransport(fail_next=[QuotaExceeded("daily quota", name="daily_quota_exceeded")])
     with pytest.raises(QuotaExceeded):
@@ -169,8 +217,11 @@ def test_suppression_added_after_snapshot_is_honoured_at_claim(project: Project,
     # the batch was attempted: its payload is fixed, so a new suppression cannot change it...
     # ...but one that was never attempted is re-checked: use a fresh campaign to show it
     with store.write() as conn:
-        conn.execute(Suppression.__table__.insert().values(  # type: ignore[attr-defined]
-            email="lead0@example.com", sponsor_id="*", reason="complained", created_at=utcnow()))
+        conn.execute(
+            Suppression.__table__.insert().values(  # type: ignore[attr-defined]
+                email="lead0@example.com", sponsor_id="*", reason="complained", created_at=utcnow()
+            )
+        )
     other = project.path / "other.md"
     other.write_text(CAMPAIGN.replace("name: Spring", "name: Other"), encoding="utf-8")
     add_leads(store, 2, prefix="late")
@@ -180,7 +231,9 @@ def test_suppression_added_after_snapshot_is_honoured_at_claim(project: Project,
     assert len(t2.delivered) == 4
 
 
-def test_quota_pauses_and_a_later_run_finishes(project: Project, store: Store, spring: Path) -> None:
+def test_quota_pauses_and_a_later_run_finishes(
+    project: Project, store: Store, spring: Path
+) -> None:
     add_leads(store, 250)
     t = MemoryTransport(fail_next=[QuotaExceeded("daily quota", name="daily_quota_exceeded")])
     with pytest.raises(QuotaExceeded):
@@ -196,27 +249,40 @@ def test_quota_pauses_and_a_later_run_finishes(project: Project, store: Store, s
 
 def test_auth_error_marks_nothing_failed(project: Project, store: Store, spring: Path) -> None:
     add_leads(store, 10)
-    t = MemoryTransport(fail_next=[AuthError("The provider refused the API key (401 missing_api_key).")])
+    t = MemoryTransport(
+        fail_next=[AuthError("The provider refused the API key (401 missing_api_key).")]
+    )
     with pytest.raises(AuthError):
         _send(project, store, spring, t)
     statuses = _statuses(store)
     assert "failed" not in statuses and sum(statuses.values()) == 10
 
 
-def test_one_invalid_address_fails_only_that_delivery(project: Project, store: Store, spring: Path) -> None:
+def test_one_invalid_address_fails_only_that_delivery(
+    project: Project, store: Store, spring: Path
+) -> None:
     add_leads(store, 5)
     t = MemoryTransport(reject={"lead2@example.com"})
     report = _send(project, store, spring, t)
     assert report.counts == {"sent": 4, "failed": 1} and not report.ok
     with store.read() as conn:
-        err = conn.execute(sa.text("SELECT last_error FROM delivery WHERE recipient = 'lead2@example.com'")).scalar()
+        err = conn.execute(
+            sa.text("SELECT last_error FROM delivery WHERE recipient = 'lead2@example.com'")
+        ).scalar()
     assert err == "Invalid `to` field: lead2@example.com"
 
 
-def test_whole_batch_rejected_fails_its_deliveries(project: Project, store: Store, spring: Path) -> None:
+def test_whole_batch_rejected_fails_its_deliveries(
+    project: Project, store: Store, spring: Path
+) -> None:
     add_leads(store, 3)
-    t = MemoryTransport(fail_next=[BatchRejected("422", status=422, name="invalid_from_address",
-                                                 reason="Invalid `from` field.")])
+    t = MemoryTransport(
+        fail_next=[
+            BatchRejected(
+                "422", status=422, name="invalid_from_address", reason="Invalid `from` field."
+            )
+        ]
+    )
     report = _send(project, store, spring, t)
     assert report.counts == {"failed": 3} and report.status == "sent"
 
@@ -241,7 +307,9 @@ def test_template_error_sends_nothing_and_writes_nothing(project: Project, store
     assert t.delivered == [] and _statuses(store) == {}
 
 
-def test_changed_file_after_sending_began_is_refused(project: Project, store: Store, spring: Path) -> None:
+def test_changed_file_after_sending_began_is_refused(
+    project: Project, store: Store, spring: Path
+) -> None:
     add_leads(store, 2)
     _send(project, store, spring, MemoryTransport(lose_next=1))
     spring.write_text(CAMPAIGN.replace("hello", "hi again"), encoding="utf-8")
@@ -284,25 +352,37 @@ def test_batch_keys_are_stable_and_recorded(project: Project, store: Store, spri
     t = MemoryTransport()
     _send(project, store, spring, t)
     with store.read() as conn:
-        keys = conn.execute(sa.select(SendBatch.idempotency_key).order_by(SendBatch.number)).scalars().all()  # type: ignore[call-overload]
+        keys = (
+            conn.execute(sa.select(SendBatch.idempotency_key).order_by(SendBatch.number))
+            .scalars()
+            .all()
+        )  # type: ignore[call-overload]
     assert keys == t.keys and all(k.startswith("sc-spring-") for k in keys)
 
 
 # --------------------------------------------------------------------------- through the CLI
 
 
-def test_cli_send_to_outbox_then_again_says_finished(project: Project, store: Store, spring: Path) -> None:
+def test_cli_send_to_outbox_then_again_says_finished(
+    project: Project, store: Store, spring: Path
+) -> None:
     add_leads(store, 3)
     r = project.run("send", "spring.md", "--yes")
     assert r.exit_code == 0, r.stderr
     assert "Outbox transport: emails were written as .eml files; nothing was sent." in r.stdout
-    assert sorted(p.name for p in (project.path / "outbox" / "spring").iterdir()) == ["1.eml", "2.eml", "3.eml"]
+    assert sorted(p.name for p in (project.path / "outbox" / "spring").iterdir()) == [
+        "1.eml",
+        "2.eml",
+        "3.eml",
+    ]
     r = project.run("send", "spring.md", "--yes")
     assert r.exit_code == 0
     assert r.stdout == "Campaign 'spring' is already sent; nothing was sent.\n"
 
 
-def test_cli_test_send_is_prefixed_and_not_recorded(project: Project, store: Store, spring: Path) -> None:
+def test_cli_test_send_is_prefixed_and_not_recorded(
+    project: Project, store: Store, spring: Path
+) -> None:
     add_leads(store, 2)
     r = project.run("send", "spring.md", "--test", "me@example.org", "--test", "you@example.org")
     assert r.exit_code == 0, r.stderr
@@ -331,23 +411,46 @@ def test_cli_unknown_campaign_file_exit_2(project: Project) -> None:
     assert "nope.md" in r.stderr and r.stderr.count("\n") <= 2
 
 
-def test_cli_deliveries_json_csv_and_status_filter(project: Project, store: Store, spring: Path) -> None:
+def test_cli_deliveries_json_csv_and_status_filter(
+    project: Project, store: Store, spring: Path
+) -> None:
     add_leads(store, 3)
     with store.write() as conn:
-        conn.execute(Suppression.__table__.insert().values(  # type: ignore[attr-defined]
-            email="lead1@example.com", sponsor_id="*", reason="manual", created_at=utcnow()))
+        conn.execute(
+            Suppression.__table__.insert().values(  # type: ignore[attr-defined]
+                email="lead1@example.com", sponsor_id="*", reason="manual", created_at=utcnow()
+            )
+        )
     assert project.run("send", "spring.md", "--yes").exit_code == 0
     r = project.run("deliveries", "spring", "--json")
     rows = json.loads(r.stdout)
     assert [(d["recipient"], d["status"]) for d in rows] == [
-        ("lead0@example.com", "sent"), ("lead1@example.com", "suppressed"), ("lead2@example.com", "sent")]
-    assert set(rows[0]) == {"id", "recipient", "status", "attempts", "last_error", "provider_message_id",
-                            "batch", "sent_at", "delivered_at", "opened_at", "open_count",
-                            "first_click_at", "click_count", "unsubscribed_at"}
+        ("lead0@example.com", "sent"),
+        ("lead1@example.com", "suppressed"),
+        ("lead2@example.com", "sent"),
+    ]
+    assert set(rows[0]) == {
+        "id",
+        "recipient",
+        "status",
+        "attempts",
+        "last_error",
+        "provider_message_id",
+        "batch",
+        "sent_at",
+        "delivered_at",
+        "opened_at",
+        "open_count",
+        "first_click_at",
+        "click_count",
+        "unsubscribed_at",
+    }
     assert rows[0]["provider_message_id"] == "outbox-1"
     r = project.run("deliveries", "spring", "--status", "suppressed", "--csv")
     lines = r.stdout.splitlines()
-    assert lines[0].startswith("id,recipient,status,attempts,last_error,provider_message_id,batch,sent_at")
+    assert lines[0].startswith(
+        "id,recipient,status,attempts,last_error,provider_message_id,batch,sent_at"
+    )
     assert len(lines) == 2 and ",lead1@example.com,suppressed,0,," in lines[1]
     r = project.run("deliveries", "spring", "--status", "lost")
     assert r.exit_code == 2 and "Unknown delivery status 'lost'" in r.stderr
@@ -359,11 +462,33 @@ def test_cli_stats_json_keys(project: Project, store: Store, spring: Path) -> No
     add_leads(store, 4)
     assert project.run("send", "spring.md", "--yes").exit_code == 0
     data = json.loads(project.run("stats", "spring", "--json").stdout)
-    assert list(data) == ["campaign", "status", "total_recipients", "pending", "sent", "delivered",
-                          "failed", "bounced", "complained", "suppressed", "cancelled", "opened", "clicked",
-                          "unsubscribed", "open_rate", "click_rate", "started_at", "finished_at",
-                          "emails_per_second"]
-    assert (data["campaign"], data["status"], data["total_recipients"], data["sent"]) == ("spring", "sent", 4, 4)
+    assert list(data) == [
+        "campaign",
+        "status",
+        "total_recipients",
+        "pending",
+        "sent",
+        "delivered",
+        "failed",
+        "bounced",
+        "complained",
+        "suppressed",
+        "cancelled",
+        "opened",
+        "clicked",
+        "unsubscribed",
+        "open_rate",
+        "click_rate",
+        "started_at",
+        "finished_at",
+        "emails_per_second",
+    ]
+    assert (data["campaign"], data["status"], data["total_recipients"], data["sent"]) == (
+        "spring",
+        "sent",
+        4,
+        4,
+    )
     r = project.run("stats", "ghost", "--json")
     assert r.exit_code == 2
 
@@ -373,8 +498,18 @@ def test_cli_campaign_lifecycle(project: Project, store: Store, spring: Path) ->
     t = MemoryTransport(lose_next=1)
     _send(project, store, spring, t, limit=100)  # one batch, its answer lost: still sending
     listed = json.loads(project.run("campaigns", "list", "--json").stdout)
-    assert listed == [{"id": "spring", "name": "Spring", "sponsor": "default", "status": "sending",
-                       "total_recipients": 150, "sent": 0, "failed": 0, "send_at": None}]
+    assert listed == [
+        {
+            "id": "spring",
+            "name": "Spring",
+            "sponsor": "default",
+            "status": "sending",
+            "total_recipients": 150,
+            "sent": 0,
+            "failed": 0,
+            "send_at": None,
+        }
+    ]
     assert project.run("campaigns", "pause", "spring").exit_code == 0
     r = project.run("campaigns", "pause", "spring")
     assert r.exit_code == 2 and "is paused" in r.stderr
@@ -391,7 +526,9 @@ def test_cli_campaign_lifecycle(project: Project, store: Store, spring: Path) ->
     assert json.loads(project.run("stats", "spring", "--json").stdout)["cancelled"] == 50
 
 
-def test_cli_delete_only_when_nothing_was_sent(project: Project, store: Store, spring: Path) -> None:
+def test_cli_delete_only_when_nothing_was_sent(
+    project: Project, store: Store, spring: Path
+) -> None:
     from sponsorcast.send import snapshot
 
     add_leads(store, 3)
@@ -409,7 +546,9 @@ def test_cli_delete_only_when_nothing_was_sent(project: Project, store: Store, s
     assert r.exit_code == 2 and "cannot be deleted" in r.stderr
 
 
-def test_unknown_outcome_past_24h_is_reported_not_resent(project: Project, store: Store, spring: Path) -> None:
+def test_unknown_outcome_past_24h_is_reported_not_resent(
+    project: Project, store: Store, spring: Path
+) -> None:
     from datetime import timedelta
 
     add_leads(store, 150)
@@ -417,42 +556,61 @@ def test_unknown_outcome_past_24h_is_reported_not_resent(project: Project, store
     _send(project, store, spring, t, limit=100)
     lost_key = t.keys[0]
     with store.write() as conn:
-        conn.execute(SendBatch.__table__.update().where(SendBatch.__table__.c.idempotency_key == lost_key)  # type: ignore[attr-defined]
-                     .values(first_attempt_at=utcnow() - timedelta(hours=25)))
+        conn.execute(
+            SendBatch.__table__.update()
+            .where(SendBatch.__table__.c.idempotency_key == lost_key)  # type: ignore[attr-defined]
+            .values(first_attempt_at=utcnow() - timedelta(hours=25))
+        )
     report = _send(project, store, spring, t)
     assert t.keys.count(lost_key) == 1  # never re-sent: the provider forgot the key
     assert report.counts == {"failed": 100, "sent": 50}
     with store.read() as conn:
-        reason = conn.execute(sa.text("SELECT DISTINCT last_error FROM delivery WHERE status = 'failed'")).scalar()
-        events = conn.execute(sa.text("SELECT count(*) FROM event WHERE type = 'batch.unknown'")).scalar()
+        reason = conn.execute(
+            sa.text("SELECT DISTINCT last_error FROM delivery WHERE status = 'failed'")
+        ).scalar()
+        events = conn.execute(
+            sa.text("SELECT count(*) FROM event WHERE type = 'batch.unknown'")
+        ).scalar()
     assert reason.startswith("outcome unknown: no answer from the provider within its 24 h")
     assert events == 1
 
 
-def test_changed_lead_after_lost_answer_resends_the_first_attempts_emails(project: Project, store: Store, spring: Path) -> None:
+def test_changed_lead_after_lost_answer_resends_the_first_attempts_emails(
+    project: Project, store: Store, spring: Path
+) -> None:
     add_leads(store, 3)
     t = MemoryTransport(lose_next=1)
     first = _send(project, store, spring, t)
     assert first.unknown_batches == 1 and not first.ok
     with store.write() as conn:
-        conn.execute(sa.text("UPDATE lead SET first_name = 'Renamed' WHERE email = 'lead0@example.com'"))
+        conn.execute(
+            sa.text("UPDATE lead SET first_name = 'Renamed' WHERE email = 'lead0@example.com'")
+        )
     report = _send(project, store, spring, t)
     # the same key again, with the kept body (MemoryTransport asserts it is identical)
     assert t.keys == [t.keys[0], t.keys[0]]
     assert report.counts == {"sent": 3} and report.ok
-    assert sorted(to for to, _ in t.delivered) == ["lead0@example.com", "lead1@example.com", "lead2@example.com"]
+    assert sorted(to for to, _ in t.delivered) == [
+        "lead0@example.com",
+        "lead1@example.com",
+        "lead2@example.com",
+    ]
     with store.read() as conn:
         kept = conn.execute(sa.text("SELECT payload FROM send_batch")).scalar()
     assert kept is None  # dropped once the batch was answered
 
 
-def test_batch_attempted_by_an_older_version_is_still_compared_by_hash(project: Project, store: Store, spring: Path) -> None:
+def test_batch_attempted_by_an_older_version_is_still_compared_by_hash(
+    project: Project, store: Store, spring: Path
+) -> None:
     add_leads(store, 3)
     t = MemoryTransport(lose_next=1)
     _send(project, store, spring, t)
     with store.write() as conn:  # what a store written before payloads were kept looks like
         conn.execute(sa.text("UPDATE send_batch SET payload = NULL"))
-        conn.execute(sa.text("UPDATE lead SET first_name = 'Renamed' WHERE email = 'lead0@example.com'"))
+        conn.execute(
+            sa.text("UPDATE lead SET first_name = 'Renamed' WHERE email = 'lead0@example.com'")
+        )
     report = _send(project, store, spring, t)
     assert len(t.keys) == 1  # the changed batch is not sent again, under any key
     assert report.counts == {"failed": 3}

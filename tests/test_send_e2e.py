@@ -39,10 +39,13 @@ Hi {{ first_name }}, thanks for stopping by.
 ROOT = Path(__file__).resolve().parent.parent
 
 
-def resend_project(project: Project, fake: FakeResend, *, extra: str = "", rate_limit: str = "100") -> None:
+def resend_project(
+    project: Project, fake: FakeResend, *, extra: str = "", rate_limit: str = "100"
+) -> None:
     """Point the project at the stand-in with the resend transport (same store: SQLite or PostgreSQL)."""
     store_url = project.config.store_url
-    (project.path / "sponsorcast.toml").write_text(f"""\
+    (project.path / "sponsorcast.toml").write_text(
+        f"""\
 [store]
 url = "{store_url}"
 
@@ -62,7 +65,9 @@ lease_seconds = 3
 name = "Example Events"
 from = "Example Events <hello@example.com>"
 postal_address = "1 Example Street, Springfield"
-{extra}""", encoding="utf-8")
+{extra}""",
+        encoding="utf-8",
+    )
     (project.path / "spring.md").write_text(CAMPAIGN, encoding="utf-8")
 
 
@@ -70,26 +75,54 @@ def add_leads(store: Store, emails: list[str]) -> None:
     """Insert leads through Core."""
     now = utcnow()
     with store.write() as conn:
-        conn.execute(Lead.__table__.insert(), [  # type: ignore[attr-defined]
-            {"sponsor_id": "default", "email": e, "first_name": f"F{i}", "follow_up_status": "new",
-             "tags": "", "fields": {}, "created_at": now, "updated_at": now}
-            for i, e in enumerate(emails)
-        ])
+        conn.execute(
+            Lead.__table__.insert(),
+            [  # type: ignore[attr-defined]
+                {
+                    "sponsor_id": "default",
+                    "email": e,
+                    "first_name": f"F{i}",
+                    "follow_up_status": "new",
+                    "tags": "",
+                    "fields": {},
+                    "created_at": now,
+                    "updated_at": now,
+                }
+                for i, e in enumerate(emails)
+            ],
+        )
 
 
 def emails(n: int) -> list[str]:
     return [f"person{i}@example.com" for i in range(n)]
 
 
-def spawn(project: Project, fake: FakeResend, *args: str, key: str | None = None) -> subprocess.Popen[bytes]:
+def spawn(
+    project: Project, fake: FakeResend, *args: str, key: str | None = None
+) -> subprocess.Popen[bytes]:
     """Start ``sponsorcast`` as a real process in the project directory."""
-    env = {**os.environ, "RESEND_API_KEY": key or fake.api_key, "PYTHONPATH": str(ROOT),
-           "SPONSORCAST_CONFIG": "", "SPONSORCAST_DB": "", "RESEND_BASE_URL": "", "COLUMNS": "100"}
-    return subprocess.Popen([sys.executable, "-m", "sponsorcast", *args], cwd=project.path, env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL)
+    env = {
+        **os.environ,
+        "RESEND_API_KEY": key or fake.api_key,
+        "PYTHONPATH": str(ROOT),
+        "SPONSORCAST_CONFIG": "",
+        "SPONSORCAST_DB": "",
+        "RESEND_BASE_URL": "",
+        "COLUMNS": "100",
+    }
+    return subprocess.Popen(
+        [sys.executable, "-m", "sponsorcast", *args],
+        cwd=project.path,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        stdin=subprocess.DEVNULL,
+    )
 
 
-def run(project: Project, fake: FakeResend, *args: str, key: str | None = None) -> tuple[int, str, str]:
+def run(
+    project: Project, fake: FakeResend, *args: str, key: str | None = None
+) -> tuple[int, str, str]:
     proc = spawn(project, fake, *args, key=key)
     out, err = proc.communicate(timeout=120)
     return proc.returncode, out.decode(), err.decode()
@@ -97,7 +130,9 @@ def run(project: Project, fake: FakeResend, *args: str, key: str | None = None) 
 
 def ledger(store: Store) -> dict[str, tuple[str, str | None]]:
     with store.read() as conn:
-        rows = conn.execute(sa.text("SELECT recipient, status, provider_message_id FROM delivery")).all()
+        rows = conn.execute(
+            sa.text("SELECT recipient, status, provider_message_id FROM delivery")
+        ).all()
     return {r[0]: (r[1], r[2]) for r in rows}
 
 
@@ -116,7 +151,9 @@ def assert_exactly_once(fake: FakeResend, store: Store, expected: list[str]) -> 
 
 
 @pytest.mark.slow
-def test_exactly_once_under_sigkill_5xx_and_lost_answers(project: Project, store: Store, fake_resend: FakeResend) -> None:
+def test_exactly_once_under_sigkill_5xx_and_lost_answers(
+    project: Project, store: Store, fake_resend: FakeResend
+) -> None:
     resend_project(project, fake_resend)
     people = emails(3000)
     add_leads(store, people)
@@ -143,24 +180,35 @@ def test_exactly_once_under_sigkill_5xx_and_lost_answers(project: Project, store
     assert_exactly_once(fake_resend, store, people)
 
 
-def test_two_processes_started_together_send_each_email_once(project: Project, store: Store, fake_resend: FakeResend) -> None:
+def test_two_processes_started_together_send_each_email_once(
+    project: Project, store: Store, fake_resend: FakeResend
+) -> None:
     resend_project(project, fake_resend, extra="")
     people = emails(1500)
     add_leads(store, people)
     fake_resend.configure(latency=0.05)
     procs = [spawn(project, fake_resend, "send", "spring.md", "--yes") for _ in range(2)]
     results = [p.communicate(timeout=120) for p in procs]
-    assert all(p.returncode == 0 for p in procs), [(p.returncode, o.decode(), e.decode()) for p, (o, e) in zip(procs, results)]
+    assert all(p.returncode == 0 for p in procs), [
+        (p.returncode, o.decode(), e.decode()) for p, (o, e) in zip(procs, results)
+    ]
     assert_exactly_once(fake_resend, store, people)
     with store.read() as conn:
-        starts = conn.execute(sa.text("SELECT count(*) FROM event WHERE type = 'campaign.sending'")).scalar()
+        starts = conn.execute(
+            sa.text("SELECT count(*) FROM event WHERE type = 'campaign.sending'")
+        ).scalar()
     assert starts == 1
 
 
-def test_steady_run_with_limiter_sees_no_429(project: Project, store: Store, fake_resend: FakeResend) -> None:
+def test_steady_run_with_limiter_sees_no_429(
+    project: Project, store: Store, fake_resend: FakeResend
+) -> None:
     resend_project(project, fake_resend, rate_limit='"auto"', extra="")
     (project.path / "sponsorcast.toml").write_text(
-        (project.path / "sponsorcast.toml").read_text().replace("max_attempts = 3", "max_attempts = 3\nbatch_size = 20"))
+        (project.path / "sponsorcast.toml")
+        .read_text()
+        .replace("max_attempts = 3", "max_attempts = 3\nbatch_size = 20")
+    )
     people = emails(400)  # 20 requests
     add_leads(store, people)
     fake_resend.configure(rate=5, latency=0.02)
@@ -170,12 +218,17 @@ def test_steady_run_with_limiter_sees_no_429(project: Project, store: Store, fak
     assert_exactly_once(fake_resend, store, people)
 
 
-def test_burst_of_429s_loses_and_duplicates_nothing(project: Project, store: Store, fake_resend: FakeResend) -> None:
+def test_burst_of_429s_loses_and_duplicates_nothing(
+    project: Project, store: Store, fake_resend: FakeResend
+) -> None:
     # a burst of 429s (as when another process on the same team takes the quota) while the
     # provider allows 10/s: every batch still goes out once
     resend_project(project, fake_resend, rate_limit="50", extra="")
     (project.path / "sponsorcast.toml").write_text(
-        (project.path / "sponsorcast.toml").read_text().replace("max_attempts = 3", "max_attempts = 5\nbatch_size = 25"))
+        (project.path / "sponsorcast.toml")
+        .read_text()
+        .replace("max_attempts = 3", "max_attempts = 5\nbatch_size = 25")
+    )
     people = emails(250)
     add_leads(store, people)
     fake_resend.configure(rate=10, limit_next=6)
@@ -188,7 +241,9 @@ def test_burst_of_429s_loses_and_duplicates_nothing(project: Project, store: Sto
     assert_exactly_once(fake_resend, store, people)
 
 
-def test_quota_pauses_then_a_later_run_finishes(project: Project, store: Store, fake_resend: FakeResend) -> None:
+def test_quota_pauses_then_a_later_run_finishes(
+    project: Project, store: Store, fake_resend: FakeResend
+) -> None:
     resend_project(project, fake_resend)
     people = emails(450)
     add_leads(store, people)
@@ -205,10 +260,14 @@ def test_quota_pauses_then_a_later_run_finishes(project: Project, store: Store, 
     assert_exactly_once(fake_resend, store, people)
 
 
-def test_401_exits_3_with_nothing_failed(project: Project, store: Store, fake_resend: FakeResend) -> None:
+def test_401_exits_3_with_nothing_failed(
+    project: Project, store: Store, fake_resend: FakeResend
+) -> None:
     resend_project(project, fake_resend)
     add_leads(store, emails(30))
-    code, out, err = run(project, fake_resend, "send", "spring.md", "--yes", key="re_wrong_key_12345")
+    code, out, err = run(
+        project, fake_resend, "send", "spring.md", "--yes", key="re_wrong_key_12345"
+    )
     assert code == 3
     assert "re_wrong_key_12345" not in out + err
     assert err.startswith("Error: ")
@@ -216,7 +275,9 @@ def test_401_exits_3_with_nothing_failed(project: Project, store: Store, fake_re
     assert fake_resend.accepted == []
 
 
-def test_one_invalid_address_fails_only_that_delivery(project: Project, store: Store, fake_resend: FakeResend) -> None:
+def test_one_invalid_address_fails_only_that_delivery(
+    project: Project, store: Store, fake_resend: FakeResend
+) -> None:
     resend_project(project, fake_resend)
     people = emails(9)
     add_leads(store, [*people[:4], "broken@nodot", *people[4:]])
@@ -227,12 +288,18 @@ def test_one_invalid_address_fails_only_that_delivery(project: Project, store: S
     assert {s for s, _ in book.values()} == {"sent"}
     assert sorted(received(fake_resend)) == sorted(people)
     with store.read() as conn:
-        err_msg = conn.execute(sa.text("SELECT last_error FROM delivery WHERE status = 'failed'")).scalar()
+        err_msg = conn.execute(
+            sa.text("SELECT last_error FROM delivery WHERE status = 'failed'")
+        ).scalar()
     assert err_msg and err_msg.startswith("Invalid `to` field")
 
 
-def test_resend_request_matches_openapi_and_headers(project: Project, store: Store, fake_resend: FakeResend) -> None:
-    resend_project(project, fake_resend, extra='\n[tracking]\nunsubscribe_mailto = "unsub@example.com"\n')
+def test_resend_request_matches_openapi_and_headers(
+    project: Project, store: Store, fake_resend: FakeResend
+) -> None:
+    resend_project(
+        project, fake_resend, extra='\n[tracking]\nunsubscribe_mailto = "unsub@example.com"\n'
+    )
     add_leads(store, emails(2))
     fake_resend.configure(keep_bodies=True)
     code, out, err = run(project, fake_resend, "send", "spring.md", "--yes")
@@ -246,7 +313,9 @@ def test_resend_request_matches_openapi_and_headers(project: Project, store: Sto
     assert first.html and "1 Example Street, Springfield" in first.html
 
 
-def test_ctrl_c_exits_130_and_the_next_run_resumes(project: Project, store: Store, fake_resend: FakeResend) -> None:
+def test_ctrl_c_exits_130_and_the_next_run_resumes(
+    project: Project, store: Store, fake_resend: FakeResend
+) -> None:
     resend_project(project, fake_resend)
     people = emails(2000)
     add_leads(store, people)
@@ -284,12 +353,17 @@ def _change_reimport(project: Project, fake: FakeResend) -> None:
 
 def _change_sponsor(project: Project, fake: FakeResend) -> None:
     toml = project.path / "sponsorcast.toml"
-    toml.write_text(toml.read_text().replace('name = "Example Events"', 'name = "Renamed Events"')
-                    .replace("1 Example Street", "2 Other Road"))
+    toml.write_text(
+        toml.read_text()
+        .replace('name = "Example Events"', 'name = "Renamed Events"')
+        .replace("1 Example Street", "2 Other Road")
+    )
 
 
 def _change_suppression(project: Project, fake: FakeResend) -> None:
-    code, out, err = run(project, fake, "suppress", "add", "person0@example.com", "--sponsor", "default")
+    code, out, err = run(
+        project, fake, "suppress", "add", "person0@example.com", "--sponsor", "default"
+    )
     assert code == 0, err
 
 
@@ -299,16 +373,24 @@ def _change_config(project: Project, fake: FakeResend) -> None:
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize(("failure", "change"), [
-    ("5xx", _change_reimport), ("lost", _change_sponsor),
-    ("5xx", _change_suppression), ("lost", _change_config),
-], ids=["5xx-reimport", "lost-sponsor-edit", "5xx-suppression", "lost-config-edit"])
+@pytest.mark.parametrize(
+    ("failure", "change"),
+    [
+        ("5xx", _change_reimport),
+        ("lost", _change_sponsor),
+        ("5xx", _change_suppression),
+        ("lost", _change_config),
+    ],
+    ids=["5xx-reimport", "lost-sponsor-edit", "5xx-suppression", "lost-config-edit"],
+)
 def test_resume_resends_the_first_attempts_bytes_whatever_changed(
     project: Project, store: Store, fake_resend: FakeResend, failure: str, change: Any
 ) -> None:
     resend_project(project, fake_resend)
     toml = project.path / "sponsorcast.toml"
-    toml.write_text(toml.read_text().replace("max_attempts = 3", "max_attempts = 2\nbatch_size = 50"))
+    toml.write_text(
+        toml.read_text().replace("max_attempts = 3", "max_attempts = 2\nbatch_size = 50")
+    )
     people = emails(150)  # three batches
     add_leads(store, people)
     if failure == "5xx":
@@ -328,9 +410,11 @@ def test_resume_resends_the_first_attempts_bytes_whatever_changed(
     assert _bodies_by_key(fake_resend) == first  # the same keys, each with its first body
     assert_exactly_once(fake_resend, store, people)
     with store.read() as conn:
-        status, kept = conn.execute(sa.text(
-            "SELECT c.status, (SELECT count(*) FROM send_batch WHERE payload IS NOT NULL) FROM campaign c"
-        )).one()
+        status, kept = conn.execute(
+            sa.text(
+                "SELECT c.status, (SELECT count(*) FROM send_batch WHERE payload IS NOT NULL) FROM campaign c"
+            )
+        ).one()
     assert (status, kept) == ("sent", 0)
 
 
@@ -344,11 +428,15 @@ def test_a_run_ending_with_unconfirmed_deliveries_exits_1_and_counts_them(
     code, _out, err = run(project, fake_resend, "send", "spring.md", "--yes")
     assert code == 1 and "1 batch(es) got no answer" in err
     with store.write() as conn:  # no answer for longer than the provider keeps keys
-        conn.execute(sa.text("UPDATE send_batch SET first_attempt_at = '2020-01-01 00:00:00.000000'"))
+        conn.execute(
+            sa.text("UPDATE send_batch SET first_attempt_at = '2020-01-01 00:00:00.000000'")
+        )
     code, out, err = run(project, fake_resend, "send", "spring.md", "--yes")
     assert code == 1, (out, err)
-    assert ("Warning: 5 delivery(ies) failed in this run, 5 of them with an outcome the provider "
-            "never confirmed; 'sponsorcast deliveries spring --status failed' lists them.") in " ".join(err.split())
+    assert (
+        "Warning: 5 delivery(ies) failed in this run, 5 of them with an outcome the provider "
+        "never confirmed; 'sponsorcast deliveries spring --status failed' lists them."
+    ) in " ".join(err.split())
     assert fake_resend.accepted == []
     listed = run(project, fake_resend, "campaigns", "list", "--json")[1]
     assert '"failed": 5' in listed

@@ -49,9 +49,15 @@ def sign(body: bytes, msg_id: str, ts: float = NOW, secret: str = VECTOR_SECRET)
     """Svix headers for a body, the way Resend signs it."""
     key = base64.b64decode(secret.removeprefix("whsec_"))
     stamp = str(int(ts))
-    sig = base64.b64encode(hmac.new(key, f"{msg_id}.{stamp}.".encode() + body, hashlib.sha256).digest())
-    return {"svix-id": msg_id, "svix-timestamp": stamp, "svix-signature": f"v1,{sig.decode()}",
-            "content-type": "application/json"}
+    sig = base64.b64encode(
+        hmac.new(key, f"{msg_id}.{stamp}.".encode() + body, hashlib.sha256).digest()
+    )
+    return {
+        "svix-id": msg_id,
+        "svix-timestamp": stamp,
+        "svix-signature": f"v1,{sig.decode()}",
+        "content-type": "application/json",
+    }
 
 
 @pytest.fixture
@@ -84,7 +90,9 @@ def test_webhook_applied_once(client: TestClient, store: Store) -> None:
     assert delivery(store, did)["open_count"] == 1
 
 
-@pytest.mark.parametrize("case", ["stale", "future", "bad-signature", "other-secret", "missing", "altered-body"])
+@pytest.mark.parametrize(
+    "case", ["stale", "future", "bad-signature", "other-secret", "missing", "altered-body"]
+)
 def test_webhook_refused_changes_nothing(client: TestClient, store: Store, case: str) -> None:
     seed(store, ["ann@example.org"])
     body = json.dumps(event("email.bounced", "spring-msg-0", bounce={"type": "Permanent"})).encode()
@@ -130,16 +138,25 @@ def test_pixel_records_an_open(client: TestClient, store: Store) -> None:
     assert row["opened_at"] is not None and row["delivered_at"] is not None
 
 
-def test_forged_and_altered_tokens_get_404_and_change_nothing(client: TestClient, store: Store) -> None:
+def test_forged_and_altered_tokens_get_404_and_change_nothing(
+    client: TestClient, store: Store
+) -> None:
     [did] = seed(store, ["ann@example.org"])
     good = token("o", did)
     altered = good[:3] + ("A" if good[3] != "A" else "B") + good[4:]
     forged = tracking.make_token("not-our-secret", "o", did)
     unknown_delivery = token("o", did + 100)
     before = snapshot(store)
-    for path in (f"/o/{altered}.gif", f"/o/{forged}.gif", f"/o/{unknown_delivery}.gif", "/o/abc.gif",
-                 f"/c/{token('o', did)}", f"/c/{tracking.make_token('nope', 'c', did, 0)}",
-                 f"/u/{token('c', did, 0)}", f"/u/{forged}"):
+    for path in (
+        f"/o/{altered}.gif",
+        f"/o/{forged}.gif",
+        f"/o/{unknown_delivery}.gif",
+        "/o/abc.gif",
+        f"/c/{token('o', did)}",
+        f"/c/{tracking.make_token('nope', 'c', did, 0)}",
+        f"/u/{token('c', did, 0)}",
+        f"/u/{forged}",
+    ):
         assert client.get(path).status_code == 404, path
     assert client.post(f"/u/{tracking.make_token('nope', 'u', did)}").status_code == 404
     assert snapshot(store) == before
@@ -155,7 +172,9 @@ def test_click_redirects_to_the_campaign_link(client: TestClient, store: Store) 
     assert (response.status_code, response.headers["location"]) == (302, personal)
     row = delivery(store, did)
     assert (row["click_count"], row["status"]) == (2, "delivered")
-    clicks = [r["payload"]["url"] for r in table_rows(store, tracking.event_t) if r["type"] == "click"]
+    clicks = [
+        r["payload"]["url"] for r in table_rows(store, tracking.event_t) if r["type"] == "click"
+    ]
     assert clicks == ["https://example.com/demo?src=mail&x=1", personal]
 
 
@@ -197,14 +216,18 @@ def test_one_click_post_unsubscribes_for_that_sponsor(client: TestClient, store:
     add_sponsor(store, "acme", "Acme Corp")
     [did] = seed(store, ["ann@example.org"], campaign="acme-news", sponsor="acme")
     seed(store, ["ann@example.org"], campaign="spring", sponsor="default")
-    response = client.post(f"/u/{token('u', did)}", content=b"List-Unsubscribe=One-Click",
-                           headers={"content-type": "application/x-www-form-urlencoded"})
+    response = client.post(
+        f"/u/{token('u', did)}",
+        content=b"List-Unsubscribe=One-Click",
+        headers={"content-type": "application/x-www-form-urlencoded"},
+    )
     assert response.status_code == 200
     assert "Acme Corp" in response.text
     row = delivery(store, did)
     assert row["unsubscribed_at"] is not None
-    assert [(r["email"], r["sponsor_id"], r["reason"]) for r in table_rows(store, suppression_t)] == [
-        ("ann@example.org", "acme", "unsubscribed")]
+    assert [
+        (r["email"], r["sponsor_id"], r["reason"]) for r in table_rows(store, suppression_t)
+    ] == [("ann@example.org", "acme", "unsubscribed")]
     # the next campaign of that sponsor skips the address; the other sponsor's does not
     assert suppressed_leads(store, "acme") == ["ann@example.org"]
     assert suppressed_leads(store, "default") == []
@@ -230,8 +253,11 @@ def free_port() -> int:
 def live(config: Config, store: Store) -> Iterator[str]:
     """The app under uvicorn in a thread on a free 127.0.0.1 port; yields its base URL."""
     port = free_port()
-    server = uvicorn.Server(server_config(create_app(config, store), "127.0.0.1", port,
-                                          header_seconds=0.5, log_level="warning"))
+    server = uvicorn.Server(
+        server_config(
+            create_app(config, store), "127.0.0.1", port, header_seconds=0.5, log_level="warning"
+        )
+    )
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
     deadline = time.monotonic() + 10
@@ -250,22 +276,35 @@ def test_over_real_http(live: str, store: Store) -> None:
     with httpx.Client(base_url=live, follow_redirects=False, timeout=10) as http:
         assert http.get("/healthz").text == "ok\n"
         body = json.dumps(event("email.delivered", "spring-msg-1")).encode()
-        webhook = http.post("/webhooks/resend", content=body, headers=sign(body, "msg_live", time.time()))
+        webhook = http.post(
+            "/webhooks/resend", content=body, headers=sign(body, "msg_live", time.time())
+        )
         assert (webhook.status_code, webhook.json()) == (200, {"outcome": "applied"})
-        stale = http.post("/webhooks/resend", content=body, headers=sign(body, "msg_old", time.time() - 600))
+        stale = http.post(
+            "/webhooks/resend", content=body, headers=sign(body, "msg_old", time.time() - 600)
+        )
         assert stale.status_code == 401
         assert http.get(f"/o/{token('o', did)}.gif").content == PIXEL
         click = http.get(f"/c/{token('c', did, 1)}")
         assert (click.status_code, click.headers["location"]) == (302, "https://example.com/agenda")
-        assert http.post(f"/u/{token('u', did)}", data={"List-Unsubscribe": "One-Click"}).status_code == 200
+        assert (
+            http.post(f"/u/{token('u', did)}", data={"List-Unsubscribe": "One-Click"}).status_code
+            == 200
+        )
         assert http.get(f"/o/{token('o', did)[:-1]}0.gif").status_code == 404
     row = delivery(store, did)
-    assert (row["open_count"], row["click_count"], row["unsubscribed_at"] is not None) == (1, 1, True)
+    assert (row["open_count"], row["click_count"], row["unsubscribed_at"] is not None) == (
+        1,
+        1,
+        True,
+    )
     assert delivery(store, other)["status"] == "delivered"
     assert suppressed_leads(store, "default") == ["ann@example.org"]
 
 
-def test_links_made_for_an_email_work_against_the_server(config: Config, client: TestClient, store: Store) -> None:
+def test_links_made_for_an_email_work_against_the_server(
+    config: Config, client: TestClient, store: Store
+) -> None:
     """The URLs links_for puts in an email are the ones the server accepts."""
     [did] = seed(store, ["ann@example.org"])
     links, headers = tracking.links_for(config, "spring", did, tracking.campaign_links(BODY))
@@ -275,42 +314,59 @@ def test_links_made_for_an_email_work_against_the_server(config: Config, client:
     click = client.get(links.click("https://example.com/raw").removeprefix(base))
     assert click.headers["location"] == "https://example.com/raw"
     one_click = headers["List-Unsubscribe"].split(",")[0].strip("<>")
-    assert client.post(one_click.removeprefix(base), content=b"List-Unsubscribe=One-Click").status_code == 200
+    assert (
+        client.post(one_click.removeprefix(base), content=b"List-Unsubscribe=One-Click").status_code
+        == 200
+    )
     assert delivery(store, did)["unsubscribed_at"] is not None
 
 
 def test_serve_without_any_secret_is_a_config_error(project: Any) -> None:
-    result = project.run("serve", "--port", "1", env={"SPONSORCAST_SECRET": "", "RESEND_WEBHOOK_SECRET": ""})
+    result = project.run(
+        "serve", "--port", "1", env={"SPONSORCAST_SECRET": "", "RESEND_WEBHOOK_SECRET": ""}
+    )
     assert result.exit_code == 3
     assert result.stderr.startswith(
-        "Error: Neither SPONSORCAST_SECRET nor RESEND_WEBHOOK_SECRET is set, so there is nothing to serve.")
+        "Error: Neither SPONSORCAST_SECRET nor RESEND_WEBHOOK_SECRET is set, so there is nothing to serve."
+    )
 
 
 def test_serve_with_public_url_needs_the_tracking_secret(project: Any) -> None:
     toml = project.path / "sponsorcast.toml"
     toml.write_text(toml.read_text() + '\n[tracking]\npublic_url = "https://t.example.com"\n')
-    result = project.run("serve", env={"RESEND_WEBHOOK_SECRET": VECTOR_SECRET, "SPONSORCAST_SECRET": ""})
+    result = project.run(
+        "serve", env={"RESEND_WEBHOOK_SECRET": VECTOR_SECRET, "SPONSORCAST_SECRET": ""}
+    )
     assert result.exit_code == 3
-    assert result.stderr.startswith("Error: SPONSORCAST_SECRET is not set; it signs tracking and unsubscribe links.")
+    assert result.stderr.startswith(
+        "Error: SPONSORCAST_SECRET is not set; it signs tracking and unsubscribe links."
+    )
 
 
 def test_serve_warnings(config: Config) -> None:
     from sponsorcast.server import serve_warnings
 
     assert serve_warnings(config) == []
-    only_webhooks = dataclasses.replace(config, tracking=dataclasses.replace(config.tracking, public_url=""),
-                                        secrets=Secrets(webhook_secret=VECTOR_SECRET))
+    only_webhooks = dataclasses.replace(
+        config,
+        tracking=dataclasses.replace(config.tracking, public_url=""),
+        secrets=Secrets(webhook_secret=VECTOR_SECRET),
+    )
     assert serve_warnings(only_webhooks) == [
-        "SPONSORCAST_SECRET is not set: open, click and unsubscribe links answer 404."]
+        "SPONSORCAST_SECRET is not set: open, click and unsubscribe links answer 404."
+    ]
 
 
 def test_serve_warns_about_plain_http_public_url(config: Config) -> None:
     from sponsorcast.server import serve_warnings
 
-    plain = dataclasses.replace(config, tracking=dataclasses.replace(config.tracking, public_url="http://t.example.com"))
+    plain = dataclasses.replace(
+        config, tracking=dataclasses.replace(config.tracking, public_url="http://t.example.com")
+    )
     assert serve_warnings(plain) == [
         "tracking.public_url is not https://: mail providers ignore one-click unsubscribe without HTTPS; "
-        "put serve behind a TLS proxy."]
+        "put serve behind a TLS proxy."
+    ]
 
 
 def test_head_requests_record_nothing(client: TestClient, store: Store) -> None:
@@ -334,14 +390,22 @@ def test_routes_on_each_backend(config: Config, store_url: str) -> None:
         with TestClient(create_app(config, store, clock=lambda: NOW), follow_redirects=False) as c:
             body = json.dumps(event("email.complained", "spring-msg-1")).encode()
             for _ in range(2):
-                assert c.post("/webhooks/resend", content=body, headers=sign(body, "msg_pg")).status_code == 200
+                assert (
+                    c.post(
+                        "/webhooks/resend", content=body, headers=sign(body, "msg_pg")
+                    ).status_code
+                    == 200
+                )
             assert c.get(f"/o/{token('o', did)}.gif").status_code == 200
-            assert c.get(f"/c/{token('c', did, 2)}").headers["location"] == "https://example.com/raw"
+            assert (
+                c.get(f"/c/{token('c', did, 2)}").headers["location"] == "https://example.com/raw"
+            )
             assert c.post(f"/u/{token('u', did)}").status_code == 200
             assert c.get(f"/c/{token('c', did, 2)[1:]}").status_code == 404
         stats = campaign_stats(store, "spring")
-        assert {k: stats[k] for k in ("delivered", "opened", "clicked", "complained", "unsubscribed")} == {
-            "delivered": 2, "opened": 1, "clicked": 1, "complained": 1, "unsubscribed": 1}
+        assert {
+            k: stats[k] for k in ("delivered", "opened", "clicked", "complained", "unsubscribed")
+        } == {"delivered": 2, "opened": 1, "clicked": 1, "complained": 1, "unsubscribed": 1}
         assert delivery(store, other)["status"] == "complained"
         assert suppressed_leads(store, "default") == ["ann@example.org", "bob@example.org"]
     finally:
@@ -380,7 +444,9 @@ def _raw(url: str, head: bytes, body: bytes = b"", *, close: bool = False) -> by
 def _post_head(length: int | None, signed: bool, *, chunked: bool = False) -> bytes:
     lines = ["POST /webhooks/resend HTTP/1.1", "Host: 127.0.0.1", "Content-Type: application/json"]
     if signed:
-        lines += [f"{k}: {v}" for k, v in sign(b"{}", "msg_x", time.time()).items() if k != "content-type"]
+        lines += [
+            f"{k}: {v}" for k, v in sign(b"{}", "msg_x", time.time()).items() if k != "content-type"
+        ]
     if length is not None:
         lines.append(f"Content-Length: {length}")
     if chunked:
@@ -402,10 +468,20 @@ def test_huge_bodies_are_refused_before_they_are_read(project: Any) -> None:
     import sys
 
     port = free_port()
-    env = {**os.environ, "RESEND_WEBHOOK_SECRET": VECTOR_SECRET, "SPONSORCAST_SECRET": SECRET,
-           "SPONSORCAST_CONFIG": "", "SPONSORCAST_DB": ""}
-    proc = subprocess.Popen([sys.executable, "-m", "sponsorcast", "serve", "--port", str(port)],
-                            cwd=project.path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    env = {
+        **os.environ,
+        "RESEND_WEBHOOK_SECRET": VECTOR_SECRET,
+        "SPONSORCAST_SECRET": SECRET,
+        "SPONSORCAST_CONFIG": "",
+        "SPONSORCAST_DB": "",
+    }
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "sponsorcast", "serve", "--port", str(port)],
+        cwd=project.path,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
     url = f"http://127.0.0.1:{port}"
     try:
         deadline = time.monotonic() + 20
@@ -424,8 +500,14 @@ def test_huge_bodies_are_refused_before_they_are_read(project: Any) -> None:
         declared = _raw(url, _post_head(gib, signed=True), b"x" * 65536)
         assert declared.startswith(b"HTTP/1.1 413 ")
         results: list[bytes] = []
-        threads = [threading.Thread(target=lambda: results.append(
-            _raw(url, _post_head(gib, signed=True), b"x" * (1 << 20)))) for _ in range(3)]
+        threads = [
+            threading.Thread(
+                target=lambda: results.append(
+                    _raw(url, _post_head(gib, signed=True), b"x" * (1 << 20))
+                )
+            )
+            for _ in range(3)
+        ]
         for t in threads:
             t.start()
         for t in threads:
@@ -456,7 +538,9 @@ def test_a_body_that_never_arrives_is_408(live: str, monkeypatch: pytest.MonkeyP
     assert answer.startswith(b"HTTP/1.1 408 ")
 
 
-def test_a_client_hanging_up_mid_body_is_one_log_line(live: str, caplog: pytest.LogCaptureFixture) -> None:
+def test_a_client_hanging_up_mid_body_is_one_log_line(
+    live: str, caplog: pytest.LogCaptureFixture
+) -> None:
     import logging
 
     caplog.set_level(logging.INFO)

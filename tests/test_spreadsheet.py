@@ -14,7 +14,7 @@ from .conftest import Project
 
 LEADS = (
     "email,first_name,company,title\n"
-    "=1+1@example.com,Eve,\"=HYPERLINK(\"\"https://evil.example\"\",\"\"click\"\")\",-CEO\n"
+    '=1+1@example.com,Eve,"=HYPERLINK(""https://evil.example"",""click"")",-CEO\n'
     "ada@example.com,Ada,@SUM(A1),+boss\n"
     "bob@example.com,Bob,-5 Ltd,Plain\n"
 )
@@ -33,7 +33,17 @@ def _cells(text: str, column: str) -> list[str]:
 
 def test_safe_cell_follows_the_owasp_rule() -> None:
     assert [safe_cell(v) for v in ["=1", "+1", "-1", "@a", "\tx", "\rx", "a=1", "", 5, None]] == [
-        "'=1", "'+1", "'-1", "'@a", "'\tx", "'\rx", "a=1", "", 5, None]
+        "'=1",
+        "'+1",
+        "'-1",
+        "'@a",
+        "'\tx",
+        "'\rx",
+        "a=1",
+        "",
+        5,
+        None,
+    ]
 
 
 def test_leads_list_csv_neutralises_and_raw_does_not(project: Project) -> None:
@@ -41,7 +51,11 @@ def test_leads_list_csv_neutralises_and_raw_does_not(project: Project) -> None:
     r = project.run("leads", "list", "--csv")
     assert r.exit_code == 0
     assert _cells(r.stdout, "email") == ["'=1+1@example.com", "ada@example.com", "bob@example.com"]
-    assert _cells(r.stdout, "company") == ["'=HYPERLINK(\"https://evil.example\",\"click\")", "'@SUM(A1)", "'-5 Ltd"]
+    assert _cells(r.stdout, "company") == [
+        '\'=HYPERLINK("https://evil.example","click")',
+        "'@SUM(A1)",
+        "'-5 Ltd",
+    ]
     assert _cells(r.stdout, "title") == ["'-CEO", "'+boss", "Plain"]
     raw = project.run("leads", "list", "--csv", "--raw")
     assert _cells(raw.stdout, "email") == ["=1+1@example.com", "ada@example.com", "bob@example.com"]
@@ -50,11 +64,17 @@ def test_leads_list_csv_neutralises_and_raw_does_not(project: Project) -> None:
 
 def test_deliveries_csv_neutralises(project: Project) -> None:
     _import(project)
-    (project.path / "c.md").write_text("---\nsubject: Hi\naudience:\n  type: all\n---\nHi {{ first_name }}\n")
+    (project.path / "c.md").write_text(
+        "---\nsubject: Hi\naudience:\n  type: all\n---\nHi {{ first_name }}\n"
+    )
     assert project.run("send", "c.md", "--yes").exit_code == 0
     r = project.run("deliveries", "c", "--csv")
     assert r.exit_code == 0
-    assert sorted(_cells(r.stdout, "recipient")) == ["'=1+1@example.com", "ada@example.com", "bob@example.com"]
+    assert sorted(_cells(r.stdout, "recipient")) == [
+        "'=1+1@example.com",
+        "ada@example.com",
+        "bob@example.com",
+    ]
     raw = project.run("deliveries", "c", "--csv", "--raw")
     assert sorted(_cells(raw.stdout, "recipient"))[0] == "=1+1@example.com"
 
@@ -76,7 +96,9 @@ def test_rejects_file_neutralises_unless_raw(project: Project) -> None:
     assert rows[1][:2] == ["not-an-address", "=cmd|' /C calc'!A0"]
 
 
-def test_deliveries_of_an_unknown_campaign_prints_no_csv_header(project: Project, store: Store) -> None:
+def test_deliveries_of_an_unknown_campaign_prints_no_csv_header(
+    project: Project, store: Store
+) -> None:
     r = project.run("deliveries", "ghost", "--csv")
     assert (r.exit_code, r.stdout) == (2, "")
     assert r.stderr.startswith("Error: Unknown campaign 'ghost'")

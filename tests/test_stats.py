@@ -22,24 +22,41 @@ def test_stats_after_scripted_events(store: Store) -> None:
     with store.write() as conn:
         # p7: suppressed at snapshot, p8 still pending, p9 failed (never accepted)
         for did, status in ((ids[7], "suppressed"), (ids[8], "pending"), (ids[9], "failed")):
-            conn.execute(delivery_t.update().where(delivery_t.c.id == did)
-                         .values(status=status, sent_at=None, provider_message_id=None))
+            conn.execute(
+                delivery_t.update()
+                .where(delivery_t.c.id == did)
+                .values(status=status, sent_at=None, provider_message_id=None)
+            )
     script = [
-        ("email.delivered", 0), ("email.delivered", 1), ("email.delivered", 2), ("email.delivered", 3),
-        ("email.opened", 0), ("email.opened", 0), ("email.opened", 1),   # p0 twice, p1 once
-        ("email.clicked", 0), ("email.clicked", 0),                      # p0 clicked twice
-        ("email.clicked", 4),                                            # p4: click before delivered
-        ("email.complained", 2),                                         # p2 delivered, then complained
-        ("email.bounced", 5),                                            # p5 hard bounce
-        ("email.delivery_delayed", 6),                                   # p6: only delayed
-        ("email.delivered", 1),                                          # late duplicate state
+        ("email.delivered", 0),
+        ("email.delivered", 1),
+        ("email.delivered", 2),
+        ("email.delivered", 3),
+        ("email.opened", 0),
+        ("email.opened", 0),
+        ("email.opened", 1),  # p0 twice, p1 once
+        ("email.clicked", 0),
+        ("email.clicked", 0),  # p0 clicked twice
+        ("email.clicked", 4),  # p4: click before delivered
+        ("email.complained", 2),  # p2 delivered, then complained
+        ("email.bounced", 5),  # p5 hard bounce
+        ("email.delivery_delayed", 6),  # p6: only delayed
+        ("email.delivered", 1),  # late duplicate state
     ]
     for n, (kind, who) in enumerate(script):
-        tracking.apply_event(store, event(kind, f"spring-msg-{who}", T0 + timedelta(minutes=n)), f"ev{n}")
+        tracking.apply_event(
+            store, event(kind, f"spring-msg-{who}", T0 + timedelta(minutes=n)), f"ev{n}"
+        )
     tracking.unsubscribe(store, ids[3])
-    tracking.apply_event(store, event("email.opened", "other-msg-0"), "ev-other")  # another campaign
+    tracking.apply_event(
+        store, event("email.opened", "other-msg-0"), "ev-other"
+    )  # another campaign
     with store.write() as conn:
-        conn.execute(sa.text("UPDATE campaign SET status = 'sent', finished_at = started_at WHERE id = 'spring'"))
+        conn.execute(
+            sa.text(
+                "UPDATE campaign SET status = 'sent', finished_at = started_at WHERE id = 'spring'"
+            )
+        )
 
     stats = campaign_stats(store, "spring")
     assert list(stats) == list(STATS_KEYS)
@@ -47,18 +64,18 @@ def test_stats_after_scripted_events(store: Store) -> None:
         "campaign": "spring",
         "status": "sent",
         "total_recipients": 10,
-        "pending": 1,          # p8
-        "sent": 7,             # p0–p6 were accepted
-        "delivered": 5,        # p0, p1, p2, p3, p4 (by its click)
-        "failed": 1,           # p9
-        "bounced": 1,          # p5
-        "complained": 1,       # p2
-        "suppressed": 1,       # p7
+        "pending": 1,  # p8
+        "sent": 7,  # p0–p6 were accepted
+        "delivered": 5,  # p0, p1, p2, p3, p4 (by its click)
+        "failed": 1,  # p9
+        "bounced": 1,  # p5
+        "complained": 1,  # p2
+        "suppressed": 1,  # p7
         "cancelled": 0,
-        "opened": 2,           # p0, p1 (recipients, not 3 events)
-        "clicked": 2,          # p0, p4
-        "unsubscribed": 1,     # p3
-        "open_rate": 28.6,     # 2 / 7
+        "opened": 2,  # p0, p1 (recipients, not 3 events)
+        "clicked": 2,  # p0, p4
+        "unsubscribed": 1,  # p3
+        "open_rate": 28.6,  # 2 / 7
         "click_rate": 28.6,
         "started_at": T0,
         "finished_at": T0,
@@ -70,8 +87,14 @@ def test_stats_after_scripted_events(store: Store) -> None:
 def test_stats_of_a_campaign_with_nothing_sent(store: Store) -> None:
     seed(store, ["a@example.org", "b@example.org"], status="pending", started_at=None)
     stats = campaign_stats(store, "spring")
-    assert (stats["pending"], stats["sent"], stats["open_rate"], stats["click_rate"],
-            stats["emails_per_second"], stats["started_at"]) == (2, 0, 0.0, 0.0, None, None)
+    assert (
+        stats["pending"],
+        stats["sent"],
+        stats["open_rate"],
+        stats["click_rate"],
+        stats["emails_per_second"],
+        stats["started_at"],
+    ) == (2, 0, 0.0, 0.0, None, None)
 
 
 def test_stats_unknown_campaign(store: Store) -> None:
@@ -88,10 +111,25 @@ def test_stats_json_through_the_cli(project: Any, store: Store) -> None:
     result = project.run("stats", "spring", "--json")
     assert result.exit_code == 0, result.stderr
     assert json.loads(result.stdout) == {
-        "campaign": "spring", "status": "sent", "total_recipients": 4, "pending": 0, "sent": 4,
-        "delivered": 2, "failed": 0, "bounced": 0, "complained": 0, "suppressed": 0, "cancelled": 0, "opened": 1,
-        "clicked": 1, "unsubscribed": 1, "open_rate": 25.0, "click_rate": 25.0,
-        "started_at": "2026-11-20T09:00:00+00:00", "finished_at": None, "emails_per_second": 1.33,
+        "campaign": "spring",
+        "status": "sent",
+        "total_recipients": 4,
+        "pending": 0,
+        "sent": 4,
+        "delivered": 2,
+        "failed": 0,
+        "bounced": 0,
+        "complained": 0,
+        "suppressed": 0,
+        "cancelled": 0,
+        "opened": 1,
+        "clicked": 1,
+        "unsubscribed": 1,
+        "open_rate": 25.0,
+        "click_rate": 25.0,
+        "started_at": "2026-11-20T09:00:00+00:00",
+        "finished_at": None,
+        "emails_per_second": 1.33,
     }
     missing = project.run("stats", "nope", "--json")
     assert (missing.exit_code, missing.stdout) == (2, "")

@@ -61,7 +61,9 @@ def test_cli_refuses_foreign_store_with_exit_2(project: Project) -> None:
 
 def test_config_sponsors_are_applied_and_file_wins(tmp_path: Path) -> None:
     url = f"sqlite:///{tmp_path / 's.db'}"
-    store = open_store(url, sponsors=(SponsorConfig(id="acme", name="Acme", from_address="A <a@acme.test>"),))
+    store = open_store(
+        url, sponsors=(SponsorConfig(id="acme", name="Acme", from_address="A <a@acme.test>"),)
+    )
     with store.session() as s:
         names = {sp.id: sp.name for sp in s.scalars(sa.select(Sponsor))}
     assert names == {"default": "Default sponsor", "acme": "Acme"}
@@ -73,8 +75,17 @@ def test_config_sponsors_are_applied_and_file_wins(tmp_path: Path) -> None:
 
 
 def test_sponsors_cli_add_list_show(project: Project) -> None:
-    r = project.run("sponsors", "add", "acme", "--name", "Acme", "--from", "Acme <hi@acme.test>",
-                    "--postal-address", "2 Road, Town")
+    r = project.run(
+        "sponsors",
+        "add",
+        "acme",
+        "--name",
+        "Acme",
+        "--from",
+        "Acme <hi@acme.test>",
+        "--postal-address",
+        "2 Road, Town",
+    )
     assert r.exit_code == 0, r.stderr
     assert r.stdout == "Added sponsor 'acme'.\n"
     r = project.run("sponsors", "show", "acme", "--json")
@@ -82,8 +93,14 @@ def test_sponsors_cli_add_list_show(project: Project) -> None:
     import json
 
     assert json.loads(r.stdout) == {
-        "id": "acme", "name": "Acme", "from": "Acme <hi@acme.test>", "reply_to": None,
-        "postal_address": "2 Road, Town", "messaging_enabled": True, "leads": 0, "campaigns": 0,
+        "id": "acme",
+        "name": "Acme",
+        "from": "Acme <hi@acme.test>",
+        "reply_to": None,
+        "postal_address": "2 Road, Town",
+        "messaging_enabled": True,
+        "leads": 0,
+        "campaigns": 0,
     }
     r = project.run("sponsors", "list", "--json")
     assert [s["id"] for s in json.loads(r.stdout)] == ["acme", "default"]
@@ -103,7 +120,9 @@ def test_unknown_sponsor_exit_2(project: Project) -> None:
     assert r.stderr.strip() == "Error: Unknown sponsor 'ghost' (known: default)."
 
 
-def test_reopening_never_opens_the_file_outside_sqlite(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_reopening_never_opens_the_file_outside_sqlite(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     # closing a plain handle on the file would drop the POSIX locks of this process's live
     # SQLite connections (and let another process delete the WAL under them)
     url = f"sqlite:///{tmp_path / 's.db'}"
@@ -121,7 +140,9 @@ def test_reopening_never_opens_the_file_outside_sqlite(tmp_path: Path, monkeypat
         assert conn.exec_driver_sql("SELECT count(*) FROM sponsor").scalar() == 1
 
 
-def test_a_store_locked_too_long_is_one_clear_error(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_store_locked_too_long_is_one_clear_error(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     import sponsorcast.store as store_module
     from sponsorcast.errors import StoreBusy
 
@@ -132,7 +153,10 @@ def test_a_store_locked_too_long_is_one_clear_error(tmp_path: Path, monkeypatch:
     monkeypatch.setattr(store_module, "BUSY_TIMEOUT_MS", 200)
     store = open_store(url, migrate=False)
     try:
-        with pytest.raises(StoreBusy, match="stayed locked by another process"), store.write() as conn:
+        with (
+            pytest.raises(StoreBusy, match="stayed locked by another process"),
+            store.write() as conn,
+        ):
             conn.exec_driver_sql("DELETE FROM sponsor")
     finally:
         holder.execute("ROLLBACK")

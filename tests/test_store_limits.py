@@ -26,8 +26,9 @@ CAMPAIGN = "---\nsubject: Hi\naudience:\n  type: all\n---\nHi {{ first_name }}\n
 
 def _mount(where: Path, *options: str) -> bool:
     where.mkdir(parents=True, exist_ok=True)
-    done = subprocess.run(["mount", "-t", "tmpfs", "-o", ",".join(options), "tmpfs", str(where)],
-                          capture_output=True)
+    done = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", ",".join(options), "tmpfs", str(where)], capture_output=True
+    )
     return done.returncode == 0
 
 
@@ -47,7 +48,9 @@ def _project(root: Path, runner_project: Project) -> Project:
     return Project(path=root, runner=runner_project.runner)
 
 
-def test_a_store_on_a_read_only_mount_reads_and_refuses_writes(project: Project, mounted: Path) -> None:
+def test_a_store_on_a_read_only_mount_reads_and_refuses_writes(
+    project: Project, mounted: Path
+) -> None:
     proj = _project(mounted, project)
     (mounted / "leads.csv").write_text(LEADS, encoding="utf-8")
     (mounted / "c.md").write_text(CAMPAIGN, encoding="utf-8")
@@ -65,7 +68,8 @@ def test_a_store_on_a_read_only_mount_reads_and_refuses_writes(project: Project,
         assert r.exit_code == 2, command
         assert r.stderr.startswith(
             "Error: The store sqlite:///sponsorcast.db is on a read-only file system; this command "
-            "needs to write to it, so nothing was done.")
+            "needs to write to it, so nothing was done."
+        )
 
 
 def test_a_full_disk_is_one_sentence_and_loses_nothing(project: Project, mounted: Path) -> None:
@@ -81,7 +85,8 @@ def test_a_full_disk_is_one_sentence_and_loses_nothing(project: Project, mounted
     assert r.exit_code == 1
     assert r.stderr.startswith(
         "Error: The disk holding the store sqlite:///sponsorcast.db is full; the last change was "
-        "rolled back and everything recorded before it is kept.")
+        "rolled back and everything recorded before it is kept."
+    )
     assert "Unexpected" not in r.stderr
     count = proj.run("leads", "count")
     assert count.stdout == "2 leads (all of sponsor 'default').\n"
@@ -108,6 +113,7 @@ def test_a_busy_store_after_earlier_commits_does_not_claim_nothing_changed(
         holder.close()
     assert "nothing was changed" not in info.value.message
     assert info.value.message.endswith(
-        "what this command had recorded before is kept; run it again to go on.")
+        "what this command had recorded before is kept; run it again to go on."
+    )
     with store.read() as conn:
         assert conn.exec_driver_sql("SELECT name FROM sponsor").scalar() == "Recorded"

@@ -11,7 +11,14 @@ import sqlalchemy as sa
 from sponsorcast import suppression
 from sponsorcast.errors import BadInput
 from sponsorcast.store import Store
-from tests.test_tracking import add_sponsor, delivery_t, seed, suppressed_leads, suppression_t, table_rows
+from tests.test_tracking import (
+    add_sponsor,
+    delivery_t,
+    seed,
+    suppressed_leads,
+    suppression_t,
+    table_rows,
+)
 
 
 def entries(store: Store) -> list[tuple[str, str, str]]:
@@ -21,23 +28,39 @@ def entries(store: Store) -> list[tuple[str, str, str]]:
 def test_add_list_remove_through_the_cli(project: Any, store: Store) -> None:
     add_sponsor(store, "acme")
     r = project.run("suppress", "add", " Ann@Example.org ", "bob@example.org")
-    assert (r.exit_code, r.stdout) == (0, "Suppressed 2 address(es) for all sponsors; 0 already were.\n")
-    r = project.run("suppress", "add", "ann@example.org", "--sponsor", "acme", "--reason", "unsubscribed")
-    assert (r.exit_code, r.stdout) == (0, "Suppressed 1 address(es) for sponsor 'acme'; 0 already were.\n")
+    assert (r.exit_code, r.stdout) == (
+        0,
+        "Suppressed 2 address(es) for all sponsors; 0 already were.\n",
+    )
+    r = project.run(
+        "suppress", "add", "ann@example.org", "--sponsor", "acme", "--reason", "unsubscribed"
+    )
+    assert (r.exit_code, r.stdout) == (
+        0,
+        "Suppressed 1 address(es) for sponsor 'acme'; 0 already were.\n",
+    )
     r = project.run("suppress", "add", "bob@example.org")
     assert r.stdout == "Suppressed 0 address(es) for all sponsors; 1 already were.\n"
-    assert entries(store) == [("ann@example.org", "*", "manual"), ("bob@example.org", "*", "manual"),
-                              ("ann@example.org", "acme", "unsubscribed")]
+    assert entries(store) == [
+        ("ann@example.org", "*", "manual"),
+        ("bob@example.org", "*", "manual"),
+        ("ann@example.org", "acme", "unsubscribed"),
+    ]
 
     listed = json.loads(project.run("suppress", "list", "--json").stdout)
     assert [(e["email"], e["sponsor"], e["reason"]) for e in listed] == [
-        ("ann@example.org", "*", "manual"), ("ann@example.org", "acme", "unsubscribed"),
-        ("bob@example.org", "*", "manual")]
+        ("ann@example.org", "*", "manual"),
+        ("ann@example.org", "acme", "unsubscribed"),
+        ("bob@example.org", "*", "manual"),
+    ]
     assert set(listed[0]) == {"email", "sponsor", "reason", "created_at"}
     csv_out = project.run("suppress", "list", "--csv").stdout.splitlines()
     assert csv_out[0] == "email,sponsor,reason,created_at"
     assert [line.rsplit(",", 1)[0] for line in csv_out[1:]] == [
-        "ann@example.org,*,manual", "ann@example.org,acme,unsubscribed", "bob@example.org,*,manual"]
+        "ann@example.org,*,manual",
+        "ann@example.org,acme,unsubscribed",
+        "bob@example.org,*,manual",
+    ]
     table = project.run("suppress", "list").stdout
     assert "Suppressed addresses (3)" in table and "unsubscribed" in table
 
@@ -56,19 +79,28 @@ def test_list_for_a_sponsor_shows_what_applies_to_it(store: Store) -> None:
     suppression.add(store, ["a@example.org"], sponsor_id="acme", reason="unsubscribed")
     suppression.add(store, ["z@example.org"], sponsor_id="zeta")
     assert [r["email"] for r in suppression.list_suppressions(store, sponsor_id="acme")] == [
-        "a@example.org", "all@example.org"]
+        "a@example.org",
+        "all@example.org",
+    ]
 
 
-@pytest.mark.parametrize("args, message", [
-    (["add", "not-an-email"], "'not-an-email' is not a valid email address"),
-    (["add", "ok@example.org", "bad@"], "'bad@' is not a valid email address"),
-    (["add", "ok@example.org", "--reason", "spite"],
-     "Unknown reason 'spite' (choose from unsubscribed, bounced, complained, manual)."),
-    (["add", "ok@example.org", "--sponsor", "ghost"], "Unknown sponsor 'ghost'"),
-    (["remove", "nope"], "'nope' is not a valid email address"),
-    (["list", "--sponsor", "ghost"], "Unknown sponsor 'ghost'"),
-])
-def test_bad_input_exits_2_and_changes_nothing(project: Any, store: Store, args: list[str], message: str) -> None:
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["add", "not-an-email"], "'not-an-email' is not a valid email address"),
+        (["add", "ok@example.org", "bad@"], "'bad@' is not a valid email address"),
+        (
+            ["add", "ok@example.org", "--reason", "spite"],
+            "Unknown reason 'spite' (choose from unsubscribed, bounced, complained, manual).",
+        ),
+        (["add", "ok@example.org", "--sponsor", "ghost"], "Unknown sponsor 'ghost'"),
+        (["remove", "nope"], "'nope' is not a valid email address"),
+        (["list", "--sponsor", "ghost"], "Unknown sponsor 'ghost'"),
+    ],
+)
+def test_bad_input_exits_2_and_changes_nothing(
+    project: Any, store: Store, args: list[str], message: str
+) -> None:
     suppression.add(store, ["keep@example.org"])
     before = table_rows(store, suppression_t)
     r = project.run("suppress", *args)
@@ -80,8 +112,14 @@ def test_bad_input_exits_2_and_changes_nothing(project: Any, store: Store, args:
 def test_suppressed_condition_over_leads_and_deliveries(store: Store) -> None:
     add_sponsor(store, "acme")
     seed(store, ["ann@example.org", "Bob@Example.org", "cat@example.org"], status="pending")
-    seed(store, ["ann@example.org", "bob@example.org"], campaign="acme-news", sponsor="acme", status="pending")
-    suppression.add(store, ["bob@example.org"])                                    # all sponsors
+    seed(
+        store,
+        ["ann@example.org", "bob@example.org"],
+        campaign="acme-news",
+        sponsor="acme",
+        status="pending",
+    )
+    suppression.add(store, ["bob@example.org"])  # all sponsors
     suppression.add(store, ["ann@example.org"], sponsor_id="acme", reason="unsubscribed")
     assert suppressed_leads(store, "default") == ["Bob@Example.org"]
     assert suppressed_leads(store, "acme") == ["ann@example.org", "bob@example.org"]
@@ -93,11 +131,16 @@ def test_suppressed_condition_over_leads_and_deliveries(store: Store) -> None:
         rows = conn.execute(
             sa.select(delivery_t.c.campaign_id, delivery_t.c.recipient)
             .join(campaign_t, campaign_t.c.id == delivery_t.c.campaign_id)
-            .where(suppression.suppressed_condition(campaign_t.c.sponsor_id, delivery_t.c.recipient))
+            .where(
+                suppression.suppressed_condition(campaign_t.c.sponsor_id, delivery_t.c.recipient)
+            )
             .order_by(delivery_t.c.campaign_id, delivery_t.c.recipient)
         ).all()
-    assert [tuple(r) for r in rows] == [("acme-news", "ann@example.org"), ("acme-news", "bob@example.org"),
-                                        ("spring", "Bob@Example.org")]
+    assert [tuple(r) for r in rows] == [
+        ("acme-news", "ann@example.org"),
+        ("acme-news", "bob@example.org"),
+        ("spring", "Bob@Example.org"),
+    ]
     with store.read() as conn:
         assert suppression.is_suppressed(conn, " BOB@example.org", "default")
         assert not suppression.is_suppressed(conn, "ann@example.org", "default")

@@ -57,7 +57,11 @@ VECTOR_SIG = "v1,g0hM9SsE+OTPJTGt/tmIKtSyZlE3uFJELVlNIOLJ1OE="
 def add_sponsor(store: Store, sponsor_id: str, name: str | None = None) -> None:
     """Insert a sponsor row."""
     with store.write() as conn:
-        conn.execute(sponsor_t.insert().values(id=sponsor_id, name=name or sponsor_id, messaging_enabled=True))
+        conn.execute(
+            sponsor_t.insert().values(
+                id=sponsor_id, name=name or sponsor_id, messaging_enabled=True
+            )
+        )
 
 
 def seed(
@@ -72,38 +76,74 @@ def seed(
 ) -> list[int]:
     """A campaign with one lead and one delivery per address (sent, with msg ids); the delivery ids."""
     with store.write() as conn:
-        conn.execute(campaign_t.insert().values(
-            id=campaign, sponsor_id=sponsor, name=campaign.title(), subject="Hello", body=body,
-            status="sent", content_hash="h", total_recipients=len(emails), created_at=T0,
-            started_at=started_at,
-        ))
+        conn.execute(
+            campaign_t.insert().values(
+                id=campaign,
+                sponsor_id=sponsor,
+                name=campaign.title(),
+                subject="Hello",
+                body=body,
+                status="sent",
+                content_hash="h",
+                total_recipients=len(emails),
+                created_at=T0,
+                started_at=started_at,
+            )
+        )
         ids = []
         for i, email in enumerate(emails):
-            existing = conn.execute(sa.select(lead_t.c.id).where(
-                lead_t.c.sponsor_id == sponsor, lead_t.c.email == email)).scalar()
-            lead_id = existing or conn.execute(lead_t.insert().values(
-                sponsor_id=sponsor, email=email, first_name=email.split("@")[0], company="ACME & Co",
-                follow_up_status="new", tags="",
-            )).inserted_primary_key[0]
+            existing = conn.execute(
+                sa.select(lead_t.c.id).where(
+                    lead_t.c.sponsor_id == sponsor, lead_t.c.email == email
+                )
+            ).scalar()
+            lead_id = (
+                existing
+                or conn.execute(
+                    lead_t.insert().values(
+                        sponsor_id=sponsor,
+                        email=email,
+                        first_name=email.split("@")[0],
+                        company="ACME & Co",
+                        follow_up_status="new",
+                        tags="",
+                    )
+                ).inserted_primary_key[0]
+            )
             sent = status not in ("pending", "sending", "suppressed", "cancelled")
-            ids.append(conn.execute(delivery_t.insert().values(
-                campaign_id=campaign, lead_id=lead_id, recipient=email, status=status, batch=0,
-                provider_message_id=f"{campaign}-msg-{i}" if sent else None,
-                sent_at=T0 + timedelta(seconds=i) if sent else None,
-            )).inserted_primary_key[0])
+            ids.append(
+                conn.execute(
+                    delivery_t.insert().values(
+                        campaign_id=campaign,
+                        lead_id=lead_id,
+                        recipient=email,
+                        status=status,
+                        batch=0,
+                        provider_message_id=f"{campaign}-msg-{i}" if sent else None,
+                        sent_at=T0 + timedelta(seconds=i) if sent else None,
+                    )
+                ).inserted_primary_key[0]
+            )
     return ids
 
 
 def delivery(store: Store, delivery_id: int) -> dict[str, Any]:
     """One delivery row as a dict."""
     with store.read() as conn:
-        return dict(conn.execute(sa.select(delivery_t).where(delivery_t.c.id == delivery_id)).mappings().one())
+        return dict(
+            conn.execute(sa.select(delivery_t).where(delivery_t.c.id == delivery_id))
+            .mappings()
+            .one()
+        )
 
 
 def table_rows(store: Store, table: sa.Table) -> list[dict[str, Any]]:
     """Every row of a table, for before/after comparisons."""
     with store.read() as conn:
-        return [dict(r) for r in conn.execute(sa.select(table).order_by(*table.primary_key.columns)).mappings()]
+        return [
+            dict(r)
+            for r in conn.execute(sa.select(table).order_by(*table.primary_key.columns)).mappings()
+        ]
 
 
 def snapshot(store: Store) -> tuple[Any, ...]:
@@ -114,10 +154,13 @@ def snapshot(store: Store) -> tuple[Any, ...]:
 def suppressed_leads(store: Store, sponsor: str) -> list[str]:
     """Lead addresses of a sponsor that suppressed_condition excludes."""
     with store.read() as conn:
-        return list(conn.execute(
-            sa.select(lead_t.c.email).where(lead_t.c.sponsor_id == sponsor, suppressed_condition(sponsor))
-            .order_by(lead_t.c.email)
-        ).scalars())
+        return list(
+            conn.execute(
+                sa.select(lead_t.c.email)
+                .where(lead_t.c.sponsor_id == sponsor, suppressed_condition(sponsor))
+                .order_by(lead_t.c.email)
+            ).scalars()
+        )
 
 
 def tracking_config(config: Config, public_url: str = "https://t.example.com", **kw: Any) -> Config:
@@ -131,7 +174,11 @@ def tracking_config(config: Config, public_url: str = "https://t.example.com", *
 
 def event(type_: str, email_id: str | None, created: datetime = T0, **data: Any) -> dict[str, Any]:
     """A Resend webhook payload."""
-    body: dict[str, Any] = {"created_at": created.isoformat(), "to": ["someone@example.org"], **data}
+    body: dict[str, Any] = {
+        "created_at": created.isoformat(),
+        "to": ["someone@example.org"],
+        **data,
+    }
     if email_id is not None:
         body["email_id"] = email_id
     return {"type": type_, "created_at": created.isoformat(), "data": body}
@@ -145,33 +192,49 @@ def vector_headers(sig: str = VECTOR_SIG, ts: int = VECTOR_TS) -> dict[str, str]
 
 
 def test_published_vector_verifies_at_its_time() -> None:
-    got = tracking.verify_webhook(VECTOR_SECRET, vector_headers(), VECTOR_BODY, now=lambda: VECTOR_TS)
+    got = tracking.verify_webhook(
+        VECTOR_SECRET, vector_headers(), VECTOR_BODY, now=lambda: VECTOR_TS
+    )
     assert got == VECTOR_ID
 
 
 def test_vector_with_last_character_changed_fails() -> None:
     bad = VECTOR_SIG[:-2] + ("A" if VECTOR_SIG[-2] != "A" else "B") + "="
     with pytest.raises(tracking.WebhookSignatureError, match="does not match"):
-        tracking.verify_webhook(VECTOR_SECRET, vector_headers(bad), VECTOR_BODY, now=lambda: VECTOR_TS)
+        tracking.verify_webhook(
+            VECTOR_SECRET, vector_headers(bad), VECTOR_BODY, now=lambda: VECTOR_TS
+        )
     altered_last = VECTOR_SIG[:-1] + "A"
     with pytest.raises(tracking.WebhookSignatureError):
-        tracking.verify_webhook(VECTOR_SECRET, vector_headers(altered_last), VECTOR_BODY, now=lambda: VECTOR_TS)
+        tracking.verify_webhook(
+            VECTOR_SECRET, vector_headers(altered_last), VECTOR_BODY, now=lambda: VECTOR_TS
+        )
 
 
 def test_vector_body_altered_fails_and_one_of_several_signatures_passes() -> None:
     with pytest.raises(tracking.WebhookSignatureError):
-        tracking.verify_webhook(VECTOR_SECRET, vector_headers(), b'{"test": 2432232315}', now=lambda: VECTOR_TS)
+        tracking.verify_webhook(
+            VECTOR_SECRET, vector_headers(), b'{"test": 2432232315}', now=lambda: VECTOR_TS
+        )
     several = "v1,bm90IGl0 " + VECTOR_SIG + " v2,whatever"
-    assert tracking.verify_webhook(VECTOR_SECRET, vector_headers(several), VECTOR_BODY,
-                                   now=lambda: VECTOR_TS) == VECTOR_ID
+    assert (
+        tracking.verify_webhook(
+            VECTOR_SECRET, vector_headers(several), VECTOR_BODY, now=lambda: VECTOR_TS
+        )
+        == VECTOR_ID
+    )
 
 
 @pytest.mark.parametrize("offset", [301, -301, 3600])
 def test_stale_or_future_timestamp_is_refused(offset: int) -> None:
     with pytest.raises(tracking.WebhookSignatureError, match="5 minutes"):
-        tracking.verify_webhook(VECTOR_SECRET, vector_headers(), VECTOR_BODY, now=lambda: VECTOR_TS + offset)
+        tracking.verify_webhook(
+            VECTOR_SECRET, vector_headers(), VECTOR_BODY, now=lambda: VECTOR_TS + offset
+        )
     # within tolerance it passes
-    tracking.verify_webhook(VECTOR_SECRET, vector_headers(), VECTOR_BODY, now=lambda: VECTOR_TS + 299)
+    tracking.verify_webhook(
+        VECTOR_SECRET, vector_headers(), VECTOR_BODY, now=lambda: VECTOR_TS + 299
+    )
 
 
 def test_missing_headers_are_refused() -> None:
@@ -223,12 +286,16 @@ def test_links_for_with_public_url(project: Any) -> None:
         "List-Unsubscribe-Post": "List-Unsubscribe=One-Click",
     }
     assert links.click("https://example.com/agenda") == (
-        f"https://t.example.com/c/{tracking.make_token(SECRET, 'c', 17, 1)}")
+        f"https://t.example.com/c/{tracking.make_token(SECRET, 'c', 17, 1)}"
+    )
     assert links.click("https://elsewhere.example/") == "https://elsewhere.example/"
     # the same delivery always gets the same links (a re-sent batch is byte-identical)
     again, again_headers = tracking.links_for(config, "spring", 17, LINKS)
     assert (again.unsubscribe_url, again.pixel_url, again_headers) == (
-        links.unsubscribe_url, links.pixel_url, headers)
+        links.unsubscribe_url,
+        links.pixel_url,
+        headers,
+    )
 
 
 def test_links_for_test_sends_lead_nowhere(project: Any, store: Store) -> None:
@@ -250,7 +317,9 @@ def test_links_for_switches(project: Any) -> None:
 def test_links_for_without_public_url_gives_static_links(project: Any) -> None:
     from sponsorcast.render import StaticLinks
 
-    config = dataclasses.replace(project.config, tracking=TrackingConfig(unsubscribe_mailto="out@example.com"))
+    config = dataclasses.replace(
+        project.config, tracking=TrackingConfig(unsubscribe_mailto="out@example.com")
+    )
     links, headers = tracking.links_for(config, "spring", 3, LINKS)
     assert isinstance(links, StaticLinks)
     assert links.unsubscribe_url == "mailto:out@example.com?subject=unsubscribe"
@@ -258,13 +327,17 @@ def test_links_for_without_public_url_gives_static_links(project: Any) -> None:
 
 
 def test_links_for_without_secret_is_a_config_error(project: Any) -> None:
-    config = dataclasses.replace(project.config, tracking=TrackingConfig(public_url="https://t.example.com"))
+    config = dataclasses.replace(
+        project.config, tracking=TrackingConfig(public_url="https://t.example.com")
+    )
     with pytest.raises(ConfigError, match="SPONSORCAST_SECRET") as info:
         tracking.links_for(config, "spring", 3, LINKS)
     assert info.value.exit_code == 3
 
 
-def test_rendered_email_links_resolve_back_to_the_campaign_links(store: Store, project: Any) -> None:
+def test_rendered_email_links_resolve_back_to_the_campaign_links(
+    store: Store, project: Any
+) -> None:
     """Through render: every tracked href redirects to what the untracked email linked to."""
     import re
 
@@ -273,17 +346,29 @@ def test_rendered_email_links_resolve_back_to_the_campaign_links(store: Store, p
     from sponsorcast.store import get_sponsor
 
     [did] = seed(store, ["ann@example.org"])
-    compiled = compile_campaign(CampaignFile(id="spring", subject="Hi", body=BODY), get_sponsor(store, "default"))
-    lead = {"email": "ann@example.org", "first_name": "Ann", "company": "ACME & Co", "fields": {}, "tags": []}
+    compiled = compile_campaign(
+        CampaignFile(id="spring", subject="Hi", body=BODY), get_sponsor(store, "default")
+    )
+    lead = {
+        "email": "ann@example.org",
+        "first_name": "Ann",
+        "company": "ACME & Co",
+        "fields": {},
+        "tags": [],
+    }
     plain = render_message(compiled, lead, StaticLinks("mailto:x@example.com"))
-    links, _ = tracking.links_for(tracking_config(project.config), "spring", did, tracking.campaign_links(BODY))
+    links, _ = tracking.links_for(
+        tracking_config(project.config), "spring", did, tracking.campaign_links(BODY)
+    )
     tracked = render_message(compiled, lead, links)
     hrefs = re.compile(r'<a href="([^"]*)"')
     import html
 
     plain_urls = [html.unescape(u) for u in hrefs.findall(plain.html)][:-1]  # last: unsubscribe
     tracked_urls = [html.unescape(u) for u in hrefs.findall(tracked.html)][:-1]
-    assert len(plain_urls) == 5 and all(u.startswith("https://t.example.com/c/") for u in tracked_urls)
+    assert len(plain_urls) == 5 and all(
+        u.startswith("https://t.example.com/c/") for u in tracked_urls
+    )
     from urllib.parse import parse_qs, urlsplit
 
     resolved = []
@@ -305,9 +390,15 @@ def test_personalised_click_refuses_a_url_it_did_not_sign(store: Store) -> None:
     assert tracking.resolve_click(store, SECRET, token, "https://evil.example/p?c=ACME") is None
     # signed, but not from that link's template: still refused
     evil = "https://evil.example/"
-    assert tracking.resolve_click(store, SECRET, tracking.make_token(SECRET, "c", did, 4, evil), evil) is None
+    assert (
+        tracking.resolve_click(store, SECRET, tracking.make_token(SECRET, "c", did, 4, evil), evil)
+        is None
+    )
     # a static link index beyond the campaign's links
-    assert tracking.resolve_click(store, SECRET, tracking.make_token(SECRET, "c", did, 9), None) is None
+    assert (
+        tracking.resolve_click(store, SECRET, tracking.make_token(SECRET, "c", did, 9), None)
+        is None
+    )
 
 
 # --- applying events ----------------------------------------------------------------------
@@ -321,50 +412,85 @@ def test_delivered_then_replay_is_applied_once(store: Store) -> None:
     assert tracking.apply_event(store, payload, "msg_1").outcome == "duplicate"
     assert snapshot(store) == before
     row = delivery(store, did)
-    assert (row["status"], row["open_count"], row["opened_at"]) == ("delivered", 1, T0 + timedelta(minutes=5))
+    assert (row["status"], row["open_count"], row["opened_at"]) == (
+        "delivered",
+        1,
+        T0 + timedelta(minutes=5),
+    )
     # an open arriving first counts as delivered too
     assert row["delivered_at"] == T0 + timedelta(minutes=5)
 
 
 def test_status_never_moves_backwards(store: Store) -> None:
     [did] = seed(store, ["ann@example.org"])
-    tracking.apply_event(store, event("email.complained", "spring-msg-0", T0 + timedelta(hours=2)), "e1")
-    tracking.apply_event(store, event("email.delivered", "spring-msg-0", T0 + timedelta(minutes=1)), "e2")
+    tracking.apply_event(
+        store, event("email.complained", "spring-msg-0", T0 + timedelta(hours=2)), "e1"
+    )
+    tracking.apply_event(
+        store, event("email.delivered", "spring-msg-0", T0 + timedelta(minutes=1)), "e2"
+    )
     tracking.apply_event(store, event("email.sent", "spring-msg-0", T0), "e3")
     row = delivery(store, did)
     assert row["status"] == "complained"
-    assert row["delivered_at"] == T0 + timedelta(minutes=1)  # the earliest evidence, though it came late
+    assert row["delivered_at"] == T0 + timedelta(
+        minutes=1
+    )  # the earliest evidence, though it came late
     assert row["sent_at"] == T0
 
 
 def test_clicks_count_events_and_keep_the_first_time(store: Store) -> None:
     [did] = seed(store, ["ann@example.org"])
     for i, minutes in enumerate([30, 10, 20]):
-        tracking.apply_event(store, event("email.clicked", "spring-msg-0", T0 + timedelta(minutes=minutes),
-                                          click={"link": "https://example.com/agenda"}), f"c{i}")
+        tracking.apply_event(
+            store,
+            event(
+                "email.clicked",
+                "spring-msg-0",
+                T0 + timedelta(minutes=minutes),
+                click={"link": "https://example.com/agenda"},
+            ),
+            f"c{i}",
+        )
     row = delivery(store, did)
-    assert (row["click_count"], row["first_click_at"], row["open_count"]) == (3, T0 + timedelta(minutes=10), 0)
+    assert (row["click_count"], row["first_click_at"], row["open_count"]) == (
+        3,
+        T0 + timedelta(minutes=10),
+        0,
+    )
 
 
 def test_hard_bounce_suppresses_for_every_sponsor(store: Store) -> None:
     add_sponsor(store, "acme")
     [did] = seed(store, ["Bob@Example.org"])
     seed(store, ["bob@example.org"], campaign="acme-news", sponsor="acme", status="pending")
-    out = tracking.apply_event(store, event("email.bounced", "spring-msg-0",
-                                            bounce={"type": "Permanent", "subType": "General", "message": "no such user"}), "b1")
+    out = tracking.apply_event(
+        store,
+        event(
+            "email.bounced",
+            "spring-msg-0",
+            bounce={"type": "Permanent", "subType": "General", "message": "no such user"},
+        ),
+        "b1",
+    )
     assert out == tracking.Applied("applied", did)
     row = delivery(store, did)
     assert (row["status"], row["last_error"]) == ("bounced", "no such user")
-    assert [(r["email"], r["sponsor_id"], r["reason"]) for r in table_rows(store, suppression_t)] == [
-        ("bob@example.org", "*", "bounced")]
+    assert [
+        (r["email"], r["sponsor_id"], r["reason"]) for r in table_rows(store, suppression_t)
+    ] == [("bob@example.org", "*", "bounced")]
     assert suppressed_leads(store, "acme") == ["bob@example.org"]
     assert suppressed_leads(store, "default") == ["Bob@Example.org"]
 
 
 def test_transient_bounce_does_not_suppress(store: Store) -> None:
     [did] = seed(store, ["ann@example.org"])
-    tracking.apply_event(store, event("email.bounced", "spring-msg-0", bounce={"type": "Transient",
-                                                                              "subType": "MailboxFull"}), "b1")
+    tracking.apply_event(
+        store,
+        event(
+            "email.bounced", "spring-msg-0", bounce={"type": "Transient", "subType": "MailboxFull"}
+        ),
+        "b1",
+    )
     assert delivery(store, did)["status"] == "bounced"
     assert table_rows(store, suppression_t) == []
 
@@ -373,8 +499,9 @@ def test_complaint_suppresses_for_every_sponsor(store: Store) -> None:
     [did] = seed(store, ["ann@example.org"])
     tracking.apply_event(store, event("email.complained", "spring-msg-0"), "x1")
     assert delivery(store, did)["status"] == "complained"
-    assert [(r["email"], r["sponsor_id"], r["reason"]) for r in table_rows(store, suppression_t)] == [
-        ("ann@example.org", "*", "complained")]
+    assert [
+        (r["email"], r["sponsor_id"], r["reason"]) for r in table_rows(store, suppression_t)
+    ] == [("ann@example.org", "*", "complained")]
 
 
 def test_event_found_by_tags_when_the_message_id_is_not_recorded(store: Store) -> None:
@@ -391,15 +518,23 @@ def test_tags_of_another_campaign_do_not_match(store: Store) -> None:
     [did] = seed(store, ["ann@example.org"], status="sending")
     before = table_rows(store, delivery_t)
     tags = {"campaign": "other", "delivery": str(did)}
-    assert tracking.apply_event(store, event("email.delivered", "x", tags=tags), "d1").outcome == "unmatched"
+    assert (
+        tracking.apply_event(store, event("email.delivered", "x", tags=tags), "d1").outcome
+        == "unmatched"
+    )
     assert table_rows(store, delivery_t) == before
-    assert [r["type"] for r in table_rows(store, event_t)] == ["email.delivered"]  # kept for the record
+    assert [r["type"] for r in table_rows(store, event_t)] == [
+        "email.delivered"
+    ]  # kept for the record
 
 
 def test_other_event_types_are_ignored(store: Store) -> None:
     seed(store, ["ann@example.org"])
     before = snapshot(store)
-    assert tracking.apply_event(store, {"type": "contact.created", "data": {}}, "z").outcome == "ignored"
+    assert (
+        tracking.apply_event(store, {"type": "contact.created", "data": {}}, "z").outcome
+        == "ignored"
+    )
     assert snapshot(store) == before
 
 
@@ -407,41 +542,62 @@ def test_other_event_types_are_ignored(store: Store) -> None:
 
 
 def write_jsonl(path: Path, lines: list[Any]) -> Path:
-    path.write_text("\n".join(x if isinstance(x, str) else json.dumps(x) for x in lines) + "\n", encoding="utf-8")
+    path.write_text(
+        "\n".join(x if isinstance(x, str) else json.dumps(x) for x in lines) + "\n",
+        encoding="utf-8",
+    )
     return path
 
 
 def test_events_import_applies_once(project: Any, store: Store) -> None:
     [a, b] = seed(store, ["ann@example.org", "bob@example.org"])
-    path = write_jsonl(project.path / "events.jsonl", [
-        {"svix-id": "msg_1", "payload": event("email.delivered", "spring-msg-0")},
-        event("email.opened", "spring-msg-0"),
-        {"svix-id": "msg_3", "payload": event("email.bounced", "spring-msg-1", bounce={"type": "Permanent"})},
-        {"svix-id": "msg_4", "payload": event("email.delivered", "nobody")},
-        {"type": "domain.updated", "data": {}},
-        "",
-    ])
+    path = write_jsonl(
+        project.path / "events.jsonl",
+        [
+            {"svix-id": "msg_1", "payload": event("email.delivered", "spring-msg-0")},
+            event("email.opened", "spring-msg-0"),
+            {
+                "svix-id": "msg_3",
+                "payload": event("email.bounced", "spring-msg-1", bounce={"type": "Permanent"}),
+            },
+            {"svix-id": "msg_4", "payload": event("email.delivered", "nobody")},
+            {"type": "domain.updated", "data": {}},
+            "",
+        ],
+    )
     result = project.run("events", "import", "events.jsonl")
     assert result.exit_code == 0, result.stderr
-    assert result.stdout == ("Applied 3 event(s); 0 already applied, 1 for no known delivery, "
-                             "1 of other types.\n")
+    assert result.stdout == (
+        "Applied 3 event(s); 0 already applied, 1 for no known delivery, 1 of other types.\n"
+    )
     again = project.run("events", "import", "events.jsonl")
-    assert again.stdout == ("Applied 0 event(s); 4 already applied, 0 for no known delivery, "
-                            "1 of other types.\n")
+    assert again.stdout == (
+        "Applied 0 event(s); 4 already applied, 0 for no known delivery, 1 of other types.\n"
+    )
     assert (delivery(store, a)["status"], delivery(store, a)["open_count"]) == ("delivered", 1)
     assert delivery(store, b)["status"] == "bounced"
 
 
-@pytest.mark.parametrize("line, reason", [
-    ("{not json", "not valid JSON (Expecting property name enclosed in double quotes)"),
-    ('["a"]', "not a JSON object"),
-    ('{"payload": {"type": "email.sent", "data": {}}}', "an object with 'payload' needs a 'svix-id' string"),
-    ('{"type": "email.sent"}', "the payload has no 'data' object"),
-    ('{"data": {}}', "the payload has no 'type'"),
-])
-def test_events_import_bad_line_changes_nothing(project: Any, store: Store, line: str, reason: str) -> None:
+@pytest.mark.parametrize(
+    "line, reason",
+    [
+        ("{not json", "not valid JSON (Expecting property name enclosed in double quotes)"),
+        ('["a"]', "not a JSON object"),
+        (
+            '{"payload": {"type": "email.sent", "data": {}}}',
+            "an object with 'payload' needs a 'svix-id' string",
+        ),
+        ('{"type": "email.sent"}', "the payload has no 'data' object"),
+        ('{"data": {}}', "the payload has no 'type'"),
+    ],
+)
+def test_events_import_bad_line_changes_nothing(
+    project: Any, store: Store, line: str, reason: str
+) -> None:
     seed(store, ["ann@example.org"])
-    path = write_jsonl(project.path / "bad.jsonl", [event("email.delivered", "spring-msg-0"), "", line])
+    path = write_jsonl(
+        project.path / "bad.jsonl", [event("email.delivered", "spring-msg-0"), "", line]
+    )
     before = snapshot(store)
     result = project.run("events", "import", str(path))
     assert result.exit_code == 2
@@ -479,11 +635,24 @@ def test_sync_updates_deliveries_not_yet_final(store: Store) -> None:
     ids = seed(store, [f"p{i}@example.org" for i in range(6)])
     with store.write() as conn:  # p5 is already final: not asked about
         conn.execute(delivery_t.update().where(delivery_t.c.id == ids[5]).values(status="bounced"))
-    fake = FakeResend({"spring-msg-0": "delivered", "spring-msg-1": "opened", "spring-msg-2": "bounced",
-                       "spring-msg-3": "queued", "spring-msg-4": TransportError("boom")})
+    fake = FakeResend(
+        {
+            "spring-msg-0": "delivered",
+            "spring-msg-1": "opened",
+            "spring-msg-2": "bounced",
+            "spring-msg-3": "queued",
+            "spring-msg-4": TransportError("boom"),
+        }
+    )
     result = asyncio.run(tracking.sync_deliveries(store, fake, "spring"))
     assert sorted(fake.asked) == [f"spring-msg-{i}" for i in range(5)]
-    assert (result.checked, result.updated, result.unchanged, result.missing, result.errors) == (5, 3, 1, 0, ["boom"])
+    assert (result.checked, result.updated, result.unchanged, result.missing, result.errors) == (
+        5,
+        3,
+        1,
+        0,
+        ["boom"],
+    )
     statuses = [delivery(store, i)["status"] for i in ids]
     assert statuses == ["delivered", "delivered", "bounced", "sent", "sent", "bounced"]
     assert delivery(store, ids[1])["open_count"] == 1
@@ -527,7 +696,8 @@ def test_send_sync_unsubscribe_end_to_end(project: Any, fake_resend: Any) -> Non
     from sponsorcast.config import load_config
     from sponsorcast.server import create_app
 
-    (project.path / "sponsorcast.toml").write_text(f"""\
+    (project.path / "sponsorcast.toml").write_text(
+        f"""\
 [store]
 url = "sqlite:///sponsorcast.db"
 
@@ -545,16 +715,27 @@ public_url = "https://t.example.com"
 name = "Example Events"
 from = "Example Events <hello@example.com>"
 postal_address = "1 Example Street, Springfield"
-""", encoding="utf-8")
+""",
+        encoding="utf-8",
+    )
     (project.path / "spring.md").write_text(E2E_CAMPAIGN, encoding="utf-8")
-    (project.path / "summer.md").write_text(E2E_CAMPAIGN.replace("Spring", "Summer"), encoding="utf-8")
+    (project.path / "summer.md").write_text(
+        E2E_CAMPAIGN.replace("Spring", "Summer"), encoding="utf-8"
+    )
     env = {"RESEND_API_KEY": fake_resend.api_key, "SPONSORCAST_SECRET": SECRET}
     fake_resend.configure(keep_bodies=True)
     store = project.store()
     with store.write() as conn:
         for email in ("ann@example.org", "bob@example.org", "cat@example.org"):
-            conn.execute(lead_t.insert().values(sponsor_id="default", email=email, first_name=email[:3],
-                                                follow_up_status="new", tags=""))
+            conn.execute(
+                lead_t.insert().values(
+                    sponsor_id="default",
+                    email=email,
+                    first_name=email[:3],
+                    follow_up_status="new",
+                    tags="",
+                )
+            )
     assert project.run("suppress", "add", "cat@example.org", env=env).exit_code == 0
 
     sent = project.run("send", "spring.md", "--yes", env=env)
@@ -562,7 +743,9 @@ postal_address = "1 Example Street, Springfield"
     accepted = {a.to[0]: a for a in fake_resend.accepted}
     assert sorted(accepted) == ["ann@example.org", "bob@example.org"]  # cat is suppressed
     ann = accepted["ann@example.org"]
-    unsubscribe = re.fullmatch(r"<(https://t\.example\.com/u/[A-Za-z0-9_-]+)>", ann.headers["List-Unsubscribe"])
+    unsubscribe = re.fullmatch(
+        r"<(https://t\.example\.com/u/[A-Za-z0-9_-]+)>", ann.headers["List-Unsubscribe"]
+    )
     assert unsubscribe is not None, ann.headers
     assert ann.headers["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"
     assert ann.html is not None and "https://t.example.com/o/" in ann.html
@@ -577,16 +760,27 @@ postal_address = "1 Example Street, Springfield"
         assert demo.headers["location"] == "https://example.com/demo"
         mine = client.get(html_lib.unescape(hrefs[1]).removeprefix("https://t.example.com"))
         assert mine.headers["location"] == "https://example.com/u?e=ann%40example.org"
-        assert client.post(unsubscribe.group(1).removeprefix("https://t.example.com"),
-                           content=b"List-Unsubscribe=One-Click").status_code == 200
+        assert (
+            client.post(
+                unsubscribe.group(1).removeprefix("https://t.example.com"),
+                content=b"List-Unsubscribe=One-Click",
+            ).status_code
+            == 200
+        )
 
     fake_resend.set_last_event(accepted["bob@example.org"].id, "delivered")
     synced = project.run("sync", "spring", env=env)
     assert synced.exit_code == 0, synced.stderr
     # ann's clicks already made her delivered: only bob was not final
-    assert synced.stdout == "Checked 1 deliveries: 1 updated, 0 unchanged, 0 unknown to Resend, 0 error(s).\n"
+    assert (
+        synced.stdout
+        == "Checked 1 deliveries: 1 updated, 0 unchanged, 0 unknown to Resend, 0 error(s).\n"
+    )
     with store.read() as conn:
-        rows = {r.recipient: r for r in conn.execute(sa.select(delivery_t).where(delivery_t.c.campaign_id == "spring"))}
+        rows = {
+            r.recipient: r
+            for r in conn.execute(sa.select(delivery_t).where(delivery_t.c.campaign_id == "spring"))
+        }
     assert (rows["ann@example.org"].status, rows["ann@example.org"].click_count) == ("delivered", 2)
     assert rows["ann@example.org"].unsubscribed_at is not None
     assert rows["bob@example.org"].status == "delivered"
@@ -595,7 +789,9 @@ postal_address = "1 Example Street, Springfield"
     fake_resend.reset()
     again = project.run("send", "summer.md", "--yes", env=env)
     assert again.exit_code == 0, again.stderr
-    assert [a.to[0] for a in fake_resend.accepted] == ["bob@example.org"]  # ann unsubscribed, cat suppressed
+    assert [a.to[0] for a in fake_resend.accepted] == [
+        "bob@example.org"
+    ]  # ann unsubscribed, cat suppressed
     store.dispose()
 
 
@@ -613,14 +809,24 @@ def test_concurrent_events_and_replays_apply_once_on_each_backend(store_url: str
     store = open_store(store_url)
     try:
         [did, other] = seed(store, ["ann@example.org", "bob@example.org"])
-        jobs = [(event("email.opened", "spring-msg-0", T0 + timedelta(minutes=i)), f"open-{i}") for i in range(10)]
-        jobs += [(event("email.clicked", "spring-msg-0", T0 + timedelta(minutes=i)), f"click-{i}") for i in range(5)]
-        jobs += [(event("email.complained", "spring-msg-0", T0 + timedelta(hours=1)), "complaint"),
-                 (event("email.delivered", "spring-msg-0", T0 + timedelta(seconds=5)), "delivered"),
-                 (event("email.bounced", "spring-msg-1", bounce={"type": "Permanent"}), "bounce")]
+        jobs = [
+            (event("email.opened", "spring-msg-0", T0 + timedelta(minutes=i)), f"open-{i}")
+            for i in range(10)
+        ]
+        jobs += [
+            (event("email.clicked", "spring-msg-0", T0 + timedelta(minutes=i)), f"click-{i}")
+            for i in range(5)
+        ]
+        jobs += [
+            (event("email.complained", "spring-msg-0", T0 + timedelta(hours=1)), "complaint"),
+            (event("email.delivered", "spring-msg-0", T0 + timedelta(seconds=5)), "delivered"),
+            (event("email.bounced", "spring-msg-1", bounce={"type": "Permanent"}), "bounce"),
+        ]
         work = jobs * 3  # every webhook delivered three times
         with ThreadPoolExecutor(max_workers=8) as pool:
-            outcomes = list(pool.map(lambda job: tracking.apply_event(store, job[0], job[1]).outcome, work))
+            outcomes = list(
+                pool.map(lambda job: tracking.apply_event(store, job[0], job[1]).outcome, work)
+            )
         assert outcomes.count("applied") == len(jobs)
         assert outcomes.count("duplicate") == 2 * len(jobs)
         for _ in range(3):
@@ -629,15 +835,37 @@ def test_concurrent_events_and_replays_apply_once_on_each_backend(store_url: str
         assert (row["status"], row["open_count"], row["click_count"]) == ("complained", 10, 5)
         assert (row["opened_at"], row["first_click_at"], row["delivered_at"]) == (T0, T0, T0)
         assert delivery(store, other)["status"] == "bounced"
-        assert sorted((r["email"], r["sponsor_id"], r["reason"]) for r in table_rows(store, suppression_t)) == [
-            ("ann@example.org", "*", "complained"), ("ann@example.org", "default", "unsubscribed"),
-            ("bob@example.org", "*", "bounced")]
+        assert sorted(
+            (r["email"], r["sponsor_id"], r["reason"]) for r in table_rows(store, suppression_t)
+        ) == [
+            ("ann@example.org", "*", "complained"),
+            ("ann@example.org", "default", "unsubscribed"),
+            ("bob@example.org", "*", "bounced"),
+        ]
         assert len(table_rows(store, event_t)) == len(jobs) + 1
         stats = campaign_stats(store, "spring")
-        assert {k: stats[k] for k in ("sent", "delivered", "opened", "clicked", "complained", "bounced",
-                                      "unsubscribed", "open_rate")} == {
-            "sent": 2, "delivered": 1, "opened": 1, "clicked": 1, "complained": 1, "bounced": 1,
-            "unsubscribed": 1, "open_rate": 50.0}
+        assert {
+            k: stats[k]
+            for k in (
+                "sent",
+                "delivered",
+                "opened",
+                "clicked",
+                "complained",
+                "bounced",
+                "unsubscribed",
+                "open_rate",
+            )
+        } == {
+            "sent": 2,
+            "delivered": 1,
+            "opened": 1,
+            "clicked": 1,
+            "complained": 1,
+            "bounced": 1,
+            "unsubscribed": 1,
+            "open_rate": 50.0,
+        }
         assert suppressed_leads(store, "default") == ["ann@example.org", "bob@example.org"]
     finally:
         store.dispose()
@@ -645,8 +873,10 @@ def test_concurrent_events_and_replays_apply_once_on_each_backend(store_url: str
 
 def test_sync_cli_unknown_campaign_changes_nothing(project: Any, fake_resend: Any) -> None:
     toml = project.path / "sponsorcast.toml"
-    toml.write_text(toml.read_text().replace('kind = "outbox"', 'kind = "resend"')
-                    + f'\n[resend]\nbase_url = "{fake_resend.url}"\n')
+    toml.write_text(
+        toml.read_text().replace('kind = "outbox"', 'kind = "resend"')
+        + f'\n[resend]\nbase_url = "{fake_resend.url}"\n'
+    )
     store = project.store()
     seed(store, ["ann@example.org"])
     before = snapshot(store)

@@ -41,11 +41,17 @@ SCHEMAS: dict[str, Any] = yaml.safe_load(SCHEMAS_FILE.read_text())["components"]
 
 def email(n: int, **changes: Any) -> OutgoingEmail:
     fields: dict[str, Any] = {
-        "delivery_id": n, "from_address": "Example Events <hello@example.com>",
-        "to": f"lead{n}@example.org", "subject": f"Hello {n}", "html": f"<p>Hi {n}</p>",
-        "text": f"Hi {n}", "reply_to": "team@example.com",
-        "headers": {"List-Unsubscribe-Post": "List-Unsubscribe=One-Click",
-                    "List-Unsubscribe": f"<https://t.example.com/u/{n}>"},
+        "delivery_id": n,
+        "from_address": "Example Events <hello@example.com>",
+        "to": f"lead{n}@example.org",
+        "subject": f"Hello {n}",
+        "html": f"<p>Hi {n}</p>",
+        "text": f"Hi {n}",
+        "reply_to": "team@example.com",
+        "headers": {
+            "List-Unsubscribe-Post": "List-Unsubscribe=One-Click",
+            "List-Unsubscribe": f"<https://t.example.com/u/{n}>",
+        },
         "tags": (("campaign", "spring-launch"), ("delivery", str(n))),
     }
     return OutgoingEmail(**{**fields, **changes})
@@ -53,8 +59,9 @@ def email(n: int, **changes: Any) -> OutgoingEmail:
 
 def transport(**config: Any) -> ResendTransport:
     settings = {"base_url": BASE, "rate_limit": 1000.0, "max_attempts": 3, **config}
-    return ResendTransport(ResendConfig(**settings), KEY, limiter=RateLimiter(1000.0),
-                           backoff=0.01, backoff_max=0.05)
+    return ResendTransport(
+        ResendConfig(**settings), KEY, limiter=RateLimiter(1000.0), backoff=0.01, backoff_max=0.05
+    )
 
 
 def run(coro: Any) -> Any:
@@ -69,8 +76,9 @@ async def send(t: ResendTransport, emails: list[OutgoingEmail], key: str = "camp
 
 
 def fail(status: int, name: str, message: str = "nope", **headers: str) -> httpx.Response:
-    return httpx.Response(status, json={"statusCode": status, "name": name, "message": message},
-                          headers=headers)
+    return httpx.Response(
+        status, json={"statusCode": status, "name": name, "message": message}, headers=headers
+    )
 
 
 def ok_batch(n: int) -> httpx.Response:
@@ -84,6 +92,7 @@ def api() -> Iterator[respx.MockRouter]:
 
 
 # -- a small OpenAPI schema walker ------------------------------------------------------------
+
 
 def schema_errors(value: Any, schema: dict[str, Any], where: str = "$") -> list[str]:
     """What is wrong with ``value`` under an OpenAPI 3.1 ``schema`` (the parts Resend uses)."""
@@ -136,12 +145,12 @@ def test_the_schema_walker_catches_bad_requests() -> None:
     assert schema_errors({"from": "a@b.c", "to": ["x@y.z"], "subject": "s"}, request) == []
     assert schema_errors({"from": "a@b.c", "to": [], "subject": "s"}, request)
     assert schema_errors({"from": "a@b.c", "to": "x@y.z"}, request) == ["$: missing subject"]
-    assert schema_errors({"from": "a@b.c", "to": "x", "subject": "s", "tags": {"a": "b"}},
-                         request)
+    assert schema_errors({"from": "a@b.c", "to": "x", "subject": "s", "tags": {"a": "b"}}, request)
     assert schema_errors({"from": "a@b.c", "to": "x", "subject": 1}, request)
 
 
 # -- the request --------------------------------------------------------------------------------
+
 
 def test_to_resend_is_a_valid_send_email_request_in_fixed_order() -> None:
     body = email(7).to_resend()
@@ -149,17 +158,30 @@ def test_to_resend_is_a_valid_send_email_request_in_fixed_order() -> None:
     assert list(body) == ["from", "to", "subject", "html", "text", "reply_to", "headers", "tags"]
     assert body["to"] == ["lead7@example.org"]
     assert list(body["headers"]) == ["List-Unsubscribe", "List-Unsubscribe-Post"]
-    assert body["tags"] == [{"name": "campaign", "value": "spring-launch"},
-                            {"name": "delivery", "value": "7"}]
+    assert body["tags"] == [
+        {"name": "campaign", "value": "spring-launch"},
+        {"name": "delivery", "value": "7"},
+    ]
 
 
 def test_to_resend_leaves_out_empty_optionals_and_makes_tags_safe() -> None:
-    bare = OutgoingEmail(1, "a@example.com", "b@example.org", "S", "", "text only",
-                         tags=(("campaign", "spring.launch 2026"),))
+    bare = OutgoingEmail(
+        1,
+        "a@example.com",
+        "b@example.org",
+        "S",
+        "",
+        "text only",
+        tags=(("campaign", "spring.launch 2026"),),
+    )
     body = bare.to_resend()
-    assert body == {"from": "a@example.com", "to": ["b@example.org"], "subject": "S",
-                    "text": "text only",
-                    "tags": [{"name": "campaign", "value": "spring_launch_2026"}]}
+    assert body == {
+        "from": "a@example.com",
+        "to": ["b@example.org"],
+        "subject": "S",
+        "text": "text only",
+        "tags": [{"name": "campaign", "value": "spring_launch_2026"}],
+    }
     assert schema_errors(body, SCHEMAS["SendEmailRequest"]) == []
 
 
@@ -175,8 +197,12 @@ def test_batch_request_headers_and_body(api: respx.MockRouter) -> None:
     assert request.headers["x-batch-validation"] == "permissive"
     assert request.headers["Content-Type"] == "application/json"
     body = json.loads(request.content)
-    batch_schema = {"type": "array", "items": {"$ref": "#/components/schemas/SendEmailRequest"},
-                    "minItems": 1, "maxItems": 100}
+    batch_schema = {
+        "type": "array",
+        "items": {"$ref": "#/components/schemas/SendEmailRequest"},
+        "minItems": 1,
+        "maxItems": 100,
+    }
     assert schema_errors(body, batch_schema) == []
     assert [item["to"] for item in body] == [[f"lead{n}@example.org"] for n in (1, 2, 3)]
 
@@ -195,10 +221,15 @@ def test_the_same_batch_is_the_same_bytes(api: respx.MockRouter) -> None:
 
 
 def test_permissive_errors_become_rejected(api: respx.MockRouter) -> None:
-    api.post("/emails/batch").mock(return_value=httpx.Response(200, json={
-        "data": [{"id": "m-a"}, {"id": "m-c"}],
-        "errors": [{"index": 1, "message": "Invalid `to` field."}],
-    }))
+    api.post("/emails/batch").mock(
+        return_value=httpx.Response(
+            200,
+            json={
+                "data": [{"id": "m-a"}, {"id": "m-c"}],
+                "errors": [{"index": 1, "message": "Invalid `to` field."}],
+            },
+        )
+    )
     outcome = run(send(transport(), [email(10), email(11), email(12)]))
     assert outcome.accepted == {10: "m-a", 12: "m-c"}
     assert outcome.rejected == {11: "Invalid `to` field."}
@@ -223,11 +254,14 @@ def test_programming_errors_are_refused_before_sending(api: respx.MockRouter) ->
 
 # -- retries ------------------------------------------------------------------------------------
 
+
 def test_429_is_retried_after_retry_after_with_the_same_bytes(api: respx.MockRouter) -> None:
-    route = api.post("/emails/batch").mock(side_effect=[
-        fail(429, "rate_limit_exceeded", **{"retry-after": "0.4", "ratelimit-limit": "1000"}),
-        ok_batch(2),
-    ])
+    route = api.post("/emails/batch").mock(
+        side_effect=[
+            fail(429, "rate_limit_exceeded", **{"retry-after": "0.4", "ratelimit-limit": "1000"}),
+            ok_batch(2),
+        ]
+    )
     t = transport()
     started = time.monotonic()
     outcome = run(send(t, [email(1), email(2)]))
@@ -240,16 +274,19 @@ def test_429_is_retried_after_retry_after_with_the_same_bytes(api: respx.MockRou
     assert t.stats.rate_limited == 1 and t.limiter.holds == 1
 
 
-@pytest.mark.parametrize("first", [
-    fail(500, "application_error"),
-    fail(503, "internal_server_error"),
-    fail(409, "concurrent_idempotent_requests"),
-    httpx.Response(408, text="Request Timeout"),
-    httpx.Response(502, text="<html>Bad gateway</html>"),
-    httpx.ReadTimeout("slow"),
-    httpx.ConnectError("refused"),
-    httpx.RemoteProtocolError("Server disconnected without sending a response."),
-])
+@pytest.mark.parametrize(
+    "first",
+    [
+        fail(500, "application_error"),
+        fail(503, "internal_server_error"),
+        fail(409, "concurrent_idempotent_requests"),
+        httpx.Response(408, text="Request Timeout"),
+        httpx.Response(502, text="<html>Bad gateway</html>"),
+        httpx.ReadTimeout("slow"),
+        httpx.ConnectError("refused"),
+        httpx.RemoteProtocolError("Server disconnected without sending a response."),
+    ],
+)
 def test_transient_failures_are_retried(api: respx.MockRouter, first: Any) -> None:
     route = api.post("/emails/batch").mock(side_effect=[first, first, ok_batch(1)])
     outcome = run(send(transport(), [email(5)]))
@@ -275,16 +312,20 @@ def test_refused_connections_cannot_have_sent_anything(api: respx.MockRouter) ->
     assert caught.value.maybe_sent is False
 
 
-@pytest.mark.parametrize("status, name", [
-    (400, "validation_error"),
-    (400, "invalid_idempotency_key"),
-    (409, "invalid_idempotent_request"),
-    (422, "invalid_from_address"),
-    (422, "missing_required_field"),
-    (451, "security_error"),
-])
-def test_non_retryable_4xx_rejects_the_batch_once(api: respx.MockRouter, status: int,
-                                                  name: str) -> None:
+@pytest.mark.parametrize(
+    "status, name",
+    [
+        (400, "validation_error"),
+        (400, "invalid_idempotency_key"),
+        (409, "invalid_idempotent_request"),
+        (422, "invalid_from_address"),
+        (422, "missing_required_field"),
+        (451, "security_error"),
+    ],
+)
+def test_non_retryable_4xx_rejects_the_batch_once(
+    api: respx.MockRouter, status: int, name: str
+) -> None:
     route = api.post("/emails/batch").mock(return_value=fail(status, name, "The provider says no."))
     with pytest.raises(BatchRejected) as caught:
         run(send(transport(), [email(1), email(2)]))
@@ -295,12 +336,21 @@ def test_non_retryable_4xx_rejects_the_batch_once(api: respx.MockRouter, status:
     assert isinstance(error, TransportError)
 
 
-@pytest.mark.parametrize("status, name", [(401, "missing_api_key"), (401, "restricted_api_key"),
-                                          (403, "invalid_api_key"), (403, "validation_error")])
-def test_auth_errors_stop_with_exit_3_and_never_show_the_key(api: respx.MockRouter, status: int,
-                                                             name: str) -> None:
+@pytest.mark.parametrize(
+    "status, name",
+    [
+        (401, "missing_api_key"),
+        (401, "restricted_api_key"),
+        (403, "invalid_api_key"),
+        (403, "validation_error"),
+    ],
+)
+def test_auth_errors_stop_with_exit_3_and_never_show_the_key(
+    api: respx.MockRouter, status: int, name: str
+) -> None:
     route = api.post("/emails/batch").mock(
-        return_value=fail(status, name, f"API key {KEY} is invalid"))
+        return_value=fail(status, name, f"API key {KEY} is invalid")
+    )
     with pytest.raises(AuthError) as caught:
         run(send(transport(), [email(1)]))
     assert route.call_count == 1
@@ -362,8 +412,9 @@ def test_cancellation_is_not_retried(fake_resend: FakeResend) -> None:
 def test_make_transport_picks_the_configured_one(tmp_path: Path) -> None:
     outbox = make_transport(Config(transport="outbox", outbox_dir=tmp_path), "spring")
     assert isinstance(outbox, OutboxTransport) and not outbox.sends_for_real
-    resend = make_transport(Config(transport="resend", secrets=Secrets(resend_api_key=KEY)),
-                            "spring")
+    resend = make_transport(
+        Config(transport="resend", secrets=Secrets(resend_api_key=KEY)), "spring"
+    )
     assert isinstance(resend, ResendTransport) and resend.sends_for_real
     assert resend.limiter.ceiling is None
     run(resend.aclose())
@@ -371,12 +422,15 @@ def test_make_transport_picks_the_configured_one(tmp_path: Path) -> None:
 
 # -- one by one ---------------------------------------------------------------------------------
 
+
 def test_single_endpoint_sends_each_email_under_its_own_key(api: respx.MockRouter) -> None:
-    route = api.post("/emails").mock(side_effect=[
-        httpx.Response(200, json={"id": "m1"}),
-        fail(422, "validation_error", "Invalid `to` field."),
-        httpx.Response(200, json={"id": "m3"}),
-    ])
+    route = api.post("/emails").mock(
+        side_effect=[
+            httpx.Response(200, json={"id": "m1"}),
+            fail(422, "validation_error", "Invalid `to` field."),
+            httpx.Response(200, json={"id": "m3"}),
+        ]
+    )
     outcome = run(send(transport(endpoint="single"), [email(1), email(2), email(3)], key="c/b7"))
     assert outcome.accepted == {1: "m1", 3: "m3"}
     assert outcome.rejected == {2: "Invalid `to` field."}
@@ -388,10 +442,12 @@ def test_single_endpoint_sends_each_email_under_its_own_key(api: respx.MockRoute
 
 
 def test_single_endpoint_error_midway_carries_what_was_sent(api: respx.MockRouter) -> None:
-    api.post("/emails").mock(side_effect=[
-        httpx.Response(200, json={"id": "m1"}),
-        fail(429, "daily_quota_exceeded", "Quota reached."),
-    ])
+    api.post("/emails").mock(
+        side_effect=[
+            httpx.Response(200, json={"id": "m1"}),
+            fail(429, "daily_quota_exceeded", "Quota reached."),
+        ]
+    )
     with pytest.raises(QuotaExceeded) as caught:
         run(send(transport(endpoint="single"), [email(1), email(2), email(3)]))
     partial = caught.value.partial
@@ -400,11 +456,14 @@ def test_single_endpoint_error_midway_carries_what_was_sent(api: respx.MockRoute
 
 # -- status lookups -------------------------------------------------------------------------------
 
+
 def test_get_email(api: respx.MockRouter) -> None:
-    route = api.get("/emails/abc-1").mock(side_effect=[
-        fail(500, "internal_server_error"),
-        httpx.Response(200, json={"object": "email", "id": "abc-1", "last_event": "delivered"}),
-    ])
+    route = api.get("/emails/abc-1").mock(
+        side_effect=[
+            fail(500, "internal_server_error"),
+            httpx.Response(200, json={"object": "email", "id": "abc-1", "last_event": "delivered"}),
+        ]
+    )
     api.get("/emails/missing").mock(return_value=fail(404, "not_found", "Email not found"))
 
     async def lookups() -> tuple[dict[str, Any], BaseException | None]:
@@ -428,9 +487,15 @@ def test_get_email(api: respx.MockRouter) -> None:
 
 # -- against the stand-in (a real HTTP server) -------------------------------------------------
 
+
 def real(fake: FakeResend, **config: Any) -> ResendTransport:
-    settings = {"base_url": fake.url, "max_attempts": 3, "timeout": 5.0, "rate_limit": 1000.0,
-                **config}
+    settings = {
+        "base_url": fake.url,
+        "max_attempts": 3,
+        "timeout": 5.0,
+        "rate_limit": 1000.0,
+        **config,
+    }
     return ResendTransport(ResendConfig(**settings), fake.api_key, backoff=0.01, backoff_max=0.05)
 
 
@@ -440,10 +505,16 @@ def test_lost_answers_and_5xx_end_with_each_email_once(fake_resend: FakeResend) 
     fake_resend.configure(fail_next=2)
     outcome2 = run(send(real(fake_resend), [email(3)], key="camp/b2"))
     accepted = fake_resend.accepted
-    assert [r.to for r in accepted] == [["lead1@example.org"], ["lead2@example.org"],
-                                        ["lead3@example.org"]]
+    assert [r.to for r in accepted] == [
+        ["lead1@example.org"],
+        ["lead2@example.org"],
+        ["lead3@example.org"],
+    ]
     assert {**outcome.accepted, **outcome2.accepted} == {
-        1: accepted[0].id, 2: accepted[1].id, 3: accepted[2].id}
+        1: accepted[0].id,
+        2: accepted[1].id,
+        3: accepted[2].id,
+    }
     counters = fake_resend.counters
     assert (counters["lost"], counters["replays"], counters["server_errors"]) == (1, 1, 2)
 
@@ -487,8 +558,9 @@ def test_a_burst_of_429_loses_and_duplicates_nothing(fake_resend: FakeResend) ->
     async def scenario() -> list[Any]:
         t = real(fake_resend, max_attempts=6)
         try:
-            return await asyncio.gather(*(t.send_batch([email(i)], f"camp/b{i}")
-                                          for i in range(1, 9)))
+            return await asyncio.gather(
+                *(t.send_batch([email(i)], f"camp/b{i}") for i in range(1, 9))
+            )
         finally:
             await t.aclose()
 
@@ -496,7 +568,8 @@ def test_a_burst_of_429_loses_and_duplicates_nothing(fake_resend: FakeResend) ->
     assert fake_resend.counters["rate_limited"] == 2
     assert sorted(i for o in outcomes for i in o.accepted) == list(range(1, 9))
     assert sorted(r.to[0] for r in fake_resend.accepted) == sorted(
-        f"lead{i}@example.org" for i in range(1, 9))
+        f"lead{i}@example.org" for i in range(1, 9)
+    )
 
 
 def test_the_stand_ins_answers_follow_the_schemas(fake_resend: FakeResend) -> None:
@@ -513,8 +586,11 @@ def test_the_stand_ins_answers_follow_the_schemas(fake_resend: FakeResend) -> No
     found = run(lookup())
     assert schema_errors(found, SCHEMAS["Email"]) == []
     assert (found["to"], found["last_event"]) == (["lead1@example.org"], "sent")
-    answer = httpx.post(f"{fake_resend.url}/emails/batch", json=[email(3).to_resend()],
-                        headers={"Authorization": f"Bearer {fake_resend.api_key}"})
+    answer = httpx.post(
+        f"{fake_resend.url}/emails/batch",
+        json=[email(3).to_resend()],
+        headers={"Authorization": f"Bearer {fake_resend.api_key}"},
+    )
     assert schema_errors(answer.json(), SCHEMAS["CreateBatchEmailsResponse"]) == []
 
 

@@ -46,7 +46,9 @@ def _version(value: bool) -> None:
 def _global(
     config: Annotated[
         Optional[Path],
-        typer.Option("--config", help="Config file (default: ./sponsorcast.toml or SPONSORCAST_CONFIG)."),
+        typer.Option(
+            "--config", help="Config file (default: ./sponsorcast.toml or SPONSORCAST_CONFIG)."
+        ),
     ] = None,
     db_url: Annotated[
         Optional[str],

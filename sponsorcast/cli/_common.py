@@ -66,7 +66,9 @@ def handle_errors(fn: Callable[P, R]) -> Callable[P, R]:
             console.error(exc.message, exc.hint)
             raise typer.Exit(int(exc.exit_code)) from None
         except KeyboardInterrupt:
-            console.error("Interrupted; nothing in flight was lost, run the command again to resume.")
+            console.error(
+                "Interrupted; nothing in flight was lost, run the command again to resume."
+            )
             raise typer.Exit(int(ExitCode.INTERRUPTED)) from None
         except Exception as exc:  # noqa: BLE001 - the user gets a sentence, not a traceback
             if debug:

@@ -9,13 +9,18 @@ import typer
 from sponsorcast import console
 from sponsorcast.cli._common import handle_errors, open_store
 
-campaigns_app = typer.Typer(help="Campaign lifecycle: list, show history, pause, resume, cancel, delete.", no_args_is_help=True)
+campaigns_app = typer.Typer(
+    help="Campaign lifecycle: list, show history, pause, resume, cancel, delete.",
+    no_args_is_help=True,
+)
 LIST_COLUMNS = ["id", "name", "sponsor", "status", "total_recipients", "sent", "failed", "send_at"]
 
 
 @campaigns_app.command("list")
 @handle_errors
-def list_(json_: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False) -> None:
+def list_(
+    json_: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
+) -> None:
     """Every campaign in the store."""
     from sponsorcast.ledger import list_campaigns
 
@@ -54,7 +59,9 @@ def pause(campaign_id: Annotated[str, typer.Argument(metavar="ID")]) -> None:
 
     with open_store().write() as conn:
         pause_campaign(conn, campaign_id)
-    console.say(f"Paused campaign '{campaign_id}'; 'sponsorcast campaigns resume {campaign_id}' continues it.")
+    console.say(
+        f"Paused campaign '{campaign_id}'; 'sponsorcast campaigns resume {campaign_id}' continues it."
+    )
 
 
 @campaigns_app.command("resume")

@@ -14,7 +14,9 @@ db_app = typer.Typer(help="The store's schema migrations.", no_args_is_help=True
 
 @db_app.command("status")
 @handle_errors
-def status(json_: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False) -> None:
+def status(
+    json_: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
+) -> None:
     """Show applied and pending migrations (without applying any)."""
     from sponsorcast.store import open_store
 

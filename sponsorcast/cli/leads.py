@@ -20,7 +20,16 @@ if TYPE_CHECKING:
 
 leads_app = typer.Typer(help="Import and look at leads.", no_args_is_help=True)
 
-TABLE_COLUMNS = ["email", "name", "company", "title", "intent_level", "intent_score", "follow_up_status", "tags"]
+TABLE_COLUMNS = [
+    "email",
+    "name",
+    "company",
+    "title",
+    "intent_level",
+    "intent_score",
+    "follow_up_status",
+    "tags",
+]
 TABLE_HEADERS = {"intent_level": "intent", "intent_score": "score", "follow_up_status": "status"}
 REJECTS_SHOWN = 20
 PROGRESS_EVERY = 100_000  # rows between plain log lines when not on a terminal
@@ -28,7 +37,12 @@ PROGRESS_EVERY = 100_000  # rows between plain log lines when not on a terminal
 SponsorOpt = Annotated[str, typer.Option("--sponsor", "-s", metavar="ID", help="Sponsor id.")]
 AudienceOpt = Annotated[
     Optional[str],
-    typer.Option("--audience", "-a", metavar="TYPE", help="all | hot | warm | cold | new | contacted | custom."),
+    typer.Option(
+        "--audience",
+        "-a",
+        metavar="TYPE",
+        help="all | hot | warm | cold | new | contacted | custom.",
+    ),
 ]
 FilterOpt = Annotated[
     Optional[list[str]],
@@ -44,24 +58,54 @@ FilterOpt = Annotated[
 @leads_app.command("import")
 @handle_errors
 def import_(
-    source: Annotated[str, typer.Argument(metavar="SOURCE", help="A CSV file, or a postgresql:// URL.", show_default=False)],
+    source: Annotated[
+        str,
+        typer.Argument(
+            metavar="SOURCE", help="A CSV file, or a postgresql:// URL.", show_default=False
+        ),
+    ],
     sponsor: SponsorOpt = "default",
     map_: Annotated[
-        Optional[list[str]], typer.Option("--map", metavar="COLUMN=FIELD", help='Map a column: "Work Email=email" (repeatable).')
+        Optional[list[str]],
+        typer.Option(
+            "--map", metavar="COLUMN=FIELD", help='Map a column: "Work Email=email" (repeatable).'
+        ),
     ] = None,
-    tag: Annotated[Optional[list[str]], typer.Option("--tag", metavar="TAG", help="Add this tag to every lead (repeatable).")] = None,
+    tag: Annotated[
+        Optional[list[str]],
+        typer.Option("--tag", metavar="TAG", help="Add this tag to every lead (repeatable)."),
+    ] = None,
     encoding: Annotated[
-        Optional[str], typer.Option("--encoding", metavar="NAME", help="The CSV's encoding (default: detected).")
+        Optional[str],
+        typer.Option("--encoding", metavar="NAME", help="The CSV's encoding (default: detected)."),
     ] = None,
     rejects: Annotated[
         Optional[Path],
-        typer.Option("--rejects", metavar="FILE", help="Import the valid rows; write bad ones to this CSV with a reason."),
+        typer.Option(
+            "--rejects",
+            metavar="FILE",
+            help="Import the valid rows; write bad ones to this CSV with a reason.",
+        ),
     ] = None,
-    dry_run: Annotated[bool, typer.Option("--dry-run", help="Report what would happen; write nothing.")] = False,
-    table: Annotated[Optional[str], typer.Option("--table", metavar="NAME", help="PostgreSQL source: the table to read.")] = None,
-    query: Annotated[Optional[str], typer.Option("--query", metavar="SQL", help="PostgreSQL source: the SELECT to run.")] = None,
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run", help="Report what would happen; write nothing.")
+    ] = False,
+    table: Annotated[
+        Optional[str],
+        typer.Option("--table", metavar="NAME", help="PostgreSQL source: the table to read."),
+    ] = None,
+    query: Annotated[
+        Optional[str],
+        typer.Option("--query", metavar="SQL", help="PostgreSQL source: the SELECT to run."),
+    ] = None,
     json_: Annotated[bool, typer.Option("--json", help="Machine-readable report.")] = False,
-    raw: Annotated[bool, typer.Option("--raw", help="--rejects cells exactly as read, not neutralised for spreadsheets (=, +, -, @ get a leading ').")] = False,
+    raw: Annotated[
+        bool,
+        typer.Option(
+            "--raw",
+            help="--rejects cells exactly as read, not neutralised for spreadsheets (=, +, -, @ get a leading ').",
+        ),
+    ] = False,
 ) -> None:
     """Upsert leads by email from a CSV file (or PostgreSQL); atomic unless --rejects."""
     from sponsorcast.leads import import_leads, parse_mapping
@@ -87,7 +131,9 @@ def import_(
         _print_report(report)
 
 
-def _source(source: str, *, encoding: str | None, table: str | None, query: str | None) -> "LeadSource":
+def _source(
+    source: str, *, encoding: str | None, table: str | None, query: str | None
+) -> "LeadSource":
     from sponsorcast.errors import BadInput, SourceError
 
     if source.startswith(("postgresql://", "postgres://", "postgresql+psycopg://")):
@@ -96,7 +142,9 @@ def _source(source: str, *, encoding: str | None, table: str | None, query: str 
         try:
             from sponsorcast import leads_postgres
         except ImportError:
-            raise SourceError("PostgreSQL lead sources are not available in this version.") from None
+            raise SourceError(
+                "PostgreSQL lead sources are not available in this version."
+            ) from None
         result: LeadSource = leads_postgres.PostgresSource(source, table=table, query=query)
         return result
     if table or query:
@@ -118,8 +166,13 @@ def _progress(*, enabled: bool) -> Iterator[Callable[[int], None] | None]:
     if console.is_terminal():
         from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
-        with Progress(SpinnerColumn(), TextColumn("{task.completed:,} rows read"), TimeElapsedColumn(),
-                      console=console.err, transient=True) as bar:
+        with Progress(
+            SpinnerColumn(),
+            TextColumn("{task.completed:,} rows read"),
+            TimeElapsedColumn(),
+            console=console.err,
+            transient=True,
+        ) as bar:
             task = bar.add_task("import", total=None)
             yield lambda rows: bar.update(task, completed=rows)
         return
@@ -135,22 +188,31 @@ def _progress(*, enabled: bool) -> Iterator[Callable[[int], None] | None]:
 
 def _print_report(report: "ImportReport") -> None:
     verb = "Dry run of" if report.dry_run else "Imported"
-    console.say(f"{verb} {report.source} for sponsor '{report.sponsor_id}': {report.rows:,} rows read.")
+    console.say(
+        f"{verb} {report.source} for sponsor '{report.sponsor_id}': {report.rows:,} rows read."
+    )
     console.print_table(
-        [{
-            "inserted": report.inserted,
-            "updated": report.updated,
-            "unchanged": report.unchanged,
-            "rejected": report.rejected,
-        }],
+        [
+            {
+                "inserted": report.inserted,
+                "updated": report.updated,
+                "unchanged": report.unchanged,
+                "rejected": report.rejected,
+            }
+        ],
         ["inserted", "updated", "unchanged", "rejected"],
     )
     if report.merged:
-        console.say(f"{report.merged} repeated row(s) merged into an earlier row with the same email.")
+        console.say(
+            f"{report.merged} repeated row(s) merged into an earlier row with the same email."
+        )
     if report.rejects:
         shown = report.rejects[:REJECTS_SHOWN]
-        console.print_table([{"row": r, "reason": reason} for r, reason in shown], ["row", "reason"],
-                            title="Rejected rows")
+        console.print_table(
+            [{"row": r, "reason": reason} for r, reason in shown],
+            ["row", "reason"],
+            title="Rejected rows",
+        )
         if report.rejected > len(shown):
             console.say(f"… and {report.rejected - len(shown)} more.")
     if report.rejects_path:
@@ -165,10 +227,18 @@ def list_(
     sponsor: SponsorOpt = "default",
     audience: AudienceOpt = None,
     filter_: FilterOpt = None,
-    limit: Annotated[Optional[int], typer.Option("--limit", min=1, metavar="N", help="At most N leads.")] = None,
+    limit: Annotated[
+        Optional[int], typer.Option("--limit", min=1, metavar="N", help="At most N leads.")
+    ] = None,
     json_: Annotated[bool, typer.Option("--json", help="JSON list of lead objects.")] = False,
     csv_: Annotated[bool, typer.Option("--csv", help="CSV with a header.")] = False,
-    raw: Annotated[bool, typer.Option("--raw", help="CSV cells exactly as stored, not neutralised for spreadsheets (=, +, -, @ get a leading ').")] = False,
+    raw: Annotated[
+        bool,
+        typer.Option(
+            "--raw",
+            help="CSV cells exactly as stored, not neutralised for spreadsheets (=, +, -, @ get a leading ').",
+        ),
+    ] = False,
 ) -> None:
     """List a sponsor's leads (every match unless --limit)."""
     from sponsorcast.errors import BadInput
@@ -184,7 +254,9 @@ def list_(
     elif csv_:
         console.print_csv(rows, LIST_COLUMNS, raw=raw)
     else:
-        console.print_table(rows, TABLE_COLUMNS, headers=TABLE_HEADERS, title=f"Leads of '{sponsor}'")
+        console.print_table(
+            rows, TABLE_COLUMNS, headers=TABLE_HEADERS, title=f"Leads of '{sponsor}'"
+        )
 
 
 def _stream_json(rows: Iterable[dict[str, Any]]) -> None:
@@ -193,7 +265,9 @@ def _stream_json(rows: Iterable[dict[str, Any]]) -> None:
     first = True
     for row in rows:
         text = json.dumps(row, indent=2, ensure_ascii=False, default=_json_default)
-        out.write(("[\n" if first else ",\n") + "\n".join("  " + line for line in text.splitlines()))
+        out.write(
+            ("[\n" if first else ",\n") + "\n".join("  " + line for line in text.splitlines())
+        )
         first = False
     out.write("[]\n" if first else "\n]\n")
 

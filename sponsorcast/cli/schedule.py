@@ -29,11 +29,18 @@ def _now(config: Config) -> datetime | None:
 
 @handle_errors
 def schedule(
-    campaign: Annotated[Path, typer.Argument(metavar="CAMPAIGN", help="Campaign file (.md or .yaml).")],
-    at: Annotated[str | None, typer.Option(
-        "--at", metavar="TIME",
-        help="When to send: ISO-8601 with an offset (2026-12-01T09:00+01:00) or a local time in the "
-             "configured timezone (2026-12-01 09:00). Default: the file's send_at.")] = None,
+    campaign: Annotated[
+        Path, typer.Argument(metavar="CAMPAIGN", help="Campaign file (.md or .yaml).")
+    ],
+    at: Annotated[
+        str | None,
+        typer.Option(
+            "--at",
+            metavar="TIME",
+            help="When to send: ISO-8601 with an offset (2026-12-01T09:00+01:00) or a local time in the "
+            "configured timezone (2026-12-01 09:00). Default: the file's send_at.",
+        ),
+    ] = None,
 ) -> None:
     """Validate a campaign (every recipient rendered) and mark it for run-due at its time."""
     from sponsorcast.schedule import schedule_campaign, show_time, zone_name
@@ -60,13 +67,24 @@ def unschedule(campaign_id: Annotated[str, typer.Argument(metavar="ID")]) -> Non
 
 @handle_errors
 def run_due(
-    max_seconds: Annotated[float | None, typer.Option(
-        "--max-seconds", min=1, metavar="N",
-        help="Stop claiming new batches after N seconds (what is left resumes next run).")] = None,
-    max_lateness: Annotated[str, typer.Option(
-        "--max-lateness", metavar="DURATION",
-        help="A scheduled campaign later than this past its time is not started but marked missed "
-             "(90m, 24h, 2d).")] = "24h",
+    max_seconds: Annotated[
+        float | None,
+        typer.Option(
+            "--max-seconds",
+            min=1,
+            metavar="N",
+            help="Stop claiming new batches after N seconds (what is left resumes next run).",
+        ),
+    ] = None,
+    max_lateness: Annotated[
+        str,
+        typer.Option(
+            "--max-lateness",
+            metavar="DURATION",
+            help="A scheduled campaign later than this past its time is not started but marked missed "
+            "(90m, 24h, 2d).",
+        ),
+    ] = "24h",
 ) -> None:
     """For cron: start due campaigns, resume sending and quota-paused ones; silent when idle."""
     from sponsorcast.schedule import parse_duration
@@ -75,8 +93,14 @@ def run_due(
     lateness = parse_duration(max_lateness)
     config = load()
     store = open_store(config)
-    report = run(store, config, now=_now(config), max_seconds=max_seconds,
-                 max_lateness=lateness, log=console.log)
+    report = run(
+        store,
+        config,
+        now=_now(config),
+        max_seconds=max_seconds,
+        max_lateness=lateness,
+        log=console.log,
+    )
     code = int(report.exit_code)
     if code:
         raise typer.Exit(code)

@@ -16,21 +16,53 @@ if TYPE_CHECKING:
     from sponsorcast.send import RunReport
 
 DELIVERY_COLUMNS = [
-    "id", "recipient", "status", "attempts", "last_error", "provider_message_id", "batch",
-    "sent_at", "delivered_at", "opened_at", "open_count", "first_click_at", "click_count",
+    "id",
+    "recipient",
+    "status",
+    "attempts",
+    "last_error",
+    "provider_message_id",
+    "batch",
+    "sent_at",
+    "delivered_at",
+    "opened_at",
+    "open_count",
+    "first_click_at",
+    "click_count",
     "unsubscribed_at",
 ]
-TABLE_COLUMNS = ["recipient", "status", "attempts", "sent_at", "opened_at", "open_count",
-                 "first_click_at", "click_count", "last_error"]
+TABLE_COLUMNS = [
+    "recipient",
+    "status",
+    "attempts",
+    "sent_at",
+    "opened_at",
+    "open_count",
+    "first_click_at",
+    "click_count",
+    "last_error",
+]
 
 
 @handle_errors
 def send(
-    campaign: Annotated[Path, typer.Argument(metavar="CAMPAIGN", help="Campaign file (.md or .yaml).")],
-    dry_run: Annotated[bool, typer.Option("--dry-run", help="Render and count; send nothing, write nothing.")] = False,
+    campaign: Annotated[
+        Path, typer.Argument(metavar="CAMPAIGN", help="Campaign file (.md or .yaml).")
+    ],
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run", help="Render and count; send nothing, write nothing.")
+    ] = False,
     yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask for confirmation.")] = False,
-    limit: Annotated[Optional[int], typer.Option("--limit", min=1, help="Send at most N emails in this run.")] = None,
-    test: Annotated[Optional[list[str]], typer.Option("--test", help="Send only to this address (repeatable), subject prefixed [TEST], not recorded.")] = None,
+    limit: Annotated[
+        Optional[int], typer.Option("--limit", min=1, help="Send at most N emails in this run.")
+    ] = None,
+    test: Annotated[
+        Optional[list[str]],
+        typer.Option(
+            "--test",
+            help="Send only to this address (repeatable), subject prefixed [TEST], not recorded.",
+        ),
+    ] = None,
 ) -> None:
     """Send a campaign: every recipient of its audience exactly once, resumable."""
     from sponsorcast.send import plan_send, send_campaign, send_test, validate_all
@@ -42,20 +74,31 @@ def send(
     if test:
         n = send_test(store, config, plan, test)
         where = "written to the outbox" if config.transport == "outbox" else "sent"
-        console.say(f"Test email {where} to {n} address(es): {', '.join(test)}. Nothing was recorded.")
+        console.say(
+            f"Test email {where} to {n} address(es): {', '.join(test)}. Nothing was recorded."
+        )
         return
     if dry_run:
-        checked = validate_all(store, plan, config) if plan.existing_status is None else plan.recipients
-        console.print_fields({
-            "campaign": plan.campaign.id, "status": plan.existing_status or "new",
-            "recipients": checked if plan.existing_status is None else plan.recipients,
-            "suppressed": plan.suppressed, "transport": config.transport,
-        }, title="Dry run")
+        checked = (
+            validate_all(store, plan, config) if plan.existing_status is None else plan.recipients
+        )
+        console.print_fields(
+            {
+                "campaign": plan.campaign.id,
+                "status": plan.existing_status or "new",
+                "recipients": checked if plan.existing_status is None else plan.recipients,
+                "suppressed": plan.suppressed,
+                "transport": config.transport,
+            },
+            title="Dry run",
+        )
         console.say("Dry run: every recipient rendered; nothing was sent and nothing was written.")
         return
     if plan.existing_status not in ("sent", "cancelled") and not yes:
         if not console.is_terminal() or not sys.stdin.isatty():
-            console.error("Refusing to send without --yes when not on a terminal; nothing was sent.")
+            console.error(
+                "Refusing to send without --yes when not on a terminal; nothing was sent."
+            )
             raise typer.Exit(int(ExitCode.BAD_INPUT))
         to_send = plan.recipients - plan.suppressed
         if not typer.confirm(
@@ -64,7 +107,9 @@ def send(
             console.say("Nothing was sent.")
             raise typer.Exit(int(ExitCode.OK))
     with console.SendProgress(plan.recipients - plan.suppressed, plan.campaign.id) as bar:
-        report = send_campaign(store, config, plan, limit=limit, progress=lambda p: bar.update(p.sent, p.failed))
+        report = send_campaign(
+            store, config, plan, limit=limit, progress=lambda p: bar.update(p.sent, p.failed)
+        )
     _summary(report)
     if not report.ok:
         raise typer.Exit(int(ExitCode.FAILED))
@@ -72,28 +117,40 @@ def send(
 
 def _summary(report: "RunReport") -> None:
     if report.already_finished:
-        console.say(f"Campaign '{report.campaign_id}' is already {report.status}; nothing was sent.")
+        console.say(
+            f"Campaign '{report.campaign_id}' is already {report.status}; nothing was sent."
+        )
         return
     counts = report.counts
-    console.print_fields({
-        "campaign": report.campaign_id,
-        "status": report.status,
-        "recipients": report.total,
-        "sent now": report.sent_now,
-        "failed now": report.failed_now,
-        **{f"total {k}": v for k, v in sorted(counts.items())},
-        "emails/s": f"{report.emails_per_second:.1f}",
-    }, title="Send summary")
+    console.print_fields(
+        {
+            "campaign": report.campaign_id,
+            "status": report.status,
+            "recipients": report.total,
+            "sent now": report.sent_now,
+            "failed now": report.failed_now,
+            **{f"total {k}": v for k, v in sorted(counts.items())},
+            "emails/s": f"{report.emails_per_second:.1f}",
+        },
+        title="Send summary",
+    )
     if not report.sends_for_real:
         console.say("Outbox transport: emails were written as .eml files; nothing was sent.")
     if report.failed_now:
-        unknown = (f", {report.unknown_now} of them with an outcome the provider never confirmed"
-                   if report.unknown_now else "")
-        console.warn(f"{report.failed_now} delivery(ies) failed in this run{unknown}; "
-                     f"'sponsorcast deliveries {report.campaign_id} --status failed' lists them.")
+        unknown = (
+            f", {report.unknown_now} of them with an outcome the provider never confirmed"
+            if report.unknown_now
+            else ""
+        )
+        console.warn(
+            f"{report.failed_now} delivery(ies) failed in this run{unknown}; "
+            f"'sponsorcast deliveries {report.campaign_id} --status failed' lists them."
+        )
     if report.unknown_batches:
-        console.warn(f"{report.unknown_batches} batch(es) got no answer from the provider; "
-                     "run the same command again to re-send them under their idempotency keys.")
+        console.warn(
+            f"{report.unknown_batches} batch(es) got no answer from the provider; "
+            "run the same command again to re-send them under their idempotency keys."
+        )
     if report.stopped_reason:
         console.say(f"Stopped: {report.stopped_reason}; run the command again to continue.")
 
@@ -116,10 +173,18 @@ def stats(
 @handle_errors
 def deliveries(
     campaign_id: Annotated[str, typer.Argument(metavar="ID")],
-    status: Annotated[Optional[str], typer.Option("--status", help="Only deliveries in this status.")] = None,
+    status: Annotated[
+        Optional[str], typer.Option("--status", help="Only deliveries in this status.")
+    ] = None,
     json_: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
     csv_: Annotated[bool, typer.Option("--csv", help="CSV output.")] = False,
-    raw: Annotated[bool, typer.Option("--raw", help="CSV cells exactly as stored, not neutralised for spreadsheets (=, +, -, @ get a leading ').")] = False,
+    raw: Annotated[
+        bool,
+        typer.Option(
+            "--raw",
+            help="CSV cells exactly as stored, not neutralised for spreadsheets (=, +, -, @ get a leading ').",
+        ),
+    ] = False,
 ) -> None:
     """Per-recipient ledger of a campaign."""
     from sponsorcast.ledger import iter_deliveries

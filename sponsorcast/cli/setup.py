@@ -14,7 +14,9 @@ from sponsorcast.errors import ExitCode
 
 @handle_errors
 def init(
-    directory: Annotated[Path, typer.Argument(metavar="[DIR]", help="Where to write (default: here).")] = Path("."),
+    directory: Annotated[
+        Path, typer.Argument(metavar="[DIR]", help="Where to write (default: here).")
+    ] = Path("."),
 ) -> None:
     """Write sponsorcast.toml, campaigns/welcome.md and a sample leads.csv; create the store."""
     from sponsorcast.project import init_project
@@ -25,7 +27,9 @@ def init(
     for path in result.kept:
         console.say(f"kept  {path} (exists; not overwritten)")
     console.say(f"store ready at {result.store_url}")
-    console.say("Next: sponsorcast leads import leads.csv && sponsorcast render campaigns/welcome.md")
+    console.say(
+        "Next: sponsorcast leads import leads.csv && sponsorcast render campaigns/welcome.md"
+    )
 
 
 @handle_errors
@@ -43,7 +47,8 @@ def doctor(
     else:
         console.print_table(
             [{**r, "ok": "ok" if r["ok"] else "FAIL"} for r in rows],
-            ["check", "ok", "detail", "fix"], title="sponsorcast doctor",
+            ["check", "ok", "detail", "fix"],
+            title="sponsorcast doctor",
         )
     if not all(c.ok for c in checks):
         raise typer.Exit(int(ExitCode.CONFIG))

@@ -9,7 +9,9 @@ import typer
 from sponsorcast import console
 from sponsorcast.cli._common import handle_errors, open_store
 
-sponsors_app = typer.Typer(help="Manage sponsors (who sends, and whose postal address is printed).", no_args_is_help=True)
+sponsors_app = typer.Typer(
+    help="Manage sponsors (who sends, and whose postal address is printed).", no_args_is_help=True
+)
 
 COLUMNS = ["id", "name", "from", "reply_to", "postal_address", "messaging_enabled"]
 
@@ -19,24 +21,37 @@ COLUMNS = ["id", "name", "from", "reply_to", "postal_address", "messaging_enable
 def add(
     sponsor_id: Annotated[str, typer.Argument(metavar="ID", help="Slug, e.g. acme.")],
     name: Annotated[str, typer.Option("--name", help="Display name.")],
-    from_: Annotated[Optional[str], typer.Option("--from", help="From address: 'Name <addr@domain>'.")] = None,
+    from_: Annotated[
+        Optional[str], typer.Option("--from", help="From address: 'Name <addr@domain>'.")
+    ] = None,
     reply_to: Annotated[Optional[str], typer.Option("--reply-to", help="Reply-To address.")] = None,
-    postal_address: Annotated[Optional[str], typer.Option("--postal-address", help="Printed in every footer.")] = None,
-    disabled: Annotated[bool, typer.Option("--disabled", help="Refuse sends for this sponsor.")] = False,
+    postal_address: Annotated[
+        Optional[str], typer.Option("--postal-address", help="Printed in every footer.")
+    ] = None,
+    disabled: Annotated[
+        bool, typer.Option("--disabled", help="Refuse sends for this sponsor.")
+    ] = False,
 ) -> None:
     """Add a sponsor, or update one with the same id."""
     from sponsorcast.sponsors import add_sponsor
 
     sponsor, created = add_sponsor(
-        open_store(), sponsor_id, name=name, from_address=from_, reply_to=reply_to,
-        postal_address=postal_address, messaging_enabled=not disabled,
+        open_store(),
+        sponsor_id,
+        name=name,
+        from_address=from_,
+        reply_to=reply_to,
+        postal_address=postal_address,
+        messaging_enabled=not disabled,
     )
     console.say(f"{'Added' if created else 'Updated'} sponsor '{sponsor.id}'.")
 
 
 @sponsors_app.command("list")
 @handle_errors
-def list_(json_: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False) -> None:
+def list_(
+    json_: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
+) -> None:
     """List sponsors."""
     from sponsorcast.sponsors import list_sponsors, sponsor_dict
 

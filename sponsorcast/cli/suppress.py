@@ -9,7 +9,9 @@ import typer
 from sponsorcast import console
 from sponsorcast.cli._common import handle_errors, open_store
 
-suppress_app = typer.Typer(help="The suppression list: addresses never to email again.", no_args_is_help=True)
+suppress_app = typer.Typer(
+    help="The suppression list: addresses never to email again.", no_args_is_help=True
+)
 
 SPONSOR_HELP = "Sponsor id; '*' means all sponsors."
 
@@ -18,23 +20,33 @@ SPONSOR_HELP = "Sponsor id; '*' means all sponsors."
 @handle_errors
 def add(
     emails: Annotated[list[str], typer.Argument(metavar="EMAIL...", help="Addresses to suppress.")],
-    sponsor: Annotated[Optional[str], typer.Option("--sponsor", help=SPONSOR_HELP + " Default: all.")] = None,
-    reason: Annotated[str, typer.Option("--reason", help="unsubscribed, bounced, complained or manual.")] = "manual",
+    sponsor: Annotated[
+        Optional[str], typer.Option("--sponsor", help=SPONSOR_HELP + " Default: all.")
+    ] = None,
+    reason: Annotated[
+        str, typer.Option("--reason", help="unsubscribed, bounced, complained or manual.")
+    ] = "manual",
 ) -> None:
     """Suppress addresses (for all sponsors unless --sponsor)."""
     from sponsorcast.suppression import add as add_suppressions
 
     result = add_suppressions(open_store(), emails, sponsor_id=sponsor, reason=reason)
     scope = f"sponsor '{sponsor}'" if sponsor and sponsor != "*" else "all sponsors"
-    console.say(f"Suppressed {len(result.changed)} address(es) for {scope}; "
-                f"{len(result.unchanged)} already were.")
+    console.say(
+        f"Suppressed {len(result.changed)} address(es) for {scope}; "
+        f"{len(result.unchanged)} already were."
+    )
 
 
 @suppress_app.command("remove")
 @handle_errors
 def remove(
-    emails: Annotated[list[str], typer.Argument(metavar="EMAIL...", help="Addresses to allow again.")],
-    sponsor: Annotated[Optional[str], typer.Option("--sponsor", help=SPONSOR_HELP + " Default: every entry.")] = None,
+    emails: Annotated[
+        list[str], typer.Argument(metavar="EMAIL...", help="Addresses to allow again.")
+    ],
+    sponsor: Annotated[
+        Optional[str], typer.Option("--sponsor", help=SPONSOR_HELP + " Default: every entry.")
+    ] = None,
 ) -> None:
     """Lift suppressions (every entry for the address unless --sponsor)."""
     from sponsorcast.suppression import remove as remove_suppressions
@@ -48,10 +60,18 @@ def remove(
 @suppress_app.command("list")
 @handle_errors
 def list_(
-    sponsor: Annotated[Optional[str], typer.Option("--sponsor", help="Only entries that apply to this sponsor.")] = None,
+    sponsor: Annotated[
+        Optional[str], typer.Option("--sponsor", help="Only entries that apply to this sponsor.")
+    ] = None,
     json_: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
     csv_: Annotated[bool, typer.Option("--csv", help="CSV output.")] = False,
-    raw: Annotated[bool, typer.Option("--raw", help="CSV cells exactly as stored, not neutralised for spreadsheets (=, +, -, @ get a leading ').")] = False,
+    raw: Annotated[
+        bool,
+        typer.Option(
+            "--raw",
+            help="CSV cells exactly as stored, not neutralised for spreadsheets (=, +, -, @ get a leading ').",
+        ),
+    ] = False,
 ) -> None:
     """List suppressed addresses."""
     from sponsorcast.suppression import COLUMNS, list_suppressions

@@ -10,13 +10,17 @@ import typer
 from sponsorcast import console
 from sponsorcast.cli._common import handle_errors, load, open_store
 
-events_app = typer.Typer(help="Provider events saved elsewhere (webhook payloads).", no_args_is_help=True)
+events_app = typer.Typer(
+    help="Provider events saved elsewhere (webhook payloads).", no_args_is_help=True
+)
 
 
 @handle_errors
 def serve(
     host: Annotated[str, typer.Option("--host", help="Address to listen on.")] = "127.0.0.1",
-    port: Annotated[int, typer.Option("--port", min=1, max=65535, help="Port to listen on.")] = 8025,
+    port: Annotated[
+        int, typer.Option("--port", min=1, max=65535, help="Port to listen on.")
+    ] = 8025,
 ) -> None:
     """HTTP: Resend webhooks, open pixel, click redirects and one-click unsubscribe."""
     import uvicorn
@@ -49,7 +53,10 @@ def import_(
 
 @handle_errors
 def sync(
-    campaign_id: Annotated[Optional[str], typer.Argument(metavar="ID", help="Only this campaign (default: every campaign).")] = None,
+    campaign_id: Annotated[
+        Optional[str],
+        typer.Argument(metavar="ID", help="Only this campaign (default: every campaign)."),
+    ] = None,
 ) -> None:
     """Ask Resend (GET /emails/{id}) for the state of deliveries not yet final."""
     import asyncio
@@ -61,7 +68,7 @@ def sync(
     config = load()
     if config.transport != "resend":
         raise ConfigError(
-            f"sync asks Resend, but transport.kind is \"{config.transport}\".",
+            f'sync asks Resend, but transport.kind is "{config.transport}".',
             hint='Set [transport] kind = "resend" and RESEND_API_KEY.',
         )
     store = open_store(config)
@@ -79,7 +86,9 @@ def sync(
         f"{result.missing} unknown to Resend, {len(result.errors)} error(s)."
     )
     if result.errors:
-        raise WorkFailed(f"{len(result.errors)} status request(s) failed; the first: {result.errors[0]}")
+        raise WorkFailed(
+            f"{len(result.errors)} status request(s) failed; the first: {result.errors[0]}"
+        )
 
 
 def register(app: typer.Typer) -> None:

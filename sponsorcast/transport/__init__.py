@@ -103,16 +103,27 @@ _KEY_SAFE = re.compile(r"^[\x21-\x7e]+$")
 def api_key_problem(key: str) -> str | None:
     """Why an API key cannot be sent in an HTTP header, said without quoting the key; or None."""
     if not _KEY_SAFE.match(key.strip()):
-        return ("RESEND_API_KEY contains spaces, line breaks or non-ASCII characters; an API key "
-                "has none (copy it again from the Resend dashboard)")
+        return (
+            "RESEND_API_KEY contains spaces, line breaks or non-ASCII characters; an API key "
+            "has none (copy it again from the Resend dashboard)"
+        )
     return None
 
 
 def freeze_emails(emails: Sequence[OutgoingEmail]) -> bytes:
     """Every field of a batch's emails as compressed JSON, to re-send them unchanged later."""
     rows = [
-        [e.delivery_id, e.from_address, e.to, e.subject, e.html, e.text, e.reply_to,
-         [[k, v] for k, v in e.headers.items()], [[k, v] for k, v in e.tags]]
+        [
+            e.delivery_id,
+            e.from_address,
+            e.to,
+            e.subject,
+            e.html,
+            e.text,
+            e.reply_to,
+            [[k, v] for k, v in e.headers.items()],
+            [[k, v] for k, v in e.tags],
+        ]
         for e in emails
     ]
     return zlib.compress(json.dumps(rows, ensure_ascii=False, separators=(",", ":")).encode(), 1)
@@ -123,8 +134,15 @@ def thaw_emails(blob: bytes) -> list[OutgoingEmail]:
     rows = json.loads(zlib.decompress(blob))
     return [
         OutgoingEmail(
-            delivery_id=int(d), from_address=f, to=t, subject=s, html=h, text=x, reply_to=r,
-            headers={str(k): str(v) for k, v in hs}, tags=tuple((str(k), str(v)) for k, v in ts),
+            delivery_id=int(d),
+            from_address=f,
+            to=t,
+            subject=s,
+            html=h,
+            text=x,
+            reply_to=r,
+            headers={str(k): str(v) for k, v in hs},
+            tags=tuple((str(k), str(v)) for k, v in ts),
         )
         for d, f, t, s, h, x, r, hs, ts in rows
     ]

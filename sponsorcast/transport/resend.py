@@ -80,8 +80,14 @@ class TransportStats:
 class _Retry(Exception):
     """A retryable failure of one attempt."""
 
-    def __init__(self, reason: str, *, maybe_sent: bool, retry_after: float | None = None,
-                 limiter_paused: bool = False) -> None:
+    def __init__(
+        self,
+        reason: str,
+        *,
+        maybe_sent: bool,
+        retry_after: float | None = None,
+        limiter_paused: bool = False,
+    ) -> None:
         super().__init__(reason)
         self.reason = reason
         self.maybe_sent = maybe_sent
@@ -129,10 +135,16 @@ class ResendTransport:
         self._key = api_key
         self._base = config.base_url.rstrip("/")
         self._own_client = client is None
-        self._client = client if client is not None else httpx.AsyncClient(
-            timeout=httpx.Timeout(config.timeout),
-            limits=httpx.Limits(max_connections=max(2 * config.concurrency, 10),
-                                max_keepalive_connections=max(2 * config.concurrency, 10)),
+        self._client = (
+            client
+            if client is not None
+            else httpx.AsyncClient(
+                timeout=httpx.Timeout(config.timeout),
+                limits=httpx.Limits(
+                    max_connections=max(2 * config.concurrency, 10),
+                    max_keepalive_connections=max(2 * config.concurrency, 10),
+                ),
+            )
         )
         self._headers = {
             "Authorization": f"Bearer {api_key}",
@@ -154,8 +166,12 @@ class ResendTransport:
         body = encode([email.to_resend() for email in emails])
         try:
             payload = await self._call(
-                "POST", "/emails/batch", body=body, idempotency_key=idempotency_key,
-                extra={"x-batch-validation": "permissive"}, what="the batch",
+                "POST",
+                "/emails/batch",
+                body=body,
+                idempotency_key=idempotency_key,
+                extra={"x-batch-validation": "permissive"},
+                what="the batch",
             )
         except _Refused as refused:
             raise self._refusal(refused, "the batch") from None
@@ -172,7 +188,10 @@ class ResendTransport:
             key = f"{idempotency_key}/{email.delivery_id}"
             try:
                 payload = await self._call(
-                    "POST", "/emails", body=encode(email.to_resend()), idempotency_key=key,
+                    "POST",
+                    "/emails",
+                    body=encode(email.to_resend()),
+                    idempotency_key=key,
                     what="the email",
                 )
             except _Refused as refused:
@@ -196,8 +215,9 @@ class ResendTransport:
     async def get_email(self, message_id: str) -> dict[str, Any]:
         """``GET /emails/{id}``: the provider's record of one email (with ``last_event``)."""
         try:
-            payload = await self._call("GET", f"/emails/{quote(message_id, safe='')}",
-                                       what="the status request")
+            payload = await self._call(
+                "GET", f"/emails/{quote(message_id, safe='')}", what="the status request"
+            )
         except _Refused as refused:
             if refused.status == 404:
                 raise NotFound(f"Resend has no email with id {message_id}.") from None
@@ -284,13 +304,17 @@ class ResendTransport:
         except httpx.TimeoutException as exc:
             self.limiter.observe({}, sent_at)
             self.stats.network_errors += 1
-            raise _Retry(f"timed out ({type(exc).__name__})",
-                         maybe_sent=not isinstance(exc, httpx.ConnectTimeout)) from None
+            raise _Retry(
+                f"timed out ({type(exc).__name__})",
+                maybe_sent=not isinstance(exc, httpx.ConnectTimeout),
+            ) from None
         except (httpx.NetworkError, httpx.RemoteProtocolError) as exc:
             self.limiter.observe({}, sent_at)
             self.stats.network_errors += 1
-            raise _Retry(f"connection error ({type(exc).__name__}: {exc})",
-                         maybe_sent=not isinstance(exc, httpx.ConnectError)) from None
+            raise _Retry(
+                f"connection error ({type(exc).__name__}: {exc})",
+                maybe_sent=not isinstance(exc, httpx.ConnectError),
+            ) from None
         self.limiter.observe(response.headers, sent_at)
         status = response.status_code
         if 200 <= status < 300:
@@ -298,7 +322,8 @@ class ResendTransport:
                 return response.json()
             except ValueError:
                 raise OutcomeUnknown(
-                    f"Resend answered {status} with a body that is not JSON.") from None
+                    f"Resend answered {status} with a body that is not JSON."
+                ) from None
         name, message = _error_of(response)
         retry_after = parse_retry_after(response.headers.get("retry-after"))
         if status == 429:
@@ -306,22 +331,32 @@ class ResendTransport:
                 raise QuotaExceeded(
                     f"Resend's {name.split('_')[0]} sending quota is used up: "
                     f"{self._redact(message)}",
-                    name=name, retry_after=retry_after,
+                    name=name,
+                    retry_after=retry_after,
                 )
             self.stats.rate_limited += 1
             self.limiter.penalise(retry_after)
-            raise _Retry(f"429 {name or 'rate limited'}", maybe_sent=False,
-                         retry_after=retry_after, limiter_paused=True)
+            raise _Retry(
+                f"429 {name or 'rate limited'}",
+                maybe_sent=False,
+                retry_after=retry_after,
+                limiter_paused=True,
+            )
         if status == 409 and name == "concurrent_idempotent_requests":
-            raise _Retry("409 concurrent_idempotent_requests", maybe_sent=True,
-                         retry_after=retry_after)
+            raise _Retry(
+                "409 concurrent_idempotent_requests", maybe_sent=True, retry_after=retry_after
+            )
         if status in (408, 425):  # the server gave up waiting for us, or wants a replay later
-            raise _Retry(f"{status} {name or response.reason_phrase}", maybe_sent=True,
-                         retry_after=retry_after)
+            raise _Retry(
+                f"{status} {name or response.reason_phrase}",
+                maybe_sent=True,
+                retry_after=retry_after,
+            )
         if status >= 500:
             self.stats.server_errors += 1
-            raise _Retry(f"{status} {name or 'server error'}", maybe_sent=True,
-                         retry_after=retry_after)
+            raise _Retry(
+                f"{status} {name or 'server error'}", maybe_sent=True, retry_after=retry_after
+            )
         if status in (401, 403):
             raise AuthError(
                 f"Resend refused the request ({status} {name or 'forbidden'}): "
@@ -341,7 +376,9 @@ class ResendTransport:
             )
         return BatchRejected(
             f"Resend refused {what} ({refused.status} {refused.name or 'error'}): {reason}",
-            status=refused.status, name=refused.name, reason=reason,
+            status=refused.status,
+            name=refused.name,
+            reason=reason,
         )
 
     def _redact(self, text: str) -> str:
@@ -358,8 +395,10 @@ def _error_of(response: httpx.Response) -> tuple[str, str]:
     if isinstance(body, dict):
         name = body.get("name")
         message = body.get("message")
-        return (str(name) if name else "",
-                str(message) if message else response.reason_phrase or "no message")
+        return (
+            str(name) if name else "",
+            str(message) if message else response.reason_phrase or "no message",
+        )
     text = response.text.strip()[:200]
     return "", text or response.reason_phrase or f"HTTP {response.status_code}"
 
