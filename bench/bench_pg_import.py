@@ -2,7 +2,8 @@
 
 Creates a fresh database on a PostgreSQL server, fills the event platform's `sponsor_leads`
 table with COPY (default 1,000,000 rows: text[] tags, NULLs, a timestamp and a numeric extra
-column, ~2% repeated emails, 1% internationalised addresses, as in bench_import.py), then imports it into a fresh SQLite store with the real CLI in a
+column, ~2% repeated emails, 1% internationalised addresses, as in bench_import.py), then
+imports it into a fresh SQLite store with the real CLI in a
 child process, twice (all new, then all stored), and prints rows/s against the 25,000 rows/s
 target and the child's peak RSS against 200 MB.
 

@@ -30,8 +30,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from bench_pg_import import temporary_database, throwaway_server
-from bench_send import CAMPAIGN, start_fake
+from bench_pg_import import temporary_database, throwaway_server  # noqa: E402 - after sys.path
+from bench_send import CAMPAIGN, start_fake  # noqa: E402
 
 RATE = 10  # the provider's requests per second
 BATCH = 100
@@ -134,7 +134,9 @@ postal_address = "1 Bench Street, Springfield"
             outs = [p.communicate(timeout=3600) for p in procs]
             wall = time.monotonic() - t0
             failed = [
-                (p.returncode, e.decode()[-800:]) for p, (_, e) in zip(procs, outs) if p.returncode
+                (p.returncode, e.decode()[-800:])
+                for p, (_, e) in zip(procs, outs, strict=False)
+                if p.returncode
             ]
             if failed:
                 raise WorkersFailed(

@@ -25,7 +25,7 @@ import tempfile
 import time
 import urllib.request
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -108,7 +108,7 @@ def start_fake(rate: float | None, latency: float) -> tuple[subprocess.Popen[byt
 
 
 def fake_record(url: str) -> dict[str, int]:
-    with urllib.request.urlopen(f"{url}/_fake/record?emails=0") as resp:  # noqa: S310 - loopback
+    with urllib.request.urlopen(f"{url}/_fake/record?emails=0") as resp:
         return dict(json.load(resp)["counters"])
 
 
@@ -216,7 +216,7 @@ def main() -> None:
     parser.add_argument("--n", type=int, help="override the number of recipients")
     args = parser.parse_args()
     print(
-        f"# {datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC, {platform.machine()}, {os.cpu_count()} cores, "
+        f"# {datetime.now(UTC):%Y-%m-%d %H:%M} UTC, {platform.machine()}, {os.cpu_count()} cores, "
         f"Python {platform.python_version()}"
     )
     with tempfile.TemporaryDirectory() as tmp:

@@ -27,7 +27,7 @@ import tempfile
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
@@ -43,7 +43,7 @@ BODY = (
     "Hi {{ first_name }}, [a](https://example.com/a) [b](https://example.com/b) "
     "[c](https://example.com/c) [d](https://example.com/d) [p](https://example.com/p?c={{ company }})"
 )
-T0 = datetime(2026, 11, 20, 9, 0, tzinfo=timezone.utc)
+T0 = datetime(2026, 11, 20, 9, 0, tzinfo=UTC)
 
 
 def fill(store: object, count: int) -> None:
@@ -144,7 +144,7 @@ def main() -> None:
 
     print(
         f"machine: {platform.machine()}, {__import__('os').cpu_count()} CPUs, "
-        f"Python {platform.python_version()}, {datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC"
+        f"Python {platform.python_version()}, {datetime.now(UTC):%Y-%m-%d %H:%M} UTC"
     )
     with tempfile.TemporaryDirectory() as tmp:
         directory = Path(tmp)

@@ -110,9 +110,12 @@ def parse_audience(raw: Any) -> Audience:
             if not isinstance(value, (str, int)):
                 raise BadInput("audience filter 'event' must be a string.")
             clean[key] = str(value)
-    if "intent_score_min" in clean and "intent_score_max" in clean:
-        if clean["intent_score_min"] > clean["intent_score_max"]:
-            raise BadInput("audience filter intent_score_min is above intent_score_max.")
+    if (
+        "intent_score_min" in clean
+        and "intent_score_max" in clean
+        and clean["intent_score_min"] > clean["intent_score_max"]
+    ):
+        raise BadInput("audience filter intent_score_min is above intent_score_max.")
     return Audience(type=kind, filter=clean)
 
 

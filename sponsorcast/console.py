@@ -10,7 +10,7 @@ import json
 import os
 import sys
 from collections.abc import Iterable, Mapping, Sequence
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 from rich.console import Console
@@ -51,7 +51,7 @@ def say(message: str) -> None:
 
 def log(message: str) -> None:
     """A timestamped plain line on stderr, for cron and logs."""
-    stamp = datetime.now(timezone.utc).astimezone().isoformat(timespec="seconds")
+    stamp = datetime.now(UTC).astimezone().isoformat(timespec="seconds")
     err.print(f"{stamp} {_escape(message)}", markup=True)
 
 
@@ -152,7 +152,7 @@ class SendProgress:
         self._task: Any = None
         self._started = 0.0
 
-    def __enter__(self) -> "SendProgress":
+    def __enter__(self) -> SendProgress:
         import time
 
         self._started = time.monotonic()

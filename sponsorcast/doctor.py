@@ -138,7 +138,7 @@ def _provider_check(base_url: str, key: str, timeout: float) -> Check:
     return Check("provider", True, f"{base_url} accepted the key")
 
 
-def _error_name(response: "httpx.Response") -> str:
+def _error_name(response: httpx.Response) -> str:
     try:
         return str(response.json().get("name", ""))
     except ValueError:

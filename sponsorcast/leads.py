@@ -213,7 +213,7 @@ class CsvSource:
                     number += 1
                     if not any(cells):
                         continue
-                    row: dict[Any, Any] = dict(zip(headers, cells))
+                    row: dict[Any, Any] = dict(zip(headers, cells, strict=False))
                     if len(cells) > width:
                         surplus = cells[width:]
                         if any(c.strip() for c in surplus):
@@ -262,7 +262,7 @@ class CsvSource:
     def _detect_encoding(self) -> str:
         """UTF-8 if every byte decodes as UTF-8, else Windows-1252, else Latin-1."""
         try:
-            fh = open(self.path, "rb")
+            fh = open(self.path, "rb")  # noqa: SIM115 - closed by the with below, after the error mapping
         except OSError as exc:
             raise LeadsFileError(
                 f"cannot be read ({exc.strerror or exc}).", path=self.path
@@ -937,7 +937,7 @@ class _RejectsFile:
         self.tmp = self.path.with_name(f".{self.path.name}.tmp")
         self.headers = list(headers)
         try:
-            self.fh = open(
+            self.fh = open(  # noqa: SIM115 - lives until commit() or discard()
                 self.tmp, "w", encoding=getattr(source, "rejects_encoding", "utf-8"), newline=""
             )
         except OSError as exc:
@@ -1132,7 +1132,7 @@ class _Upserter:
             if self.error is None:
                 try:
                     self._write(*item)
-                except BaseException as exc:  # noqa: BLE001 - handed to the caller's thread
+                except BaseException as exc:
                     self.error = exc
 
     def _write(self, chunk: dict[str, dict[str, Any]], insert_rows: dict[str, Any]) -> None:
@@ -1149,7 +1149,7 @@ class _Upserter:
                 sql = self.lookup_sql[len(emails)] = self._lookup_sql(len(emails))
             loads = json.loads
             for row in self.conn.exec_driver_sql(sql, (self.sponsor_value, *emails)):
-                stored = dict(zip(_COMPARED, row[2:]))
+                stored = dict(zip(_COMPARED, row[2:], strict=False))
                 if stored["fields"] is not None:
                     stored["fields"] = loads(stored["fields"])
                 found[row[1]] = (row[0], stored)

@@ -95,7 +95,7 @@ class PostgresSource:
                     while records := cur.fetchmany(FETCH_ROWS):
                         for record in records:
                             number += 1
-                            row = dict(zip(headers, record))
+                            row = dict(zip(headers, record, strict=False))
                             for header, index, convert in converters:
                                 value = record[index]
                                 if value is not None:

@@ -21,7 +21,6 @@ import sqlalchemy as sa
 from sponsorcast.models import UTCDateTime, utcnow
 from sponsorcast.readonly import MIGRATIONS_TABLE
 
-
 Migration = Callable[[sa.Connection], None]
 MIGRATIONS: list[Migration] = []
 

@@ -29,6 +29,7 @@ from jinja2 import StrictUndefined, TemplateSyntaxError, nodes
 from jinja2.exceptions import SecurityError
 from jinja2.exceptions import TemplateError as JinjaError
 from jinja2.runtime import new_context
+
 from sponsorcast import sandbox
 from sponsorcast.campaign import CampaignFile, load_campaign
 from sponsorcast.errors import SandboxRefused, TemplateError, TemplateLimitExceeded
@@ -502,7 +503,7 @@ def _subject_and_text(compiled: CompiledCampaign, context: dict[str, Any]) -> tu
     if head is not None:
         try:
             raw = _produce(head, context)
-        except Exception:  # noqa: BLE001 - rendered again part by part, for the exact error
+        except Exception:
             raw = ""
         if raw.count(_SPLIT) == 1:
             subject, body = raw.split(_SPLIT)

@@ -298,7 +298,7 @@ class LimitedSandbox(ImmutableSandboxedEnvironment):
             check_percent(left, right)
         return super().call_binop(context, operator, left, right)
 
-    def call(__self, __context: Context, __obj: Any, *args: Any, **kwargs: Any) -> Any:  # noqa: N805
+    def call(__self, __context: Context, __obj: Any, *args: Any, **kwargs: Any) -> Any:
         """Every call from a template: the clock, and the arguments of text methods."""
         tick()
         target = getattr(__obj, "__wrapped__", __obj)

@@ -84,9 +84,9 @@ REQUEUE_LIMIT = 3  # times one run puts back a batch that was provably not sent
 class Plan:
     """A campaign file checked against its sponsor and the store, ready to send or preview."""
 
-    campaign: "CampaignFile"
+    campaign: CampaignFile
     sponsor: Sponsor
-    compiled: "CompiledCampaign"
+    compiled: CompiledCampaign
     existing_status: str | None
     recipients: int
     suppressed: int
@@ -174,7 +174,7 @@ def plan_send(store: Store, config: Config, path: Path) -> Plan:
     return Plan(campaign, sponsor, compiled, row.status if row else None, total, suppressed)
 
 
-def check_sponsor(sponsor: Sponsor, campaign: "CampaignFile") -> None:
+def check_sponsor(sponsor: Sponsor, campaign: CampaignFile) -> None:
     """A sponsor must be allowed to send and must have a from address."""
     if not sponsor.messaging_enabled:
         raise BadInput(
@@ -198,7 +198,7 @@ def check_sponsor(sponsor: Sponsor, campaign: "CampaignFile") -> None:
 
 
 def _refuse_changed(
-    campaign: "CampaignFile", status: str, stored_hash: str, *, started: bool = True
+    campaign: CampaignFile, status: str, stored_hash: str, *, started: bool = True
 ) -> None:
     # before sending began (draft, scheduled, missed, paused/failed before the start) no
     # recipient got anything yet: the new version replaces the stored one
@@ -214,7 +214,7 @@ def _refuse_changed(
         )
 
 
-def _audience_size(conn: sa.Connection, campaign: "CampaignFile") -> tuple[int, int]:
+def _audience_size(conn: sa.Connection, campaign: CampaignFile) -> tuple[int, int]:
     sel = select_recipients(campaign.sponsor, campaign.audience, ("email", "sponsor_id")).subquery()
     supp = suppressed_condition(sel.c.sponsor_id, sel.c.email)
     row = conn.execute(
@@ -320,7 +320,7 @@ def _has_deliveries(conn: sa.Connection, campaign_id: str) -> bool:
 
 
 def campaign_values(
-    campaign: "CampaignFile", sponsor: Sponsor, *, send_at: datetime | None = None
+    campaign: CampaignFile, sponsor: Sponsor, *, send_at: datetime | None = None
 ) -> dict[str, Any]:
     """The campaign row's snapshot columns for a campaign file (``send_at`` overrides the file's)."""
     if send_at is None and campaign.send_at is not None and campaign.send_at.tzinfo is not None:
@@ -340,7 +340,7 @@ def campaign_values(
     }
 
 
-def _insert_deliveries(conn: sa.Connection, campaign: "CampaignFile", batch_size: int) -> int:
+def _insert_deliveries(conn: sa.Connection, campaign: CampaignFile, batch_size: int) -> int:
     c = lead_table.c
     supp = suppressed_condition(c.sponsor_id, c.email)
     is_supp = sa.case((supp, 1), else_=0)
@@ -410,7 +410,7 @@ class Claim:
 
     number: int
     key: str
-    emails: list["OutgoingEmail"]
+    emails: list[OutgoingEmail]
 
 
 @dataclass
@@ -420,7 +420,7 @@ class _Claimer:
     store: Store
     config: Config
     campaign_id: str
-    renderer: "BatchRenderer"
+    renderer: BatchRenderer
     owner: str = field(
         default_factory=lambda: f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(3)}"
     )
@@ -755,7 +755,7 @@ def _pid_alive(owner: str | None) -> bool:
     return True
 
 
-def payload_hash(emails: Sequence["OutgoingEmail"]) -> str:
+def payload_hash(emails: Sequence[OutgoingEmail]) -> str:
     """The sha256 of what a batch sends: every field its provider request is built from."""
     digest = hashlib.sha256()
     for e in emails:
@@ -785,17 +785,17 @@ class BatchRenderer:
     campaign_id: str
     campaign_tags: Mapping[str, str]
     sponsor: Sponsor
-    compiled: "CompiledCampaign"
+    compiled: CompiledCampaign
     from_address: str
     reply_to: str | None
     subject_prefix: str = ""
     campaign_links: tuple[str, ...] = ()  # the body's links, in order: click tokens index them
 
-    def render_batch(self, members: Sequence[Mapping[str, Any]]) -> list["OutgoingEmail"]:
+    def render_batch(self, members: Sequence[Mapping[str, Any]]) -> list[OutgoingEmail]:
         """One OutgoingEmail per member (``delivery_id`` and ``recipient`` plus lead columns)."""
         return [self.render_one(m) for m in members]
 
-    def render_one(self, member: Mapping[str, Any]) -> "OutgoingEmail":
+    def render_one(self, member: Mapping[str, Any]) -> OutgoingEmail:
         """Render one member."""
         from sponsorcast.render import render_message
         from sponsorcast.transport import OutgoingEmail
@@ -866,7 +866,7 @@ def _links_of(config: Config, body: str) -> tuple[str, ...]:
     return tuple(campaign_links(body))
 
 
-def stored_campaign(row: Mapping[Any, Any]) -> "CampaignFile":
+def stored_campaign(row: Mapping[Any, Any]) -> CampaignFile:
     """The campaign as snapshotted in the store, in the shape rendering takes."""
     from sponsorcast.audience import parse_audience
     from sponsorcast.campaign import CampaignFile
@@ -896,7 +896,7 @@ async def run_batches(
     store: Store,
     config: Config,
     campaign_id: str,
-    transport: "Transport",
+    transport: Transport,
     *,
     limit: int | None = None,
     deadline: float | None = None,
@@ -1023,7 +1023,7 @@ def run_campaign(
     config: Config,
     campaign_id: str,
     *,
-    transport: "Transport | None" = None,
+    transport: Transport | None = None,
     limit: int | None = None,
     deadline: float | None = None,
     progress: ProgressCallback | None = None,
@@ -1059,7 +1059,7 @@ def send_campaign(
     config: Config,
     plan: Plan,
     *,
-    transport: "Transport | None" = None,
+    transport: Transport | None = None,
     limit: int | None = None,
     progress: ProgressCallback | None = None,
 ) -> RunReport:
@@ -1103,7 +1103,7 @@ def send_test(
     plan: Plan,
     addresses: Sequence[str],
     *,
-    transport: "Transport | None" = None,
+    transport: Transport | None = None,
 ) -> int:
     """``send --test``: the first recipient's email to the given addresses, "[TEST]" subject, no ledger."""
     from email_validator import EmailNotValidError, validate_email

@@ -11,7 +11,7 @@ percentages of ``sent`` with one decimal (0.0 when nothing was sent).
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 import sqlalchemy as sa
@@ -96,7 +96,7 @@ def campaign_stats(store: Store, campaign_id: str) -> dict[str, Any]:
     if isinstance(last_sent, str):
         last_sent = datetime.fromisoformat(last_sent)
     if last_sent is not None and last_sent.tzinfo is None:
-        last_sent = last_sent.replace(tzinfo=timezone.utc)
+        last_sent = last_sent.replace(tzinfo=UTC)
     started: datetime | None = campaign.started_at
     per_second = None
     if started is not None and last_sent is not None and numbers["sent"]:

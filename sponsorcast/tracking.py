@@ -45,7 +45,7 @@ import re
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from functools import lru_cache
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
@@ -108,7 +108,7 @@ def _mac(secret: str, kind: str, body: str, url: str | None = None) -> str:
 
 
 @lru_cache(maxsize=8)
-def _keyed(secret: str) -> "hmac.HMAC":
+def _keyed(secret: str) -> hmac.HMAC:
     return hmac.new(secret.encode("utf-8"), digestmod=hashlib.sha256)
 
 
@@ -284,7 +284,7 @@ def unsubscribe_headers(unsubscribe_url: str | None, mailto_url: str = "") -> di
 
 def links_for(
     config: Config, campaign_id: str, delivery_id: int, links: Sequence[str] | None = None
-) -> tuple["Links", dict[str, str]]:
+) -> tuple[Links, dict[str, str]]:
     """Links and extra headers for one recipient (see the module docstring).
 
     ``links`` is ``campaign_links(body)`` of the campaign; without it, links are not rewritten.
@@ -406,8 +406,8 @@ def parse_time(value: Any) -> datetime | None:
     except ValueError:
         return None
     if parsed.tzinfo is None:
-        parsed = parsed.replace(tzinfo=timezone.utc)
-    return parsed.astimezone(timezone.utc)
+        parsed = parsed.replace(tzinfo=UTC)
+    return parsed.astimezone(UTC)
 
 
 def _tags(data: Mapping[str, Any]) -> dict[str, str]:

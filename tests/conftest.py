@@ -6,6 +6,7 @@ import os
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
 from typer.testing import CliRunner
@@ -13,6 +14,9 @@ from typer.testing import CliRunner
 from sponsorcast.cli import app
 from sponsorcast.config import Config, load_config
 from sponsorcast.store import Store, open_from_config
+
+if TYPE_CHECKING:
+    from tests.fakeresend import FakeResend
 
 from .pg import (  # noqa: F401 - PostgreSQL fixtures
     closed_port,
@@ -115,7 +119,7 @@ def store(project: Project) -> Iterator[Store]:
 
 
 @pytest.fixture
-def fake_resend() -> Iterator["FakeResend"]:
+def fake_resend() -> Iterator[FakeResend]:
     """A fresh Resend stand-in on 127.0.0.1 (see tests/fakeresend.py); ``.url``, ``.api_key``."""
     from tests.fakeresend import FakeResend
 

@@ -13,7 +13,8 @@ It behaves like Resend where sponsorcast depends on it:
   ``ratelimit-limit``, ``ratelimit-remaining``, ``ratelimit-reset`` (whole seconds, like the
   real API), a 429 also ``retry-after``;
 - idempotency keys (kept ``idempotency_ttl`` seconds, 24 h by default): same key and same
-  body replay the first (successful) answer without sending again; same key with another body: 409 ``invalid_idempotent_request``; a key whose
+  body replay the first (successful) answer without sending again; same key with another
+  body: 409 ``invalid_idempotent_request``; a key whose
   first request is still being processed: 409 ``concurrent_idempotent_requests``;
 - faults: answer latency, injected 5xx (``fail_next`` requests or ``fail_rate``), a burst of
   429 ``rate_limit_exceeded`` (``limit_next`` requests, whatever the rate), lost
@@ -31,6 +32,7 @@ Run it alone for benchmarks: ``python tests/fakeresend.py --port 8787 --rate 10 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import hashlib
 import json
 import math
@@ -44,7 +46,7 @@ import urllib.request
 import uuid
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field, fields, replace
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qs, unquote, urlsplit
@@ -299,19 +301,19 @@ class _Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
     server: _Server
 
-    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - stdlib signature
+    def log_message(self, format: str, *args: Any) -> None:
         """Quiet."""
 
-    def do_GET(self) -> None:  # noqa: N802 - stdlib naming
+    def do_GET(self) -> None:
         self._dispatch("GET")
 
-    def do_POST(self) -> None:  # noqa: N802
+    def do_POST(self) -> None:
         self._dispatch("POST")
 
-    def do_PUT(self) -> None:  # noqa: N802
+    def do_PUT(self) -> None:
         self._dispatch("PUT")
 
-    def do_DELETE(self) -> None:  # noqa: N802
+    def do_DELETE(self) -> None:
         self._dispatch("DELETE")
 
     # -- plumbing ------------------------------------------------------------------------
@@ -695,7 +697,7 @@ class _Handler(BaseHTTPRequestHandler):
         if record is None:
             self._error(_Answer(404, "not_found", "Email not found"), headers)
             return
-        created = datetime.fromtimestamp(record.time, timezone.utc).isoformat()
+        created = datetime.fromtimestamp(record.time, UTC).isoformat()
         answer = {
             "object": "email",
             "id": record.id,
@@ -848,10 +850,8 @@ def main(argv: list[str] | None = None) -> int:
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     with fake:
         print(fake.url, flush=True)
-        try:
+        with contextlib.suppress(KeyboardInterrupt):
             stop.wait()
-        except KeyboardInterrupt:
-            pass
     return 0
 
 

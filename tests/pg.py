@@ -67,7 +67,7 @@ def pg_server_url() -> str:
     try:
         with admin_connect(url) as conn:
             conn.execute("SELECT 1")
-    except Exception as exc:  # noqa: BLE001 - any failure here means the server is unusable
+    except Exception as exc:
         pytest.fail(f"{ENV} is set but its server cannot be reached: {exc}")
     return url
 

@@ -243,7 +243,7 @@ def test_campaign_files_lists_a_directory_sorted(tmp_path: Path) -> None:
         (tmp_path / name).write_text("x", encoding="utf-8")
     (tmp_path / "sub").mkdir()
     assert campaign_files(tmp_path) == [tmp_path / "a.md", tmp_path / "b.yaml", tmp_path / "c.yml"]
-    with pytest.raises(CampaignFileError, match="must end in .md, .yaml or .yml"):
+    with pytest.raises(CampaignFileError, match=r"must end in \.md, \.yaml or \.yml"):
         campaign_files(tmp_path / "notes.txt")
     assert campaign_files(tmp_path / "a.md") == [tmp_path / "a.md"]
     with pytest.raises(BadInput, match="holds no campaign files"):

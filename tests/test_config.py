@@ -40,7 +40,7 @@ def test_sponsorcast_config_env_names_the_file(tmp_path: Path) -> None:
     path.write_text('[transport]\nkind = "outbox"\n')
     assert load_config(None, env={"SPONSORCAST_CONFIG": str(path)}).transport == "outbox"
     with pytest.raises(
-        ConfigError, match="SPONSORCAST_CONFIG names .*missing.toml, which does not exist"
+        ConfigError, match=r"SPONSORCAST_CONFIG names .*missing\.toml, which does not exist"
     ):
         load_config(None, env={"SPONSORCAST_CONFIG": str(tmp_path / "missing.toml")})
 

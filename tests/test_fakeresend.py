@@ -10,6 +10,7 @@ import subprocess
 import sys
 import threading
 import time
+import urllib.error
 from pathlib import Path
 from typing import Any
 
@@ -307,7 +308,7 @@ def test_http_control_endpoints(fake_resend: FakeResend) -> None:
     assert record["accepted"][0]["to"] == ["ann@example.org"]
     assert record["accepted"][0]["idempotency_key"] == "k"
     assert "accepted" not in remote_record(fake_resend.url, emails=False)
-    with pytest.raises(Exception):
+    with pytest.raises(urllib.error.HTTPError, match="400"):
         remote_configure(fake_resend.url, no_such_option=1)
     message_id = record["accepted"][0]["id"]
     httpx.post(f"{fake_resend.url}/_fake/events", json={"id": message_id, "last_event": "opened"})

@@ -7,8 +7,6 @@ with the store and the outbox unchanged.
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import pytest
 import sqlalchemy as sa
 

@@ -8,7 +8,7 @@ import json
 import shutil
 import tracemalloc
 from collections.abc import Iterator
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -16,7 +16,7 @@ import pytest
 import sqlalchemy as sa
 
 from sponsorcast.audience import audience_from_options, count_recipients, parse_audience
-from sponsorcast.errors import BadInput, LeadsFileError, NotFound
+from sponsorcast.errors import LeadsFileError, NotFound
 from sponsorcast.leads import (
     CsvSource,
     import_leads,
@@ -30,7 +30,7 @@ from sponsorcast.store import Store
 from tests.conftest import DATA, Project
 from tests.pg import both_store_backends  # noqa: F401 - every project test runs on SQLite and PostgreSQL
 
-FIXED = datetime(2026, 1, 2, 3, 4, 5, tzinfo=timezone.utc)
+FIXED = datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC)
 
 
 def leads(store: Store) -> dict[str, dict[str, Any]]:
@@ -755,8 +755,8 @@ def test_list_and_count_by_audience(
     counted = audience_project.run("leads", "count", *args, "--json")
     assert counted.stdout == json.dumps({"count": len(emails)}, indent=2) + "\n"
     # the count through SQLAlchemy (render --check, PostgreSQL) agrees with the quick SQLite read
-    options = dict(zip(args[::2], args[1::2]))
-    filters = [v for k, v in zip(args[::2], args[1::2]) if k == "--filter"]
+    options = dict(zip(args[::2], args[1::2], strict=False))
+    filters = [v for k, v in zip(args[::2], args[1::2], strict=False) if k == "--filter"]
     selected = audience_from_options(options.get("--audience"), filters)
     s = audience_project.store()
     with s.read() as conn:

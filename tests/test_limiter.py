@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import itertools
 import time
 
 import httpx
@@ -78,7 +79,7 @@ def test_requests_leave_evenly_spaced_with_no_burst() -> None:
     limiter.observe({})  # no probe wait
     times = asyncio.run(departures(limiter, 12, 6))
     interval = 1 / limiter.rate
-    gaps = sorted(b - a for a, b in zip(times, times[1:]))
+    gaps = sorted(b - a for a, b in itertools.pairwise(times))
     assert gaps[len(gaps) // 2] == pytest.approx(interval, rel=0.1)  # paced, not bunched
     assert times[-1] - times[0] >= 11 * interval - 0.01  # pacing only ever delays
     assert most_in_any_window(times, 1.0 + GUARD - 0.001) <= 10  # the hard rule, always

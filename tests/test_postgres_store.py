@@ -17,8 +17,8 @@ import sponsorcast.models  # noqa: F401 - registers the tables
 from sponsorcast.config import SponsorConfig
 from sponsorcast.errors import StoreError
 from sponsorcast.migrations import MIGRATIONS, run_migrations
-from sponsorcast.readonly import MIGRATIONS_TABLE
 from sponsorcast.models import Lead, Sponsor
+from sponsorcast.readonly import MIGRATIONS_TABLE
 from sponsorcast.store import open_store
 
 from .conftest import Project
@@ -127,7 +127,7 @@ def test_concurrent_opens_apply_each_migration_once(pg_url: str) -> None:
     def opener() -> None:
         try:
             open_store(pg_url).dispose()
-        except BaseException as exc:  # noqa: BLE001 - collected and asserted below
+        except BaseException as exc:
             errors.append(exc)
 
     threads = [threading.Thread(target=opener) for _ in range(4)]

@@ -18,7 +18,7 @@ from .conftest import Project
 
 
 def test_current_migrations_are_the_migration_list() -> None:
-    assert readonly.CURRENT_MIGRATIONS == {m.__name__ for m in MIGRATIONS}
+    assert {m.__name__ for m in MIGRATIONS} == readonly.CURRENT_MIGRATIONS
 
 
 def test_up_to_date_store_opens_read_only(project: Project) -> None:

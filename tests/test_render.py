@@ -19,10 +19,9 @@ from typer.testing import CliRunner
 
 from sponsorcast import render as render_module
 from sponsorcast.audience import tags_to_text
-from sponsorcast.models import lead_table
 from sponsorcast.campaign import load_campaign
 from sponsorcast.errors import TemplateError
-from sponsorcast.models import Sponsor
+from sponsorcast.models import Sponsor, lead_table
 from sponsorcast.render import (
     StaticLinks,
     check_recipients,

@@ -23,7 +23,7 @@ from sponsorcast.errors import (
     TemplateError,
 )
 from sponsorcast.models import Delivery, Lead, SendBatch, Suppression, utcnow
-from sponsorcast.send import plan_send, run_campaign, send_campaign
+from sponsorcast.send import plan_send, send_campaign
 from sponsorcast.store import Store
 from sponsorcast.transport import BatchOutcome, OutgoingEmail
 

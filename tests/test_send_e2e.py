@@ -23,8 +23,8 @@ from sponsorcast.models import Lead, utcnow
 from sponsorcast.store import Store
 
 from .conftest import Project
-from .pg import both_store_backends  # noqa: F401 - every test here runs on SQLite and on PostgreSQL
 from .fakeresend import FakeResend
+from .pg import both_store_backends  # noqa: F401 - every test here runs on SQLite and on PostgreSQL
 
 CAMPAIGN = """\
 ---
@@ -190,7 +190,7 @@ def test_two_processes_started_together_send_each_email_once(
     procs = [spawn(project, fake_resend, "send", "spring.md", "--yes") for _ in range(2)]
     results = [p.communicate(timeout=120) for p in procs]
     assert all(p.returncode == 0 for p in procs), [
-        (p.returncode, o.decode(), e.decode()) for p, (o, e) in zip(procs, results)
+        (p.returncode, o.decode(), e.decode()) for p, (o, e) in zip(procs, results, strict=False)
     ]
     assert_exactly_once(fake_resend, store, people)
     with store.read() as conn:
@@ -212,7 +212,7 @@ def test_steady_run_with_limiter_sees_no_429(
     people = emails(400)  # 20 requests
     add_leads(store, people)
     fake_resend.configure(rate=5, latency=0.02)
-    code, out, err = run(project, fake_resend, "send", "spring.md", "--yes")
+    code, _out, err = run(project, fake_resend, "send", "spring.md", "--yes")
     assert code == 0, err
     assert fake_resend.counters["rate_limited"] == 0
     assert_exactly_once(fake_resend, store, people)
@@ -233,7 +233,7 @@ def test_burst_of_429s_loses_and_duplicates_nothing(
     add_leads(store, people)
     fake_resend.configure(rate=10, limit_next=6)
     for _ in range(5):
-        code, out, err = run(project, fake_resend, "send", "spring.md", "--yes")
+        code, _out, err = run(project, fake_resend, "send", "spring.md", "--yes")
         if code == 0:
             break
     assert code == 0, err
@@ -248,14 +248,14 @@ def test_quota_pauses_then_a_later_run_finishes(
     people = emails(450)
     add_leads(store, people)
     fake_resend.configure(quota=200)
-    code, out, err = run(project, fake_resend, "send", "spring.md", "--yes")
+    code, _out, err = run(project, fake_resend, "send", "spring.md", "--yes")
     assert code == 1
     assert "quota" in err.lower()
     with store.read() as conn:
         assert conn.execute(sa.text("SELECT status FROM campaign")).scalar() == "paused"
     assert len(fake_resend.accepted) == 200
     fake_resend.configure(quota=None)
-    code, out, err = run(project, fake_resend, "send", "spring.md", "--yes")
+    code, _out, err = run(project, fake_resend, "send", "spring.md", "--yes")
     assert code == 0, err
     assert_exactly_once(fake_resend, store, people)
 
@@ -281,7 +281,7 @@ def test_one_invalid_address_fails_only_that_delivery(
     resend_project(project, fake_resend)
     people = emails(9)
     add_leads(store, [*people[:4], "broken@nodot", *people[4:]])
-    code, out, err = run(project, fake_resend, "send", "spring.md", "--yes")
+    code, _out, _err = run(project, fake_resend, "send", "spring.md", "--yes")
     assert code == 1
     book = ledger(store)
     assert book.pop("broken@nodot")[0] == "failed"
@@ -302,7 +302,7 @@ def test_resend_request_matches_openapi_and_headers(
     )
     add_leads(store, emails(2))
     fake_resend.configure(keep_bodies=True)
-    code, out, err = run(project, fake_resend, "send", "spring.md", "--yes")
+    code, _out, err = run(project, fake_resend, "send", "spring.md", "--yes")
     assert code == 0, err
     first = sorted(fake_resend.accepted, key=lambda a: a.to[0])[0]
     assert first.subject == "F0, see us at booth 12"
@@ -325,14 +325,14 @@ def test_ctrl_c_exits_130_and_the_next_run_resumes(
     while time.monotonic() < deadline and len(fake_resend.accepted) < 200:
         time.sleep(0.05)
     proc.send_signal(signal.SIGINT)
-    out, err = proc.communicate(timeout=30)
+    _out, err = proc.communicate(timeout=30)
     assert proc.returncode == 130, err.decode()
     assert "Interrupted" in err.decode()
     with store.read() as conn:
         status, reason = conn.execute(sa.text("SELECT status, status_reason FROM campaign")).one()
     assert (status, reason) == ("paused", "interrupted (Ctrl-C)")
     assert len(fake_resend.accepted) < 2000
-    code, out2, err2 = run(project, fake_resend, "send", "spring.md", "--yes")
+    code, _out2, err2 = run(project, fake_resend, "send", "spring.md", "--yes")
     assert code == 0, err2
     assert_exactly_once(fake_resend, store, people)
 
@@ -361,7 +361,7 @@ def _change_sponsor(project: Project, fake: FakeResend) -> None:
 
 
 def _change_suppression(project: Project, fake: FakeResend) -> None:
-    code, out, err = run(
+    code, _out, err = run(
         project, fake, "suppress", "add", "person0@example.com", "--sponsor", "default"
     )
     assert code == 0, err

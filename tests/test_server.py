@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import contextlib
 import dataclasses
 import hashlib
 import hmac
@@ -22,9 +23,9 @@ with warnings.catch_warnings():  # starlette 1.x prefers httpx2 for its TestClie
     warnings.simplefilter("ignore")
     from starlette.testclient import TestClient
 
+from sponsorcast import server as server_module
 from sponsorcast import tracking
 from sponsorcast.config import Config, Secrets
-from sponsorcast import server as server_module
 from sponsorcast.server import PIXEL, create_app, server_config
 from sponsorcast.store import Store
 from tests.test_tracking import (
@@ -37,9 +38,9 @@ from tests.test_tracking import (
     seed,
     snapshot,
     suppressed_leads,
+    suppression_t,
     table_rows,
     tracking_config,
-    suppression_t,
 )
 
 NOW = 1_790_000_000.0
@@ -419,10 +420,8 @@ def _raw(url: str, head: bytes, body: bytes = b"", *, close: bool = False) -> by
     """Send raw bytes to the server and read what it answers until it closes (or 10 s)."""
     host, port = url.removeprefix("http://").split(":")
     with socket.create_connection((host, int(port)), timeout=10) as sock:
-        try:
+        with contextlib.suppress(OSError):  # the server may answer and close before it has all
             sock.sendall(head + body)
-        except OSError:
-            pass  # the server may answer and close before it has everything
         if close:
             return b""
         answer = b""
@@ -455,9 +454,10 @@ def _post_head(length: int | None, signed: bool, *, chunked: bool = False) -> by
 
 
 def _high_water_mib(pid: int) -> float:
-    for line in open(f"/proc/{pid}/status"):
-        if line.startswith("VmHWM:"):
-            return int(line.split()[1]) / 1024
+    with open(f"/proc/{pid}/status") as status:
+        for line in status:
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
     raise AssertionError("no VmHWM")
 
 

@@ -6,7 +6,7 @@ import asyncio
 import dataclasses
 import json
 from collections.abc import Sequence
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -28,7 +28,7 @@ sponsor_t: sa.Table = Sponsor.__table__  # type: ignore[attr-defined]
 suppression_t: sa.Table = Suppression.__table__  # type: ignore[attr-defined]
 
 SECRET = "test-secret-0123456789abcdef"
-T0 = datetime(2026, 11, 20, 9, 0, tzinfo=timezone.utc)
+T0 = datetime(2026, 11, 20, 9, 0, tzinfo=UTC)
 BODY = """Hi {{ first_name }},
 
 [Book a demo](https://example.com/demo?src=mail&x=1). See <https://example.com/agenda>.
@@ -551,7 +551,7 @@ def write_jsonl(path: Path, lines: list[Any]) -> Path:
 
 def test_events_import_applies_once(project: Any, store: Store) -> None:
     [a, b] = seed(store, ["ann@example.org", "bob@example.org"])
-    path = write_jsonl(
+    write_jsonl(
         project.path / "events.jsonl",
         [
             {"svix-id": "msg_1", "payload": event("email.delivered", "spring-msg-0")},

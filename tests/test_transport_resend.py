@@ -108,7 +108,7 @@ def schema_errors(value: Any, schema: dict[str, Any], where: str = "$") -> list[
     kind = schema.get("type")
     if kind == "object":
         if not isinstance(value, dict):
-            return errors + [f"{where}: not an object"]
+            return [*errors, f"{where}: not an object"]
         errors += [f"{where}: missing {k}" for k in schema.get("required", []) if k not in value]
         properties = schema.get("properties")
         for key, item in value.items():
@@ -120,7 +120,7 @@ def schema_errors(value: Any, schema: dict[str, Any], where: str = "$") -> list[
                 errors += schema_errors(item, properties[key], f"{where}.{key}")
     elif kind == "array":
         if not isinstance(value, list):
-            return errors + [f"{where}: not an array"]
+            return [*errors, f"{where}: not an array"]
         if not schema.get("minItems", 0) <= len(value) <= schema.get("maxItems", 10**9):
             errors.append(f"{where}: {len(value)} items")
         for i, item in enumerate(value):

@@ -35,14 +35,14 @@ class GlobalOptions:
 OPTIONS = GlobalOptions()
 
 
-def load() -> "Config":
+def load() -> Config:
     """The configuration for this invocation (flag > env > file > default)."""
     from sponsorcast.config import load_config
 
     return load_config(OPTIONS.config_path, store_url=OPTIONS.store_url)
 
 
-def open_store(config: "Config | None" = None) -> "Store":
+def open_store(config: Config | None = None) -> Store:
     """Open and migrate the configured store."""
     from sponsorcast.store import open_from_config
 
@@ -70,7 +70,7 @@ def handle_errors(fn: Callable[P, R]) -> Callable[P, R]:
                 "Interrupted; nothing in flight was lost, run the command again to resume."
             )
             raise typer.Exit(int(ExitCode.INTERRUPTED)) from None
-        except Exception as exc:  # noqa: BLE001 - the user gets a sentence, not a traceback
+        except Exception as exc:
             if debug:
                 traceback.print_exc()
             # database errors can carry whole statements and their parameters: one line only

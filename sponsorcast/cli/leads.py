@@ -133,7 +133,7 @@ def import_(
 
 def _source(
     source: str, *, encoding: str | None, table: str | None, query: str | None
-) -> "LeadSource":
+) -> LeadSource:
     from sponsorcast.errors import BadInput, SourceError
 
     if source.startswith(("postgresql://", "postgres://", "postgresql+psycopg://")):
@@ -186,7 +186,7 @@ def _progress(*, enabled: bool) -> Iterator[Callable[[int], None] | None]:
     yield log_line
 
 
-def _print_report(report: "ImportReport") -> None:
+def _print_report(report: ImportReport) -> None:
     verb = "Dry run of" if report.dry_run else "Imported"
     console.say(
         f"{verb} {report.source} for sponsor '{report.sponsor_id}': {report.rows:,} rows read."
@@ -241,8 +241,8 @@ def list_(
     ] = False,
 ) -> None:
     """List a sponsor's leads (every match unless --limit)."""
-    from sponsorcast.errors import BadInput
     from sponsorcast.audience import audience_from_options
+    from sponsorcast.errors import BadInput
     from sponsorcast.leads import LIST_COLUMNS, list_leads
 
     if json_ and csv_:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from enum import Enum
+from enum import StrEnum
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
@@ -16,7 +16,7 @@ if TYPE_CHECKING:
     from sponsorcast.render import CheckResult, Preview, Problem
 
 
-class Format(str, Enum):
+class Format(StrEnum):
     """Output formats of ``render``."""
 
     text = "text"

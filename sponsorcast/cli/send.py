@@ -115,7 +115,7 @@ def send(
         raise typer.Exit(int(ExitCode.FAILED))
 
 
-def _summary(report: "RunReport") -> None:
+def _summary(report: RunReport) -> None:
     if report.already_finished:
         console.say(
             f"Campaign '{report.campaign_id}' is already {report.status}; nothing was sent."

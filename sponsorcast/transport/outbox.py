@@ -16,10 +16,10 @@ import hashlib
 import os
 import re
 from collections.abc import Sequence
+from datetime import UTC, datetime
 from email.message import EmailMessage
 from email.parser import BytesHeaderParser
 from email.policy import SMTP
-from datetime import datetime, timezone
 from email.utils import format_datetime, parseaddr
 from pathlib import Path
 
@@ -96,7 +96,7 @@ def render_eml(email: OutgoingEmail, idempotency_key: str, *, date: str | None =
     msg["From"] = email.from_address
     msg["To"] = email.to
     msg["Subject"] = email.subject
-    msg["Date"] = date or format_datetime(datetime.now(timezone.utc).replace(microsecond=0))
+    msg["Date"] = date or format_datetime(datetime.now(UTC).replace(microsecond=0))
     msg["Message-ID"] = message_id(idempotency_key, email)
     if email.reply_to:
         msg["Reply-To"] = email.reply_to

@@ -29,7 +29,6 @@ from __future__ import annotations
 
 import json
 import random
-import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -416,7 +415,7 @@ def _batch_outcome(emails: Sequence[OutgoingEmail], payload: Any) -> BatchOutcom
     ids = [item.get("id") if isinstance(item, dict) else None for item in payload["data"]]
     kept = [i for i in range(len(emails)) if i not in rejected]
     if len(ids) == len(kept):
-        pairs = list(zip(kept, ids))
+        pairs = list(zip(kept, ids, strict=False))
     elif len(ids) == len(emails):  # data holds one entry per email, failed ones included
         pairs = [(i, ids[i]) for i in kept]
     else:
