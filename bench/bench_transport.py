@@ -26,8 +26,8 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from sponsorcast.config import ResendConfig  # noqa: E402
-from sponsorcast.limiter import RateLimiter  # noqa: E402
 from sponsorcast.transport import OutgoingEmail  # noqa: E402
+from sponsorcast.transport.limiter import RateLimiter  # noqa: E402
 from sponsorcast.transport.resend import ResendTransport  # noqa: E402
 from tests.fakeresend import DEFAULT_KEY, remote_record  # noqa: E402
 

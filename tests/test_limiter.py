@@ -9,7 +9,7 @@ import time
 import httpx
 import pytest
 
-from sponsorcast.limiter import (
+from sponsorcast.transport.limiter import (
     AUTO_START,
     GUARD,
     PROBE_WAIT,

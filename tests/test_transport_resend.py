@@ -26,8 +26,8 @@ from sponsorcast.errors import (
     QuotaExceeded,
     TransportError,
 )
-from sponsorcast.limiter import RateLimiter
 from sponsorcast.transport import OutgoingEmail, make_transport
+from sponsorcast.transport.limiter import RateLimiter
 from sponsorcast.transport.outbox import OutboxTransport
 from sponsorcast.transport.resend import ResendTransport
 from tests.fakeresend import FakeResend

@@ -24,7 +24,7 @@ from email.utils import format_datetime, parseaddr
 from pathlib import Path
 
 from sponsorcast.errors import TransportError
-from sponsorcast.transport import BatchOutcome, OutgoingEmail, check_batch
+from sponsorcast.transport.base import BatchOutcome, OutgoingEmail, check_batch
 
 _SAFE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
 

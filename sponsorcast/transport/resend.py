@@ -52,8 +52,8 @@ from sponsorcast.errors import (
     QuotaExceeded,
     TransportError,
 )
-from sponsorcast.limiter import RateLimiter, parse_retry_after
-from sponsorcast.transport import BatchOutcome, OutgoingEmail, api_key_problem, check_batch
+from sponsorcast.transport.base import BatchOutcome, OutgoingEmail, api_key_problem, check_batch
+from sponsorcast.transport.limiter import RateLimiter, parse_retry_after
 
 USER_AGENT = f"sponsorcast/{__version__}"
 BATCH_MAX = 100
