@@ -51,8 +51,8 @@ class WorkersFailed(Exception):
 
 def fill_store(url: str, n: int) -> None:
     """A migrated store with n leads of sponsor `default`."""
-    from sponsorcast.models import Lead, utcnow
     from sponsorcast.store import open_store
+    from sponsorcast.store.models import Lead, utcnow
 
     store = open_store(url)
     now = utcnow()

@@ -45,8 +45,8 @@ LAST = ("Lovelace", "Hopper", "Turing", "Johnson", "Torvalds", "Hamilton", "Lisk
 def fill(directory: Path, count: int) -> float:
     """Create the store and insert ``count`` leads with Core; returns seconds taken."""
     from sponsorcast.config import load_config
-    from sponsorcast.models import lead_table
     from sponsorcast.store import open_from_config
+    from sponsorcast.store.tables import lead_t as lead_table
 
     store = open_from_config(load_config(directory / "sponsorcast.toml", env={}))
     started = time.perf_counter()

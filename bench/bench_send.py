@@ -113,8 +113,8 @@ def fake_record(url: str) -> dict[str, int]:
 
 
 def fill_store(path: Path, n: int) -> None:
-    from sponsorcast.models import Lead, utcnow
     from sponsorcast.store import open_store
+    from sponsorcast.store.models import Lead, utcnow
 
     store = open_store(f"sqlite:///{path}")
     now = utcnow()

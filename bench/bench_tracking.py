@@ -50,7 +50,7 @@ def fill(store: object, count: int) -> None:
     """One campaign with ``count`` sent deliveries, through Core."""
     import sqlalchemy as sa
 
-    from sponsorcast.models import Campaign, Delivery, Lead
+    from sponsorcast.store.models import Campaign, Delivery, Lead
 
     lead_t: sa.Table = Lead.__table__  # type: ignore[attr-defined]
     campaign_t: sa.Table = Campaign.__table__  # type: ignore[attr-defined]

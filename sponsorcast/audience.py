@@ -176,22 +176,20 @@ def select_recipients(
     """SELECT of the audience's leads, ordered by id (stable for batching and previews)."""
     import sqlalchemy as sa
 
-    from sponsorcast.models import lead_table
+    from sponsorcast.store.tables import lead_t  # here, not on top: `leads count` avoids SQLAlchemy
 
-    cols = [lead_table.c[name] for name in columns]
-    return sa.select(*cols).where(audience_filter(sponsor_id, audience)).order_by(lead_table.c.id)
+    cols = [lead_t.c[name] for name in columns]
+    return sa.select(*cols).where(audience_filter(sponsor_id, audience)).order_by(lead_t.c.id)
 
 
 def count_recipients(sponsor_id: str, audience: Audience) -> sa.Select[Any]:
     """SELECT count(*) of the audience."""
     import sqlalchemy as sa
 
-    from sponsorcast.models import lead_table
+    from sponsorcast.store.tables import lead_t  # here, not on top: `leads count` avoids SQLAlchemy
 
     return (
-        sa.select(sa.func.count())
-        .select_from(lead_table)
-        .where(audience_filter(sponsor_id, audience))
+        sa.select(sa.func.count()).select_from(lead_t).where(audience_filter(sponsor_id, audience))
     )
 
 
@@ -203,12 +201,12 @@ def count_audience(config: Config, sponsor_id: str, audience: Audience) -> int:
     as every command does, which migrates it, applies the config's sponsors and gives the
     usual errors.
     """
-    from sponsorcast import readonly
+    from sponsorcast.store import fastread
 
-    quick = readonly.connect(config.store_url)
+    quick = fastread.connect(config.store_url)
     if quick is not None:
         with closing(quick):
-            if readonly.has_sponsor(quick, sponsor_id):
+            if fastread.has_sponsor(quick, sponsor_id):
                 sql, params = where_sql(sponsor_id, audience)
                 return int(
                     quick.execute(f"SELECT count(*) FROM lead WHERE {sql}", params).fetchone()[0]

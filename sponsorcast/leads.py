@@ -51,6 +51,7 @@ from typing import TYPE_CHECKING, Any, Protocol, TextIO
 
 from sponsorcast.audience import PERSON_COLUMNS
 from sponsorcast.errors import BadInput, LeadsFileError
+from sponsorcast.store.tables import lead_t
 
 if TYPE_CHECKING:
     import sqlalchemy as sa
@@ -993,13 +994,13 @@ class _Upserter:
     ) -> None:
         import sqlalchemy as sa
 
-        from sponsorcast.models import lead_table, utcnow
+        from sponsorcast.store.models import utcnow
 
         self.conn = conn
         self.sponsor_id = sponsor_id
         self.report = report
         self.pending: dict[str, dict[str, Any]] = {}
-        t = lead_table
+        t = lead_t
         self.table = t
         self.lookup_cols = [t.c.id, t.c.email, *(t.c[c] for c in _COMPARED)]
         dialect = conn.dialect

@@ -34,6 +34,7 @@ from sponsorcast import sandbox
 from sponsorcast.campaign import CampaignFile, load_campaign
 from sponsorcast.errors import SandboxRefused, TemplateError, TemplateLimitExceeded
 from sponsorcast.headers import LINE_SEPARATORS, header_problem
+from sponsorcast.store.tables import lead_t
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -42,8 +43,8 @@ if TYPE_CHECKING:
 
     from sponsorcast.audience import Audience
     from sponsorcast.config import Config
-    from sponsorcast.models import Sponsor
     from sponsorcast.store import Store
+    from sponsorcast.store.models import Sponsor
 
 FALLBACK_NAME = "there"
 
@@ -867,9 +868,9 @@ class RecipientSource:
             return
         from sponsorcast.audience import PERSON_COLUMNS, tags_to_text
         from sponsorcast.leads import read_csv_recipients
-        from sponsorcast.models import lead_table
+        from sponsorcast.store.tables import lead_t
 
-        insert = lead_table.insert().prefix_with("OR REPLACE")
+        insert = lead_t.insert().prefix_with("OR REPLACE")
         columns = (*PERSON_COLUMNS, "event", "fields")
         with self.store().write() as conn:
             chunk: list[dict[str, Any]] = []
@@ -903,7 +904,7 @@ class RecipientSource:
 
         from sponsorcast.audience import RECIPIENT_COLUMNS, recipient, select_recipients
         from sponsorcast.errors import NotFound
-        from sponsorcast.models import lead_table
+        from sponsorcast.store.tables import lead_t
 
         self._load_csv(sponsor_id)
         query = select_recipients(sponsor_id, audience)
@@ -921,19 +922,19 @@ class RecipientSource:
                 return recipient(dict(row)), None
             wanted = email.strip().lower()
             row = (
-                conn.execute(query.where(sa.func.lower(lead_table.c.email) == wanted).limit(1))
+                conn.execute(query.where(sa.func.lower(lead_t.c.email) == wanted).limit(1))
                 .mappings()
                 .first()
             )
             if row is not None:
                 return recipient(dict(row)), None
-            cols = [lead_table.c[name] for name in RECIPIENT_COLUMNS]
+            cols = [lead_t.c[name] for name in RECIPIENT_COLUMNS]
             any_row = (
                 conn.execute(
                     sa.select(*cols)
                     .where(
-                        lead_table.c.sponsor_id == sponsor_id,
-                        sa.func.lower(lead_table.c.email) == wanted,
+                        lead_t.c.sponsor_id == sponsor_id,
+                        sa.func.lower(lead_t.c.email) == wanted,
                     )
                     .limit(1)
                 )
@@ -1203,8 +1204,8 @@ def _check_shard(
 
     from sponsorcast.audience import iter_recipients, select_recipients
     from sponsorcast.errors import BadInput
-    from sponsorcast.models import Sponsor, lead_table
     from sponsorcast.store import open_store
+    from sponsorcast.store.models import Sponsor
 
     own_store = store is None
     if compiled is None:
@@ -1218,7 +1219,7 @@ def _check_shard(
         store = open_store(job.store_url, migrate=False, create=False)
     campaign = compiled.campaign
     query = select_recipients(campaign.sponsor, campaign.audience).where(
-        lead_table.c.id % job.shards == shard
+        lead_t.c.id % job.shards == shard
     )
     try:
         with store.read() as conn:

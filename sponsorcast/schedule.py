@@ -34,9 +34,14 @@ from sponsorcast.errors import (
     SponsorcastError,
     TemplateError,
 )
-from sponsorcast.ledger import campaign_t, event_t, get_campaign_row, record_event, transition
-from sponsorcast.models import CampaignStatus, utcnow
 from sponsorcast.store import Store
+from sponsorcast.store.lifecycle import (
+    get_campaign_row,
+    record_event,
+    transition,
+)
+from sponsorcast.store.models import CampaignStatus, utcnow
+from sponsorcast.store.tables import campaign_t, event_t
 
 if TYPE_CHECKING:
     from sponsorcast.send import RunReport

@@ -39,24 +39,21 @@ import sqlalchemy as sa
 from sponsorcast.audience import RECIPIENT_COLUMNS, recipient, select_recipients
 from sponsorcast.config import Config
 from sponsorcast.errors import BadInput, ConfigError, TemplateError
-from sponsorcast.ledger import (
-    batch_t,
-    campaign_t,
-    delivery_t,
+from sponsorcast.store import Store, get_sponsor
+from sponsorcast.store.lifecycle import (
     get_campaign_row,
     record_event,
     status_counts,
     transition,
 )
-from sponsorcast.models import (
+from sponsorcast.store.models import (
     BatchStatus,
     CampaignStatus,
     DeliveryStatus,
     Sponsor,
-    lead_table,
     utcnow,
 )
-from sponsorcast.store import Store, get_sponsor
+from sponsorcast.store.tables import batch_t, campaign_t, delivery_t, lead_t
 from sponsorcast.suppression import suppressed_condition
 from sponsorcast.transport import freeze_emails, thaw_emails
 
@@ -341,7 +338,7 @@ def campaign_values(
 
 
 def _insert_deliveries(conn: sa.Connection, campaign: CampaignFile, batch_size: int) -> int:
-    c = lead_table.c
+    c = lead_t.c
     supp = suppressed_condition(c.sponsor_id, c.email)
     is_supp = sa.case((supp, 1), else_=0)
     rank = sa.func.row_number().over(partition_by=is_supp, order_by=c.id)
@@ -614,10 +611,10 @@ class _Claimer:
 
     def _members(self, conn: sa.Connection, number: int) -> Iterator[dict[str, Any]]:
         # every member, whatever its status: after the first attempt a batch never changes
-        cols = [lead_table.c[name] for name in RECIPIENT_COLUMNS]
+        cols = [lead_t.c[name] for name in RECIPIENT_COLUMNS]
         rows = conn.execute(
             sa.select(delivery_t.c.id.label("delivery_id"), delivery_t.c.recipient, *cols)
-            .join(lead_table, lead_table.c.id == delivery_t.c.lead_id)
+            .join(lead_t, lead_t.c.id == delivery_t.c.lead_id)
             .where(delivery_t.c.campaign_id == self.campaign_id, delivery_t.c.batch == number)
             .order_by(delivery_t.c.id)
         ).mappings()

@@ -8,8 +8,8 @@ from typing import Any
 import sqlalchemy as sa
 
 from sponsorcast.errors import BadInput
-from sponsorcast.models import Sponsor, utcnow
 from sponsorcast.store import Store, get_sponsor
+from sponsorcast.store.models import Sponsor, utcnow
 
 _SLUG = re.compile(r"^[a-z0-9][a-z0-9_-]{0,63}$")
 
@@ -62,7 +62,7 @@ def list_sponsors(store: Store) -> list[Sponsor]:
 
 def show_sponsor(store: Store, sponsor_id: str) -> dict[str, Any]:
     """A sponsor with its lead and campaign counts."""
-    from sponsorcast.models import Campaign, Lead
+    from sponsorcast.store.models import Campaign, Lead
 
     sponsor = get_sponsor(store, sponsor_id)
     with store.read() as conn:

@@ -17,11 +17,9 @@ from typing import Any
 import sqlalchemy as sa
 
 from sponsorcast.errors import NotFound
-from sponsorcast.models import Campaign, Delivery, DeliveryStatus
 from sponsorcast.store import Store
-
-campaign_t: sa.Table = Campaign.__table__  # type: ignore[attr-defined]
-delivery_t: sa.Table = Delivery.__table__  # type: ignore[attr-defined]
+from sponsorcast.store.models import DeliveryStatus
+from sponsorcast.store.tables import campaign_t, delivery_t
 
 STATS_KEYS = (
     "campaign",

@@ -26,13 +26,12 @@ from typing import Any
 import sqlalchemy as sa
 
 from sponsorcast.errors import BadInput
-from sponsorcast.models import ALL_SPONSORS, Suppression, lead_table, utcnow
 from sponsorcast.store import Store, get_sponsor
+from sponsorcast.store.models import ALL_SPONSORS, utcnow
+from sponsorcast.store.tables import lead_t, suppression_t
 
 REASONS = ("unsubscribed", "bounced", "complained", "manual")
 COLUMNS = ["email", "sponsor", "reason", "created_at"]
-
-suppression_table: sa.Table = Suppression.__table__  # type: ignore[attr-defined]
 
 
 @dataclass(frozen=True)
@@ -71,9 +70,9 @@ def suppressed_condition(
     email: sa.ColumnElement[Any] | None = None,
 ) -> sa.ColumnElement[bool]:
     """SQL EXISTS: the address in ``email`` (default ``lead.email``) is suppressed for the sponsor."""
-    email_col = lead_table.c.email if email is None else email
+    email_col = lead_t.c.email if email is None else email
     sponsor = sa.literal(sponsor_id) if isinstance(sponsor_id, str) else sponsor_id
-    s = suppression_table
+    s = suppression_t
     return sa.exists(
         sa.select(sa.literal(1))
         .select_from(s)
@@ -86,7 +85,7 @@ def suppressed_condition(
 
 def is_suppressed(conn: sa.Connection, email: str, sponsor_id: str) -> bool:
     """True when ``email`` is suppressed for ``sponsor_id`` (or for all sponsors)."""
-    s = suppression_table
+    s = suppression_t
     row = conn.execute(
         sa.select(s.c.id)
         .where(
@@ -133,7 +132,7 @@ def suppress_conn(conn: sa.Connection, email: str, sponsor_id: str, reason: str)
         "reason": reason,
         "created_at": utcnow(),
     }
-    return insert_ignore(conn, suppression_table, values, ("email", "sponsor_id"))
+    return insert_ignore(conn, suppression_t, values, ("email", "sponsor_id"))
 
 
 def _check_sponsor(store: Store, sponsor_id: str | None) -> None:
@@ -162,7 +161,7 @@ def remove(store: Store, emails: Sequence[str], *, sponsor_id: str | None = None
     """Lift suppressions: for one sponsor (``'*'`` = the all-sponsors entry), or every entry."""
     clean = validate_emails(emails)
     _check_sponsor(store, sponsor_id)
-    s = suppression_table
+    s = suppression_t
     changed: list[str] = []
     unchanged: list[str] = []
     with store.write() as conn:
@@ -178,7 +177,7 @@ def remove(store: Store, emails: Sequence[str], *, sponsor_id: str | None = None
 def list_suppressions(store: Store, *, sponsor_id: str | None = None) -> list[dict[str, Any]]:
     """Entries, ordered by address; with a sponsor, those that apply to it (its own and '*')."""
     _check_sponsor(store, sponsor_id)
-    s = suppression_table
+    s = suppression_t
     query = sa.select(s.c.email, s.c.sponsor_id, s.c.reason, s.c.created_at).order_by(
         s.c.email, s.c.sponsor_id
     )

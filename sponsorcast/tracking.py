@@ -55,26 +55,19 @@ import sqlalchemy as sa
 
 from sponsorcast.config import Config
 from sponsorcast.errors import BadInput, ConfigError, InputFileError
-from sponsorcast.models import (
+from sponsorcast.store import Store
+from sponsorcast.store.models import (
     ALL_SPONSORS,
-    Campaign,
-    Delivery,
     DeliveryStatus,
-    Event,
-    Sponsor,
     utcnow,
 )
-from sponsorcast.store import Store
+from sponsorcast.store.tables import campaign_t, delivery_t, event_t, sponsor_t
 from sponsorcast.suppression import insert_ignore, suppress_conn
 from sponsorcast.transport import tag_safe
 
 if TYPE_CHECKING:
     from sponsorcast.render import Links
 
-delivery_t: sa.Table = Delivery.__table__  # type: ignore[attr-defined]
-campaign_t: sa.Table = Campaign.__table__  # type: ignore[attr-defined]
-event_t: sa.Table = Event.__table__  # type: ignore[attr-defined]
-sponsor_t: sa.Table = Sponsor.__table__  # type: ignore[attr-defined]
 
 MAC_BYTES = 16
 MAC_CHARS = 22  # base64url of 16 bytes, unpadded

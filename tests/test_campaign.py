@@ -12,8 +12,8 @@ import pytest
 from sponsorcast.audience import Audience
 from sponsorcast.campaign import CampaignFile, campaign_files, load_campaign
 from sponsorcast.errors import BadInput, CampaignFileError, TemplateError
-from sponsorcast.models import Sponsor
 from sponsorcast.render import compile_campaign
+from sponsorcast.store.models import Sponsor
 from tests.conftest import DATA, Project
 
 REPO = Path(__file__).resolve().parent.parent

@@ -25,8 +25,8 @@ from sponsorcast.leads import (
     read_csv_recipients,
     split_name,
 )
-from sponsorcast.models import lead_table
 from sponsorcast.store import Store
+from sponsorcast.store.tables import lead_t
 from tests.conftest import DATA, Project
 from tests.pg import both_store_backends  # noqa: F401 - every project test runs on SQLite and PostgreSQL
 
@@ -36,19 +36,19 @@ FIXED = datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC)
 def leads(store: Store) -> dict[str, dict[str, Any]]:
     """Every stored lead by email."""
     with store.read() as conn:
-        rows = conn.execute(sa.select(lead_table).order_by(lead_table.c.id)).mappings().all()
+        rows = conn.execute(sa.select(lead_t).order_by(lead_t.c.id)).mappings().all()
     return {r["email"]: dict(r) for r in rows}
 
 
 def count(store: Store) -> int:
     with store.read() as conn:
-        return int(conn.execute(sa.select(sa.func.count()).select_from(lead_table)).scalar_one())
+        return int(conn.execute(sa.select(sa.func.count()).select_from(lead_t)).scalar_one())
 
 
 def snapshot(store: Store) -> list[tuple[Any, ...]]:
     """The whole lead table, to prove that nothing changed."""
     with store.read() as conn:
-        return [tuple(r) for r in conn.execute(sa.select(lead_table).order_by(lead_table.c.id))]
+        return [tuple(r) for r in conn.execute(sa.select(lead_t).order_by(lead_t.c.id))]
 
 
 def copy(project: Project, name: str) -> str:
@@ -719,7 +719,7 @@ def audience_project(project: Project) -> Iterator[Project]:
     assert project.run("leads", "import", copy(project, "leads_audience.csv")).exit_code == 0
     s = project.store()
     with s.write() as conn:
-        conn.execute(lead_table.update().values(created_at=FIXED, updated_at=FIXED))
+        conn.execute(lead_t.update().values(created_at=FIXED, updated_at=FIXED))
     s.dispose()
     yield project
 
@@ -912,7 +912,7 @@ def test_import_streams_in_flat_memory(tmp_path: Path, store: Store) -> None:
     import_leads(store, CsvSource(small), dry_run=True)  # warm caches and imports first
     inserted_small, peak_small = _peak_import(store, small)
     with store.write() as conn:
-        conn.execute(lead_table.delete())
+        conn.execute(lead_t.delete())
     inserted_large, peak_large = _peak_import(store, large)
     assert (inserted_small, inserted_large) == (8_000, 30_000)
     mb = 1024 * 1024

@@ -8,9 +8,9 @@ from pathlib import Path
 import sqlalchemy as sa
 from sqlmodel import SQLModel
 
-import sponsorcast.models  # noqa: F401 - registers the tables
-from sponsorcast.migrations import MIGRATIONS, run_migrations
+import sponsorcast.store.models  # noqa: F401 - registers the tables
 from sponsorcast.store import open_store
+from sponsorcast.store.migrations import MIGRATIONS, run_migrations
 
 from .conftest import Project
 

@@ -13,13 +13,13 @@ import pytest
 import sqlalchemy as sa
 from sqlmodel import SQLModel
 
-import sponsorcast.models  # noqa: F401 - registers the tables
+import sponsorcast.store.models  # noqa: F401 - registers the tables
 from sponsorcast.config import SponsorConfig
 from sponsorcast.errors import StoreError
-from sponsorcast.migrations import MIGRATIONS, run_migrations
-from sponsorcast.models import Lead, Sponsor
-from sponsorcast.readonly import MIGRATIONS_TABLE
 from sponsorcast.store import open_store
+from sponsorcast.store.fastread import MIGRATIONS_TABLE
+from sponsorcast.store.migrations import MIGRATIONS, run_migrations
+from sponsorcast.store.models import Lead, Sponsor
 
 from .conftest import Project
 from .pg import temporary_database

@@ -10,23 +10,22 @@ from pathlib import Path
 
 import pytest
 
-from sponsorcast import readonly
-from sponsorcast.migrations import MIGRATIONS, run_migrations
-from sponsorcast.store import open_store
+from sponsorcast.store import fastread, open_store
+from sponsorcast.store.migrations import MIGRATIONS, run_migrations
 
 from .conftest import Project
 
 
 def test_current_migrations_are_the_migration_list() -> None:
-    assert {m.__name__ for m in MIGRATIONS} == readonly.CURRENT_MIGRATIONS
+    assert {m.__name__ for m in MIGRATIONS} == fastread.CURRENT_MIGRATIONS
 
 
 def test_up_to_date_store_opens_read_only(project: Project) -> None:
-    conn = readonly.connect(project.config.store_url)
+    conn = fastread.connect(project.config.store_url)
     assert conn is not None
     try:
-        assert readonly.has_sponsor(conn, "default")
-        assert not readonly.has_sponsor(conn, "nobody")
+        assert fastread.has_sponsor(conn, "default")
+        assert not fastread.has_sponsor(conn, "nobody")
         with pytest.raises(sqlite3.OperationalError, match="readonly"):
             conn.execute("INSERT INTO sponsor (id, name, messaging_enabled) VALUES ('x', 'X', 1)")
     finally:
@@ -61,7 +60,7 @@ def test_anything_uncertain_is_left_to_the_store(tmp_path: Path, make) -> None: 
     path = tmp_path / "store.db"
     make(path)
     before = path.read_bytes() if path.is_file() else None
-    assert readonly.connect(f"sqlite:///{path}") is None
+    assert fastread.connect(f"sqlite:///{path}") is None
     assert (path.read_bytes() if path.is_file() else None) == before
     assert path.exists() == (before is not None or path.is_dir())
 
@@ -70,13 +69,13 @@ def test_anything_uncertain_is_left_to_the_store(tmp_path: Path, make) -> None: 
     "url", ["sqlite://", "sqlite:///:memory:", "postgresql://u@127.0.0.1:1/db"]
 )
 def test_other_urls_are_left_to_the_store(url: str) -> None:
-    assert readonly.connect(url) is None
+    assert fastread.connect(url) is None
 
 
 def test_sqlite_path() -> None:
-    assert readonly.sqlite_path("sqlite:///a/b.db?timeout=5") == Path("a/b.db")
-    assert readonly.sqlite_path("sqlite:////abs/b.db") == Path("/abs/b.db")
-    assert readonly.sqlite_path("sqlite://") is None
+    assert fastread.sqlite_path("sqlite:///a/b.db?timeout=5") == Path("a/b.db")
+    assert fastread.sqlite_path("sqlite:////abs/b.db") == Path("/abs/b.db")
+    assert fastread.sqlite_path("sqlite://") is None
 
 
 # --------------------------------------------------------------------------- leads count
@@ -106,7 +105,7 @@ def test_count_starts_without_sqlalchemy(project: Project) -> None:
         "    app(['leads', 'count', '--filter', 'intent_score_min=0'])\n"
         "except SystemExit as exc:\n"
         "    assert exc.code in (0, None), exc.code\n"
-        "print(sorted(m for m in ('sqlalchemy', 'sqlmodel', 'sponsorcast.store', 'sponsorcast.models')"
+        "print(sorted(m for m in ('sqlalchemy', 'sqlmodel', 'sponsorcast.store.engine', 'sponsorcast.store.models')"
         " if m in sys.modules))\n"
     )
     env = {**os.environ, "SPONSORCAST_CONFIG": "", "SPONSORCAST_DB": "", "COLUMNS": "100"}
@@ -143,7 +142,7 @@ def test_count_migrates_an_older_store(project: Project, tmp_path: Path) -> None
     _v1_store(path)
     r = project.run("--db", f"sqlite:///{path}", "leads", "count")
     assert (r.exit_code, r.stdout, r.stderr) == (0, "0 leads (all of sponsor 'default').\n", "")
-    conn = readonly.connect(f"sqlite:///{path}")
+    conn = fastread.connect(f"sqlite:///{path}")
     assert conn is not None  # migrated by that count, so the next one takes the quick read
     conn.close()
 
@@ -163,6 +162,6 @@ def test_count_of_a_sponsor_only_in_the_config(project: Project) -> None:
     toml.write_text(toml.read_text() + '\n[sponsors.acme]\nname = "Acme"\n', encoding="utf-8")
     r = project.run("leads", "count", "--sponsor", "acme", "--json")
     assert (r.exit_code, r.stdout) == (0, '{\n  "count": 0\n}\n')
-    conn = readonly.connect(project.config.store_url)
-    assert conn is not None and readonly.has_sponsor(conn, "acme")
+    conn = fastread.connect(project.config.store_url)
+    assert conn is not None and fastread.has_sponsor(conn, "acme")
     conn.close()

@@ -21,7 +21,6 @@ from sponsorcast import render as render_module
 from sponsorcast.audience import tags_to_text
 from sponsorcast.campaign import load_campaign
 from sponsorcast.errors import TemplateError
-from sponsorcast.models import Sponsor, lead_table
 from sponsorcast.render import (
     StaticLinks,
     check_recipients,
@@ -30,6 +29,8 @@ from sponsorcast.render import (
     render_message,
 )
 from sponsorcast.store import Store
+from sponsorcast.store.models import Sponsor
+from sponsorcast.store.tables import lead_t
 from tests.conftest import DATA, PROJECT_TOML, Project
 
 REPO = Path(__file__).resolve().parent.parent
@@ -314,7 +315,7 @@ def _bare_project(tmp_path: Path) -> Project:
 def _insert_leads(store: Store, rows: list[dict[str, Any]]) -> None:
     with store.write() as conn:
         conn.execute(
-            lead_table.insert(),
+            lead_t.insert(),
             [
                 {
                     "sponsor_id": "default",
@@ -672,7 +673,7 @@ def test_store_is_unchanged_by_check(project: Project, store: Store) -> None:
     project.run("render", str(CAMPAIGNS / "invalid" / "escape_mro.md"), "--check")
     assert dump() == before
     with store.read() as conn:
-        assert conn.execute(sa.select(sa.func.count()).select_from(lead_table)).scalar_one() == 1
+        assert conn.execute(sa.select(sa.func.count()).select_from(lead_t)).scalar_one() == 1
 
 
 def test_check_split_over_processes_reports_the_same(

@@ -22,9 +22,9 @@ import pytest
 import sqlalchemy as sa
 
 from sponsorcast.errors import AuthError, ExitCode, QuotaExceeded
-from sponsorcast.models import Lead, SendBatch, utcnow
 from sponsorcast.schedule import run_due, schedule_campaign
 from sponsorcast.store import Store
+from sponsorcast.store.models import Lead, SendBatch, utcnow
 
 from .conftest import PROJECT_TOML, Project
 from .fakeresend import FakeResend
@@ -272,7 +272,7 @@ def _schedule(project: Project, store: Store, cid: str, send_at: str = SEND_AT) 
 def test_quota_pause_is_resumed_but_user_and_auth_pauses_are_not(
     project: Project, store: Store
 ) -> None:
-    from sponsorcast.ledger import pause_campaign, resume_campaign
+    from sponsorcast.store.lifecycle import pause_campaign, resume_campaign
 
     add_leads(store, 250)
     _schedule(project, store, "quota")
@@ -667,7 +667,7 @@ def test_ctrl_c_exits_130_pauses_and_resume_finishes_once(
     assert (code, out, err) == (0, "", "") and status(store) == "paused"
     # ...until they resume it
     with store.write() as conn:
-        from sponsorcast.ledger import resume_campaign
+        from sponsorcast.store.lifecycle import resume_campaign
 
         assert resume_campaign(conn, "spring") == "sending"
     code, out, err = finish(spawn(project, fake_resend, now=timedelta(minutes=10)))

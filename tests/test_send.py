@@ -22,9 +22,9 @@ from sponsorcast.errors import (
     QuotaExceeded,
     TemplateError,
 )
-from sponsorcast.models import Delivery, Lead, SendBatch, Suppression, utcnow
 from sponsorcast.send import plan_send, send_campaign
 from sponsorcast.store import Store
+from sponsorcast.store.models import Delivery, Lead, SendBatch, Suppression, utcnow
 from sponsorcast.transport import BatchOutcome, OutgoingEmail
 
 from .conftest import Project

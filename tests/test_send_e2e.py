@@ -19,8 +19,8 @@ from typing import Any
 import pytest
 import sqlalchemy as sa
 
-from sponsorcast.models import Lead, utcnow
 from sponsorcast.store import Store
+from sponsorcast.store.models import Lead, utcnow
 
 from .conftest import Project
 from .fakeresend import FakeResend

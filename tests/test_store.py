@@ -11,8 +11,8 @@ import sqlalchemy as sa
 
 from sponsorcast.config import SponsorConfig
 from sponsorcast.errors import StoreError
-from sponsorcast.models import Sponsor
 from sponsorcast.store import open_store
+from sponsorcast.store.models import Sponsor
 
 from .conftest import Project
 
@@ -143,7 +143,7 @@ def test_reopening_never_opens_the_file_outside_sqlite(
 def test_a_store_locked_too_long_is_one_clear_error(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import sponsorcast.store as store_module
+    import sponsorcast.store.engine as store_module
     from sponsorcast.errors import StoreBusy
 
     url = f"sqlite:///{tmp_path / 's.db'}"

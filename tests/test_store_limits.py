@@ -95,7 +95,7 @@ def test_a_full_disk_is_one_sentence_and_loses_nothing(project: Project, mounted
 def test_a_busy_store_after_earlier_commits_does_not_claim_nothing_changed(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import sponsorcast.store as store_module
+    import sponsorcast.store.engine as store_module
 
     url = f"sqlite:///{tmp_path / 's.db'}"
     monkeypatch.setattr(store_module, "BUSY_TIMEOUT_MS", 200)

@@ -124,7 +124,7 @@ def test_suppressed_condition_over_leads_and_deliveries(store: Store) -> None:
     assert suppressed_leads(store, "default") == ["Bob@Example.org"]
     assert suppressed_leads(store, "acme") == ["ann@example.org", "bob@example.org"]
     # at claim time, over delivery.recipient, with the sponsor as a column of a join
-    from sponsorcast.models import Campaign
+    from sponsorcast.store.models import Campaign
 
     campaign_t = Campaign.__table__  # type: ignore[attr-defined]
     with store.read() as conn:

@@ -16,16 +16,16 @@ import sqlalchemy as sa
 from sponsorcast import tracking
 from sponsorcast.config import Config, Secrets, TrackingConfig
 from sponsorcast.errors import ConfigError, NotFound, TransportError
-from sponsorcast.models import Campaign, Delivery, Event, Lead, Sponsor, Suppression
 from sponsorcast.store import Store
+from sponsorcast.store.tables import (
+    campaign_t,
+    delivery_t,
+    event_t,
+    lead_t,
+    sponsor_t,
+    suppression_t,
+)
 from sponsorcast.suppression import suppressed_condition
-
-campaign_t: sa.Table = Campaign.__table__  # type: ignore[attr-defined]
-delivery_t: sa.Table = Delivery.__table__  # type: ignore[attr-defined]
-lead_t: sa.Table = Lead.__table__  # type: ignore[attr-defined]
-event_t: sa.Table = Event.__table__  # type: ignore[attr-defined]
-sponsor_t: sa.Table = Sponsor.__table__  # type: ignore[attr-defined]
-suppression_t: sa.Table = Suppression.__table__  # type: ignore[attr-defined]
 
 SECRET = "test-secret-0123456789abcdef"
 T0 = datetime(2026, 11, 20, 9, 0, tzinfo=UTC)

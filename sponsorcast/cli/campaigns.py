@@ -22,7 +22,7 @@ def list_(
     json_: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
 ) -> None:
     """Every campaign in the store."""
-    from sponsorcast.ledger import list_campaigns
+    from sponsorcast.store.lifecycle import list_campaigns
 
     with open_store().read() as conn:
         rows = list_campaigns(conn)
@@ -39,7 +39,7 @@ def show(
     json_: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
 ) -> None:
     """A campaign, its delivery counts and its history."""
-    from sponsorcast.ledger import show_campaign
+    from sponsorcast.store.lifecycle import show_campaign
 
     with open_store().read() as conn:
         data = show_campaign(conn, campaign_id)
@@ -55,7 +55,7 @@ def show(
 @handle_errors
 def pause(campaign_id: Annotated[str, typer.Argument(metavar="ID")]) -> None:
     """Pause: a running sender stops claiming at its next batch."""
-    from sponsorcast.ledger import pause_campaign
+    from sponsorcast.store.lifecycle import pause_campaign
 
     with open_store().write() as conn:
         pause_campaign(conn, campaign_id)
@@ -68,7 +68,7 @@ def pause(campaign_id: Annotated[str, typer.Argument(metavar="ID")]) -> None:
 @handle_errors
 def resume(campaign_id: Annotated[str, typer.Argument(metavar="ID")]) -> None:
     """Resume a paused campaign (the next send or run-due continues it)."""
-    from sponsorcast.ledger import resume_campaign
+    from sponsorcast.store.lifecycle import resume_campaign
 
     with open_store().write() as conn:
         status = resume_campaign(conn, campaign_id)
@@ -79,7 +79,7 @@ def resume(campaign_id: Annotated[str, typer.Argument(metavar="ID")]) -> None:
 @handle_errors
 def cancel(campaign_id: Annotated[str, typer.Argument(metavar="ID")]) -> None:
     """Cancel: pending deliveries become cancelled and are never sent."""
-    from sponsorcast.ledger import cancel_campaign
+    from sponsorcast.store.lifecycle import cancel_campaign
 
     with open_store().write() as conn:
         n = cancel_campaign(conn, campaign_id)
@@ -90,7 +90,7 @@ def cancel(campaign_id: Annotated[str, typer.Argument(metavar="ID")]) -> None:
 @handle_errors
 def delete(campaign_id: Annotated[str, typer.Argument(metavar="ID")]) -> None:
     """Delete a campaign that sent nothing."""
-    from sponsorcast.ledger import delete_campaign
+    from sponsorcast.store.lifecycle import delete_campaign
 
     with open_store().write() as conn:
         delete_campaign(conn, campaign_id)

@@ -187,7 +187,7 @@ def deliveries(
     ] = False,
 ) -> None:
     """Per-recipient ledger of a campaign."""
-    from sponsorcast.ledger import iter_deliveries
+    from sponsorcast.store.lifecycle import iter_deliveries
 
     store = open_store()
     with store.read() as conn:

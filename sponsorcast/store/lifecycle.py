@@ -11,21 +11,13 @@ from typing import Any
 import sqlalchemy as sa
 
 from sponsorcast.errors import BadInput, NotFound
-from sponsorcast.models import (
+from sponsorcast.store.models import (
     BatchStatus,
-    Campaign,
     CampaignStatus,
-    Delivery,
     DeliveryStatus,
-    Event,
-    SendBatch,
     utcnow,
 )
-
-campaign_t: sa.Table = Campaign.__table__  # type: ignore[attr-defined]
-delivery_t: sa.Table = Delivery.__table__  # type: ignore[attr-defined]
-event_t: sa.Table = Event.__table__  # type: ignore[attr-defined]
-batch_t: sa.Table = SendBatch.__table__  # type: ignore[attr-defined]
+from sponsorcast.store.tables import batch_t, campaign_t, delivery_t, event_t
 
 FINISHED = (CampaignStatus.SENT, CampaignStatus.CANCELLED)
 

@@ -5,7 +5,7 @@ transaction; the runner records its name in ``_sponsorcast_migrations`` in that 
 transaction, so a migration is applied completely or not at all. Table shapes are frozen
 here as they were at that version (not imported from ``models``), so that an old database
 upgrades the same way forever; ``tests/test_migrations.py`` checks that the result matches
-the models. A new migration's name also goes into ``readonly.CURRENT_MIGRATIONS`` (the
+the models. A new migration's name also goes into ``fastread.CURRENT_MIGRATIONS`` (the
 SQLAlchemy-free read that ``leads count`` uses; ``tests/test_readonly.py`` checks the two agree).
 """
 
@@ -18,8 +18,8 @@ from datetime import datetime
 
 import sqlalchemy as sa
 
-from sponsorcast.models import UTCDateTime, utcnow
-from sponsorcast.readonly import MIGRATIONS_TABLE
+from sponsorcast.store.fastread import MIGRATIONS_TABLE
+from sponsorcast.store.models import UTCDateTime, utcnow
 
 Migration = Callable[[sa.Connection], None]
 MIGRATIONS: list[Migration] = []

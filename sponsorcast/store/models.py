@@ -141,10 +141,6 @@ class Lead(SQLModel, table=True):
     updated_at: datetime | None = _dt()
 
 
-# The lead table for Core queries (bulk import, audiences, sending).
-lead_table: sa.Table = Lead.__table__  # type: ignore[attr-defined]
-
-
 class Campaign(SQLModel, table=True):
     """A campaign file's snapshot as it was when sending began, and its lifecycle."""
 

@@ -27,9 +27,10 @@ from sqlalchemy.orm import Session
 
 from sponsorcast.config import Config, SponsorConfig
 from sponsorcast.errors import NotFound, StoreBusy, StoreError, StoreFull, StoreReadOnly
-from sponsorcast.migrations import MigrationState, migration_state, run_migrations
-from sponsorcast.models import Sponsor, utcnow
-from sponsorcast.readonly import BUSY_TIMEOUT_MS, MIGRATIONS_TABLE, sqlite_path
+from sponsorcast.store.fastread import BUSY_TIMEOUT_MS, MIGRATIONS_TABLE, sqlite_path
+from sponsorcast.store.migrations import MigrationState, migration_state, run_migrations
+from sponsorcast.store.models import Sponsor, utcnow
+from sponsorcast.store.tables import sponsor_t
 
 PG_CONNECT_TIMEOUT = 10  # seconds
 DEFAULT_SPONSOR = "default"
@@ -317,7 +318,7 @@ def _first_line(exc: BaseException) -> str:
 
 def apply_sponsors(store: Store, sponsors: tuple[SponsorConfig, ...]) -> None:
     """Make sure ``default`` exists and the config's sponsor fields are in the store."""
-    table = Sponsor.__table__  # type: ignore[attr-defined]
+    table = sponsor_t
     with store.read() as conn:
         existing = {r.id: r for r in conn.execute(sa.select(table))}
     writes: list[tuple[str, dict[str, Any]]] = []
