@@ -387,7 +387,7 @@ class Applied:
     delivery_id: int | None = None
 
 
-def parse_time(value: Any) -> datetime | None:
+def parse_event_time(value: Any) -> datetime | None:
     """An aware UTC datetime from an ISO 8601 string, or None."""
     if not isinstance(value, str) or not value:
         return None
@@ -555,7 +555,11 @@ def apply_event_conn(
             return Applied("duplicate")
     raw_data = payload.get("data")
     data: Mapping[str, Any] = raw_data if isinstance(raw_data, dict) else {}
-    at = parse_time(payload.get("created_at")) or parse_time(data.get("created_at")) or utcnow()
+    at = (
+        parse_event_time(payload.get("created_at"))
+        or parse_event_time(data.get("created_at"))
+        or utcnow()
+    )
     row = _find_delivery(conn, data)
     kind = str(kind_full).removeprefix("email.")
     values = {

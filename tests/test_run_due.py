@@ -354,10 +354,10 @@ def test_quota_pause_is_resumed_but_user_and_auth_pauses_are_not(
 def test_long_runs_log_progress(
     project: Project, store: Store, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import sponsorcast.schedule
+    import sponsorcast.schedule.cron
 
     monkeypatch.setattr(
-        sponsorcast.schedule, "PROGRESS_EVERY", 0.0
+        sponsorcast.schedule.cron, "PROGRESS_EVERY", 0.0
     )  # a line per batch instead of per minute
     add_leads(store, 250)
     _schedule(project, store, "spring")

@@ -12,7 +12,7 @@ import sqlalchemy as sa
 
 from sponsorcast.config import Config
 from sponsorcast.errors import BadInput
-from sponsorcast.schedule import format_duration, parse_duration, parse_time, schedule_campaign
+from sponsorcast.schedule import format_duration, parse_duration, parse_send_time, schedule_campaign
 from sponsorcast.send import plan_send, run_campaign, send_campaign
 from sponsorcast.store import Store
 
@@ -97,7 +97,7 @@ def ny_project(project: Project) -> None:
     ],
 )
 def test_parse_time_offsets_and_local_times(text: str, expected: datetime) -> None:
-    value = parse_time(text, NY)
+    value = parse_send_time(text, NY)
     assert value == expected and value.tzinfo == UTC
 
 
@@ -122,13 +122,13 @@ def test_parse_time_offsets_and_local_times(text: str, expected: datetime) -> No
 )
 def test_parse_time_refuses_what_it_cannot_place(text: str, message: str) -> None:
     with pytest.raises(BadInput) as info:
-        parse_time(text, NY)
+        parse_send_time(text, NY)
     assert info.value.message == message
 
 
 def test_ambiguous_time_hint_names_both_offsets() -> None:
     with pytest.raises(BadInput) as info:
-        parse_time("2026-11-01 01:30", NY)
+        parse_send_time("2026-11-01 01:30", NY)
     assert (
         info.value.hint
         == "Give the UTC offset, e.g. 2026-11-01T01:30-04:00 (possible offsets: -04:00 or -05:00)."

@@ -21,10 +21,10 @@ NOW_ENV = "SPONSORCAST_NOW"
 
 def _now(config: Config) -> datetime | None:
     """The clock: ``SPONSORCAST_NOW`` (a testing aid) or None for the real time."""
-    from sponsorcast.schedule import parse_time
+    from sponsorcast.schedule import parse_send_time
 
     text = os.environ.get(NOW_ENV)
-    return parse_time(text, config, what=NOW_ENV) if text else None
+    return parse_send_time(text, config, what=NOW_ENV) if text else None
 
 
 @handle_errors

@@ -1,24 +1,18 @@
-"""Scheduled sends (SPEC §3 ``schedule``, ``unschedule``, ``run-due``): times, lateness, the cron run.
+"""``run-due``, for cron: start what is due, resume what is sending or paused for quota, mark what is too late.
 
-``schedule`` validates a campaign as ``send`` would (every recipient rendered) and stores its
-row with status ``scheduled``, its content hash and ``send_at``; nothing is snapshotted yet.
-``run-due`` is meant for cron: each run starts the scheduled campaigns whose time has come
-(the file must still hash to what was scheduled), resumes ``sending`` campaigns and those
-paused for quota, and stops claiming before its time budget. Overlapping runs are safe
-because the send engine snapshots a campaign once and claims batches under leases.
-
-Every function takes ``now`` so that tests (and ``SPONSORCAST_NOW``) control the clock.
+Overlapping runs are safe because the send engine snapshots a campaign once and claims
+batches under leases. Every function takes ``now`` so that tests (and ``SPONSORCAST_NOW``)
+control the clock.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import os
-import re
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta, tzinfo
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -32,12 +26,11 @@ from sponsorcast.errors import (
     ExitCode,
     QuotaExceeded,
     SponsorcastError,
-    TemplateError,
 )
+from sponsorcast.schedule.times import format_duration, show_time
 from sponsorcast.store import Store
 from sponsorcast.store.lifecycle import (
     get_campaign_row,
-    record_event,
     transition,
 )
 from sponsorcast.store.models import CampaignStatus, utcnow
@@ -48,273 +41,20 @@ if TYPE_CHECKING:
     from sponsorcast.transport import Transport
 
 DEFAULT_MAX_LATENESS = timedelta(hours=24)
+
+
 # A campaign paused by the provider's quota is tried again at most this often (real clock), so
 # that cron does not mail the same "quota" line every five minutes until the quota resets.
 QUOTA_RETRY = timedelta(minutes=30)
+
+
 PROGRESS_EVERY = 60.0  # seconds between "so far" lines of a long run
+
+
 RUN_DUE_CAUSE = "run-due"
-# Statuses a campaign may be (re)scheduled from, provided it never started sending.
-SCHEDULABLE = (
-    CampaignStatus.DRAFT,
-    CampaignStatus.SCHEDULED,
-    CampaignStatus.MISSED,
-    CampaignStatus.PAUSED,
-    CampaignStatus.FAILED,
-)
-_DURATION = re.compile(r"(\d+(?:\.\d+)?)\s*([smhdw])")
-_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
-_TIME_TEXT = re.compile(
-    r"^\d{4}-\d{2}-\d{2}[Tt ]\d{1,2}:\d{2}(:\d{2}(\.\d+)?)?\s*(Z|z|[+-]\d{2}(:?\d{2})?)?$"
-)
+
 
 Log = Callable[[str], None]
-
-
-# --------------------------------------------------------------------------- times
-
-
-def zone_name(config: Config) -> str:
-    """The configured time zone's name, or "the system time zone"."""
-    return config.timezone or "the system time zone"
-
-
-def _zone(config: Config) -> tzinfo | None:
-    if not config.timezone:
-        return None
-    from zoneinfo import ZoneInfo
-
-    return ZoneInfo(config.timezone)
-
-
-def localize(naive: datetime, config: Config, *, what: str = "time") -> datetime:
-    """A local wall-clock time in the configured zone (default: the system's) as aware UTC.
-
-    A time that does not exist (clocks skip it) or exists twice (clocks go back) is refused:
-    guessing would send an hour early or late.
-    """
-    zone = _zone(config)
-
-    def attach(fold: int) -> datetime:
-        d = naive.replace(fold=fold)
-        return d.replace(tzinfo=zone) if zone is not None else d.astimezone()
-
-    early, late = attach(0), attach(1)
-    if early.utcoffset() != late.utcoffset():
-        utc = early.astimezone(UTC)  # via UTC: astimezone to its own zone is a no-op
-        back = utc.astimezone(zone) if zone is not None else utc.astimezone()
-        shown = naive.isoformat(sep=" ", timespec="minutes")
-        if back.replace(tzinfo=None) == naive:
-            offsets = " or ".join(_offset_text(d) for d in (early, late))
-            raise BadInput(
-                f"The {what} {shown} happens twice in {zone_name(config)} (the clocks go back); "
-                "it is ambiguous.",
-                hint=f"Give the UTC offset, e.g. {naive.isoformat(timespec='minutes')}{offsets.split(' or ')[0]} "
-                f"(possible offsets: {offsets}).",
-            )
-        raise BadInput(
-            f"The {what} {shown} does not exist in {zone_name(config)} (the clocks skip it).",
-            hint="Give another time, or a time with its UTC offset.",
-        )
-    return early.astimezone(UTC)
-
-
-def _offset_text(d: datetime) -> str:
-    offset = d.utcoffset() or timedelta(0)
-    minutes = int(offset.total_seconds() // 60)
-    sign = "+" if minutes >= 0 else "-"
-    return f"{sign}{abs(minutes) // 60:02d}:{abs(minutes) % 60:02d}"
-
-
-def parse_time(text: str, config: Config, *, what: str = "time") -> datetime:
-    """ISO-8601 date and time, with an offset or as local time in the configured zone → aware UTC."""
-    raw = text.strip()
-    hint = (
-        "Write a date and time, e.g. 2026-12-01T09:00:00+01:00, or 2026-12-01 09:00 for local time."
-    )
-    if not _TIME_TEXT.match(raw):
-        raise BadInput(f"The {what} {text!r} is not a date and time.", hint=hint)
-    try:
-        value = datetime.fromisoformat(raw.replace("z", "Z").replace(" Z", "Z"))
-    except ValueError:
-        raise BadInput(f"The {what} {text!r} is not a valid date and time.", hint=hint) from None
-    if value.tzinfo is None:
-        return localize(value, config, what=what)
-    return value.astimezone(UTC)
-
-
-def parse_duration(text: str) -> timedelta:
-    """A duration like ``90m``, ``24h``, ``2d``, ``1h30m`` or plain seconds."""
-    raw = text.strip().lower()
-    if re.fullmatch(r"\d+(\.\d+)?", raw):
-        seconds = float(raw)
-    elif raw and _DURATION.sub("", raw).strip() == "":
-        seconds = sum(float(n) * _UNITS[u] for n, u in _DURATION.findall(raw))
-    else:
-        raise BadInput(
-            f"{text!r} is not a duration.",
-            hint="Write a number with a unit: 90s, 90m, 24h, 2d (or 1h30m).",
-        )
-    if seconds <= 0:
-        raise BadInput(f"The duration {text!r} must be longer than zero.")
-    return timedelta(seconds=seconds)
-
-
-def format_duration(delta: timedelta) -> str:
-    """``1d 2h 5m`` style, to the minute (seconds under a minute)."""
-    seconds = int(delta.total_seconds())
-    if seconds < 60:
-        return f"{max(seconds, 0)}s"
-    days, rest = divmod(seconds, 86400)
-    hours, rest = divmod(rest, 3600)
-    minutes = rest // 60
-    parts = [
-        f"{days}d" if days else "",
-        f"{hours}h" if hours else "",
-        f"{minutes}m" if minutes else "",
-    ]
-    return " ".join(p for p in parts if p)
-
-
-def show_time(value: datetime, config: Config) -> str:
-    """A time as the configured zone's wall clock with its offset (ISO-8601, to the second)."""
-    zone = _zone(config)
-    local = value.astimezone(zone) if zone is not None else value.astimezone()
-    return local.isoformat(timespec="seconds")
-
-
-# --------------------------------------------------------------------------- schedule
-
-
-@dataclass(frozen=True)
-class Scheduled:
-    """What ``schedule`` stored."""
-
-    campaign_id: str
-    send_at: datetime
-    recipients: int
-    previous_status: str | None
-
-
-def schedule_campaign(
-    store: Store, config: Config, path: Path, *, at: str | None = None, now: datetime | None = None
-) -> Scheduled:
-    """Validate a campaign (every recipient rendered) and store it as ``scheduled`` for its time."""
-    from sponsorcast.send import campaign_values, plan_send, validate_all
-
-    now = now or utcnow()
-    plan = plan_send(store, config, path)
-    campaign = plan.campaign
-    _check_schedulable(store, campaign.id)
-    if at is not None:
-        send_at = parse_time(at, config, what="--at time")
-    elif campaign.send_at is None:
-        raise BadInput(
-            f"{path} has no send_at and no --at was given; there is no time to schedule it for.",
-            hint="Add 'send_at: 2026-12-01T09:00:00+01:00' to the front matter, or pass --at TIME.",
-        )
-    elif campaign.send_at.tzinfo is None:
-        send_at = localize(campaign.send_at, config, what="send_at")
-    else:
-        send_at = campaign.send_at.astimezone(UTC)
-    if send_at <= now:
-        raise BadInput(
-            f"The send time {show_time(send_at, config)} is in the past "
-            f"(now is {show_time(now, config)}); nothing was scheduled.",
-            hint=f"Give a later time with --at, or send it now with 'sponsorcast send {path}'.",
-        )
-    try:
-        recipients = validate_all(store, plan, config)
-    except TemplateError as exc:
-        raise TemplateError(
-            exc.reason.replace("nothing was sent", "nothing was scheduled"),
-            path=exc.path,
-            line=exc.line,
-            hint=exc.hint,
-        ) from None
-    values = campaign_values(campaign, plan.sponsor, send_at=send_at)
-    values["source_path"] = str(path.resolve())  # run-due may run from another directory
-    with store.write() as conn:
-        row = conn.execute(
-            sa.select(campaign_t.c.status).where(campaign_t.c.id == campaign.id)
-        ).first()
-        previous = row.status if row is not None else None
-        if row is None:
-            conn.execute(
-                campaign_t.insert().values(
-                    id=campaign.id,
-                    status=CampaignStatus.DRAFT,
-                    created_at=utcnow(),
-                    total_recipients=recipients,
-                    **values,
-                )
-            )
-            record_event(
-                conn,
-                campaign.id,
-                "campaign.draft",
-                {"from": None, "to": CampaignStatus.DRAFT, "cause": "created by schedule"},
-            )
-        moved = transition(
-            conn,
-            campaign.id,
-            CampaignStatus.SCHEDULED,
-            f"{'re' if previous == CampaignStatus.SCHEDULED else ''}scheduled for "
-            f"{show_time(send_at, config)} by user",
-            expect=SCHEDULABLE,
-            extra={**values, "total_recipients": recipients},
-        )
-        if not moved or _started(conn, campaign.id):
-            # another process started it between our check and this transaction
-            raise BadInput(
-                f"Campaign '{campaign.id}' started sending meanwhile; it cannot be scheduled."
-            )
-    return Scheduled(campaign.id, send_at, recipients, previous)
-
-
-def _started(conn: sa.Connection, campaign_id: str) -> bool:
-    row = get_campaign_row(conn, campaign_id)
-    return row["started_at"] is not None
-
-
-def _check_schedulable(store: Store, campaign_id: str) -> None:
-    with store.read() as conn:
-        row = conn.execute(
-            sa.select(campaign_t.c.status, campaign_t.c.started_at).where(
-                campaign_t.c.id == campaign_id
-            )
-        ).first()
-    if row is None:
-        return
-    if row.status not in SCHEDULABLE or row.started_at is not None:
-        raise BadInput(
-            f"Campaign '{campaign_id}' is {row.status}: sending already began, so it cannot be "
-            "scheduled again.",
-            hint=f"'sponsorcast campaigns show {campaign_id}' shows where it is.",
-        )
-
-
-def unschedule_campaign(store: Store, campaign_id: str) -> str:
-    """``scheduled`` or ``missed`` → ``draft`` (event recorded); returns the previous status."""
-    with store.write() as conn:
-        row = get_campaign_row(conn, campaign_id)
-        ok = transition(
-            conn,
-            campaign_id,
-            CampaignStatus.DRAFT,
-            "unscheduled by user",
-            expect=(CampaignStatus.SCHEDULED, CampaignStatus.MISSED),
-            extra={"send_at": None},
-        )
-        if not ok:
-            raise BadInput(
-                f"Campaign '{campaign_id}' is {row['status']}; only a scheduled or missed campaign "
-                "can be unscheduled.",
-                hint=f"'sponsorcast campaigns pause {campaign_id}' or 'cancel' stops a campaign that is sending.",
-            )
-        return str(row["status"])
-
-
-# --------------------------------------------------------------------------- run-due
 
 
 @dataclass

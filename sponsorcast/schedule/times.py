@@ -1,0 +1,130 @@
+"""Times for scheduling: the project's zone, local times, durations, how times are shown."""
+
+from __future__ import annotations
+
+import re
+from datetime import UTC, datetime, timedelta, tzinfo
+
+from sponsorcast.config import Config
+from sponsorcast.errors import (
+    BadInput,
+)
+
+_DURATION = re.compile(r"(\d+(?:\.\d+)?)\s*([smhdw])")
+
+
+_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
+
+
+_TIME_TEXT = re.compile(
+    r"^\d{4}-\d{2}-\d{2}[Tt ]\d{1,2}:\d{2}(:\d{2}(\.\d+)?)?\s*(Z|z|[+-]\d{2}(:?\d{2})?)?$"
+)
+
+
+def zone_name(config: Config) -> str:
+    """The configured time zone's name, or "the system time zone"."""
+    return config.timezone or "the system time zone"
+
+
+def _zone(config: Config) -> tzinfo | None:
+    if not config.timezone:
+        return None
+    from zoneinfo import ZoneInfo
+
+    return ZoneInfo(config.timezone)
+
+
+def localize(naive: datetime, config: Config, *, what: str = "time") -> datetime:
+    """A local wall-clock time in the configured zone (default: the system's) as aware UTC.
+
+    A time that does not exist (clocks skip it) or exists twice (clocks go back) is refused:
+    guessing would send an hour early or late.
+    """
+    zone = _zone(config)
+
+    def attach(fold: int) -> datetime:
+        d = naive.replace(fold=fold)
+        return d.replace(tzinfo=zone) if zone is not None else d.astimezone()
+
+    early, late = attach(0), attach(1)
+    if early.utcoffset() != late.utcoffset():
+        utc = early.astimezone(UTC)  # via UTC: astimezone to its own zone is a no-op
+        back = utc.astimezone(zone) if zone is not None else utc.astimezone()
+        shown = naive.isoformat(sep=" ", timespec="minutes")
+        if back.replace(tzinfo=None) == naive:
+            offsets = " or ".join(_offset_text(d) for d in (early, late))
+            raise BadInput(
+                f"The {what} {shown} happens twice in {zone_name(config)} (the clocks go back); "
+                "it is ambiguous.",
+                hint=f"Give the UTC offset, e.g. {naive.isoformat(timespec='minutes')}{offsets.split(' or ')[0]} "
+                f"(possible offsets: {offsets}).",
+            )
+        raise BadInput(
+            f"The {what} {shown} does not exist in {zone_name(config)} (the clocks skip it).",
+            hint="Give another time, or a time with its UTC offset.",
+        )
+    return early.astimezone(UTC)
+
+
+def _offset_text(d: datetime) -> str:
+    offset = d.utcoffset() or timedelta(0)
+    minutes = int(offset.total_seconds() // 60)
+    sign = "+" if minutes >= 0 else "-"
+    return f"{sign}{abs(minutes) // 60:02d}:{abs(minutes) % 60:02d}"
+
+
+def parse_send_time(text: str, config: Config, *, what: str = "time") -> datetime:
+    """ISO-8601 date and time, with an offset or as local time in the configured zone → aware UTC."""
+    raw = text.strip()
+    hint = (
+        "Write a date and time, e.g. 2026-12-01T09:00:00+01:00, or 2026-12-01 09:00 for local time."
+    )
+    if not _TIME_TEXT.match(raw):
+        raise BadInput(f"The {what} {text!r} is not a date and time.", hint=hint)
+    try:
+        value = datetime.fromisoformat(raw.replace("z", "Z").replace(" Z", "Z"))
+    except ValueError:
+        raise BadInput(f"The {what} {text!r} is not a valid date and time.", hint=hint) from None
+    if value.tzinfo is None:
+        return localize(value, config, what=what)
+    return value.astimezone(UTC)
+
+
+def parse_duration(text: str) -> timedelta:
+    """A duration like ``90m``, ``24h``, ``2d``, ``1h30m`` or plain seconds."""
+    raw = text.strip().lower()
+    if re.fullmatch(r"\d+(\.\d+)?", raw):
+        seconds = float(raw)
+    elif raw and _DURATION.sub("", raw).strip() == "":
+        seconds = sum(float(n) * _UNITS[u] for n, u in _DURATION.findall(raw))
+    else:
+        raise BadInput(
+            f"{text!r} is not a duration.",
+            hint="Write a number with a unit: 90s, 90m, 24h, 2d (or 1h30m).",
+        )
+    if seconds <= 0:
+        raise BadInput(f"The duration {text!r} must be longer than zero.")
+    return timedelta(seconds=seconds)
+
+
+def format_duration(delta: timedelta) -> str:
+    """``1d 2h 5m`` style, to the minute (seconds under a minute)."""
+    seconds = int(delta.total_seconds())
+    if seconds < 60:
+        return f"{max(seconds, 0)}s"
+    days, rest = divmod(seconds, 86400)
+    hours, rest = divmod(rest, 3600)
+    minutes = rest // 60
+    parts = [
+        f"{days}d" if days else "",
+        f"{hours}h" if hours else "",
+        f"{minutes}m" if minutes else "",
+    ]
+    return " ".join(p for p in parts if p)
+
+
+def show_time(value: datetime, config: Config) -> str:
+    """A time as the configured zone's wall clock with its offset (ISO-8601, to the second)."""
+    zone = _zone(config)
+    local = value.astimezone(zone) if zone is not None else value.astimezone()
+    return local.isoformat(timespec="seconds")
