@@ -138,9 +138,9 @@ def main() -> None:
 
     from sponsorcast import tracking
     from sponsorcast.config import Secrets, TrackingConfig, load_config
-    from sponsorcast.server import create_app
     from sponsorcast.stats import campaign_stats
     from sponsorcast.store import open_from_config
+    from sponsorcast.tracking.server import create_app
 
     print(
         f"machine: {platform.machine()}, {__import__('os').cpu_count()} CPUs, "

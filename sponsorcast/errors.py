@@ -17,6 +17,7 @@ The tree (exit code in brackets)::
     │   ├── NotFound                 [2]  unknown campaign, sponsor, lead or delivery
     │   ├── StoreError               [2]  the store cannot be opened or is not ours
     │   │   └── StoreReadOnly        [2]  a writing command on a read-only store
+    │   ├── WebhookSignatureError    [2]  a webhook's signature is missing, wrong or too old
     │   └── SourceError              [2]  a leads source (PostgreSQL URL) cannot be read
     ├── ConfigError                  [3]  sponsorcast.toml or the environment is wrong
     │   └── CredentialsError         [3]  missing key, or 401/403 from the provider
@@ -140,6 +141,10 @@ class NotFound(BadInput):
 
 class StoreError(BadInput):
     """The store cannot be opened, or the file is not a sponsorcast database."""
+
+
+class WebhookSignatureError(BadInput):
+    """A webhook's signature is missing, wrong or too old."""
 
 
 class StoreReadOnly(StoreError):

@@ -23,11 +23,12 @@ with warnings.catch_warnings():  # starlette 1.x prefers httpx2 for its TestClie
     warnings.simplefilter("ignore")
     from starlette.testclient import TestClient
 
-from sponsorcast import server as server_module
 from sponsorcast import tracking
 from sponsorcast.config import Config, Secrets
-from sponsorcast.server import PIXEL, create_app, server_config
 from sponsorcast.store import Store
+from sponsorcast.store.tables import event_t
+from sponsorcast.tracking import server as server_module
+from sponsorcast.tracking.server import PIXEL, create_app, server_config
 from tests.test_tracking import (
     BODY,
     SECRET,
@@ -174,7 +175,7 @@ def test_click_redirects_to_the_campaign_link(client: TestClient, store: Store) 
     row = delivery(store, did)
     assert (row["click_count"], row["status"]) == (2, "delivered")
     clicks = [
-        r["payload"]["url"] for r in table_rows(store, tracking.event_t) if r["type"] == "click"
+        r["payload"]["url"] for r in table_rows(store, event_t) if r["type"] == "click"
     ]
     assert clicks == ["https://example.com/demo?src=mail&x=1", personal]
 
@@ -237,7 +238,7 @@ def test_one_click_post_unsubscribes_for_that_sponsor(client: TestClient, store:
     assert client.post(f"/u/{token('u', did)}").status_code == 200
     assert snapshot(store) == before
     assert "You are unsubscribed" in client.get(f"/u/{token('u', did)}").text
-    events = [r["type"] for r in table_rows(store, tracking.event_t)]
+    events = [r["type"] for r in table_rows(store, event_t)]
     assert events == ["unsubscribe"]
 
 
@@ -345,7 +346,7 @@ def test_serve_with_public_url_needs_the_tracking_secret(project: Any) -> None:
 
 
 def test_serve_warnings(config: Config) -> None:
-    from sponsorcast.server import serve_warnings
+    from sponsorcast.tracking.server import serve_warnings
 
     assert serve_warnings(config) == []
     only_webhooks = dataclasses.replace(
@@ -359,7 +360,7 @@ def test_serve_warnings(config: Config) -> None:
 
 
 def test_serve_warns_about_plain_http_public_url(config: Config) -> None:
-    from sponsorcast.server import serve_warnings
+    from sponsorcast.tracking.server import serve_warnings
 
     plain = dataclasses.replace(
         config, tracking=dataclasses.replace(config.tracking, public_url="http://t.example.com")

@@ -15,7 +15,7 @@ import sqlalchemy as sa
 
 from sponsorcast import tracking
 from sponsorcast.config import Config, Secrets, TrackingConfig
-from sponsorcast.errors import ConfigError, NotFound, TransportError
+from sponsorcast.errors import ConfigError, NotFound, TransportError, WebhookSignatureError
 from sponsorcast.store import Store
 from sponsorcast.store.tables import (
     campaign_t,
@@ -200,19 +200,19 @@ def test_published_vector_verifies_at_its_time() -> None:
 
 def test_vector_with_last_character_changed_fails() -> None:
     bad = VECTOR_SIG[:-2] + ("A" if VECTOR_SIG[-2] != "A" else "B") + "="
-    with pytest.raises(tracking.WebhookSignatureError, match="does not match"):
+    with pytest.raises(WebhookSignatureError, match="does not match"):
         tracking.verify_webhook(
             VECTOR_SECRET, vector_headers(bad), VECTOR_BODY, now=lambda: VECTOR_TS
         )
     altered_last = VECTOR_SIG[:-1] + "A"
-    with pytest.raises(tracking.WebhookSignatureError):
+    with pytest.raises(WebhookSignatureError):
         tracking.verify_webhook(
             VECTOR_SECRET, vector_headers(altered_last), VECTOR_BODY, now=lambda: VECTOR_TS
         )
 
 
 def test_vector_body_altered_fails_and_one_of_several_signatures_passes() -> None:
-    with pytest.raises(tracking.WebhookSignatureError):
+    with pytest.raises(WebhookSignatureError):
         tracking.verify_webhook(
             VECTOR_SECRET, vector_headers(), b'{"test": 2432232315}', now=lambda: VECTOR_TS
         )
@@ -227,7 +227,7 @@ def test_vector_body_altered_fails_and_one_of_several_signatures_passes() -> Non
 
 @pytest.mark.parametrize("offset", [301, -301, 3600])
 def test_stale_or_future_timestamp_is_refused(offset: int) -> None:
-    with pytest.raises(tracking.WebhookSignatureError, match="5 minutes"):
+    with pytest.raises(WebhookSignatureError, match="5 minutes"):
         tracking.verify_webhook(
             VECTOR_SECRET, vector_headers(), VECTOR_BODY, now=lambda: VECTOR_TS + offset
         )
@@ -240,7 +240,7 @@ def test_stale_or_future_timestamp_is_refused(offset: int) -> None:
 def test_missing_headers_are_refused() -> None:
     for missing in ("svix-id", "svix-timestamp", "svix-signature"):
         headers = {k: v for k, v in vector_headers().items() if k != missing}
-        with pytest.raises(tracking.WebhookSignatureError, match="header"):
+        with pytest.raises(WebhookSignatureError, match="header"):
             tracking.verify_webhook(VECTOR_SECRET, headers, VECTOR_BODY, now=lambda: VECTOR_TS)
 
 
@@ -694,7 +694,7 @@ def test_send_sync_unsubscribe_end_to_end(project: Any, fake_resend: Any) -> Non
         from starlette.testclient import TestClient
 
     from sponsorcast.config import load_config
-    from sponsorcast.server import create_app
+    from sponsorcast.tracking.server import create_app
 
     (project.path / "sponsorcast.toml").write_text(
         f"""\

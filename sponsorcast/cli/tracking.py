@@ -25,7 +25,7 @@ def serve(
     """HTTP: Resend webhooks, open pixel, click redirects and one-click unsubscribe."""
     import uvicorn
 
-    from sponsorcast.server import create_app, serve_warnings, server_config
+    from sponsorcast.tracking.server import create_app, serve_warnings, server_config
 
     config = load()
     for note in serve_warnings(config):

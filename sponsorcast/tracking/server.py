@@ -49,7 +49,7 @@ from starlette.routing import Route
 
 from sponsorcast import tracking
 from sponsorcast.config import Config
-from sponsorcast.errors import ConfigError
+from sponsorcast.errors import ConfigError, WebhookSignatureError
 from sponsorcast.store import Store
 
 # the smallest transparent 1x1 GIF
@@ -229,7 +229,7 @@ def create_app(
             return Response(status_code=400)
         try:
             event_id = tracking.verify_webhook(webhook_secret, request.headers, body, now=clock)
-        except tracking.WebhookSignatureError as exc:
+        except WebhookSignatureError as exc:
             return JSONResponse({"error": exc.message}, 401)
         except ConfigError as exc:
             return JSONResponse({"error": exc.message}, 503)
