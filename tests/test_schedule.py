@@ -357,10 +357,10 @@ def test_pause_stops_the_running_sender_at_its_next_claim(
     add_leads(store, 500)
     config = project.config
     plan = plan_send(store, config, spring)
-    from sponsorcast.send import snapshot, validate_all
+    from sponsorcast.send import take_snapshot, validate_all
 
     validate_all(store, plan, config)
-    assert snapshot(store, plan, 100)
+    assert take_snapshot(store, plan, 100)
 
     class PausingTransport(MemoryTransport):
         async def send_batch(self, emails: Any, idempotency_key: str) -> Any:

@@ -529,10 +529,12 @@ def test_cli_campaign_lifecycle(project: Project, store: Store, spring: Path) ->
 def test_cli_delete_only_when_nothing_was_sent(
     project: Project, store: Store, spring: Path
 ) -> None:
-    from sponsorcast.send import snapshot
+    from sponsorcast.send import take_snapshot
 
     add_leads(store, 3)
-    snapshot(store, plan_send(store, project.config, spring), 100)  # snapshotted, never attempted
+    take_snapshot(
+        store, plan_send(store, project.config, spring), 100
+    )  # snapshotted, never attempted
     r = project.run("campaigns", "delete", "spring")
     assert r.exit_code == 0 and r.stdout == "Deleted campaign 'spring'.\n"
     with store.read() as conn:

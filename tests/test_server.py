@@ -174,9 +174,7 @@ def test_click_redirects_to_the_campaign_link(client: TestClient, store: Store) 
     assert (response.status_code, response.headers["location"]) == (302, personal)
     row = delivery(store, did)
     assert (row["click_count"], row["status"]) == (2, "delivered")
-    clicks = [
-        r["payload"]["url"] for r in table_rows(store, event_t) if r["type"] == "click"
-    ]
+    clicks = [r["payload"]["url"] for r in table_rows(store, event_t) if r["type"] == "click"]
     assert clicks == ["https://example.com/demo?src=mail&x=1", personal]
 
 

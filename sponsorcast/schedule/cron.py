@@ -237,7 +237,7 @@ def _start_scheduled(
     log: Log,
 ) -> CampaignOutcome | None:
     from sponsorcast.campaign import load_campaign
-    from sponsorcast.send import plan_send, snapshot, validate_all
+    from sponsorcast.send import plan_send, take_snapshot, validate_all
 
     with store.read() as conn:
         row = get_campaign_row(conn, campaign_id)
@@ -299,7 +299,7 @@ def _start_scheduled(
         validate_all(store, plan, config)
     except (BadInput, ConfigError) as exc:
         return _fail_start(store, campaign_id, exc, log)
-    if not snapshot(store, plan, _batch_size(config), cause=RUN_DUE_CAUSE):
+    if not take_snapshot(store, plan, _batch_size(config), cause=RUN_DUE_CAUSE):
         with store.read() as conn:
             status = get_campaign_row(conn, campaign_id)["status"]
         if status != CampaignStatus.SENDING:

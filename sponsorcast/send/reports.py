@@ -1,0 +1,61 @@
+"""What a send reports: progress after each batch, and the run's report."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+from sponsorcast.store.models import (
+    CampaignStatus,
+)
+
+if TYPE_CHECKING:
+    pass
+
+
+@dataclass
+class Progress:
+    """Counts a running send reports after each batch."""
+
+    total: int
+    sent: int = 0
+    failed: int = 0
+    batches: int = 0
+
+
+@dataclass
+class RunReport:
+    """What one run did to one campaign."""
+
+    campaign_id: str
+    status: str
+    transport: str
+    sends_for_real: bool
+    total: int
+    sent_now: int = 0
+    failed_now: int = 0
+    counts: dict[str, int] = field(default_factory=dict)
+    unknown_batches: int = 0  # batches without an answer, left to re-send in a later run
+    unknown_now: int = 0  # deliveries given up in this run (outcome unknown; marked failed)
+    elapsed: float = 0.0
+    already_finished: bool = False
+    stopped_reason: str | None = None
+
+    @property
+    def emails_per_second(self) -> float:
+        """Emails accepted per second of this run."""
+        return self.sent_now / self.elapsed if self.elapsed > 0 else 0.0
+
+    @property
+    def ok(self) -> bool:
+        """True when nothing failed and nothing is left over."""
+        return (
+            self.failed_now == 0
+            and self.unknown_batches == 0
+            and self.status in (CampaignStatus.SENT, CampaignStatus.SENDING)
+            and self.stopped_reason is None
+        )
+
+
+ProgressCallback = Callable[[Progress], None]

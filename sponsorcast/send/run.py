@@ -1,0 +1,245 @@
+"""Running a campaign: workers claim, send and record batches until none is left."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import TYPE_CHECKING
+
+import sqlalchemy as sa
+
+from sponsorcast.config import Config
+from sponsorcast.send.batches import make_renderer
+from sponsorcast.send.claims import ClaimAgain, Claimer, Stopped
+from sponsorcast.send.plan import NOT_STARTED, Plan, validate_all
+from sponsorcast.send.reports import Progress, ProgressCallback, RunReport
+from sponsorcast.send.snapshot import take_snapshot
+from sponsorcast.store import Store
+from sponsorcast.store.lifecycle import (
+    get_campaign_row,
+    status_counts,
+    transition,
+)
+from sponsorcast.store.models import (
+    BatchStatus,
+    CampaignStatus,
+    DeliveryStatus,
+)
+from sponsorcast.store.tables import batch_t, delivery_t
+
+if TYPE_CHECKING:
+    from sponsorcast.transport import Transport
+
+
+QUOTA_CAUSE = "provider quota reached"  # a status_reason starting so: run-due resumes the campaign
+
+
+AUTH_CAUSE = "provider refused the API key"
+
+
+REQUEUE_LIMIT = 3  # times one run puts back a batch that was provably not sent
+
+
+async def run_batches(
+    store: Store,
+    config: Config,
+    campaign_id: str,
+    transport: Transport,
+    *,
+    limit: int | None = None,
+    deadline: float | None = None,
+    progress: ProgressCallback | None = None,
+) -> RunReport:
+    """Claim, send and record batches of a ``sending`` campaign until none is left."""
+    from sponsorcast.errors import AuthError, BatchRejected, OutcomeUnknown, QuotaExceeded
+
+    renderer = make_renderer(store, config, campaign_id)
+    claimer = Claimer(store, config, campaign_id, renderer, limit_left=limit)
+    with store.read() as conn:
+        total = get_campaign_row(conn, campaign_id)["total_recipients"]
+    report = RunReport(
+        campaign_id, CampaignStatus.SENDING, transport.name, transport.sends_for_real, total
+    )
+    prog = Progress(total=total)
+    started = time.monotonic()
+    stop: list[BaseException] = []
+    requeued: dict[int, int] = {}
+    concurrency = config.resend.concurrency if transport.sends_for_real else 1
+
+    async def worker() -> None:
+        while not stop:
+            if deadline is not None and time.monotonic() >= deadline:
+                report.stopped_reason = report.stopped_reason or "time limit reached"
+                return
+            claim = await asyncio.to_thread(claimer.claim)
+            if claim is ClaimAgain.NEXT:
+                continue
+            if claim is None:
+                return
+            if isinstance(claim, Stopped):
+                report.stopped_reason = claim.reason
+                return
+            if stop:  # another worker hit quota or auth while this one was claiming
+                await asyncio.to_thread(claimer.release, claim, "stopped before sending")
+                return
+            try:
+                outcome = await transport.send_batch(claim.emails, claim.key)
+            except BatchRejected as exc:
+                outcome_rejected = {e.delivery_id: exc.reason for e in claim.emails}
+                await asyncio.to_thread(claimer.record, claim, {}, outcome_rejected)
+                report.failed_now += len(outcome_rejected)
+                prog.failed += len(outcome_rejected)
+                continue
+            except OutcomeUnknown as exc:
+                requeued[claim.number] = requeued.get(claim.number, 0) + 1
+                # provably not sent (429s, refused connections): worth another go in this run
+                if exc.maybe_sent or requeued[claim.number] > REQUEUE_LIMIT:
+                    claimer.skip.add(claim.number)
+                    report.unknown_batches += 1
+                await asyncio.to_thread(claimer.release, claim, str(exc), exc.partial)
+                continue
+            except (QuotaExceeded, AuthError) as exc:
+                await asyncio.to_thread(claimer.release, claim, str(exc), exc.partial)
+                stop.append(exc)
+                return
+            except BaseException:
+                # cancelled (Ctrl-C) or a bug: the request may have gone out; re-send later
+                await asyncio.shield(asyncio.to_thread(claimer.release, claim, "interrupted"))
+                raise
+            await asyncio.to_thread(claimer.record, claim, outcome.accepted, outcome.rejected)
+            report.sent_now += len(outcome.accepted)
+            report.failed_now += len(outcome.rejected)
+            prog.sent += len(outcome.accepted)
+            prog.failed += len(outcome.rejected)
+            prog.batches += 1
+            if progress is not None:
+                progress(prog)
+
+    try:
+        await asyncio.gather(*(worker() for _ in range(concurrency)))
+    finally:
+        report.elapsed = time.monotonic() - started
+        report.failed_now += claimer.unknown
+        report.unknown_now = claimer.unknown
+    if stop:
+        exc = stop[0]
+        cause = QUOTA_CAUSE if isinstance(exc, QuotaExceeded) else AUTH_CAUSE
+        with store.write() as conn:
+            transition(
+                conn,
+                campaign_id,
+                CampaignStatus.PAUSED,
+                f"{cause}: {exc}",
+                expect=(CampaignStatus.SENDING,),
+            )
+        raise exc
+    report.status = finish_if_done(store, campaign_id)
+    with store.read() as conn:
+        report.counts = status_counts(conn, campaign_id)
+    return report
+
+
+def finish_if_done(store: Store, campaign_id: str) -> str:
+    """Mark the campaign ``sent`` when no batch is left to send; returns its status."""
+    with store.write() as conn:
+        left = conn.execute(
+            sa.select(sa.func.count()).where(
+                batch_t.c.campaign_id == campaign_id,
+                batch_t.c.status.in_((BatchStatus.PENDING, BatchStatus.CLAIMED)),
+            )
+        ).scalar_one()
+        if left == 0:
+            failed = conn.execute(
+                sa.select(sa.func.count()).where(
+                    delivery_t.c.campaign_id == campaign_id,
+                    delivery_t.c.status == DeliveryStatus.FAILED,
+                )
+            ).scalar_one()
+            cause = (
+                f"every batch answered; {failed} delivery(ies) failed"
+                if failed
+                else "every batch sent"
+            )
+            transition(
+                conn, campaign_id, CampaignStatus.SENT, cause, expect=(CampaignStatus.SENDING,)
+            )
+        return str(get_campaign_row(conn, campaign_id)["status"])
+
+
+def run_campaign(
+    store: Store,
+    config: Config,
+    campaign_id: str,
+    *,
+    transport: Transport | None = None,
+    limit: int | None = None,
+    deadline: float | None = None,
+    progress: ProgressCallback | None = None,
+) -> RunReport:
+    """Run a ``sending`` campaign to the end (or the deadline) in this process."""
+    from sponsorcast.transport import make_transport
+
+    async def main() -> RunReport:
+        t = transport or make_transport(config, campaign_id)
+        try:
+            return await run_batches(
+                store, config, campaign_id, t, limit=limit, deadline=deadline, progress=progress
+            )
+        finally:
+            await t.aclose()
+
+    try:
+        return asyncio.run(main())
+    except KeyboardInterrupt:
+        with store.write() as conn:
+            transition(
+                conn,
+                campaign_id,
+                CampaignStatus.PAUSED,
+                "interrupted (Ctrl-C)",
+                expect=(CampaignStatus.SENDING,),
+            )
+        raise
+
+
+def send_campaign(
+    store: Store,
+    config: Config,
+    plan: Plan,
+    *,
+    transport: Transport | None = None,
+    limit: int | None = None,
+    progress: ProgressCallback | None = None,
+) -> RunReport:
+    """``send``: snapshot (first time) or resume, then run to the end."""
+    campaign_id = plan.campaign.id
+    if plan.existing_status in (CampaignStatus.SENT, CampaignStatus.CANCELLED):
+        with store.read() as conn:
+            counts = status_counts(conn, campaign_id)
+        return RunReport(
+            campaign_id,
+            plan.existing_status,
+            config.transport,
+            config.transport == "resend",
+            sum(counts.values()),
+            counts=counts,
+            already_finished=True,
+        )
+    fresh = plan.existing_status is None
+    if plan.existing_status in NOT_STARTED:
+        with store.read() as conn:  # paused or failed before the start: nothing snapshotted yet
+            fresh = get_campaign_row(conn, campaign_id)["started_at"] is None
+    if fresh:
+        validate_all(store, plan, config)
+        take_snapshot(
+            store, plan, config.resend.batch_size if config.resend.endpoint == "batch" else 100
+        )
+    with store.write() as conn:
+        status = get_campaign_row(conn, campaign_id)["status"]
+        if status in (CampaignStatus.PAUSED, CampaignStatus.FAILED):
+            transition(
+                conn, campaign_id, CampaignStatus.SENDING, "resumed by send", expect=(status,)
+            )
+    return run_campaign(
+        store, config, campaign_id, transport=transport, limit=limit, progress=progress
+    )

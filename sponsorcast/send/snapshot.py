@@ -1,0 +1,183 @@
+"""The snapshot: the audience becomes delivery rows and batches in one write transaction.
+
+Each batch gets an idempotency key fixed from then on (campaign id + a nonce of this
+snapshot + batch number)."""
+
+from __future__ import annotations
+
+import secrets
+from datetime import datetime
+from typing import TYPE_CHECKING, Any
+
+import sqlalchemy as sa
+
+from sponsorcast.audience import select_recipients
+from sponsorcast.send.plan import NOT_STARTED, Plan
+from sponsorcast.store import Store
+from sponsorcast.store.lifecycle import (
+    record_event,
+    transition,
+)
+from sponsorcast.store.models import (
+    BatchStatus,
+    CampaignStatus,
+    DeliveryStatus,
+    Sponsor,
+    utcnow,
+)
+from sponsorcast.store.tables import batch_t, campaign_t, delivery_t, lead_t
+from sponsorcast.suppression import suppressed_condition
+
+if TYPE_CHECKING:
+    from sponsorcast.campaign import CampaignFile
+
+
+def take_snapshot(store: Store, plan: Plan, batch_size: int, *, cause: str = "send") -> bool:
+    """Turn the audience into delivery rows and batches in one transaction.
+
+    Returns False when another process snapshotted this campaign first (nothing written).
+    """
+    campaign = plan.campaign
+    now = utcnow()
+    nonce = secrets.token_hex(4)
+    try:
+        with store.write() as conn:
+            # FOR UPDATE: on PostgreSQL two run-due processes starting one campaign queue here
+            # (SQLite's write transaction already serialises them; SQLAlchemy omits it there)
+            existing = conn.execute(
+                sa.select(campaign_t.c.status, campaign_t.c.started_at)
+                .where(campaign_t.c.id == campaign.id)
+                .with_for_update()
+            ).first()
+            if existing is not None and (
+                existing.status not in NOT_STARTED or existing.started_at is not None
+            ):
+                return False
+            if existing is not None and _has_deliveries(conn, campaign.id):
+                return False
+            values = campaign_values(campaign, plan.sponsor)
+            if existing is None:
+                conn.execute(
+                    campaign_t.insert().values(
+                        id=campaign.id,
+                        status=CampaignStatus.DRAFT,
+                        created_at=now,
+                        total_recipients=0,
+                        **values,
+                    )
+                )
+                record_event(
+                    conn,
+                    campaign.id,
+                    "campaign.draft",
+                    {"from": None, "to": CampaignStatus.DRAFT, "cause": cause},
+                )
+            else:
+                if values["send_at"] is None:  # keep the time it was scheduled for
+                    del values["send_at"]
+                conn.execute(
+                    campaign_t.update().where(campaign_t.c.id == campaign.id).values(**values)
+                )
+            total = _insert_deliveries(conn, campaign, batch_size)
+            _insert_batches(conn, campaign.id, f"sc-{campaign.id}-{nonce}-b")
+            conn.execute(
+                campaign_t.update()
+                .where(campaign_t.c.id == campaign.id)
+                .values(total_recipients=total)
+            )
+            transition(conn, campaign.id, CampaignStatus.SENDING, cause, extra={"started_at": now})
+    except sa.exc.IntegrityError:
+        # PostgreSQL: a concurrent process inserted the campaign row first
+        return False
+    return True
+
+
+def _has_deliveries(conn: sa.Connection, campaign_id: str) -> bool:
+    return (
+        conn.execute(
+            sa.select(delivery_t.c.id).where(delivery_t.c.campaign_id == campaign_id).limit(1)
+        ).first()
+        is not None
+    )
+
+
+def campaign_values(
+    campaign: CampaignFile, sponsor: Sponsor, *, send_at: datetime | None = None
+) -> dict[str, Any]:
+    """The campaign row's snapshot columns for a campaign file (``send_at`` overrides the file's)."""
+    if send_at is None and campaign.send_at is not None and campaign.send_at.tzinfo is not None:
+        send_at = campaign.send_at
+    return {
+        "sponsor_id": sponsor.id,
+        "name": campaign.name,
+        "subject": campaign.subject,
+        "body": campaign.body,
+        "audience": campaign.audience.as_dict(),
+        "from_address": campaign.from_address,
+        "reply_to": campaign.reply_to,
+        "tags": dict(campaign.tags),
+        "source_path": str(campaign.path),
+        "send_at": send_at,
+        "content_hash": campaign.content_hash,
+    }
+
+
+def _insert_deliveries(conn: sa.Connection, campaign: CampaignFile, batch_size: int) -> int:
+    c = lead_t.c
+    supp = suppressed_condition(c.sponsor_id, c.email)
+    is_supp = sa.case((supp, 1), else_=0)
+    rank = sa.func.row_number().over(partition_by=is_supp, order_by=c.id)
+    source = (
+        sa.select(
+            sa.literal(campaign.id).label("campaign_id"),
+            c.id.label("lead_id"),
+            c.email.label("recipient"),
+            sa.case(
+                (supp, sa.literal(DeliveryStatus.SUPPRESSED)),
+                else_=sa.literal(DeliveryStatus.PENDING),
+            ).label("status"),
+            sa.literal(0).label("attempts"),
+            sa.case((supp, sa.null()), else_=(rank - 1) // batch_size).label("batch"),
+            sa.literal(0).label("open_count"),
+            sa.literal(0).label("click_count"),
+        )
+        .where(select_recipients(campaign.sponsor, campaign.audience).whereclause)  # type: ignore[arg-type]
+        .order_by(c.id)
+    )
+    cols = [
+        "campaign_id",
+        "lead_id",
+        "recipient",
+        "status",
+        "attempts",
+        "batch",
+        "open_count",
+        "click_count",
+    ]
+    conn.execute(delivery_t.insert().from_select(cols, source))
+    return int(
+        conn.execute(
+            sa.select(sa.func.count()).where(delivery_t.c.campaign_id == campaign.id)
+        ).scalar_one()
+    )
+
+
+def _insert_batches(conn: sa.Connection, campaign_id: str, key_prefix: str) -> None:
+    numbers = (
+        sa.select(delivery_t.c.batch)
+        .where(delivery_t.c.campaign_id == campaign_id, delivery_t.c.batch.is_not(None))
+        .distinct()
+        .subquery()
+    )
+    source = sa.select(
+        sa.literal(campaign_id).label("campaign_id"),
+        numbers.c.batch.label("number"),
+        sa.literal(BatchStatus.PENDING).label("status"),
+        (sa.literal(key_prefix) + sa.cast(numbers.c.batch, sa.String)).label("idempotency_key"),
+        sa.literal(0).label("attempts"),
+    )
+    conn.execute(
+        batch_t.insert().from_select(
+            ["campaign_id", "number", "status", "idempotency_key", "attempts"], source
+        )
+    )
