@@ -20,7 +20,7 @@ from typer.testing import CliRunner
 from sponsorcast import render as render_module
 from sponsorcast.audience import tags_to_text
 from sponsorcast.campaign import load_campaign
-from sponsorcast.errors import TemplateError
+from sponsorcast.errors import SandboxRefused, TemplateError
 from sponsorcast.render import (
     StaticLinks,
     check_recipients,
@@ -28,6 +28,9 @@ from sponsorcast.render import (
     markdown_to_html,
     render_message,
 )
+from sponsorcast.render import compile as compile_module
+from sponsorcast.render import parallel as parallel_module
+from sponsorcast.render import preview as preview_module
 from sponsorcast.store import Store
 from sponsorcast.store.models import Sponsor
 from sponsorcast.store.tables import lead_t
@@ -633,8 +636,8 @@ def test_check_compiles_each_campaign_once(tmp_path: Path, monkeypatch: pytest.M
         calls.append("markdown")
         return real_markdown(body)
 
-    monkeypatch.setattr(render_module, "compile_campaign", counting_compile)
-    monkeypatch.setattr(render_module, "markdown_to_html", counting_markdown)
+    monkeypatch.setattr(preview_module, "compile_campaign", counting_compile)
+    monkeypatch.setattr(compile_module, "markdown_to_html", counting_markdown)
     result = project.run("render", "campaigns", "--check", "--leads", str(LEADS_CSV))
     assert result.exit_code == 1
     assert calls == [
@@ -697,13 +700,13 @@ def test_check_split_over_processes_reports_the_same(
     single = project.run(*args)
     monkeypatch.setattr(render_module.RecipientSource, "shards", lambda self, sponsor, audience: 3)
     calls: list[int] = []
-    real = render_module._check_shard
+    real = parallel_module._check_shard
 
     def shard_in_main(job: Any, shard: int, **kw: Any) -> Any:
         calls.append(shard)
         return real(job, shard, **kw)
 
-    monkeypatch.setattr(render_module, "_check_shard", shard_in_main)
+    monkeypatch.setattr(parallel_module, "_check_shard", shard_in_main)
     split = project.run(*args)
     assert calls == [0, 0]  # shard 0 of each campaign here; shards 1 and 2 in other processes
     assert (split.exit_code, split.stdout) == (single.exit_code, single.stdout)
@@ -765,12 +768,12 @@ def test_check_survives_a_shard_process_that_dies(
 def test_errors_from_shard_processes_keep_their_kind_file_and_line() -> None:
     from sponsorcast.errors import BadInput
 
-    failure = render_module._ShardFailure("SandboxRefused", "refused.", "c.md", 6, None)
+    failure = parallel_module._ShardFailure("SandboxRefused", "refused.", "c.md", 6, None)
     error = failure.error()
-    assert isinstance(error, render_module.SandboxRefused) and str(error) == "c.md:6: refused."
-    error = render_module._ShardFailure("CampaignFileError", "bad.", "c.md", 2, "fix it").error()
+    assert isinstance(error, SandboxRefused) and str(error) == "c.md:6: refused."
+    error = parallel_module._ShardFailure("CampaignFileError", "bad.", "c.md", 2, "fix it").error()
     assert type(error).__name__ == "CampaignFileError" and (error.line, error.hint) == (2, "fix it")
-    error = render_module._ShardFailure("NotFound", "gone.", None, None, None).error()
+    error = parallel_module._ShardFailure("NotFound", "gone.", None, None, None).error()
     assert (
         isinstance(error, BadInput) and type(error).__name__ == "NotFound" and str(error) == "gone."
     )

@@ -8,7 +8,7 @@ import resource
 import pytest
 import sqlalchemy as sa
 
-from sponsorcast import sandbox
+from sponsorcast.render import sandbox
 from sponsorcast.store import Store
 
 from .conftest import Project

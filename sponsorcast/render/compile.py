@@ -1,0 +1,230 @@
+"""Compiling a campaign's templates once: subject, text part, HTML part, refusing what is unsafe."""
+
+from __future__ import annotations
+
+import html as html_lib
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Protocol
+
+from jinja2 import TemplateSyntaxError, nodes
+
+from sponsorcast.campaign import CampaignFile
+from sponsorcast.errors import SandboxRefused, TemplateError
+from sponsorcast.render import sandbox
+
+if TYPE_CHECKING:
+    from jinja2 import Template
+
+    from sponsorcast.store.models import Sponsor
+from sponsorcast.render.environment import NamedVars, jinja_environment
+from sponsorcast.render.markdown import markdown_to_html
+
+SUBJECT_BODY_SPLIT = "\x00"  # between subject and body in ``head_template``; never in a valid file
+
+
+class Links(Protocol):
+    """Per-recipient links: the unsubscribe URL, click rewriting and the open pixel."""
+
+    @property
+    def unsubscribe_url(self) -> str:
+        """The URL that unsubscribes this recipient."""
+        ...
+
+    @property
+    def pixel_url(self) -> str | None:
+        """The open-tracking pixel's URL, or None for no pixel."""
+        ...
+
+    def click(self, url: str) -> str:
+        """The URL to put in the email for a link to ``url``."""
+        ...
+
+
+@dataclass(frozen=True)
+class StaticLinks:
+    """Links when tracking is not configured: links stay as written, no pixel."""
+
+    unsubscribe_url: str
+    pixel_url: str | None = None
+
+    def click(self, url: str) -> str:
+        """Links are left unchanged."""
+        return url
+
+
+@dataclass(frozen=True, eq=False)
+class CompiledCampaign:
+    """A campaign ready to render for any recipient (build with ``compile_campaign``)."""
+
+    campaign: CampaignFile
+    sponsor_vars: Mapping[str, Any]
+    campaign_vars: Mapping[str, Any]
+    from_address: str | None
+    reply_to: str | None
+    postal_address: str
+    unsubscribe_mailto: str
+    subject_template: Template
+    text_template: Template
+    html_template: Template
+    head_template: Template | None  # subject + SUBJECT_BODY_SPLIT + body in one template, when safe
+    base_vars: dict[str, Any]  # Jinja's globals, sponsor and campaign: the same for everyone
+    html_lines: Mapping[int, int]  # HTML template line -> body line
+    html_has_links: bool
+    html_has_blocks: bool
+    footer_html: str  # the HTML footer up to the unsubscribe link
+
+    @property
+    def default_links(self) -> StaticLinks:
+        """Links for when tracking is not configured (unsubscribe by ``mailto:``)."""
+        return StaticLinks(self.unsubscribe_mailto)
+
+
+def compile_campaign(
+    campaign: CampaignFile, sponsor: Sponsor, *, unsubscribe_mailto: str = ""
+) -> CompiledCampaign:
+    """Compile a campaign's templates once; raises TemplateError with the file line."""
+    path = campaign.path
+    subject_line = campaign.key_lines.get("subject", 1)
+    body_offset = campaign.body_line - 1
+
+    subject_template = _compile(campaign.subject, False, path, lambda line: subject_line)
+    text_body = _text_source(campaign.body)
+    text_template = _compile(text_body, False, path, lambda line: line + body_offset)
+    html_source, html_lines = markdown_to_html(campaign.body)
+    html_template = _compile(
+        html_source, True, path, lambda line: html_file_line(html_lines, line, campaign.body_line)
+    )
+
+    from_address = campaign.from_address or sponsor.from_address
+    reply_to = campaign.reply_to or sponsor.reply_to
+    sponsor_vars = {
+        "id": sponsor.id,
+        "name": sponsor.name or sponsor.id,
+        "from": sponsor.from_address or "",
+        "from_address": sponsor.from_address or "",
+        "reply_to": sponsor.reply_to or "",
+        "postal_address": sponsor.postal_address or "",
+    }
+    campaign_vars = {"id": campaign.id, "name": campaign.name, "tags": dict(campaign.tags)}
+    # One template run instead of two for subject and text; not when the subject has
+    # statements ({% set %} would leak into the body) — then they run separately.
+    head_template = None
+    if "{%" not in campaign.subject and SUBJECT_BODY_SPLIT not in campaign.subject + campaign.body:
+        try:
+            env = jinja_environment(False)
+            head_template = env.from_string(
+                sandbox.guard_loops(env.parse(campaign.subject + SUBJECT_BODY_SPLIT + text_body))
+            )
+        except TemplateSyntaxError:  # cannot happen when both parts compiled; stay on the safe path
+            head_template = None
+    base_vars = {
+        **jinja_environment(False).globals,
+        "sponsor": NamedVars("sponsor", sponsor_vars),
+        "campaign": NamedVars("campaign", campaign_vars),
+    }
+    return CompiledCampaign(
+        campaign=campaign,
+        sponsor_vars=sponsor_vars,
+        campaign_vars=campaign_vars,
+        from_address=from_address,
+        reply_to=reply_to,
+        postal_address=sponsor.postal_address or "",
+        unsubscribe_mailto=mailto_unsubscribe(unsubscribe_mailto or reply_to or from_address or ""),
+        subject_template=subject_template,
+        text_template=text_template,
+        html_template=html_template,
+        head_template=head_template,
+        base_vars=base_vars,
+        html_lines=html_lines,
+        html_has_links=bool(re.search(r"<a\b", html_source, re.IGNORECASE)),
+        html_has_blocks="{%" in html_source,
+        footer_html='<hr>\n<p style="color:#666666;font-size:12px">'
+        + (html_lib.escape(sponsor.postal_address) + "<br>\n" if sponsor.postal_address else ""),
+    )
+
+
+_STATEMENT_LINE = re.compile(r"(?m)^[ \t]*((?:(?:\{%[^\n]*?%\}|\{#[^\n]*?#\})[ \t]*)+)\n")
+
+
+def _text_source(body: str) -> str:
+    """The text part's template: a line holding only statements leaves no empty line behind.
+
+    Its newline moves into a Jinja comment (``{#⏎#}``), so the output loses it while the
+    template keeps its line count and errors keep their file lines.
+    """
+    if re.search(r"\{%-?\s*raw\b", body):  # inside {% raw %} a comment would be printed
+        return body
+    return _STATEMENT_LINE.sub(lambda m: m.group(1).rstrip() + "{#\n#}", body)
+
+
+def mailto_unsubscribe(address: str) -> str:
+    """``mailto:`` URL asking to be unsubscribed (address may be ``Name <a@b>`` or a mailto:)."""
+    from email.utils import parseaddr
+    from urllib.parse import quote
+
+    if address.lower().startswith("mailto:"):
+        return address
+    _name, addr = parseaddr(address)
+    return f"mailto:{quote(addr, safe='@')}?subject=unsubscribe"
+
+
+def html_file_line(lines: Mapping[int, int], html_line: int, body_line: int) -> int:
+    """The file line of a problem on ``html_line`` of the HTML template."""
+    if html_line in lines:
+        return lines[html_line] + body_line - 1
+    earlier = [k for k in lines if k <= html_line]
+    return (lines[max(earlier)] if earlier else 1) + body_line - 1
+
+
+def _compile(source: str, autoescape: bool, path: Any, file_line: Any) -> Template:
+    env = jinja_environment(autoescape)
+    try:
+        tree = env.parse(source)
+    except TemplateSyntaxError as exc:
+        raise TemplateError(
+            f"template syntax error: {exc.message}.", path=path, line=file_line(exc.lineno or 1)
+        ) from None
+    _refuse_unsafe(tree, path, file_line)
+    return env.from_string(sandbox.guard_loops(tree))
+
+
+def _refuse_unsafe(tree: nodes.Template, path: Any, file_line: Any) -> None:
+    """Refuse, before anything renders, template code that reaches for Python internals."""
+    refused: list[tuple[int, int, str]] = []
+    for order, node in enumerate(tree.find_all((nodes.Getattr, nodes.Getitem, nodes.Filter))):
+        if isinstance(node, nodes.Filter):
+            # {{ x | attr('__class__') }}
+            if node.name != "attr" or not node.args or not isinstance(node.args[0], nodes.Const):
+                continue
+            attr = str(node.args[0].value)
+        elif isinstance(node, nodes.Getattr):
+            attr = node.attr
+        elif (
+            isinstance(node, nodes.Getitem)
+            and isinstance(node.arg, nodes.Const)
+            and isinstance(node.arg.value, str)
+        ):
+            attr = node.arg.value
+        else:
+            continue
+        if attr.startswith("_"):
+            refused.append((node.lineno, -order, attr))
+    if refused:
+        # The first line; on it, the innermost access (``__class__`` in ``''.__class__.__mro__``).
+        lineno, _order, attr = min(refused)
+        raise SandboxRefused(
+            f"access to '{attr}' is not allowed: templates run in a sandbox and cannot reach "
+            "Python internals.",
+            path=path,
+            line=file_line(lineno),
+        )
+    for loader_node in tree.find_all(
+        (nodes.Extends, nodes.Include, nodes.Import, nodes.FromImport)
+    ):
+        raise TemplateError(
+            "extends, include and import are not available in campaign templates.",
+            path=path,
+            line=file_line(loader_node.lineno),
+        )

@@ -1,0 +1,171 @@
+"""Where recipients come from for a preview or a check: the store, or a CSV of leads."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import TYPE_CHECKING, Any
+
+from sponsorcast.store.tables import lead_t
+
+if TYPE_CHECKING:
+    from pathlib import Path
+
+    from sponsorcast.audience import Audience
+    from sponsorcast.config import Config
+    from sponsorcast.store import Store
+    from sponsorcast.store.models import Sponsor
+
+
+class RecipientSource:
+    """Where recipients and sponsors come from: the store, or a leads CSV (in memory)."""
+
+    def __init__(
+        self, config: Config, leads_csv: Path | None = None, store: Store | None = None
+    ) -> None:
+        self.config = config
+        self.leads_csv = leads_csv
+        self._store: Store | None = store
+        self._loaded: set[str] = set()
+
+    def store(self) -> Store:
+        """The store: the configured one (never created here), or a private in-memory one."""
+        from sponsorcast.store import open_store
+
+        if self._store is None:
+            if self.leads_csv is None:
+                self._store = open_store(
+                    self.config.store_url, sponsors=self.config.sponsors, create=False
+                )
+            else:
+                # The CSV goes into a throwaway in-memory store so the audience is the same SQL
+                # as for a real send; the configured store is never opened, let alone created.
+                self._store = open_store("sqlite:///:memory:", sponsors=self.config.sponsors)
+        return self._store
+
+    def sponsor(self, sponsor_id: str) -> Sponsor:
+        """The campaign's sponsor (from the store, or from the config with ``--leads``)."""
+        from sponsorcast.errors import NotFound
+        from sponsorcast.store import get_sponsor
+
+        try:
+            return get_sponsor(self.store(), sponsor_id)
+        except NotFound as exc:
+            if self.leads_csv is not None:
+                raise NotFound(
+                    exc.message,
+                    hint=f"With --leads, sponsors come from the config: add [sponsors.{sponsor_id}].",
+                ) from None
+            raise
+
+    def _load_csv(self, sponsor_id: str) -> None:
+        if self.leads_csv is None or sponsor_id in self._loaded:
+            return
+        from sponsorcast.audience import PERSON_COLUMNS, tags_to_text
+        from sponsorcast.leads import read_csv_recipients
+
+        insert = lead_t.insert().prefix_with("OR REPLACE")
+        columns = (*PERSON_COLUMNS, "event", "fields")
+        with self.store().write() as conn:
+            chunk: list[dict[str, Any]] = []
+            for row in read_csv_recipients(self.leads_csv):
+                values = {k: row.get(k) for k in columns}
+                values["sponsor_id"] = sponsor_id
+                values["email"] = (row.get("email") or "").strip().lower()
+                values["follow_up_status"] = row.get("follow_up_status") or "new"
+                values["tags"] = tags_to_text(row.get("tags") or [])
+                chunk.append(values)
+                if len(chunk) >= 1000:
+                    conn.execute(insert, chunk)
+                    chunk = []
+            if chunk:
+                conn.execute(insert, chunk)
+        self._loaded.add(sponsor_id)
+
+    def recipients(self, sponsor_id: str, audience: Audience) -> Iterator[dict[str, Any]]:
+        """Stream the audience's recipients, in lead order."""
+        from sponsorcast.audience import iter_recipients, select_recipients
+
+        self._load_csv(sponsor_id)
+        with self.store().read() as conn:
+            yield from iter_recipients(conn, select_recipients(sponsor_id, audience))
+
+    def find(
+        self, sponsor_id: str, audience: Audience, email: str | None
+    ) -> tuple[dict[str, Any], str | None]:
+        """One recipient to preview: ``email``'s lead or the audience's first; and a note."""
+        import sqlalchemy as sa
+
+        from sponsorcast.audience import RECIPIENT_COLUMNS, recipient, select_recipients
+        from sponsorcast.errors import NotFound
+
+        self._load_csv(sponsor_id)
+        query = select_recipients(sponsor_id, audience)
+        hint = (
+            "Import leads with 'sponsorcast leads import', or preview against a CSV with --leads."
+        )
+        with self.store().read() as conn:
+            if email is None:
+                row = conn.execute(query.limit(1)).mappings().first()
+                if row is None:
+                    raise NotFound(
+                        f"The audience ({audience.type}) of sponsor '{sponsor_id}' has no leads to preview.",
+                        hint=hint,
+                    )
+                return recipient(dict(row)), None
+            wanted = email.strip().lower()
+            row = (
+                conn.execute(query.where(sa.func.lower(lead_t.c.email) == wanted).limit(1))
+                .mappings()
+                .first()
+            )
+            if row is not None:
+                return recipient(dict(row)), None
+            cols = [lead_t.c[name] for name in RECIPIENT_COLUMNS]
+            any_row = (
+                conn.execute(
+                    sa.select(*cols)
+                    .where(
+                        lead_t.c.sponsor_id == sponsor_id,
+                        sa.func.lower(lead_t.c.email) == wanted,
+                    )
+                    .limit(1)
+                )
+                .mappings()
+                .first()
+            )
+            if any_row is None:
+                raise NotFound(f"No lead {email} for sponsor '{sponsor_id}'.", hint=hint)
+            return recipient(
+                dict(any_row)
+            ), f"{email} is not in this campaign's audience ({audience.type})."
+
+    def shards(self, sponsor_id: str, audience: Audience) -> int:
+        """In how many processes to check this audience: 1 unless it is large and in the store."""
+        import os
+
+        cpus = (
+            len(os.sched_getaffinity(0))
+            if hasattr(os, "sched_getaffinity")
+            else os.cpu_count() or 1
+        )
+        if self.leads_csv is not None or cpus < 2:
+            return 1  # an in-memory CSV store cannot be shared with other processes
+        from sponsorcast.audience import count_recipients
+
+        with self.store().read() as conn:
+            total = conn.execute(count_recipients(sponsor_id, audience)).scalar_one()
+        return min(cpus, MAX_SHARDS) if total >= PARALLEL_MIN_RECIPIENTS else 1
+
+    def close(self) -> None:
+        """Release the store."""
+        if self._store is not None:
+            self._store.dispose()
+            self._store = None
+
+
+# A check of a large audience in the store is split over the CPUs: lead id modulo the number
+# of shards, each shard streamed and rendered by its own process (the main one does shard 0).
+PARALLEL_MIN_RECIPIENTS = 50_000  # below this, starting a process costs more than it saves
+
+
+MAX_SHARDS = 4
