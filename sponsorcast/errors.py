@@ -29,6 +29,10 @@ The tree (exit code in brackets)::
     │   └── QuotaExceeded *               (also a CampaignPaused, exit 1: pause, resume later)
     └── Interrupted                [130]  Ctrl-C: whatever was in flight is safe to resume
 
+Beside the tree, ``RowError`` is not shown to users: it carries one bad row of an import
+(number and reason) to the importer, which reports it, or the first few, as a
+``LeadsFileError`` or writes it to the ``--rejects`` file.
+
 ``*`` marks the two transport errors that have two parents, so that ``except TransportError``
 catches everything a transport raises while the exit code follows the first parent.
 
@@ -64,6 +68,15 @@ class SponsorcastError(Exception):
 
     def __str__(self) -> str:
         return self.message
+
+
+class RowError(Exception):
+    """One row cannot be imported; ``reason`` says why (without the row number)."""
+
+    def __init__(self, number: int, reason: str) -> None:
+        super().__init__(f"row {number}: {reason}")
+        self.number = number
+        self.reason = reason
 
 
 class WorkFailed(SponsorcastError):

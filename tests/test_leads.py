@@ -309,7 +309,7 @@ def test_repeats_in_different_chunks_are_counted_once(
 ) -> None:
     """An email repeated far apart (another chunk) with other values: one lead, counted once,
     and a re-import of the same file is all unchanged."""
-    import sponsorcast.leads as leads_module
+    import sponsorcast.leads.upsert as leads_module
 
     monkeypatch.setattr(leads_module, "CHUNK_ROWS", 2)
     (project.path / "far.csv").write_text(
@@ -863,7 +863,7 @@ def test_failure_after_several_chunks_leaves_store_unchanged(
     """A file that breaks late (after chunks were written), and a writer that fails: rollback."""
     import threading
 
-    import sponsorcast.leads as leads_module
+    import sponsorcast.leads.upsert as leads_module
 
     import_leads(store, CsvSource(DATA / "leads_audience.csv"))
     before = snapshot(store)
@@ -877,7 +877,7 @@ def test_failure_after_several_chunks_leaves_store_unchanged(
     assert snapshot(store) == before
 
     calls = {"n": 0}
-    real_write = leads_module._Upserter._write
+    real_write = leads_module.Upserter._write
 
     def failing_write(self: Any, *chunk: Any) -> None:
         calls["n"] += 1
@@ -885,7 +885,7 @@ def test_failure_after_several_chunks_leaves_store_unchanged(
             raise RuntimeError("disk on fire")
         real_write(self, *chunk)
 
-    monkeypatch.setattr(leads_module._Upserter, "_write", failing_write)
+    monkeypatch.setattr(leads_module.Upserter, "_write", failing_write)
     _generate(path, 9_000)
     with pytest.raises(RuntimeError, match="disk on fire"):
         import_leads(store, CsvSource(path))

@@ -15,7 +15,7 @@ import pytest
 
 from sponsorcast.errors import BadInput, SourceError
 from sponsorcast.leads import import_leads
-from sponsorcast.leads_postgres import PostgresSource, jsonable, parse_table_name, redact_url
+from sponsorcast.leads.postgres import PostgresSource, jsonable, parse_table_name, redact_url
 
 from .conftest import Project
 

@@ -140,7 +140,7 @@ def _source(
         if encoding:
             raise BadInput("--encoding is for CSV files; a PostgreSQL source has its own encoding.")
         try:
-            from sponsorcast import leads_postgres
+            from sponsorcast.leads import postgres as leads_postgres
         except ImportError:
             raise SourceError(
                 "PostgreSQL lead sources are not available in this version."

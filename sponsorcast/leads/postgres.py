@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING, Any
 from uuid import UUID
 
 from sponsorcast.errors import BadInput, SourceError
-from sponsorcast.leads import unique_names
+from sponsorcast.leads.sources import unique_names
 
 if TYPE_CHECKING:
     import psycopg
