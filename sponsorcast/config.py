@@ -12,13 +12,17 @@ import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from sponsorcast.errors import ConfigError
 
 CONFIG_NAME = "sponsorcast.toml"
 DEFAULT_STORE_URL = "sqlite:///sponsorcast.db"
 DEFAULT_BASE_URL = "https://api.resend.com"
+
+
+TransportKind = Literal["resend", "outbox"]
+Endpoint = Literal["batch", "single"]
 
 
 @dataclass(frozen=True)
@@ -31,7 +35,7 @@ class ResendConfig:
     max_attempts: int = 3
     timeout: float = 30.0
     concurrency: int = 8
-    endpoint: str = "batch"  # "batch" (/emails/batch) or "single" (/emails)
+    endpoint: Endpoint = "batch"  # "batch" (/emails/batch) or "single" (/emails)
 
 
 @dataclass(frozen=True)
@@ -70,7 +74,7 @@ class Config:
     """Everything a command needs to know about its surroundings."""
 
     store_url: str = DEFAULT_STORE_URL
-    transport: str = "resend"
+    transport: TransportKind = "resend"
     resend: ResendConfig = ResendConfig()
     outbox_dir: Path = Path("outbox")
     tracking: TrackingConfig = TrackingConfig()

@@ -27,6 +27,7 @@ The tree (exit code in brackets)::
     │   ├── OutcomeUnknown           [1]  retries exhausted: maybe accepted; re-send, same key
     │   ├── AuthError *                   (also a CredentialsError, exit 3)
     │   └── QuotaExceeded *               (also a CampaignPaused, exit 1: pause, resume later)
+    ├── Reported                 [any]  already shown by the command (a check's report); just the code
     └── Interrupted                [130]  Ctrl-C: whatever was in flight is safe to resume
 
 Beside the tree, ``RowError`` is not shown to users: it carries one bad row of an import
@@ -42,8 +43,11 @@ with one clear sentence as the message.
 
 from __future__ import annotations
 
+import os
 from enum import IntEnum
 from pathlib import Path
+
+DEBUG_ENV = "SPONSORCAST_DEBUG"
 
 
 class ExitCode(IntEnum):
@@ -224,6 +228,15 @@ class QuotaExceeded(CampaignPaused, TransportError):
         self.retry_after = retry_after
 
 
+class Reported(SponsorcastError):
+    """The command has already shown what went wrong (a report, a table); only its exit code
+    is left to give, so nothing more is printed."""
+
+    def __init__(self, exit_code: ExitCode) -> None:
+        super().__init__("")
+        self.exit_code = exit_code
+
+
 class Interrupted(SponsorcastError):
     """The user pressed Ctrl-C; the run can be resumed."""
 
@@ -237,3 +250,8 @@ def exit_code_for(error: BaseException) -> ExitCode:
     if isinstance(error, KeyboardInterrupt):
         return ExitCode.INTERRUPTED
     return ExitCode.FAILED
+
+
+def debug_requested() -> bool:
+    """True when ``SPONSORCAST_DEBUG=1`` asks for tracebacks instead of one sentence."""
+    return os.environ.get(DEBUG_ENV) == "1"

@@ -16,15 +16,15 @@ from sponsorcast.cli import (
     campaigns,
     db,
     leads,
+    project,
     render,
     schedule,
     send,
-    setup,
     sponsors,
     suppress,
     tracking,
 )
-from sponsorcast.cli._common import OPTIONS
+from sponsorcast.cli.invocation import OPTIONS
 
 app = typer.Typer(
     name="sponsorcast",
@@ -63,7 +63,18 @@ def _global(
     OPTIONS.store_url = db_url
 
 
-for _module in (setup, sponsors, leads, render, send, campaigns, schedule, tracking, suppress, db):
+for _module in (
+    project,
+    sponsors,
+    leads,
+    render,
+    send,
+    campaigns,
+    schedule,
+    tracking,
+    suppress,
+    db,
+):
     _module.register(app)
 
 

@@ -7,7 +7,7 @@ from typing import Annotated
 import typer
 
 from sponsorcast import console
-from sponsorcast.cli._common import handle_errors, open_store
+from sponsorcast.cli.invocation import handle_errors, open_store
 
 campaigns_app = typer.Typer(
     help="Campaign lifecycle: list, show history, pause, resume, cancel, delete.",

@@ -7,7 +7,7 @@ from typing import Annotated
 import typer
 
 from sponsorcast import console
-from sponsorcast.cli._common import handle_errors, load
+from sponsorcast.cli.invocation import handle_errors, load
 
 db_app = typer.Typer(help="The store's schema migrations.", no_args_is_help=True)
 

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Annotated, Any, Optional
 import typer
 
 from sponsorcast import console
-from sponsorcast.cli._common import handle_errors, load, open_store
+from sponsorcast.cli.invocation import handle_errors, load, open_store
 
 if TYPE_CHECKING:
     from sponsorcast.leads import ImportReport, LeadSource

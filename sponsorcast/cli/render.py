@@ -9,8 +9,8 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 
 from sponsorcast import console
-from sponsorcast.cli._common import handle_errors, load
-from sponsorcast.errors import BadInput, ExitCode
+from sponsorcast.cli.invocation import handle_errors, load
+from sponsorcast.errors import BadInput, ExitCode, Reported
 
 if TYPE_CHECKING:
     from sponsorcast.render import CheckResult, Preview, Problem
@@ -84,9 +84,9 @@ def render(
             results = [check_campaign_file(f, source) for f in files]
             _print_check(results, format_)
             if any(r.invalid for r in results):
-                raise typer.Exit(int(ExitCode.BAD_INPUT))
+                raise Reported(ExitCode.BAD_INPUT)
             if any(r.report.problems for r in results):
-                raise typer.Exit(int(ExitCode.FAILED))
+                raise Reported(ExitCode.FAILED)
             return
         previews = [preview_campaign(f, source, to) for f in files]
     finally:

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 
 from sponsorcast import console
-from sponsorcast.cli._common import handle_errors, load, open_store
+from sponsorcast.cli.invocation import handle_errors, load, open_store
 
 if TYPE_CHECKING:
     from datetime import datetime

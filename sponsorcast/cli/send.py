@@ -9,8 +9,8 @@ from typing import TYPE_CHECKING, Annotated, Optional
 import typer
 
 from sponsorcast import console
-from sponsorcast.cli._common import handle_errors, load, open_store
-from sponsorcast.errors import ExitCode
+from sponsorcast.cli.invocation import handle_errors, load, open_store
+from sponsorcast.errors import BadInput, ExitCode, Reported
 
 if TYPE_CHECKING:
     from sponsorcast.send import RunReport
@@ -96,23 +96,22 @@ def send(
         return
     if plan.existing_status not in ("sent", "cancelled") and not yes:
         if not console.is_terminal() or not sys.stdin.isatty():
-            console.error(
+            raise BadInput(
                 "Refusing to send without --yes when not on a terminal; nothing was sent."
             )
-            raise typer.Exit(int(ExitCode.BAD_INPUT))
         to_send = plan.recipients - plan.suppressed
         if not typer.confirm(
             f"Send '{plan.campaign.id}' to {to_send} recipient(s){transport_note}?", default=False
         ):
             console.say("Nothing was sent.")
-            raise typer.Exit(int(ExitCode.OK))
+            return
     with console.SendProgress(plan.recipients - plan.suppressed, plan.campaign.id) as bar:
         report = send_campaign(
             store, config, plan, limit=limit, progress=lambda p: bar.update(p.sent, p.failed)
         )
     _summary(report)
     if not report.ok:
-        raise typer.Exit(int(ExitCode.FAILED))
+        raise Reported(ExitCode.FAILED)
 
 
 def _summary(report: RunReport) -> None:

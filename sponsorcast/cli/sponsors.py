@@ -7,7 +7,7 @@ from typing import Annotated, Optional
 import typer
 
 from sponsorcast import console
-from sponsorcast.cli._common import handle_errors, open_store
+from sponsorcast.cli.invocation import handle_errors, open_store
 
 sponsors_app = typer.Typer(
     help="Manage sponsors (who sends, and whose postal address is printed).", no_args_is_help=True

@@ -8,7 +8,7 @@ from typing import Annotated, Optional
 import typer
 
 from sponsorcast import console
-from sponsorcast.cli._common import handle_errors, load, open_store
+from sponsorcast.cli.invocation import handle_errors, load, open_store
 
 events_app = typer.Typer(
     help="Provider events saved elsewhere (webhook payloads).", no_args_is_help=True

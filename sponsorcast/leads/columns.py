@@ -13,11 +13,11 @@ from typing import TYPE_CHECKING, Any
 
 from sponsorcast.audience import PERSON_COLUMNS
 from sponsorcast.errors import BadInput, LeadsFileError
+from sponsorcast.leads.normalise import normalise_row
+from sponsorcast.leads.sources import display_header
 
 if TYPE_CHECKING:
     pass
-from sponsorcast.leads.normalise import normalise_row
-from sponsorcast.leads.sources import display_header
 
 # Lead columns an imported column can map to (``sponsor_id`` is only checked, never stored).
 TARGETS = (*PERSON_COLUMNS, "tags", "event", "consent", "sponsor_id")

@@ -9,14 +9,14 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from sponsorcast.errors import BadInput, LeadsFileError, RowError
-
-if TYPE_CHECKING:
-    from sponsorcast.store import Store
 from sponsorcast.leads.columns import plan_columns
 from sponsorcast.leads.normalise import split_tags
 from sponsorcast.leads.report import ImportReport
 from sponsorcast.leads.sources import LeadSource, display_header
 from sponsorcast.leads.upsert import CHUNK_ROWS, Upserter
+
+if TYPE_CHECKING:
+    from sponsorcast.store import Store
 
 REJECTS_KEPT = 100  # rejects kept in ImportReport.rejects; every one goes to the rejects file
 

@@ -8,13 +8,13 @@ from typing import TYPE_CHECKING, Any
 
 from sponsorcast.audience import PERSON_COLUMNS
 from sponsorcast.errors import LeadsFileError, RowError
+from sponsorcast.leads.columns import plan_columns
+from sponsorcast.leads.normalise import DEFAULT_STATUS
+from sponsorcast.leads.sources import CsvSource
 
 if TYPE_CHECKING:
     from sponsorcast.audience import Audience
     from sponsorcast.store import Store
-from sponsorcast.leads.columns import plan_columns
-from sponsorcast.leads.normalise import DEFAULT_STATUS
-from sponsorcast.leads.sources import CsvSource
 
 # Stable keys of ``leads list --json`` / ``--csv``.
 LIST_COLUMNS = (

@@ -4,13 +4,10 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from sponsorcast.campaign import CampaignFile
 from sponsorcast.errors import SandboxRefused, TemplateError
-
-if TYPE_CHECKING:
-    pass
 from sponsorcast.render.compile import CompiledCampaign, Links
 from sponsorcast.render.message import (
     render_html,

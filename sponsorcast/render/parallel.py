@@ -6,10 +6,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from sponsorcast.campaign import load_campaign
-from sponsorcast.store.tables import lead_t
-
-if TYPE_CHECKING:
-    from sponsorcast.store import Store
+from sponsorcast.errors import debug_requested
 from sponsorcast.render.check import (
     CheckReport,
     Found,
@@ -20,6 +17,10 @@ from sponsorcast.render.check import (
 )
 from sponsorcast.render.compile import CompiledCampaign, compile_campaign
 from sponsorcast.render.recipients import RecipientSource
+from sponsorcast.store.tables import lead_t
+
+if TYPE_CHECKING:
+    from sponsorcast.store import Store
 
 
 def check_audience(compiled: CompiledCampaign, source: RecipientSource) -> CheckReport:
@@ -35,7 +36,6 @@ def _check_in_parallel(
     compiled: CompiledCampaign, source: RecipientSource, shards: int
 ) -> CheckReport:
     import json
-    import os
     import subprocess
     import sys
 
@@ -55,7 +55,7 @@ def _check_in_parallel(
     # Plain subprocesses rather than multiprocessing: nothing depends on how the main module
     # was started (``python -m sponsorcast`` has no __main__ guard for spawn to respect), and no
     # database connection is inherited through fork.
-    debug = os.environ.get("SPONSORCAST_DEBUG") == "1"
+    debug = debug_requested()
     workers: list[tuple[int, subprocess.Popen[bytes]]] = []
     for shard in range(1, shards):
         proc = subprocess.Popen(

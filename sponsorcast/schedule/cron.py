@@ -8,7 +8,6 @@ control the clock.
 from __future__ import annotations
 
 import dataclasses
-import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -20,12 +19,14 @@ import sqlalchemy as sa
 
 from sponsorcast.config import Config
 from sponsorcast.errors import (
+    DEBUG_ENV,
     AuthError,
     BadInput,
     ConfigError,
     ExitCode,
     QuotaExceeded,
     SponsorcastError,
+    debug_requested,
 )
 from sponsorcast.schedule.times import format_duration, show_time
 from sponsorcast.store import Store
@@ -81,7 +82,8 @@ class RunDueReport:
         codes = [o.exit_code for o in self.outcomes]
         if ExitCode.CONFIG in codes:
             return ExitCode.CONFIG
-        return ExitCode.FAILED if ExitCode.FAILED in codes else ExitCode.OK
+        # a campaign refused for bad input is still a run that did not do its work: 1, not 2
+        return ExitCode.FAILED if any(c != ExitCode.OK for c in codes) else ExitCode.OK
 
 
 def _quiet(_: str) -> None:
@@ -166,15 +168,14 @@ def run_due(
         except SponsorcastError as exc:
             hint = f" ({exc.hint})" if exc.hint else ""
             log(f"Campaign '{row.id}' ERROR: {exc.message}{hint}")
-            code = ExitCode.CONFIG if isinstance(exc, ConfigError) else ExitCode.FAILED
-            report.outcomes.append(CampaignOutcome(row.id, "error", False, code))
+            report.outcomes.append(CampaignOutcome(row.id, "error", False, exc.exit_code))
             continue
         except Exception as exc:
             log(
                 f"Campaign '{row.id}' ERROR: unexpected {type(exc).__name__}: {exc} "
-                "(run with SPONSORCAST_DEBUG=1 for the traceback, and report it)."
+                f"(run with {DEBUG_ENV}=1 for the traceback, and report it)."
             )
-            if os.environ.get("SPONSORCAST_DEBUG") == "1":
+            if debug_requested():
                 raise
             report.outcomes.append(CampaignOutcome(row.id, "error", False, ExitCode.FAILED))
             continue
@@ -330,8 +331,7 @@ def _fail_start(store: Store, campaign_id: str, exc: SponsorcastError, log: Log)
         f"Campaign '{campaign_id}' FAILED to start, nothing was sent: {exc.message}{hint} "
         "Fix it, then schedule it again or send it by hand."
     )
-    code = ExitCode.CONFIG if isinstance(exc, ConfigError) else ExitCode.FAILED
-    return CampaignOutcome(campaign_id, "failed", False, code)
+    return CampaignOutcome(campaign_id, "failed", False, exc.exit_code)
 
 
 def _batch_size(config: Config) -> int:

@@ -133,8 +133,8 @@ def _insert_deliveries(conn: sa.Connection, campaign: CampaignFile, batch_size: 
             c.id.label("lead_id"),
             c.email.label("recipient"),
             sa.case(
-                (supp, sa.literal(DeliveryStatus.SUPPRESSED)),
-                else_=sa.literal(DeliveryStatus.PENDING),
+                (supp, sa.literal(DeliveryStatus.SUPPRESSED.value)),
+                else_=sa.literal(DeliveryStatus.PENDING.value),
             ).label("status"),
             sa.literal(0).label("attempts"),
             sa.case((supp, sa.null()), else_=(rank - 1) // batch_size).label("batch"),
@@ -172,7 +172,7 @@ def _insert_batches(conn: sa.Connection, campaign_id: str, key_prefix: str) -> N
     source = sa.select(
         sa.literal(campaign_id).label("campaign_id"),
         numbers.c.batch.label("number"),
-        sa.literal(BatchStatus.PENDING).label("status"),
+        sa.literal(BatchStatus.PENDING.value).label("status"),
         (sa.literal(key_prefix) + sa.cast(numbers.c.batch, sa.String)).label("idempotency_key"),
         sa.literal(0).label("attempts"),
     )

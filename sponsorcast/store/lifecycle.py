@@ -212,10 +212,8 @@ def iter_deliveries(
 ) -> Iterator[dict[str, Any]]:
     """The campaign's deliveries (SPEC §1 fields), streamed in id order."""
     get_campaign_row(conn, campaign_id)
-    if status is not None and status not in DeliveryStatus.ALL:
-        raise BadInput(
-            f"Unknown delivery status '{status}' (known: {', '.join(DeliveryStatus.ALL)})."
-        )
+    if status is not None and status not in tuple(DeliveryStatus):
+        raise BadInput(f"Unknown delivery status '{status}' (known: {', '.join(DeliveryStatus)}).")
     query = sa.select(*(delivery_t.c[f] for f in DELIVERY_FIELDS)).where(
         delivery_t.c.campaign_id == campaign_id
     )

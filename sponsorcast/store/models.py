@@ -8,6 +8,7 @@ SQL on both SQLite and PostgreSQL; free-form data (``fields``, payloads) is JSON
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from enum import StrEnum
 from typing import Any
 
 import sqlalchemy as sa
@@ -47,8 +48,8 @@ def _json() -> Any:
     return Field(default=None, sa_type=sa.JSON, nullable=True)
 
 
-class CampaignStatus:
-    """Campaign lifecycle states (SPEC §1)."""
+class CampaignStatus(StrEnum):
+    """Campaign lifecycle states (docs/architecture.md draws them)."""
 
     DRAFT = "draft"
     SCHEDULED = "scheduled"
@@ -60,8 +61,8 @@ class CampaignStatus:
     CANCELLED = "cancelled"
 
 
-class DeliveryStatus:
-    """Delivery states (SPEC §1); FINAL ones are never sent again."""
+class DeliveryStatus(StrEnum):
+    """Delivery states; ``sent`` and everything after it are never sent again."""
 
     PENDING = "pending"
     SENDING = "sending"
@@ -72,20 +73,9 @@ class DeliveryStatus:
     COMPLAINED = "complained"
     SUPPRESSED = "suppressed"
     CANCELLED = "cancelled"
-    ALL = (
-        "pending",
-        "sending",
-        "sent",
-        "delivered",
-        "failed",
-        "bounced",
-        "complained",
-        "suppressed",
-        "cancelled",
-    )
 
 
-class BatchStatus:
+class BatchStatus(StrEnum):
     """Send-batch states: a batch is claimed with a lease, then done."""
 
     PENDING = "pending"

@@ -46,7 +46,7 @@ EMAIL_EVENTS = (
 
 
 # how far along its way an email is; a status only ever moves to a higher rank
-_RANK = {
+_RANK: dict[str, int] = {
     DeliveryStatus.PENDING: 0,
     DeliveryStatus.CANCELLED: 0,
     DeliveryStatus.SENDING: 1,

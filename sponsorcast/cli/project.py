@@ -8,8 +8,8 @@ from typing import Annotated
 import typer
 
 from sponsorcast import console
-from sponsorcast.cli._common import handle_errors
-from sponsorcast.errors import ExitCode
+from sponsorcast.cli.invocation import handle_errors
+from sponsorcast.errors import ExitCode, Reported
 
 
 @handle_errors
@@ -19,7 +19,7 @@ def init(
     ] = Path("."),
 ) -> None:
     """Write sponsorcast.toml, campaigns/welcome.md and a sample leads.csv; create the store."""
-    from sponsorcast.project import init_project
+    from sponsorcast.scaffold import init_project
 
     result = init_project(directory)
     for path in result.written:
@@ -37,7 +37,7 @@ def doctor(
     json_: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
 ) -> None:
     """Check config, API key, store and provider; say what to fix."""
-    from sponsorcast.cli._common import OPTIONS
+    from sponsorcast.cli.invocation import OPTIONS
     from sponsorcast.doctor import run_checks
 
     checks = run_checks(OPTIONS.config_path, OPTIONS.store_url)
@@ -51,7 +51,7 @@ def doctor(
             title="sponsorcast doctor",
         )
     if not all(c.ok for c in checks):
-        raise typer.Exit(int(ExitCode.CONFIG))
+        raise Reported(ExitCode.CONFIG)
 
 
 def register(app: typer.Typer) -> None:

@@ -4,7 +4,6 @@ place where sponsorcast errors become exit codes."""
 from __future__ import annotations
 
 import functools
-import os
 import traceback
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -14,7 +13,13 @@ from typing import TYPE_CHECKING, ParamSpec, TypeVar
 import typer
 
 from sponsorcast import console
-from sponsorcast.errors import ExitCode, SponsorcastError
+from sponsorcast.errors import (
+    DEBUG_ENV,
+    Interrupted,
+    SponsorcastError,
+    debug_requested,
+    exit_code_for,
+)
 
 if TYPE_CHECKING:
     from sponsorcast.config import Config
@@ -50,35 +55,33 @@ def open_store(config: Config | None = None) -> Store:
 
 
 def handle_errors(fn: Callable[P, R]) -> Callable[P, R]:
-    """Turn sponsorcast errors into one sentence on stderr and the spec's exit code."""
+    """The one place where errors become output and exit codes (``errors.exit_code_for``)."""
 
     @functools.wraps(fn)
     def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
         console.reset_consoles()
-        debug = os.environ.get("SPONSORCAST_DEBUG") == "1"
         try:
             return fn(*args, **kwargs)
         except typer.Exit:
             raise
-        except SponsorcastError as exc:
-            if debug:
-                traceback.print_exc()
-            console.error(exc.message, exc.hint)
-            raise typer.Exit(int(exc.exit_code)) from None
         except KeyboardInterrupt:
-            console.error(
+            error: BaseException = Interrupted(
                 "Interrupted; nothing in flight was lost, run the command again to resume."
             )
-            raise typer.Exit(int(ExitCode.INTERRUPTED)) from None
         except Exception as exc:
-            if debug:
-                traceback.print_exc()
+            error = exc
+        if debug_requested():
+            traceback.print_exception(error)
+        if isinstance(error, SponsorcastError):
+            if error.message:  # a Reported error has shown its output already
+                console.error(error.message, error.hint)
+        else:
             # database errors can carry whole statements and their parameters: one line only
-            first = (str(exc).strip().splitlines() or [""])[0][:300]
+            first = (str(error).strip().splitlines() or [""])[0][:300]
             console.error(
-                f"Unexpected error: {type(exc).__name__}: {first}",
-                "Run again with SPONSORCAST_DEBUG=1 for the traceback, and report it.",
+                f"Unexpected error: {type(error).__name__}: {first}",
+                f"Run again with {DEBUG_ENV}=1 for the traceback, and report it.",
             )
-            raise typer.Exit(int(ExitCode.FAILED)) from None
+        raise typer.Exit(int(exit_code_for(error)))
 
     return wrapper
