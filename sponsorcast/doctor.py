@@ -6,9 +6,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+import httpx
+
 from sponsorcast import __version__
-from sponsorcast.config import Config
+from sponsorcast.config import Config, load_config
 from sponsorcast.errors import SponsorcastError
+from sponsorcast.store import open_store, redact_url
+from sponsorcast.transport import api_key_problem
 
 if TYPE_CHECKING:
     import httpx
@@ -28,7 +32,6 @@ def run_checks(
     config_path: Path | None, store_url: str | None, *, timeout: float = 5.0
 ) -> list[Check]:
     """Run every check in order; later checks are skipped when what they need is broken."""
-    from sponsorcast.config import load_config
 
     checks: list[Check] = []
     try:
@@ -58,7 +61,6 @@ def run_checks(
             )
         )
         return checks
-    from sponsorcast.transport import api_key_problem
 
     problem = api_key_problem(config.secrets.resend_api_key)
     if problem is not None:
@@ -70,7 +72,6 @@ def run_checks(
 
 
 def _store_check(url: str) -> Check:
-    from sponsorcast.store import open_store
 
     try:
         store = open_store(url)
@@ -110,7 +111,6 @@ def _sponsor_checks(config: Config) -> list[Check]:
 
 
 def _provider_check(base_url: str, key: str, timeout: float) -> Check:
-    import httpx
 
     headers = {"Authorization": f"Bearer {key}", "User-Agent": f"sponsorcast/{__version__}"}
     try:
@@ -146,6 +146,5 @@ def _error_name(response: httpx.Response) -> str:
 
 
 def _safe_url(url: str) -> str:
-    from sponsorcast.store import redact_url
 
     return redact_url(url)

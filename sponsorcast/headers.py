@@ -19,6 +19,10 @@ from typing import Any
 # What a rendered subject's lead data may carry that only means "a new line": folded to a space.
 LINE_SEPARATORS = re.compile(r"\s*[\r\n\t\v\f\x1c-\x1e\x85\u2028\u2029]+\s*")
 _SEPARATORS = frozenset("\u2028\u2029")
+_ATEXT = r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+"
+_LABEL = r"(?!-)[A-Za-z0-9-]{1,63}(?<!-)"
+# an ASCII dot-atom at a domain of two or more ASCII labels with a letter-only last label
+_PLAIN_ADDRESS = re.compile(rf"{_ATEXT}(?:\.{_ATEXT})*@(?:{_LABEL}\.)+[A-Za-z]{{2,63}}\Z")
 
 
 def header_problem(value: str) -> str | None:
@@ -70,6 +74,8 @@ def mailbox_problem(value: str) -> str | None:
     address = addresses[0]
     if not address.username or not address.domain:
         return "it is not an address like 'Name <hello@example.com>'"
+    if _PLAIN_ADDRESS.match(address.addr_spec):
+        return None  # the usual case, without importing email-validator (start-up time)
     from email_validator import EmailNotValidError, validate_email
 
     try:

@@ -6,7 +6,9 @@ from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 
+from sponsorcast.config import load_config
 from sponsorcast.errors import BadInput
+from sponsorcast.store import open_from_config
 
 SAMPLES = {
     "sponsorcast.toml": "sponsorcast.toml",
@@ -26,8 +28,6 @@ class InitResult:
 
 def init_project(directory: Path) -> InitResult:
     """Write the sample files that do not exist yet (never overwriting) and create the store."""
-    from sponsorcast.config import load_config
-    from sponsorcast.store import open_from_config
 
     if directory.exists() and not directory.is_dir():
         raise BadInput(f"{directory} exists and is not a directory.")

@@ -8,8 +8,9 @@ from typing import Any
 import sqlalchemy as sa
 
 from sponsorcast.errors import BadInput
+from sponsorcast.headers import mailbox_problem
 from sponsorcast.store import Store, get_sponsor
-from sponsorcast.store.models import Sponsor, utcnow
+from sponsorcast.store.models import Campaign, Lead, Sponsor, utcnow
 
 _SLUG = re.compile(r"^[a-z0-9][a-z0-9_-]{0,63}$")
 
@@ -62,7 +63,6 @@ def list_sponsors(store: Store) -> list[Sponsor]:
 
 def show_sponsor(store: Store, sponsor_id: str) -> dict[str, Any]:
     """A sponsor with its lead and campaign counts."""
-    from sponsorcast.store.models import Campaign, Lead
 
     sponsor = get_sponsor(store, sponsor_id)
     with store.read() as conn:
@@ -91,7 +91,6 @@ def sponsor_dict(sponsor: Sponsor) -> dict[str, Any]:
 
 def check_from_address(value: str, key: str) -> None:
     """A from or reply-to address must be one ``Name <addr@domain>`` or a bare address."""
-    from sponsorcast.headers import mailbox_problem
 
     problem = mailbox_problem(value)
     if problem is not None:

@@ -24,6 +24,9 @@ from dataclasses import dataclass
 from typing import Any
 
 import sqlalchemy as sa
+from email_validator import EmailNotValidError, validate_email
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
 from sponsorcast.errors import BadInput
 from sponsorcast.store import Store, get_sponsor
@@ -49,7 +52,6 @@ def normalize_email(email: str) -> str:
 
 def validate_emails(emails: Iterable[str]) -> list[str]:
     """Normalised addresses, or BadInput naming the first invalid one (nothing is changed)."""
-    from email_validator import EmailNotValidError, validate_email
 
     result: list[str] = []
     for raw in emails:
@@ -106,8 +108,6 @@ def insert_ignore(
     instead of failing the whole transaction with an IntegrityError.
     """
     if conn.dialect.name == "postgresql":
-        from sqlalchemy.dialects.postgresql import insert as pg_insert
-
         pg_stmt = (
             pg_insert(table)
             .values(**values)
@@ -116,7 +116,6 @@ def insert_ignore(
         )
         # psycopg's rowcount is not reliable here; RETURNING gives no row when skipped
         return conn.execute(pg_stmt).first() is not None
-    from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
     stmt = (
         sqlite_insert(table).values(**values).on_conflict_do_nothing(index_elements=list(conflict))

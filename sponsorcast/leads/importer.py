@@ -14,6 +14,8 @@ from sponsorcast.leads.normalise import split_tags
 from sponsorcast.leads.report import ImportReport
 from sponsorcast.leads.sources import LeadSource, display_header
 from sponsorcast.leads.upsert import CHUNK_ROWS, Upserter
+from sponsorcast.spreadsheet import safe_cell
+from sponsorcast.store import get_sponsor
 
 if TYPE_CHECKING:
     from sponsorcast.store import Store
@@ -46,7 +48,6 @@ def import_leads(
     in a transaction that is rolled back, so the numbers are exactly those of a real run.
     ``progress`` is called after each chunk with the number of rows read so far.
     """
-    from sponsorcast.store import get_sponsor
 
     get_sponsor(store, sponsor_id)
     source_path = getattr(source, "path", None)
@@ -128,7 +129,6 @@ class _RejectsFile:
     def __init__(
         self, path: Path | str, headers: Sequence[str], source: LeadSource, *, raw: bool = False
     ) -> None:
-        from sponsorcast.spreadsheet import safe_cell
 
         self.safe: Callable[[Any], Any] = (lambda value: value) if raw else safe_cell
         self.path = Path(path)

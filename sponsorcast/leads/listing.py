@@ -6,11 +6,12 @@ from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from sponsorcast.audience import PERSON_COLUMNS
+from sponsorcast.audience import PERSON_COLUMNS, iter_recipients, select_recipients
 from sponsorcast.errors import LeadsFileError, RowError
 from sponsorcast.leads.columns import plan_columns
 from sponsorcast.leads.normalise import DEFAULT_STATUS
 from sponsorcast.leads.sources import CsvSource
+from sponsorcast.store import get_sponsor
 
 if TYPE_CHECKING:
     from sponsorcast.audience import Audience
@@ -72,8 +73,6 @@ def list_leads(
     store: Store, sponsor_id: str, audience: Audience, limit: int | None = None
 ) -> Iterator[dict[str, Any]]:
     """Stream the audience's leads (LIST_COLUMNS, tags as a list, fields a dict), by id."""
-    from sponsorcast.audience import iter_recipients, select_recipients
-    from sponsorcast.store import get_sponsor
 
     get_sponsor(store, sponsor_id)
     query = select_recipients(sponsor_id, audience, columns=LIST_COLUMNS)

@@ -9,6 +9,8 @@ import re
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
+from email_validator import EmailNotValidError, validate_email
+
 from sponsorcast.errors import RowError
 
 if TYPE_CHECKING:
@@ -63,7 +65,6 @@ def normalise_email(value: str) -> str:
 
 
 def _validate_domain(domain: str) -> tuple[str, str] | None:
-    from email_validator import EmailNotValidError, validate_email
 
     try:
         v = validate_email(f"a@{domain}", check_deliverability=False)
@@ -77,7 +78,6 @@ def _validate_domain(domain: str) -> tuple[str, str] | None:
 
 
 def _validate_full(email: str) -> str:
-    from email_validator import EmailNotValidError, validate_email
 
     try:
         return validate_email(email, check_deliverability=False).normalized.lower()

@@ -24,8 +24,12 @@ from sponsorcast.store.tables import lead_t
 if TYPE_CHECKING:
     import sqlalchemy as sa
 
+import sqlalchemy as sa
+
+from sponsorcast.audience import tags_to_list, tags_to_text
 from sponsorcast.leads.normalise import DEFAULT_STATUS, merge_rows
 from sponsorcast.leads.report import ImportReport
+from sponsorcast.store.models import utcnow
 
 CHUNK_ROWS = 2_000
 
@@ -79,9 +83,6 @@ class Upserter:
     def __init__(
         self, conn: sa.Connection, sponsor_id: str, source: str, report: ImportReport
     ) -> None:
-        import sqlalchemy as sa
-
-        from sponsorcast.store.models import utcnow
 
         self.conn = conn
         self.sponsor_id = sponsor_id
@@ -224,7 +225,6 @@ class Upserter:
                     self.error = exc
 
     def _write(self, chunk: dict[str, dict[str, Any]], insert_rows: dict[str, Any]) -> None:
-        import sqlalchemy as sa
 
         t = self.table
         found: dict[str, tuple[int, dict[str, Any]]] = {}
@@ -308,7 +308,6 @@ class Upserter:
         return self.insert_sql[1](values) if self.raw else values
 
     def _lookup_sql(self, n: int) -> str:
-        import sqlalchemy as sa
 
         t = self.table
         query = sa.select(*self.lookup_cols).where(
@@ -378,7 +377,6 @@ def _digest(values: Mapping[str, Any]) -> int:
 
 def _merge_into_stored(stored: Mapping[str, Any], lead: Mapping[str, Any]) -> dict[str, Any]:
     """The stored lead's compared columns after applying one file row (see module rules)."""
-    from sponsorcast.audience import tags_to_list, tags_to_text
 
     merged = dict(stored)
     for c in _SCALARS:

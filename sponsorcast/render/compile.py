@@ -18,6 +18,9 @@ if TYPE_CHECKING:
     from jinja2 import Template
 
     from sponsorcast.store.models import Sponsor
+from email.utils import parseaddr
+from urllib.parse import quote
+
 from sponsorcast.render.environment import NamedVars, jinja_environment
 from sponsorcast.render.markdown import markdown_to_html
 
@@ -161,8 +164,6 @@ def _text_source(body: str) -> str:
 
 def mailto_unsubscribe(address: str) -> str:
     """``mailto:`` URL asking to be unsubscribed (address may be ``Name <a@b>`` or a mailto:)."""
-    from email.utils import parseaddr
-    from urllib.parse import quote
 
     if address.lower().startswith("mailto:"):
         return address

@@ -8,6 +8,8 @@ from functools import lru_cache
 from typing import TYPE_CHECKING, Any
 
 from jinja2 import StrictUndefined
+from jinja2.filters import do_urlencode
+from jinja2.utils import missing
 
 from sponsorcast.render import sandbox
 
@@ -46,7 +48,6 @@ class _Undefined(StrictUndefined):
 
 
 def _missing_marker() -> Any:
-    from jinja2.utils import missing
 
     return missing
 
@@ -66,7 +67,6 @@ def _urlencode(value: Any) -> str:
     """Jinja's ``urlencode``, same output, without its per-byte Python loop for strings."""
     if isinstance(value, str):
         return _URL_UNSAFE.sub(_pct, value)
-    from jinja2.filters import do_urlencode
 
     return do_urlencode(value)
 

@@ -6,6 +6,9 @@ import re
 from functools import lru_cache
 from typing import TYPE_CHECKING, Any
 
+from markdown_it import MarkdownIt
+from mdurl import encode
+
 if TYPE_CHECKING:
     pass
 
@@ -30,14 +33,12 @@ _URL_SAFE = re.compile(r"(?:[A-Za-z0-9;/?:@&=+$,\-_.!~*'()#]|%[0-9A-Fa-f]{2})*")
 def encode_url(url: str) -> str:
     if _URL_SAFE.fullmatch(url):  # the usual case, and much cheaper than mdurl
         return url
-    from mdurl import encode
 
     return str(encode(url))
 
 
 @lru_cache(maxsize=1)
 def _markdown() -> Any:
-    from markdown_it import MarkdownIt
 
     return MarkdownIt("commonmark").enable(["table", "strikethrough"])
 

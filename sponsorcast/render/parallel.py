@@ -2,11 +2,17 @@
 
 from __future__ import annotations
 
+import json
+import subprocess
+import sys
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from sponsorcast import errors
+from sponsorcast.audience import iter_recipients, select_recipients
 from sponsorcast.campaign import load_campaign
-from sponsorcast.errors import debug_requested
+from sponsorcast.errors import BadInput, InputFileError, SponsorcastError, debug_requested
 from sponsorcast.render.check import (
     CheckReport,
     Found,
@@ -17,6 +23,8 @@ from sponsorcast.render.check import (
 )
 from sponsorcast.render.compile import CompiledCampaign, compile_campaign
 from sponsorcast.render.recipients import RecipientSource
+from sponsorcast.store import open_store
+from sponsorcast.store.models import Sponsor
 from sponsorcast.store.tables import lead_t
 
 if TYPE_CHECKING:
@@ -35,9 +43,6 @@ def check_audience(compiled: CompiledCampaign, source: RecipientSource) -> Check
 def _check_in_parallel(
     compiled: CompiledCampaign, source: RecipientSource, shards: int
 ) -> CheckReport:
-    import json
-    import subprocess
-    import sys
 
     campaign = compiled.campaign
     sponsor = source.sponsor(campaign.sponsor)
@@ -109,7 +114,6 @@ class _ShardFailure:
     hint: str | None
 
     def error(self) -> Exception:
-        from sponsorcast import errors
 
         cls = getattr(errors, self.kind, None)
         if isinstance(cls, type) and issubclass(cls, errors.InputFileError):
@@ -121,10 +125,6 @@ class _ShardFailure:
 
 def shard_worker() -> None:
     """Entry point of a shard process: the job as JSON in argv[1], the result as JSON on stdout."""
-    import json
-    import sys
-
-    from sponsorcast.errors import InputFileError, SponsorcastError
 
     data = json.loads(sys.argv[1])
     shard = data.pop("shard")
@@ -177,12 +177,6 @@ def _check_shard(
     store: Store | None = None,
 ) -> tuple[int, Found]:
     """Check the audience's leads whose id modulo ``job.shards`` is ``shard``."""
-    from pathlib import Path
-
-    from sponsorcast.audience import iter_recipients, select_recipients
-    from sponsorcast.errors import BadInput
-    from sponsorcast.store import open_store
-    from sponsorcast.store.models import Sponsor
 
     own_store = store is None
     if compiled is None:

@@ -10,6 +10,7 @@ from sponsorcast.campaign import load_campaign
 if TYPE_CHECKING:
     from pathlib import Path
 
+from sponsorcast.errors import InputFileError, NotFound
 from sponsorcast.render.check import CheckReport, Problem
 from sponsorcast.render.compile import CompiledCampaign, compile_campaign
 from sponsorcast.render.message import RenderedMessage, render_message
@@ -94,7 +95,6 @@ def check_campaign_file(path: Path, source: RecipientSource) -> CheckResult:
     An invalid file (YAML, keys, template syntax, sandbox, unknown sponsor) is reported as one
     problem with ``invalid`` set instead of raising, so a directory check reports every file.
     """
-    from sponsorcast.errors import InputFileError, NotFound
 
     try:
         campaign = load_campaign(path)

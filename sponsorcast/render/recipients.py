@@ -2,9 +2,24 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
+import sqlalchemy as sa
+
+from sponsorcast.audience import (
+    PERSON_COLUMNS,
+    RECIPIENT_COLUMNS,
+    count_recipients,
+    iter_recipients,
+    recipient,
+    select_recipients,
+    tags_to_text,
+)
+from sponsorcast.errors import NotFound
+from sponsorcast.leads import read_csv_recipients
+from sponsorcast.store import get_sponsor, open_store
 from sponsorcast.store.tables import lead_t
 
 if TYPE_CHECKING:
@@ -29,7 +44,6 @@ class RecipientSource:
 
     def store(self) -> Store:
         """The store: the configured one (never created here), or a private in-memory one."""
-        from sponsorcast.store import open_store
 
         if self._store is None:
             if self.leads_csv is None:
@@ -44,8 +58,6 @@ class RecipientSource:
 
     def sponsor(self, sponsor_id: str) -> Sponsor:
         """The campaign's sponsor (from the store, or from the config with ``--leads``)."""
-        from sponsorcast.errors import NotFound
-        from sponsorcast.store import get_sponsor
 
         try:
             return get_sponsor(self.store(), sponsor_id)
@@ -60,8 +72,6 @@ class RecipientSource:
     def _load_csv(self, sponsor_id: str) -> None:
         if self.leads_csv is None or sponsor_id in self._loaded:
             return
-        from sponsorcast.audience import PERSON_COLUMNS, tags_to_text
-        from sponsorcast.leads import read_csv_recipients
 
         insert = lead_t.insert().prefix_with("OR REPLACE")
         columns = (*PERSON_COLUMNS, "event", "fields")
@@ -83,7 +93,6 @@ class RecipientSource:
 
     def recipients(self, sponsor_id: str, audience: Audience) -> Iterator[dict[str, Any]]:
         """Stream the audience's recipients, in lead order."""
-        from sponsorcast.audience import iter_recipients, select_recipients
 
         self._load_csv(sponsor_id)
         with self.store().read() as conn:
@@ -93,10 +102,6 @@ class RecipientSource:
         self, sponsor_id: str, audience: Audience, email: str | None
     ) -> tuple[dict[str, Any], str | None]:
         """One recipient to preview: ``email``'s lead or the audience's first; and a note."""
-        import sqlalchemy as sa
-
-        from sponsorcast.audience import RECIPIENT_COLUMNS, recipient, select_recipients
-        from sponsorcast.errors import NotFound
 
         self._load_csv(sponsor_id)
         query = select_recipients(sponsor_id, audience)
@@ -141,7 +146,6 @@ class RecipientSource:
 
     def shards(self, sponsor_id: str, audience: Audience) -> int:
         """In how many processes to check this audience: 1 unless it is large and in the store."""
-        import os
 
         cpus = (
             len(os.sched_getaffinity(0))
@@ -150,7 +154,6 @@ class RecipientSource:
         )
         if self.leads_csv is not None or cpus < 2:
             return 1  # an in-memory CSV store cannot be shared with other processes
-        from sponsorcast.audience import count_recipients
 
         with self.store().read() as conn:
             total = conn.execute(count_recipients(sponsor_id, audience)).scalar_one()

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING
 
 import sqlalchemy as sa
 
+from sponsorcast.campaign import load_campaign
 from sponsorcast.config import Config
 from sponsorcast.errors import (
     DEBUG_ENV,
@@ -29,6 +30,14 @@ from sponsorcast.errors import (
     debug_requested,
 )
 from sponsorcast.schedule.times import format_duration, show_time
+from sponsorcast.send import (
+    QUOTA_CAUSE,
+    Progress,
+    plan_send,
+    run_campaign,
+    take_snapshot,
+    validate_all,
+)
 from sponsorcast.store import Store
 from sponsorcast.store.lifecycle import (
     get_campaign_row,
@@ -92,7 +101,6 @@ def _quiet(_: str) -> None:
 
 def due_campaigns(conn: sa.Connection, now: datetime) -> list[sa.Row[tuple[str, str]]]:
     """(id, status) of scheduled campaigns whose time has come, sending ones and quota-paused ones."""
-    from sponsorcast.send import QUOTA_CAUSE
 
     c = campaign_t.c
     query = (
@@ -196,7 +204,6 @@ def _run_one(
     log: Log,
     quota_retry: timedelta,
 ) -> CampaignOutcome | None:
-    from sponsorcast.send import QUOTA_CAUSE
 
     if status == CampaignStatus.SCHEDULED:
         return _start_scheduled(
@@ -237,8 +244,6 @@ def _start_scheduled(
     transport: Transport | None,
     log: Log,
 ) -> CampaignOutcome | None:
-    from sponsorcast.campaign import load_campaign
-    from sponsorcast.send import plan_send, take_snapshot, validate_all
 
     with store.read() as conn:
         row = get_campaign_row(conn, campaign_id)
@@ -359,7 +364,6 @@ def _run(
     transport: Transport | None,
     log: Log,
 ) -> CampaignOutcome | None:
-    from sponsorcast.send import Progress, run_campaign
 
     started = last = time.monotonic()
 

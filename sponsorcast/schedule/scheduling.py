@@ -14,6 +14,7 @@ from sponsorcast.errors import (
     TemplateError,
 )
 from sponsorcast.schedule.times import localize, parse_send_time, show_time
+from sponsorcast.send import campaign_values, plan_send, validate_all
 from sponsorcast.store import Store
 from sponsorcast.store.lifecycle import (
     get_campaign_row,
@@ -47,7 +48,6 @@ def schedule_campaign(
     store: Store, config: Config, path: Path, *, at: str | None = None, now: datetime | None = None
 ) -> Scheduled:
     """Validate a campaign (every recipient rendered) and store it as ``scheduled`` for its time."""
-    from sponsorcast.send import campaign_values, plan_send, validate_all
 
     now = now or utcnow()
     plan = plan_send(store, config, path)

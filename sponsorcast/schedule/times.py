@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 from datetime import UTC, datetime, timedelta, tzinfo
+from zoneinfo import ZoneInfo
 
 from sponsorcast.config import Config
 from sponsorcast.errors import (
@@ -29,7 +30,6 @@ def zone_name(config: Config) -> str:
 def _zone(config: Config) -> tzinfo | None:
     if not config.timezone:
         return None
-    from zoneinfo import ZoneInfo
 
     return ZoneInfo(config.timezone)
 

@@ -7,8 +7,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from sponsorcast.audience import recipient
+from sponsorcast import tracking
+from sponsorcast.audience import parse_audience, recipient
+from sponsorcast.campaign import CampaignFile
 from sponsorcast.config import Config
+from sponsorcast.render import compile_campaign, render_message
 from sponsorcast.send.plan import check_sponsor
 from sponsorcast.store import Store, get_sponsor
 from sponsorcast.store.lifecycle import (
@@ -17,6 +20,8 @@ from sponsorcast.store.lifecycle import (
 from sponsorcast.store.models import (
     Sponsor,
 )
+from sponsorcast.tracking import campaign_links
+from sponsorcast.transport import OutgoingEmail
 
 if TYPE_CHECKING:
     from sponsorcast.campaign import CampaignFile
@@ -44,15 +49,11 @@ class BatchRenderer:
 
     def render_one(self, member: Mapping[str, Any]) -> OutgoingEmail:
         """Render one member."""
-        from sponsorcast.render import render_message
-        from sponsorcast.transport import OutgoingEmail
 
         delivery_id = int(member.get("delivery_id") or 0)
         links: Any = self.compiled.default_links
         headers: dict[str, str] = {}
         if self.config.tracking.public_url and delivery_id > 0:
-            from sponsorcast import tracking
-
             links, headers = tracking.links_for(
                 self.config, self.campaign_id, delivery_id, self.campaign_links
             )
@@ -83,7 +84,6 @@ def make_renderer(
     store: Store, config: Config, campaign_id: str, *, subject_prefix: str = ""
 ) -> BatchRenderer:
     """A renderer for a campaign from its stored snapshot (not the file, which may have moved on)."""
-    from sponsorcast.render import compile_campaign
 
     with store.read() as conn:
         row = get_campaign_row(conn, campaign_id)
@@ -108,15 +108,12 @@ def make_renderer(
 def _links_of(config: Config, body: str) -> tuple[str, ...]:
     if not config.tracking.public_url:
         return ()
-    from sponsorcast.tracking import campaign_links
 
     return tuple(campaign_links(body))
 
 
 def stored_campaign(row: Mapping[Any, Any]) -> CampaignFile:
     """The campaign as snapshotted in the store, in the shape rendering takes."""
-    from sponsorcast.audience import parse_audience
-    from sponsorcast.campaign import CampaignFile
 
     return CampaignFile(
         id=row["id"],

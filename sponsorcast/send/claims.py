@@ -36,7 +36,7 @@ from sponsorcast.store.models import (
 )
 from sponsorcast.store.tables import batch_t, campaign_t, delivery_t, lead_t
 from sponsorcast.suppression import suppressed_condition
-from sponsorcast.transport import freeze_emails, thaw_emails
+from sponsorcast.transport import BatchOutcome, freeze_emails, thaw_emails
 
 if TYPE_CHECKING:
     from sponsorcast.transport import OutgoingEmail
@@ -351,7 +351,6 @@ class Claimer:
         recorded as sent now; the re-send repeats them under their own keys, which the
         provider answers from its idempotency cache.
         """
-        from sponsorcast.transport import BatchOutcome
 
         now = utcnow()
         with self.lock, self.store.write() as conn:

@@ -10,8 +10,11 @@ from typing import TYPE_CHECKING
 import sqlalchemy as sa
 
 from sponsorcast.audience import select_recipients
+from sponsorcast.campaign import load_campaign
 from sponsorcast.config import Config
 from sponsorcast.errors import BadInput, ConfigError, TemplateError
+from sponsorcast.headers import mailbox_problem
+from sponsorcast.render import RecipientSource, check_audience, compile_campaign
 from sponsorcast.store import Store, get_sponsor
 from sponsorcast.store.lifecycle import (
     status_counts,
@@ -53,8 +56,6 @@ class Plan:
 
 def plan_send(store: Store, config: Config, path: Path) -> Plan:
     """Load and validate a campaign file for sending; refuses a file changed after sending began."""
-    from sponsorcast.campaign import load_campaign
-    from sponsorcast.render import compile_campaign
 
     campaign = load_campaign(path)
     sponsor = get_sponsor(store, campaign.sponsor)
@@ -95,7 +96,6 @@ def check_sponsor(sponsor: Sponsor, campaign: CampaignFile) -> None:
             f"Sponsor '{sponsor.id}' has no from address; nothing was sent.",
             hint=f"Set 'from' under [sponsors.{sponsor.id}] in sponsorcast.toml, or 'from:' in {campaign.path}.",
         )
-    from sponsorcast.headers import mailbox_problem
 
     for key, value in (("from", sponsor.from_address), ("reply_to", sponsor.reply_to)):
         problem = mailbox_problem(value) if value else None
@@ -136,7 +136,6 @@ def _audience_size(conn: sa.Connection, campaign: CampaignFile) -> tuple[int, in
 
 def validate_all(store: Store, plan: Plan, config: Config) -> int:
     """Render every recipient of the audience; any problem raises TemplateError, nothing sent."""
-    from sponsorcast.render import RecipientSource, check_audience
 
     report = check_audience(plan.compiled, RecipientSource(config, store=store))
     if report.problems:

@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING
 import sqlalchemy as sa
 
 from sponsorcast.config import Config
+from sponsorcast.errors import AuthError, BatchRejected, OutcomeUnknown, QuotaExceeded
 from sponsorcast.send.batches import make_renderer
 from sponsorcast.send.claims import ClaimAgain, Claimer, Stopped
 from sponsorcast.send.plan import NOT_STARTED, Plan, validate_all
@@ -26,6 +27,7 @@ from sponsorcast.store.models import (
     DeliveryStatus,
 )
 from sponsorcast.store.tables import batch_t, delivery_t
+from sponsorcast.transport import make_transport
 
 if TYPE_CHECKING:
     from sponsorcast.transport import Transport
@@ -51,7 +53,6 @@ async def run_batches(
     progress: ProgressCallback | None = None,
 ) -> RunReport:
     """Claim, send and record batches of a ``sending`` campaign until none is left."""
-    from sponsorcast.errors import AuthError, BatchRejected, OutcomeUnknown, QuotaExceeded
 
     renderer = make_renderer(store, config, campaign_id)
     claimer = Claimer(store, config, campaign_id, renderer, limit_left=limit)
@@ -177,7 +178,6 @@ def run_campaign(
     progress: ProgressCallback | None = None,
 ) -> RunReport:
     """Run a ``sending`` campaign to the end (or the deadline) in this process."""
-    from sponsorcast.transport import make_transport
 
     async def main() -> RunReport:
         t = transport or make_transport(config, campaign_id)

@@ -7,12 +7,15 @@ import secrets
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
+from email_validator import EmailNotValidError, validate_email
+
 from sponsorcast.audience import select_recipients
 from sponsorcast.config import Config
 from sponsorcast.errors import BadInput
 from sponsorcast.send.batches import BatchRenderer
 from sponsorcast.send.plan import Plan
 from sponsorcast.store import Store
+from sponsorcast.transport import make_transport
 
 if TYPE_CHECKING:
     from sponsorcast.transport import Transport
@@ -27,9 +30,6 @@ def send_test(
     transport: Transport | None = None,
 ) -> int:
     """``send --test``: the first recipient's email to the given addresses, "[TEST]" subject, no ledger."""
-    from email_validator import EmailNotValidError, validate_email
-
-    from sponsorcast.transport import make_transport
 
     for address in addresses:
         try:

@@ -19,7 +19,10 @@ from functools import lru_cache
 from typing import TYPE_CHECKING
 from urllib.parse import quote
 
+from markdown_it.common.normalize_url import normalizeLink
+
 from sponsorcast.config import Config
+from sponsorcast.render import StaticLinks, mailto_unsubscribe
 from sponsorcast.tracking.tokens import (
     KIND_CLICK,
     KIND_OPEN,
@@ -60,7 +63,6 @@ def is_template(link: str) -> bool:
 
 
 def _normalize(url: str) -> str:
-    from markdown_it.common.normalize_url import normalizeLink
 
     return str(normalizeLink(html.unescape(url)))
 
@@ -68,7 +70,6 @@ def _normalize(url: str) -> str:
 def _template_pattern(link: str) -> re.Pattern[str]:
     """A regex for the link as rendered: its literal pieces as written or as markdown-it
     normalises them, anything where the Jinja markup was."""
-    from markdown_it.common.normalize_url import normalizeLink
 
     parts = _TEMPLATE_RE.split(html.unescape(link))
     raw = ".*".join(re.escape(p) for p in parts)
@@ -177,7 +178,6 @@ def links_for(
 
     ``links`` is ``campaign_links(body)`` of the campaign; without it, links are not rewritten.
     """
-    from sponsorcast.render import StaticLinks, mailto_unsubscribe
 
     mailto = config.tracking.unsubscribe_mailto
     mailto_url = mailto_unsubscribe(mailto) if mailto else ""

@@ -35,6 +35,7 @@ from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from typing import Any
 
+import uvicorn
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import ClientDisconnect, Request
@@ -46,11 +47,12 @@ from starlette.responses import (
     Response,
 )
 from starlette.routing import Route
+from uvicorn.protocols.http.h11_impl import H11Protocol
 
 from sponsorcast import tracking
 from sponsorcast.config import Config
 from sponsorcast.errors import ConfigError, WebhookSignatureError
-from sponsorcast.store import Store
+from sponsorcast.store import Store, open_from_config
 
 # the smallest transparent 1x1 GIF
 PIXEL = (
@@ -150,8 +152,6 @@ def server_config(
     log_level: str = "info",
 ) -> Any:
     """uvicorn's configuration for ``serve``: proxy headers, header size and header time bounds."""
-    import uvicorn
-    from uvicorn.protocols.http.h11_impl import H11Protocol
 
     class BoundedH11(H11Protocol):
         """Closes a connection whose next request headers take longer than ``header_seconds``."""
@@ -198,8 +198,6 @@ def create_app(
     """The ``serve`` app; opens the store from ``config`` unless one is given."""
     own_store = store is None
     if store is None:
-        from sponsorcast.store import open_from_config
-
         store = open_from_config(config)
     db: Store = store
     secret = config.secrets.sponsorcast_secret

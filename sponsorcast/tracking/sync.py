@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol
 
 import sqlalchemy as sa
 
+from sponsorcast.errors import CredentialsError, NotFound, TransportError
 from sponsorcast.store import Store
 from sponsorcast.store.models import (
     DeliveryStatus,
@@ -80,9 +82,6 @@ async def sync_deliveries(
     chunk: int = 500,
 ) -> SyncResult:
     """Ask the provider about every delivery not yet final (sending/sent with a message id)."""
-    import asyncio
-
-    from sponsorcast.errors import CredentialsError, NotFound, TransportError
 
     if campaign_id is not None:
         with store.read() as conn:
