@@ -1,6 +1,6 @@
 """Benchmark: three `sponsorcast send` workers sharing one campaign on a PostgreSQL store.
 
-The Resend stand-in (``tests/fakeresend.py``) runs as its own process with a per-second
+The Resend stand-in (``tests/support/fakeresend.py``) runs as its own process with a per-second
 request limit R and 200 ms answers; a fresh PostgreSQL database holds N leads; three workers
 start `send bench.md --yes` at once (as three hosts would). Printed per scenario: emails/s
 between them as a ratio of the ceiling R x 100 emails per request (steady state: from the first

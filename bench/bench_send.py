@@ -1,6 +1,6 @@
 """Sending throughput against the Resend stand-in (issue 3's speed targets).
 
-Each scenario starts the stand-in (``tests/fakeresend.py``) as its own process on 127.0.0.1,
+Each scenario starts the stand-in (``tests/support/fakeresend.py``) as its own process on 127.0.0.1,
 fills a fresh SQLite store with N leads, and runs ``sponsorcast send --yes`` as a separate
 process (end to end: start-up, rendering, snapshot, ledger, HTTP). Figures:
 
@@ -93,7 +93,7 @@ def start_fake(rate: float | None, latency: float) -> tuple[subprocess.Popen[byt
     port = free_port()
     args = [
         sys.executable,
-        str(ROOT / "tests" / "fakeresend.py"),
+        str(ROOT / "tests" / "support" / "fakeresend.py"),
         "--port",
         str(port),
         "--latency",

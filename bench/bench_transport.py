@@ -3,7 +3,7 @@
 Isolates what ``bench_send.py`` measures end to end: how close ``ResendTransport`` plus
 ``RateLimiter`` get to the provider's ceiling (R requests/s x emails per request), whether
 any 429 appears, and the CPU the transport costs per 10,000 emails (JSON encoding, httpx,
-limiter). The stand-in runs as its own process (``tests/fakeresend.py --lean``).
+limiter). The stand-in runs as its own process (``tests/support/fakeresend.py --lean``).
 
     .venv/bin/python bench/bench_transport.py                # every scenario (about 90 s)
     .venv/bin/python bench/bench_transport.py --only batch10
@@ -29,7 +29,7 @@ from sponsorcast.config import ResendConfig  # noqa: E402
 from sponsorcast.transport import OutgoingEmail  # noqa: E402
 from sponsorcast.transport.limiter import RateLimiter  # noqa: E402
 from sponsorcast.transport.resend import ResendTransport  # noqa: E402
-from tests.fakeresend import DEFAULT_KEY, remote_record  # noqa: E402
+from tests.support.fakeresend import DEFAULT_KEY, remote_record  # noqa: E402
 
 HTML = "<p>Hi Ann,</p><p>Thanks for stopping by booth 12. " + "Lorem ipsum dolor sit amet. " * 30
 
@@ -115,7 +115,7 @@ def run(scenario: Scenario, scale: float) -> dict[str, object]:
     n = max(scenario.batch, int(scenario.n * scale))
     args = [
         sys.executable,
-        str(ROOT / "tests" / "fakeresend.py"),
+        str(ROOT / "tests" / "support" / "fakeresend.py"),
         "--port",
         "0",
         "--lean",

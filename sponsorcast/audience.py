@@ -1,9 +1,9 @@
-"""Audiences (SPEC §2): which of a sponsor's leads a campaign goes to, as SQL over the store.
+"""Audiences: which of a sponsor's leads a campaign goes to, as SQL over the store.
 
 ``where_sql`` writes the audience as one SQL condition with named parameters; nothing here
 loops over leads in Python. The same text runs under SQLAlchemy (``audience_filter``) and,
 for ``leads count`` on an up-to-date SQLite store, through the stdlib driver alone, so that
-the command cron runs most often starts without importing SQLAlchemy (issue 2). That is also
+the command cron runs most often starts without importing SQLAlchemy (docs/benchmarks.md, start-up). That is also
 why SQLAlchemy and the store are imported inside the functions that use them.
 ``recipient`` turns one selected lead row into the mapping that rendering takes.
 """

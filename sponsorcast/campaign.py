@@ -1,4 +1,4 @@
-"""Campaign files (SPEC §2): ``.md`` with YAML front matter, or ``.yaml``/``.yml`` with ``body:``.
+"""Campaign files: ``.md`` with YAML front matter, or ``.yaml``/``.yml`` with ``body:``.
 
 ``load_campaign`` validates a file into one frozen ``CampaignFile``; every error is a
 ``CampaignFileError`` naming the file and, where there is one, the line. Line numbers are

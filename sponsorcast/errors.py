@@ -51,7 +51,7 @@ DEBUG_ENV = "SPONSORCAST_DEBUG"
 
 
 class ExitCode(IntEnum):
-    """Process exit codes of SPEC §3."""
+    """Process exit codes (README, "Exit codes")."""
 
     OK = 0
     FAILED = 1

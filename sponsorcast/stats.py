@@ -1,10 +1,10 @@
-"""A campaign's numbers (SPEC §3 ``stats --json``), from one aggregate query over its deliveries.
+"""A campaign's numbers (``stats --json``), from one aggregate query over its deliveries.
 
 Counters are cumulative along the way an email travels: ``sent`` is every delivery the provider
 accepted (``sent_at`` set), whatever happened after; ``delivered`` every one with
 ``delivered_at`` (set too when an open, click or complaint arrives first); ``opened`` and
 ``clicked`` count recipients, not events. ``pending`` is pending plus sending. ``cancelled``
-(deliveries a cancelled campaign will never send) is one key beyond the SPEC's list, so that
+(deliveries a cancelled campaign will never send) is one key beyond the documented list, so that
 the numbers add up to ``total_recipients``. Rates are
 percentages of ``sent`` with one decimal (0.0 when nothing was sent).
 """
@@ -72,7 +72,7 @@ def _rate(part: int, whole: int) -> float:
 
 
 def campaign_stats(store: Store, campaign_id: str) -> dict[str, Any]:
-    """The SPEC's ``stats --json`` numbers for one campaign; NotFound for an unknown id."""
+    """The ``stats --json`` numbers for one campaign; NotFound for an unknown id."""
     with store.read() as conn:
         campaign = conn.execute(
             sa.select(

@@ -1,4 +1,4 @@
-"""The suppression list (SPEC §1): addresses never to email again, per sponsor or for all.
+"""The suppression list: addresses never to email again, per sponsor or for all.
 
 An entry is (``email``, ``sponsor_id``, ``reason``); ``sponsor_id = '*'`` (``ALL_SPONSORS``)
 means every sponsor. Addresses are kept trimmed and lower-cased, the way leads are compared.

@@ -14,9 +14,8 @@ from sponsorcast.campaign import CampaignFile, campaign_files, load_campaign
 from sponsorcast.errors import BadInput, CampaignFileError, TemplateError
 from sponsorcast.render import compile_campaign
 from sponsorcast.store.models import Sponsor
-from tests.conftest import DATA, Project
+from tests.support.project import DATA, REPO, Project
 
-REPO = Path(__file__).resolve().parent.parent
 CAMPAIGNS = DATA / "campaigns"
 INVALID = CAMPAIGNS / "invalid"
 SPONSOR = Sponsor(id="default", name="Example Events", postal_address="1 Example Street")

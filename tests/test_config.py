@@ -8,10 +8,9 @@ import pytest
 
 from sponsorcast.config import load_config
 from sponsorcast.errors import ConfigError
+from tests.support.project import REPO, Project
 
-from .conftest import Project
-
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = REPO
 
 
 def test_example_file_is_valid_and_complete(tmp_path: Path) -> None:

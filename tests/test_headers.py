@@ -12,8 +12,7 @@ import sqlalchemy as sa
 
 from sponsorcast.headers import header_problem, mailbox_problem
 from sponsorcast.store import Store
-
-from .conftest import Project
+from tests.support.project import Project
 
 LEADS = "email,first_name,company\nada@example.com,Ada,Acme\nbob@example.com,Bob,Beta\n"
 

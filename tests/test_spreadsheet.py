@@ -9,8 +9,7 @@ import sqlalchemy as sa
 
 from sponsorcast.spreadsheet import safe_cell
 from sponsorcast.store import Store
-
-from .conftest import Project
+from tests.support.project import Project
 
 LEADS = (
     "email,first_name,company,title\n"

@@ -13,7 +13,7 @@ from sponsorcast import tracking
 from sponsorcast.errors import NotFound
 from sponsorcast.stats import STATS_KEYS, campaign_stats
 from sponsorcast.store import Store
-from tests.test_tracking import T0, delivery_t, event, seed
+from tests.support.tracking import T0, delivery_t, event, seed
 
 
 def test_stats_after_scripted_events(store: Store) -> None:

@@ -11,7 +11,7 @@ import sqlalchemy as sa
 from sponsorcast import suppression
 from sponsorcast.errors import BadInput
 from sponsorcast.store import Store
-from tests.test_tracking import (
+from tests.support.tracking import (
     add_sponsor,
     delivery_t,
     seed,

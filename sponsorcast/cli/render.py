@@ -1,4 +1,4 @@
-"""CLI: ``render`` — preview one recipient's email, or ``--check`` every recipient (SPEC §3)."""
+"""CLI: ``render`` — preview one recipient's email, or ``--check`` every recipient."""
 
 from __future__ import annotations
 

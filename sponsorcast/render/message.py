@@ -58,7 +58,7 @@ class RenderedMessage:
 def template_vars(
     compiled: CompiledCampaign, recipient: Mapping[str, Any], unsubscribe_url: str
 ) -> dict[str, Any]:
-    """The variables a template sees for one recipient (SPEC §2)."""
+    """The variables a template sees for one recipient."""
     get = recipient.get
     fields = get("fields") or {}
     base = compiled.base_vars

@@ -1,7 +1,7 @@
 """Reading an up-to-date SQLite store through the stdlib driver alone.
 
 ``leads count`` is what cron jobs and scripts ask most often, and importing SQLAlchemy and the
-models costs more than the 0.3 s start-up budget (issue 2). When the store is a SQLite file
+models costs more than the 0.3 s start-up budget (docs/benchmarks.md, start-up). When the store is a SQLite file
 with every migration applied, such a read needs neither. ``connect`` returns None whenever that
 is not certain, and the caller then opens the store as every other command does (which creates
 or migrates it and refuses a file that is not a sponsorcast database). Nothing here writes:
@@ -16,7 +16,7 @@ from pathlib import Path
 BUSY_TIMEOUT_MS = 30_000
 MIGRATIONS_TABLE = "_sponsorcast_migrations"
 
-# What a current store has applied; tests/test_readonly.py keeps this equal to
+# What a current store has applied; tests/store/test_fastread.py keeps this equal to
 # migrations.MIGRATIONS (migrations.py imports SQLAlchemy, which is what this module avoids).
 CURRENT_MIGRATIONS = frozenset(
     {"m001_initial", "m002_send_batches", "m003_batch_payload_hash", "m004_batch_payload"}

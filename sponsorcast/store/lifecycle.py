@@ -210,7 +210,7 @@ def show_campaign(conn: sa.Connection, campaign_id: str) -> dict[str, Any]:
 def iter_deliveries(
     conn: sa.Connection, campaign_id: str, status: str | None = None
 ) -> Iterator[dict[str, Any]]:
-    """The campaign's deliveries (SPEC §1 fields), streamed in id order."""
+    """The campaign's deliveries (the ``deliveries --json`` fields), streamed in id order."""
     get_campaign_row(conn, campaign_id)
     if status is not None and status not in tuple(DeliveryStatus):
         raise BadInput(f"Unknown delivery status '{status}' (known: {', '.join(DeliveryStatus)}).")

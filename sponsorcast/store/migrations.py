@@ -4,9 +4,9 @@ Each migration is a function ``mNNN_name(conn)`` that gets a connection inside i
 transaction; the runner records its name in ``_sponsorcast_migrations`` in that same
 transaction, so a migration is applied completely or not at all. Table shapes are frozen
 here as they were at that version (not imported from ``models``), so that an old database
-upgrades the same way forever; ``tests/test_migrations.py`` checks that the result matches
+upgrades the same way forever; ``tests/store/test_migrations.py`` checks that the result matches
 the models. A new migration's name also goes into ``fastread.CURRENT_MIGRATIONS`` (the
-SQLAlchemy-free read that ``leads count`` uses; ``tests/test_readonly.py`` checks the two agree).
+SQLAlchemy-free read that ``leads count`` uses; ``tests/store/test_fastread.py`` checks the two agree).
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""The store's tables (SPEC §1) as SQLModel classes, and the status vocabularies.
+"""The store's tables as SQLModel classes, and the status vocabularies.
 
 Conventions: every datetime is timezone-aware UTC in Python and stored as UTC; ``Lead.tags``
 is kept as ``,tag1,tag2,`` text so that "has tag t" is a portable, index-free ``LIKE`` in

@@ -1,4 +1,4 @@
-"""``sponsorcast serve``: the Starlette app for webhooks, opens, clicks and unsubscribes (SPEC §5).
+"""``sponsorcast serve``: the Starlette app for webhooks, opens, clicks and unsubscribes.
 
 Routes:
 

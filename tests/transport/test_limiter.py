@@ -1,0 +1,223 @@
+"""The rate limiter: several requests in flight, never more than the provider's limit."""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import time
+
+import httpx
+import pytest
+
+from sponsorcast.transport.limiter import (
+    AUTO_START,
+    GUARD,
+    PROBE_WAIT,
+    SAFETY,
+    RateLimiter,
+    parse_retry_after,
+)
+from tests.support.fakeresend import FakeResend
+
+
+def test_auto_starts_at_two_and_follows_the_header() -> None:
+    limiter = RateLimiter(None)
+    assert limiter.limit == AUTO_START
+    limiter.observe({"ratelimit-limit": "10"})
+    assert limiter.limit == 10
+    limiter.observe({"ratelimit-limit": "5;w=1"})
+    assert limiter.limit == 5
+    assert limiter.rate == pytest.approx(5 * SAFETY)
+
+
+def test_a_ceiling_can_only_be_lowered_by_the_header() -> None:
+    limiter = RateLimiter(4)
+    assert limiter.limit == 4
+    limiter.observe({"ratelimit-limit": "10"})
+    assert limiter.limit == 4
+    limiter.observe({"ratelimit-limit": "2"})
+    assert limiter.limit == 2
+
+
+def test_bad_ceiling_and_retry_after_parsing() -> None:
+    with pytest.raises(ValueError):
+        RateLimiter(0)
+    assert parse_retry_after("3") == 3.0
+    assert parse_retry_after("0.5") == 0.5
+    assert parse_retry_after("Wed, 21 Oct 2015 07:28:00 GMT") == 1.0
+    assert parse_retry_after(None) is None
+
+
+async def departures(limiter: RateLimiter, n: int, concurrency: int) -> list[float]:
+    times: list[float] = []
+
+    async def worker(count: int) -> None:
+        for _ in range(count):
+            times.append(await limiter.acquire())
+
+    per = n // concurrency
+    await asyncio.gather(*(worker(per) for _ in range(concurrency)))
+    return sorted(times)
+
+
+def test_the_first_request_goes_alone() -> None:
+    async def scenario(answer_after: float | None) -> list[float]:
+        limiter = RateLimiter(100)
+        first = await limiter.acquire()
+        others = asyncio.create_task(departures(limiter, 3, 3))
+        if answer_after is not None:
+            await asyncio.sleep(answer_after)
+            limiter.observe({"ratelimit-limit": "100"}, first)
+        return [t - first for t in await others]
+
+    assert min(asyncio.run(scenario(0.3))) >= 0.3  # they waited for its answer
+    assert min(asyncio.run(scenario(None))) >= PROBE_WAIT - 0.01  # or, at most, PROBE_WAIT
+
+
+def test_requests_leave_evenly_spaced_with_no_burst() -> None:
+    limiter = RateLimiter(10)
+    limiter.observe({})  # no probe wait
+    times = asyncio.run(departures(limiter, 12, 6))
+    interval = 1 / limiter.rate
+    gaps = sorted(b - a for a, b in itertools.pairwise(times))
+    assert gaps[len(gaps) // 2] == pytest.approx(interval, rel=0.1)  # paced, not bunched
+    assert times[-1] - times[0] >= 11 * interval - 0.01  # pacing only ever delays
+    assert most_in_any_window(times, 1.0 + GUARD - 0.001) <= 10  # the hard rule, always
+
+
+def test_penalise_holds_every_waiting_caller() -> None:
+    async def scenario() -> tuple[float, list[float]]:
+        limiter = RateLimiter(50)
+        limiter.observe({})
+        first = await limiter.acquire()
+        waiting = asyncio.create_task(departures(limiter, 4, 4))
+        await asyncio.sleep(0.01)
+        limiter.penalise(0.3)
+        return first, await waiting
+
+    first, later = asyncio.run(scenario())
+    assert min(later) - first >= 0.3
+    assert later[-1] - first >= 0.3 + 3 / (50 * SAFETY) - 0.001  # then paced again
+
+
+def test_lower_limit_respaces_slots_already_handed_out() -> None:
+    async def scenario() -> tuple[float, list[float]]:
+        limiter = RateLimiter(None)
+        limiter.observe({"ratelimit-limit": "100"})
+        first = await limiter.acquire()
+        waiting = asyncio.create_task(departures(limiter, 4, 4))
+        await asyncio.sleep(0)
+        limiter.observe({"ratelimit-limit": "10"})
+        return first, await waiting
+
+    first, later = asyncio.run(scenario())
+    # planned slots only ever get later, never earlier: the fourth leaves 4 intervals after
+    # the first at the new, slower pace (at 100/s it would have been 0.04 s)
+    assert later[-1] - first >= 4 / (10 * SAFETY) - 0.001
+
+
+def test_exhausted_window_holds_only_when_someone_else_used_it() -> None:
+    async def scenario(foreign: bool) -> float:
+        limiter = RateLimiter(None)
+        limiter.observe({"ratelimit-limit": "5"})
+        sent = [await limiter.acquire() for _ in range(1 if foreign else 5)]
+        limiter.observe(
+            {"ratelimit-limit": "5", "ratelimit-remaining": "0", "ratelimit-reset": "1"}, sent[-1]
+        )
+        return await limiter.acquire() - sent[-1]
+
+    # one request of ours and the window is full: another process shares the team's limit
+    assert asyncio.run(scenario(foreign=True)) >= 0.99
+    # five of ours filled it: the spacing already carries the next one into the next window
+    assert asyncio.run(scenario(foreign=False)) < 0.3
+
+
+async def hammer(
+    fake: FakeResend, limiter: RateLimiter, seconds: float, concurrency: int
+) -> list[float]:
+    """``concurrency`` workers send as fast as the limiter lets them; departure times."""
+    sent: list[float] = []
+    headers = {"Authorization": f"Bearer {fake.api_key}", "User-Agent": "tests/1"}
+    async with httpx.AsyncClient(headers=headers, timeout=10) as client:
+
+        async def worker() -> None:
+            while True:
+                departed = await limiter.acquire()
+                sent.append(departed)
+                answer = await client.get(f"{fake.url}/emails/none")
+                limiter.observe(answer.headers, departed)
+                if answer.status_code == 429:
+                    limiter.penalise(parse_retry_after(answer.headers.get("retry-after")))
+
+        workers = [asyncio.create_task(worker()) for _ in range(concurrency)]
+        await asyncio.sleep(seconds)
+        for task in workers:
+            task.cancel()
+        await asyncio.gather(*workers, return_exceptions=True)
+    return sorted(sent)
+
+
+@pytest.mark.parametrize("ceiling", [None, 5.0])
+def test_no_429_at_the_servers_limit(fake_resend: FakeResend, ceiling: float | None) -> None:
+    fake_resend.configure(rate=5, latency=0.5)
+    limiter = RateLimiter(ceiling)
+    sent = asyncio.run(hammer(fake_resend, limiter, 3.2, concurrency=8))
+    counters = fake_resend.counters
+    assert counters["rate_limited"] == 0
+    assert counters["max_window"] <= 5
+    assert counters["max_in_flight"] >= 2  # 0.5 s answers at 5/s: several in flight
+    steady = sent[1:]  # auto mode learns the limit from the first answer
+    rate = (len(steady) - 1) / (steady[-1] - steady[0])
+    assert 0.9 * 5 <= rate <= 5
+
+
+def test_the_fake_server_would_catch_a_bursty_limiter(fake_resend: FakeResend) -> None:
+    """Control: sending at the limit in bursts (a bucket of size R) meets 429s."""
+    fake_resend.configure(rate=5, latency=0.05)
+    headers = {"Authorization": f"Bearer {fake_resend.api_key}", "User-Agent": "tests/1"}
+
+    async def bursts() -> None:
+        async with httpx.AsyncClient(headers=headers) as client:
+            await asyncio.sleep(1.02 - time.time() % 1.0)  # two bursts in one window
+            for _ in range(2):
+                await asyncio.gather(*(client.get(f"{fake_resend.url}/emails/x") for _ in range(5)))
+                await asyncio.sleep(0.2)
+
+    asyncio.run(bursts())
+    assert fake_resend.counters["rate_limited"] > 0
+
+
+def most_in_any_window(times: list[float], width: float = 1.0) -> int:
+    """The largest number of departures inside any sliding window of ``width`` seconds."""
+    best, start = 0, 0
+    for end in range(len(times)):
+        while times[end] - times[start] >= width:
+            start += 1
+        best = max(best, end - start + 1)
+    return best
+
+
+def test_a_stalled_event_loop_cannot_cause_a_burst() -> None:
+    """Callers that overslept (the loop was busy) must not leave all at once."""
+
+    async def scenario() -> list[float]:
+        limiter = RateLimiter(None)
+        limiter.observe({"ratelimit-limit": "10"})
+        sent: list[float] = []
+
+        async def worker() -> None:
+            while True:
+                sent.append(await limiter.acquire())
+
+        workers = [asyncio.create_task(worker()) for _ in range(8)]
+        await asyncio.sleep(0.55)
+        time.sleep(0.35)  # CPU-bound work blocks the loop; slots pass meanwhile
+        await asyncio.sleep(1.6)
+        for task in workers:
+            task.cancel()
+        await asyncio.gather(*workers, return_exceptions=True)
+        return sorted(sent)
+
+    times = asyncio.run(scenario())
+    assert most_in_any_window(times) <= 10
+    assert len(times) >= 15  # and it kept going (about 21 on an idle machine)
