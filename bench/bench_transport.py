@@ -25,7 +25,10 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from sponsorcast.config import ResendConfig  # noqa: E402
+from sponsorcast.config import (  # noqa: E402
+    Endpoint,
+    ResendConfig,
+)
 from sponsorcast.transport import OutgoingEmail  # noqa: E402
 from sponsorcast.transport.limiter import RateLimiter  # noqa: E402
 from sponsorcast.transport.resend import ResendTransport  # noqa: E402
@@ -43,7 +46,7 @@ class Scenario:
     latency: float
     batch: int
     n: int
-    endpoint: str = "batch"
+    endpoint: Endpoint = "batch"
     auto: bool = False
     target: str = ""
 

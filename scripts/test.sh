@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Set everything up and run the whole test suite (this is what CI runs).
+# Set everything up, run the quality gate (scripts/check.sh), then the whole test suite (this is
+# what CI runs).
 #
 # The PostgreSQL tests need a server. When SPONSORCAST_TEST_PG is unset (or empty), this
 # script starts a throwaway one: initdb + pg_ctl (as the `postgres` user when run as root)
@@ -9,6 +10,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh </dev/null
+bash scripts/check.sh
 
 PG_TMP=""
 PG_BIN=""

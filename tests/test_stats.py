@@ -13,7 +13,8 @@ from sponsorcast import tracking
 from sponsorcast.errors import NotFound
 from sponsorcast.stats import STATS_KEYS, campaign_stats
 from sponsorcast.store import Store
-from tests.support.tracking import T0, delivery_t, event, seed
+from sponsorcast.store.tables import delivery_t
+from tests.support.tracking import T0, event, seed
 
 
 def test_stats_after_scripted_events(store: Store) -> None:

@@ -11,14 +11,8 @@ import sqlalchemy as sa
 from sponsorcast import suppression
 from sponsorcast.errors import BadInput
 from sponsorcast.store import Store
-from tests.support.tracking import (
-    add_sponsor,
-    delivery_t,
-    seed,
-    suppressed_leads,
-    suppression_t,
-    table_rows,
-)
+from sponsorcast.store.tables import delivery_t, suppression_t
+from tests.support.tracking import add_sponsor, seed, suppressed_leads, table_rows
 
 
 def entries(store: Store) -> list[tuple[str, str, str]]:

@@ -20,7 +20,7 @@ from typer.testing import CliRunner
 from sponsorcast import render as render_module
 from sponsorcast.audience import tags_to_text
 from sponsorcast.campaign import load_campaign
-from sponsorcast.errors import SandboxRefused, TemplateError
+from sponsorcast.errors import CampaignFileError, SandboxRefused, TemplateError
 from sponsorcast.render import (
     StaticLinks,
     check_recipients,
@@ -771,7 +771,7 @@ def test_errors_from_shard_processes_keep_their_kind_file_and_line() -> None:
     error = failure.error()
     assert isinstance(error, SandboxRefused) and str(error) == "c.md:6: refused."
     error = parallel_module._ShardFailure("CampaignFileError", "bad.", "c.md", 2, "fix it").error()
-    assert type(error).__name__ == "CampaignFileError" and (error.line, error.hint) == (2, "fix it")
+    assert isinstance(error, CampaignFileError) and (error.line, error.hint) == (2, "fix it")
     error = parallel_module._ShardFailure("NotFound", "gone.", None, None, None).error()
     assert (
         isinstance(error, BadInput) and type(error).__name__ == "NotFound" and str(error) == "gone."

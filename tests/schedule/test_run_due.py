@@ -24,7 +24,8 @@ import sqlalchemy as sa
 from sponsorcast.errors import AuthError, ExitCode, QuotaExceeded
 from sponsorcast.schedule import run_due, schedule_campaign
 from sponsorcast.store import Store
-from sponsorcast.store.models import Lead, SendBatch, utcnow
+from sponsorcast.store.models import SendBatch, utcnow
+from sponsorcast.store.tables import lead_t
 from tests.support.fakeresend import FakeResend
 from tests.support.project import PROJECT_TOML, REPO, Project
 from tests.support.sending import MemoryTransport, add_leads
@@ -418,8 +419,8 @@ def add_people(store: Store, emails: list[str]) -> None:
     now = utcnow()
     with store.write() as conn:
         conn.execute(
-            Lead.__table__.insert(),
-            [  # type: ignore[attr-defined]
+            lead_t.insert(),
+            [
                 {
                     "sponsor_id": "default",
                     "email": e,

@@ -358,7 +358,7 @@ def test_batch_claims_on_postgres_use_for_update_skip_locked(pg_project: Project
     )
     transport = MemoryTransport()
     config = pg_project.config
-    report = send_campaign(store, config, plan_send(store, config, path), transport=transport)  # type: ignore[arg-type]
+    report = send_campaign(store, config, plan_send(store, config, path), transport=transport)
     store.dispose()
     assert report.sent_now == 250 and len(transport.delivered) == 250
     claims = [

@@ -11,7 +11,8 @@ from pathlib import Path
 import sqlalchemy as sa
 
 from sponsorcast.store import Store
-from sponsorcast.store.models import Lead, utcnow
+from sponsorcast.store.models import utcnow
+from sponsorcast.store.tables import lead_t
 from tests.support.fakeresend import FakeResend
 from tests.support.pg import both_store_backends  # noqa: F401 - every test here runs on SQLite and on PostgreSQL
 from tests.support.project import Project
@@ -67,8 +68,8 @@ def add_leads(store: Store, emails: list[str]) -> None:
     now = utcnow()
     with store.write() as conn:
         conn.execute(
-            Lead.__table__.insert(),
-            [  # type: ignore[attr-defined]
+            lead_t.insert(),
+            [
                 {
                     "sponsor_id": "default",
                     "email": e,

@@ -10,7 +10,8 @@ from sponsorcast.errors import (
     OutcomeUnknown,
 )
 from sponsorcast.store import Store
-from sponsorcast.store.models import Lead, utcnow
+from sponsorcast.store.models import utcnow
+from sponsorcast.store.tables import lead_t
 from sponsorcast.transport import BatchOutcome, OutgoingEmail
 from tests.support.pg import both_store_backends  # noqa: F401 - every test here runs on SQLite and on PostgreSQL
 
@@ -30,8 +31,8 @@ def add_leads(store: Store, n: int, *, prefix: str = "lead", sponsor: str = "def
     now = utcnow()
     with store.write() as conn:
         conn.execute(
-            Lead.__table__.insert(),
-            [  # type: ignore[attr-defined]
+            lead_t.insert(),
+            [
                 {
                     "sponsor_id": sponsor,
                     "email": f"{prefix}{i}@example.com",

@@ -117,7 +117,7 @@ def seed(
                         follow_up_status="new",
                         tags="",
                     )
-                ).inserted_primary_key[0]
+                ).inserted_primary_key[0]  # type: ignore[index]  # a Row after an INSERT
             )
             sent = status not in ("pending", "sending", "suppressed", "cancelled")
             ids.append(
@@ -131,7 +131,7 @@ def seed(
                         provider_message_id=f"{campaign}-msg-{i}" if sent else None,
                         sent_at=T0 + timedelta(seconds=i) if sent else None,
                     )
-                ).inserted_primary_key[0]
+                ).inserted_primary_key[0]  # type: ignore[index]  # a Row after an INSERT
             )
     return ids
 

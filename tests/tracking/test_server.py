@@ -26,7 +26,7 @@ with warnings.catch_warnings():  # starlette 1.x prefers httpx2 for its TestClie
 from sponsorcast import tracking
 from sponsorcast.config import Config, Secrets
 from sponsorcast.store import Store
-from sponsorcast.store.tables import event_t
+from sponsorcast.store.tables import event_t, suppression_t
 from sponsorcast.tracking import server as server_module
 from sponsorcast.tracking.server import PIXEL, create_app, server_config
 from tests.support.tracking import (
@@ -39,7 +39,6 @@ from tests.support.tracking import (
     seed,
     snapshot,
     suppressed_leads,
-    suppression_t,
     table_rows,
     tracking_config,
 )
