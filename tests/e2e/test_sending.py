@@ -23,6 +23,7 @@ from tests.support.e2e import (
     resend_project,
     run,
     spawn,
+    summary,
 )
 from tests.support.fakeresend import FakeResend
 from tests.support.pg import both_store_backends  # noqa: F401 - every test here runs on SQLite and on PostgreSQL
@@ -91,8 +92,10 @@ def test_steady_run_with_limiter_sees_no_429(
     people = emails(400)  # 20 requests
     add_leads(store, people)
     fake_resend.configure(rate=5, latency=0.02)
-    code, _out, err = run(project, fake_resend, "send", "spring.md", "--yes")
+    code, out, err = run(project, fake_resend, "send", "spring.md", "--yes")
     assert code == 0, err
+    shown = summary(out)
+    assert (shown["status"], shown["sent now"], shown["failed now"]) == ("sent", "400", "0")
     assert fake_resend.counters["rate_limited"] == 0
     assert_exactly_once(fake_resend, store, people)
 
@@ -134,8 +137,10 @@ def test_quota_pauses_then_a_later_run_finishes(
         assert conn.execute(sa.text("SELECT status FROM campaign")).scalar() == "paused"
     assert len(fake_resend.accepted) == 200
     fake_resend.configure(quota=None)
-    code, _out, err = run(project, fake_resend, "send", "spring.md", "--yes")
+    code, out, err = run(project, fake_resend, "send", "spring.md", "--yes")
     assert code == 0, err
+    shown = summary(out)
+    assert (shown["status"], shown["sent now"], shown["total sent"]) == ("sent", "250", "450")
     assert_exactly_once(fake_resend, store, people)
 
 
@@ -160,8 +165,11 @@ def test_one_invalid_address_fails_only_that_delivery(
     resend_project(project, fake_resend)
     people = emails(9)
     add_leads(store, [*people[:4], "broken@nodot", *people[4:]])
-    code, _out, _err = run(project, fake_resend, "send", "spring.md", "--yes")
+    code, out, err = run(project, fake_resend, "send", "spring.md", "--yes")
     assert code == 1
+    shown = summary(out)
+    assert (shown["sent now"], shown["failed now"]) == ("9", "1")
+    assert "1 delivery(ies) failed in this run" in " ".join(err.split())
     book = ledger(store)
     assert book.pop("broken@nodot")[0] == "failed"
     assert {s for s, _ in book.values()} == {"sent"}
@@ -181,8 +189,9 @@ def test_resend_request_matches_openapi_and_headers(
     )
     add_leads(store, emails(2))
     fake_resend.configure(keep_bodies=True)
-    code, _out, err = run(project, fake_resend, "send", "spring.md", "--yes")
+    code, out, err = run(project, fake_resend, "send", "spring.md", "--yes")
     assert code == 0, err
+    assert summary(out)["sent now"] == "2"
     first = sorted(fake_resend.accepted, key=lambda a: a.to[0])[0]
     assert first.subject == "F0, see us at booth 12"
     assert first.from_address == "Example Events <hello@example.com>"
@@ -211,8 +220,14 @@ def test_ctrl_c_exits_130_and_the_next_run_resumes(
         status, reason = conn.execute(sa.text("SELECT status, status_reason FROM campaign")).one()
     assert (status, reason) == ("paused", "interrupted (Ctrl-C)")
     assert len(fake_resend.accepted) < 2000
-    code, _out2, err2 = run(project, fake_resend, "send", "spring.md", "--yes")
+    with store.read() as conn:
+        sent_before = (
+            conn.execute(sa.text("SELECT id FROM delivery WHERE status = 'sent'")).scalars().all()
+        )
+    code, out2, err2 = run(project, fake_resend, "send", "spring.md", "--yes")
     assert code == 0, err2
+    shown = summary(out2)
+    assert shown["status"] == "sent" and int(shown["sent now"]) + len(set(sent_before)) == 2000
     assert_exactly_once(fake_resend, store, people)
 
 

@@ -140,3 +140,13 @@ def assert_exactly_once(fake: FakeResend, store: Store, expected: list[str]) -> 
     assert {s for s, _ in book.values()} == {"sent"}
     by_to = {a.to[0]: a.id for a in fake.accepted}
     assert {e: m for e, (_, m) in book.items()} == by_to, "the ledger disagrees with the provider"
+
+
+def summary(out: str) -> dict[str, str]:
+    """The key/value rows of the "Send summary" table a ``send`` printed."""
+    rows: dict[str, str] = {}
+    for line in out.splitlines():
+        cells = [c.strip() for c in line.strip().strip("│").split("│")]
+        if len(cells) == 2 and cells[0]:
+            rows[cells[0]] = cells[1]
+    return rows
