@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 from sponsorcast.errors import BadInput
 
 if TYPE_CHECKING:
-    import sqlalchemy as sa
+    import sqlalchemy as sa  # on use: keeps start-up fast
 
     from sponsorcast.config import Config
 
@@ -164,7 +164,7 @@ def where_sql(sponsor_id: str, audience: Audience) -> tuple[str, dict[str, Any]]
 
 def audience_filter(sponsor_id: str, audience: Audience) -> sa.TextClause:
     """``where_sql`` as a SQLAlchemy clause."""
-    import sqlalchemy as sa
+    import sqlalchemy as sa  # on use: keeps start-up fast
 
     sql, params = where_sql(sponsor_id, audience)
     return sa.text(sql).bindparams(**params)
@@ -174,7 +174,7 @@ def select_recipients(
     sponsor_id: str, audience: Audience, columns: Sequence[str] = RECIPIENT_COLUMNS
 ) -> sa.Select[Any]:
     """SELECT of the audience's leads, ordered by id (stable for batching and previews)."""
-    import sqlalchemy as sa
+    import sqlalchemy as sa  # on use: keeps start-up fast
 
     from sponsorcast.store.tables import lead_t  # here, not on top: `leads count` avoids SQLAlchemy
 
@@ -184,7 +184,7 @@ def select_recipients(
 
 def count_recipients(sponsor_id: str, audience: Audience) -> sa.Select[Any]:
     """SELECT count(*) of the audience."""
-    import sqlalchemy as sa
+    import sqlalchemy as sa  # on use: keeps start-up fast
 
     from sponsorcast.store.tables import lead_t  # here, not on top: `leads count` avoids SQLAlchemy
 
@@ -201,7 +201,7 @@ def count_audience(config: Config, sponsor_id: str, audience: Audience) -> int:
     as every command does, which migrates it, applies the config's sponsors and gives the
     usual errors.
     """
-    from sponsorcast.store import fastread
+    from sponsorcast.store import fastread  # on use: keeps start-up fast
 
     quick = fastread.connect(config.store_url)
     if quick is not None:
@@ -211,7 +211,7 @@ def count_audience(config: Config, sponsor_id: str, audience: Audience) -> int:
                 return int(
                     quick.execute(f"SELECT count(*) FROM lead WHERE {sql}", params).fetchone()[0]
                 )
-    from sponsorcast.store import get_sponsor, open_from_config
+    from sponsorcast.store import get_sponsor, open_from_config  # on use: keeps start-up fast
 
     store = open_from_config(config)
     try:

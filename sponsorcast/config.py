@@ -251,7 +251,7 @@ def _build(
 
     timezone = env.get("SPONSORCAST_TIMEZONE") or data.get("timezone")
     if timezone:
-        from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+        from zoneinfo import ZoneInfo, ZoneInfoNotFoundError  # on use: keeps start-up fast
 
         try:
             ZoneInfo(timezone)
@@ -321,7 +321,7 @@ def _build_resend(table: dict[str, Any], env: Mapping[str, str], where: str) -> 
 
 
 def _check_sponsor_addresses(sponsor_id: str, table: dict[str, Any], where: str) -> None:
-    from sponsorcast.headers import header_problem, mailbox_problem
+    from sponsorcast.headers import header_problem, mailbox_problem  # on use: keeps start-up fast
 
     for key in ("from", "reply_to"):
         value = table.get(key)

@@ -9,6 +9,7 @@ import csv
 import json
 import os
 import sys
+import time
 from collections.abc import Iterable, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
@@ -64,7 +65,7 @@ def print_csv(
     rows: Iterable[Mapping[str, Any]], columns: Sequence[str], *, raw: bool = False
 ) -> None:
     """CSV with a header on stdout; formula-like cells neutralised unless ``raw``."""
-    from sponsorcast.spreadsheet import safe_cell
+    from sponsorcast.spreadsheet import safe_cell  # on use: keeps start-up fast
 
     cell = _csv_value if raw else (lambda value: safe_cell(_csv_value(value)))
     writer = csv.writer(sys.stdout, lineterminator="\n")
@@ -135,7 +136,7 @@ def _json_default(value: Any) -> Any:
 
 
 def _escape(text: str) -> str:
-    from rich.markup import escape
+    from rich.markup import escape  # on use: keeps start-up fast
 
     return escape(text)
 
@@ -153,11 +154,10 @@ class SendProgress:
         self._started = 0.0
 
     def __enter__(self) -> SendProgress:
-        import time
 
         self._started = time.monotonic()
         if is_terminal():
-            from rich.progress import (
+            from rich.progress import (  # on use: keeps start-up fast
                 BarColumn,
                 MofNCompleteColumn,
                 Progress,
@@ -180,7 +180,6 @@ class SendProgress:
 
     def update(self, sent: int, failed: int) -> None:
         """Show the counts so far."""
-        import time
 
         elapsed = max(time.monotonic() - self._started, 1e-9)
         if self._bar is not None:

@@ -55,7 +55,7 @@ _CONTROL_NAMES = {
 
 @lru_cache(maxsize=1)
 def _registry() -> Any:
-    from email.headerregistry import HeaderRegistry
+    from email.headerregistry import HeaderRegistry  # on use: keeps start-up fast
 
     return HeaderRegistry()
 
@@ -76,7 +76,7 @@ def mailbox_problem(value: str) -> str | None:
         return "it is not an address like 'Name <hello@example.com>'"
     if _PLAIN_ADDRESS.match(address.addr_spec):
         return None  # the usual case, without importing email-validator (start-up time)
-    from email_validator import EmailNotValidError, validate_email
+    from email_validator import EmailNotValidError, validate_email  # on use: keeps start-up fast
 
     try:
         validate_email(address.addr_spec, check_deliverability=False, test_environment=True)

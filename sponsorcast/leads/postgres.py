@@ -26,6 +26,10 @@ from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 from uuid import UUID
 
+import psycopg
+from psycopg import sql
+from psycopg.conninfo import conninfo_to_dict
+
 from sponsorcast.errors import BadInput, SourceError
 from sponsorcast.leads.sources import unique_names
 
@@ -77,7 +81,6 @@ class PostgresSource:
 
     def rows(self) -> Iterator[tuple[int, dict[Any, Any]]]:
         """Stream ``(row_number, {column: JSON-safe value})``, FETCH_ROWS at a time."""
-        import psycopg
 
         headers = self.headers()
         with self._connect() as conn:
@@ -109,7 +112,6 @@ class PostgresSource:
     # -- helpers
 
     def _connect(self) -> psycopg.Connection[Any]:
-        import psycopg
 
         try:
             conn = psycopg.connect(
@@ -131,7 +133,6 @@ class PostgresSource:
         return conn
 
     def _statement(self, conn: psycopg.Connection[Any]) -> psycopg.sql.SQL | psycopg.sql.Composed:
-        from psycopg import sql
 
         if self.query is not None:
             return sql.SQL(self.query)  # the user's own SQL, by design
@@ -157,7 +158,6 @@ class PostgresSource:
     def _resolve_table(self, conn: psycopg.Connection[Any], spec: str) -> psycopg.sql.Identifier:
         """The table as a safely quoted identifier; unquoted names also tried lower-cased, as
         PostgreSQL folds them. A missing table is a SourceError naming it."""
-        from psycopg import sql
 
         parts = parse_table_name(spec)
         candidates = [[p for p, _ in parts]]
@@ -178,7 +178,6 @@ class PostgresSource:
     def _execute(
         self, cur: psycopg.ServerCursor[Any], statement: psycopg.sql.SQL | psycopg.sql.Composed
     ) -> None:
-        import psycopg
 
         try:
             cur.execute(statement)
@@ -189,8 +188,6 @@ class PostgresSource:
 
 def _check_url(url: str, shown: str) -> None:
     """Refuse, before connecting, a URL libpq cannot parse or whose port is not a number."""
-    import psycopg
-    from psycopg.conninfo import conninfo_to_dict
 
     hint = "Use postgresql://USER[:PASSWORD]@HOST[:PORT]/DATABASE."
     try:

@@ -29,11 +29,11 @@ def make_transport(config: Config, campaign_id: str) -> Transport:
     """The transport ``config.transport`` names, ready for one run of ``campaign_id``."""
     # imported on use: a command that never sends should not pay for httpx and tenacity
     if config.transport == "outbox":
-        from sponsorcast.transport.outbox import OutboxTransport
+        from sponsorcast.transport.outbox import OutboxTransport  # on use: keeps start-up fast
 
         return OutboxTransport(config.outbox_dir, campaign_id)
-    from sponsorcast.transport.limiter import RateLimiter
-    from sponsorcast.transport.resend import ResendTransport
+    from sponsorcast.transport.limiter import RateLimiter  # on use: keeps start-up fast
+    from sponsorcast.transport.resend import ResendTransport  # on use: keeps start-up fast
 
     key = config.secrets.resend_api_key
     if not key:
