@@ -60,6 +60,7 @@ def test_exactly_once_under_sigkill_5xx_and_lost_answers(
     assert_exactly_once(fake_resend, store, people)
 
 
+@pytest.mark.slow
 def test_two_processes_started_together_send_each_email_once(
     project: Project, store: Store, fake_resend: FakeResend
 ) -> None:
@@ -80,6 +81,7 @@ def test_two_processes_started_together_send_each_email_once(
     assert starts == 1
 
 
+@pytest.mark.slow
 def test_steady_run_with_limiter_sees_no_429(
     project: Project, store: Store, fake_resend: FakeResend
 ) -> None:
@@ -100,6 +102,7 @@ def test_steady_run_with_limiter_sees_no_429(
     assert_exactly_once(fake_resend, store, people)
 
 
+@pytest.mark.slow
 def test_burst_of_429s_loses_and_duplicates_nothing(
     project: Project, store: Store, fake_resend: FakeResend
 ) -> None:
@@ -123,6 +126,7 @@ def test_burst_of_429s_loses_and_duplicates_nothing(
     assert_exactly_once(fake_resend, store, people)
 
 
+@pytest.mark.slow
 def test_quota_pauses_then_a_later_run_finishes(
     project: Project, store: Store, fake_resend: FakeResend
 ) -> None:
@@ -201,6 +205,7 @@ def test_resend_request_matches_openapi_and_headers(
     assert first.html and "1 Example Street, Springfield" in first.html
 
 
+@pytest.mark.slow
 def test_ctrl_c_exits_130_and_the_next_run_resumes(
     project: Project, store: Store, fake_resend: FakeResend
 ) -> None:

@@ -903,6 +903,7 @@ def _peak_import(store: Store, path: Path) -> tuple[int, int]:
     return report.inserted, peak
 
 
+@pytest.mark.slow
 def test_import_streams_in_flat_memory(tmp_path: Path, store: Store) -> None:
     """Peak Python memory is bounded by a few chunks in flight, not by the file: holding
     30,000 leads would take ~45 MB; the import of 30,000 stays near that of 8,000."""

@@ -366,6 +366,7 @@ def test_query_errors_and_the_source_is_read_only(project: Project, platform: st
     assert _count(project) == 0
 
 
+@pytest.mark.slow
 def test_100k_rows_stream_in_flat_memory(project: Project, pg_url: str) -> None:
     _execute(
         pg_url,

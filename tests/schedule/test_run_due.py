@@ -548,6 +548,7 @@ def _kill_mid_batch(project: Project, store: Store, fake: FakeResend) -> tuple[i
     return number, list(members)
 
 
+@pytest.mark.slow
 def test_sigkill_mid_batch_dead_holder_is_taken_over_at_once(
     project: Project, store: Store, fake_resend: FakeResend
 ) -> None:
@@ -567,6 +568,7 @@ def test_sigkill_mid_batch_dead_holder_is_taken_over_at_once(
     )
 
 
+@pytest.mark.slow
 def test_sigkill_mid_batch_foreign_lease_is_taken_over_after_expiry(
     project: Project, store: Store, fake_resend: FakeResend
 ) -> None:
@@ -617,6 +619,7 @@ def test_sigkill_mid_batch_foreign_lease_is_taken_over_after_expiry(
     assert_each_once(fake_resend, store, emails)
 
 
+@pytest.mark.slow
 def test_max_seconds_stops_claiming_in_time_and_the_next_run_completes(
     project: Project, store: Store, fake_resend: FakeResend
 ) -> None:
@@ -644,6 +647,7 @@ def test_max_seconds_stops_claiming_in_time_and_the_next_run_completes(
     assert_each_once(fake_resend, store, emails)
 
 
+@pytest.mark.slow
 def test_ctrl_c_exits_130_pauses_and_resume_finishes_once(
     project: Project, store: Store, fake_resend: FakeResend
 ) -> None:
@@ -676,6 +680,7 @@ def test_ctrl_c_exits_130_pauses_and_resume_finishes_once(
     assert_each_once(fake_resend, store, emails)
 
 
+@pytest.mark.slow
 def test_three_concurrent_runs_on_postgresql(
     project: Project, pg_url: str, fake_resend: FakeResend
 ) -> None:

@@ -295,6 +295,7 @@ def test_store_url_fixture_covers_both_backends(store_url: str) -> None:
     store.dispose()
 
 
+@pytest.mark.slow
 def test_three_workers_share_one_campaign_each_email_once(
     project: Project, pg_url: str, fake_resend: FakeResend
 ) -> None:

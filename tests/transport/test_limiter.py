@@ -157,6 +157,7 @@ async def hammer(
     return sorted(sent)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("ceiling", [None, 5.0])
 def test_no_429_at_the_servers_limit(fake_resend: FakeResend, ceiling: float | None) -> None:
     fake_resend.configure(rate=5, latency=0.5)
@@ -197,6 +198,7 @@ def most_in_any_window(times: list[float], width: float = 1.0) -> int:
     return best
 
 
+@pytest.mark.slow
 def test_a_stalled_event_loop_cannot_cause_a_burst() -> None:
     """Callers that overslept (the loop was busy) must not leave all at once."""
 

@@ -552,6 +552,7 @@ def test_single_mode_against_the_stand_in(fake_resend: FakeResend) -> None:
     assert [r.idempotency_key for r in fake_resend.accepted] == ["camp/b1/1", "camp/b1/3"]
 
 
+@pytest.mark.slow
 def test_a_burst_of_429_loses_and_duplicates_nothing(fake_resend: FakeResend) -> None:
     """429s (say, another client of the same team used the window) are waited out."""
     fake_resend.configure(rate=4, latency=0.05, limit_next=2)
