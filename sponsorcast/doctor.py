@@ -11,7 +11,8 @@ import httpx
 from sponsorcast import __version__
 from sponsorcast.config import Config, load_config
 from sponsorcast.errors import SponsorcastError
-from sponsorcast.store import open_store, redact_url
+from sponsorcast.sponsors import list_sponsors
+from sponsorcast.store import open_from_config, open_store, redact_url
 from sponsorcast.transport import api_key_problem
 
 if TYPE_CHECKING:
@@ -46,6 +47,7 @@ def run_checks(
     checks.append(Check("config", True, where))
     checks.append(_store_check(config.store_url))
     checks.extend(_sponsor_checks(config))
+    checks.extend(_tracking_check(config))
     if config.transport == "outbox":
         checks.append(
             Check("transport", True, f"outbox: .eml files in {config.outbox_dir}, nothing is sent")
@@ -85,29 +87,48 @@ def _store_check(url: str) -> Check:
 
 
 def _sponsor_checks(config: Config) -> list[Check]:
+    """Every sponsor in the store (the file's are applied to it on open), as send would judge it."""
+    try:
+        store = open_from_config(config)
+        try:
+            sponsors = list_sponsors(store)
+        finally:
+            store.dispose()
+    except SponsorcastError:
+        return []  # the store check above already says what is wrong
     out = []
-    for sponsor in config.sponsors:
+    for sponsor in sponsors:
+        name = f"sponsor {sponsor.id}"
+        where = f"[sponsors.{sponsor.id}] in sponsorcast.toml (or 'sponsorcast sponsors add')"
         if not sponsor.from_address:
-            out.append(
-                Check(
-                    f"sponsor {sponsor.id}",
-                    False,
-                    "no from address",
-                    f"Set 'from' under [sponsors.{sponsor.id}].",
-                )
-            )
+            out.append(Check(name, False, "no from address", f"Set 'from' under {where}."))
         elif not sponsor.postal_address:
             out.append(
                 Check(
-                    f"sponsor {sponsor.id}",
+                    name,
                     False,
                     "no postal address (required in every footer)",
-                    f"Set 'postal_address' under [sponsors.{sponsor.id}].",
+                    f"Set 'postal_address' under {where}.",
                 )
             )
+        elif not sponsor.messaging_enabled:
+            out.append(Check(name, True, "messaging disabled: send refuses its campaigns"))
         else:
-            out.append(Check(f"sponsor {sponsor.id}", True, sponsor.from_address))
+            out.append(Check(name, True, sponsor.from_address))
     return out
+
+
+def _tracking_check(config: Config) -> list[Check]:
+    if config.tracking.public_url and not config.secrets.sponsorcast_secret:
+        return [
+            Check(
+                "tracking",
+                False,
+                "tracking.public_url is set but SPONSORCAST_SECRET is not; send would refuse",
+                "export SPONSORCAST_SECRET=$(openssl rand -hex 32)",
+            )
+        ]
+    return []
 
 
 def _provider_check(base_url: str, key: str, timeout: float) -> Check:

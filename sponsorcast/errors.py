@@ -5,6 +5,7 @@ The tree (exit code in brackets)::
     SponsorcastError                 [1]  base: "the work failed"
     ├── WorkFailed                   [1]  a run ended with failed deliveries or problems found
     │   ├── CampaignPaused           [1]  quota reached or paused by a user; resumable
+    │   ├── NothingToSend            [1]  the audience matches nobody (or only suppressed leads)
     │   ├── StoreBusy                [1]  another process held the store's write lock too long
     │   └── StoreFull                [1]  the disk is full; the last change was rolled back
     ├── BadInput                     [2]  bad usage or bad input; the store is unchanged
@@ -95,6 +96,10 @@ class CampaignPaused(WorkFailed):
 
 class StoreBusy(WorkFailed):
     """Another process held the SQLite store's write lock past the busy timeout; try again."""
+
+
+class NothingToSend(WorkFailed):
+    """A campaign's audience has nobody to email (no lead matches, or all are suppressed)."""
 
 
 class StoreFull(WorkFailed):

@@ -15,6 +15,7 @@ EXPECTED = {
     "CampaignPaused": 1,
     "StoreBusy": 1,
     "StoreFull": 1,
+    "NothingToSend": 1,
     "BadInput": 2,
     "InputFileError": 2,
     "CampaignFileError": 2,

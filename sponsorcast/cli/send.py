@@ -69,7 +69,8 @@ def send(
 
     config = load()
     store = open_store(config)
-    plan = plan_send(store, config, campaign)
+    # a test email goes to given addresses: an empty audience does not stop it
+    plan = plan_send(store, config, campaign, run_preflight=not test)
     transport_note = "" if config.transport == "resend" else " (outbox: nothing will be sent)"
     if test:
         n = send_test(store, config, plan, test)
@@ -110,6 +111,11 @@ def send(
             store, config, plan, limit=limit, progress=lambda p: bar.update(p.sent, p.failed)
         )
     _summary(report)
+    if limit is not None and report.status == "sending" and report.stopped_reason is None:
+        console.say(
+            f"Stopped at --limit {limit}: the rest stays 'sending'; the next "
+            f"'sponsorcast send {campaign}' or 'sponsorcast run-due' continues it."
+        )
     if not report.ok:
         raise Reported(ExitCode.FAILED)
 

@@ -25,6 +25,7 @@ from sponsorcast.errors import (
     BadInput,
     ConfigError,
     ExitCode,
+    NothingToSend,
     QuotaExceeded,
     SponsorcastError,
     debug_requested,
@@ -303,7 +304,12 @@ def _start_scheduled(
             plan, campaign=dataclasses.replace(plan.campaign, send_at=send_at)
         )
         validate_all(store, plan, config)
-    except (BadInput, ConfigError) as exc:
+    except (ConfigError, NothingToSend) as exc:
+        # a failed preflight leaves it scheduled: fixed before the next run, it starts then
+        hint = f" ({exc.hint})" if exc.hint else ""
+        log(f"Campaign '{campaign_id}' NOT STARTED, still scheduled: {exc.message}{hint}")
+        return CampaignOutcome(campaign_id, "not started", False, exc.exit_code)
+    except BadInput as exc:
         return _fail_start(store, campaign_id, exc, log)
     if not take_snapshot(store, plan, _batch_size(config), cause=RUN_DUE_CAUSE):
         with store.read() as conn:

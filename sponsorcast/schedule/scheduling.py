@@ -14,7 +14,7 @@ from sponsorcast.errors import (
     TemplateError,
 )
 from sponsorcast.schedule.times import localize, parse_send_time, show_time
-from sponsorcast.send import campaign_values, plan_send, validate_all
+from sponsorcast.send import campaign_values, plan_send, preflight, validate_all
 from sponsorcast.store import Store
 from sponsorcast.store.lifecycle import (
     get_campaign_row,
@@ -50,7 +50,7 @@ def schedule_campaign(
     """Validate a campaign (every recipient rendered) and store it as ``scheduled`` for its time."""
 
     now = now or utcnow()
-    plan = plan_send(store, config, path)
+    plan = plan_send(store, config, path, run_preflight=False)
     campaign = plan.campaign
     _check_schedulable(store, campaign.id)
     if at is not None:
@@ -70,6 +70,8 @@ def schedule_campaign(
             f"(now is {show_time(now, config)}); nothing was scheduled.",
             hint=f"Give a later time with --at, or send it now with 'sponsorcast send {path}'.",
         )
+    # after the file's own problems, before anything is stored: what the run will need
+    preflight(config, plan, fresh=True)
     try:
         recipients = validate_all(store, plan, config)
     except TemplateError as exc:

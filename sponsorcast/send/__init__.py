@@ -47,7 +47,9 @@ from sponsorcast.send.plan import (
     NOT_STARTED,
     Plan,
     check_sponsor,
+    describe_audience,
     plan_send,
+    preflight,
     validate_all,
 )
 from sponsorcast.send.reports import (
@@ -57,9 +59,11 @@ from sponsorcast.send.reports import (
 )
 from sponsorcast.send.run import (
     AUTH_CAUSE,
+    INTERRUPTED_CAUSE,
     QUOTA_CAUSE,
     REQUEUE_LIMIT,
     finish_if_done,
+    paused_by_the_tool,
     run_batches,
     run_campaign,
     send_campaign,
@@ -74,6 +78,7 @@ from sponsorcast.send.trial import (
 
 __all__ = [
     "AUTH_CAUSE",
+    "INTERRUPTED_CAUSE",
     "KEY_WINDOW",
     "NOT_STARTED",
     "QUOTA_CAUSE",
@@ -89,10 +94,13 @@ __all__ = [
     "Stopped",
     "campaign_values",
     "check_sponsor",
+    "describe_audience",
     "finish_if_done",
     "make_renderer",
+    "paused_by_the_tool",
     "payload_hash",
     "plan_send",
+    "preflight",
     "run_batches",
     "run_campaign",
     "send_campaign",

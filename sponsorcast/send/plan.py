@@ -9,10 +9,16 @@ from typing import TYPE_CHECKING
 
 import sqlalchemy as sa
 
-from sponsorcast.audience import select_recipients
+from sponsorcast.audience import Audience, select_recipients
 from sponsorcast.campaign import load_campaign
 from sponsorcast.config import Config
-from sponsorcast.errors import BadInput, ConfigError, TemplateError
+from sponsorcast.errors import (
+    BadInput,
+    ConfigError,
+    CredentialsError,
+    NothingToSend,
+    TemplateError,
+)
 from sponsorcast.headers import mailbox_problem
 from sponsorcast.render import RecipientSource, check_audience, compile_campaign
 from sponsorcast.store import Store, get_sponsor
@@ -26,6 +32,8 @@ from sponsorcast.store.models import (
 )
 from sponsorcast.store.tables import campaign_t
 from sponsorcast.suppression import suppressed_condition
+from sponsorcast.tracking.tokens import require_secret
+from sponsorcast.transport import api_key_problem
 
 if TYPE_CHECKING:
     from sponsorcast.campaign import CampaignFile
@@ -54,8 +62,12 @@ class Plan:
     suppressed: int
 
 
-def plan_send(store: Store, config: Config, path: Path) -> Plan:
-    """Load and validate a campaign file for sending; refuses a file changed after sending began."""
+def plan_send(store: Store, config: Config, path: Path, *, run_preflight: bool = True) -> Plan:
+    """Load and validate a campaign file for sending; refuses a file changed after sending began.
+
+    With ``run_preflight`` (the default) it also checks everything a run needs (``preflight``);
+    ``send --test`` and ``schedule`` call ``preflight`` themselves, or not at all.
+    """
 
     campaign = load_campaign(path)
     sponsor = get_sponsor(store, campaign.sponsor)
@@ -76,12 +88,68 @@ def plan_send(store: Store, config: Config, path: Path) -> Plan:
             _refuse_changed(
                 campaign, row.status, row.content_hash, started=row.started_at is not None
             )
+        if row is not None and row.started_at is not None:
             counts = status_counts(conn, campaign.id)
             total = sum(counts.values())
             suppressed = counts.get(DeliveryStatus.SUPPRESSED, 0)
-        else:
+        else:  # not snapshotted yet: the audience as it is now
             total, suppressed = _audience_size(conn, campaign)
-    return Plan(campaign, sponsor, compiled, row.status if row else None, total, suppressed)
+    plan = Plan(campaign, sponsor, compiled, row.status if row else None, total, suppressed)
+    if run_preflight:
+        preflight(config, plan, fresh=row is None or row.started_at is None)
+    return plan
+
+
+def preflight(config: Config, plan: Plan, *, fresh: bool) -> None:
+    """Everything a run will need, checked before any delivery row is written.
+
+    The provider key for the ``resend`` transport, ``SPONSORCAST_SECRET`` when tracking links
+    are made, the sponsor's postal address (every footer carries it), and, for a campaign not
+    yet started, an audience with someone in it. The sponsor's from address and messaging
+    switch are checked by ``check_sponsor``.
+    """
+    if config.transport == "resend":
+        key = config.secrets.resend_api_key
+        if not key:
+            raise CredentialsError(
+                "RESEND_API_KEY is not set, and the resend transport needs it; nothing was sent.",
+                hint='Export RESEND_API_KEY, or set [transport] kind = "outbox" to write .eml files.',
+            )
+        problem = api_key_problem(key)
+        if problem is not None:
+            raise CredentialsError(problem + "; nothing was sent.")
+    if config.tracking.public_url:
+        require_secret(config)
+    sponsor = plan.sponsor
+    if not sponsor.postal_address:
+        raise ConfigError(
+            f"Sponsor '{sponsor.id}' has no postal address, which every email's footer carries; "
+            "nothing was sent.",
+            hint=f"Set 'postal_address' under [sponsors.{sponsor.id}] in sponsorcast.toml.",
+        )
+    if fresh and plan.recipients - plan.suppressed <= 0:
+        who = describe_audience(plan.campaign.audience)
+        if plan.recipients:
+            reason = f"every one of the {plan.recipients} lead(s) of {who} is suppressed"
+        else:
+            reason = f"{who} matches no lead of sponsor '{sponsor.id}'"
+        raise NothingToSend(
+            f"Campaign '{plan.campaign.id}' has nobody to send to: {reason}; nothing was "
+            "sent and the campaign was not recorded.",
+            hint="Import leads ('sponsorcast leads import'), or widen the audience in "
+            f"{plan.campaign.path}.",
+        )
+
+
+def describe_audience(audience: Audience) -> str:
+    """An audience as a person would name it: ``audience 'hot'``, ``audience custom (tags=vip)``."""
+    if not audience.filter:
+        return f"audience '{audience.type}'"
+    parts = [
+        f"{key}={','.join(map(str, value)) if isinstance(value, list) else value}"
+        for key, value in audience.filter.items()
+    ]
+    return f"audience custom ({', '.join(parts)})"
 
 
 def check_sponsor(sponsor: Sponsor, campaign: CampaignFile) -> None:

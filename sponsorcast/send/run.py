@@ -9,7 +9,13 @@ from typing import TYPE_CHECKING
 import sqlalchemy as sa
 
 from sponsorcast.config import Config
-from sponsorcast.errors import AuthError, BatchRejected, OutcomeUnknown, QuotaExceeded
+from sponsorcast.errors import (
+    AuthError,
+    BatchRejected,
+    CampaignPaused,
+    OutcomeUnknown,
+    QuotaExceeded,
+)
 from sponsorcast.send.batches import make_renderer
 from sponsorcast.send.claims import ClaimAgain, Claimer, Stopped
 from sponsorcast.send.plan import NOT_STARTED, Plan, validate_all
@@ -36,6 +42,7 @@ if TYPE_CHECKING:
 QUOTA_CAUSE = "provider quota reached"  # a status_reason starting so: run-due resumes the campaign
 
 
+INTERRUPTED_CAUSE = "interrupted (Ctrl-C)"
 AUTH_CAUSE = "provider refused the API key"
 
 
@@ -196,10 +203,15 @@ def run_campaign(
                 conn,
                 campaign_id,
                 CampaignStatus.PAUSED,
-                "interrupted (Ctrl-C)",
+                INTERRUPTED_CAUSE,
                 expect=(CampaignStatus.SENDING,),
             )
         raise
+
+
+def paused_by_the_tool(reason: str | None) -> bool:
+    """True for the pauses the tool made itself (quota, refused key, Ctrl-C), which a run may undo."""
+    return (reason or "").startswith((QUOTA_CAUSE, AUTH_CAUSE, INTERRUPTED_CAUSE))
 
 
 def send_campaign(
@@ -235,7 +247,14 @@ def send_campaign(
             store, plan, config.resend.batch_size if config.resend.endpoint == "batch" else 100
         )
     with store.write() as conn:
-        status = get_campaign_row(conn, campaign_id)["status"]
+        row = get_campaign_row(conn, campaign_id)
+        status = row["status"]
+        if status == CampaignStatus.PAUSED and not paused_by_the_tool(row["status_reason"]):
+            raise CampaignPaused(
+                f"Campaign '{campaign_id}' was paused ({row['status_reason'] or 'by a person'}); "
+                "send does not undo a pause, so nothing was sent.",
+                hint=f"'sponsorcast campaigns resume {campaign_id}' first, then send again.",
+            )
         if status in (CampaignStatus.PAUSED, CampaignStatus.FAILED):
             transition(
                 conn, campaign_id, CampaignStatus.SENDING, "resumed by send", expect=(status,)

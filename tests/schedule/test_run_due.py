@@ -251,7 +251,15 @@ def test_resend_without_key_exits_3_and_starts_nothing(project: Project, store: 
     )
     add_leads(store, 1)
     write_campaign(project)
-    project.run("schedule", "spring.md", env=BEFORE)
+    refused = project.run("schedule", "spring.md", env={**BEFORE, "RESEND_API_KEY": ""})
+    assert refused.exit_code == 3
+    assert refused.stderr.startswith(
+        "Error: RESEND_API_KEY is not set, and the resend transport needs it; nothing was sent."
+    )
+    with store.read() as conn:  # the preflight comes before anything is recorded
+        assert conn.execute(sa.text("SELECT count(*) FROM campaign")).scalar() == 0
+    scheduled = project.run("schedule", "spring.md", env={**BEFORE, "RESEND_API_KEY": "re_k"})
+    assert scheduled.exit_code == 0, scheduled.stderr
     result = project.run("run-due", env={**at(timedelta(minutes=1)), "RESEND_API_KEY": ""})
     assert result.exit_code == 3
     assert (
@@ -489,7 +497,8 @@ def scheduled_for_real(
     # file's header with a plain open()/close(), which drops this process's POSIX locks on it (those
     # of the fixture's live SQLite connections too); another process then believes it is the last
     # one, deletes the WAL under them, and this process reads stale pages and corrupts the file.
-    schedule_campaign(store, project.config, project.path / "spring.md", now=T0 - timedelta(days=1))
+    config = project.config_with({"RESEND_API_KEY": fake.api_key})
+    schedule_campaign(store, config, project.path / "spring.md", now=T0 - timedelta(days=1))
     return emails
 
 

@@ -69,6 +69,10 @@ class Project:
         """The project's config, as the CLI would load it."""
         return load_config(self.path / "sponsorcast.toml", env={})
 
+    def config_with(self, env: dict[str, str]) -> Config:
+        """The project's config as a command would load it with these environment variables."""
+        return load_config(self.path / "sponsorcast.toml", env=env)
+
     def store(self) -> Store:
         """Open the project's store."""
         return open_from_config(self.config)
