@@ -74,7 +74,7 @@ class Config:
     """Everything a command needs to know about its surroundings."""
 
     store_url: str = DEFAULT_STORE_URL
-    transport: TransportKind = "resend"
+    transport: TransportKind = "outbox"  # safe by default: nothing leaves the machine
     resend: ResendConfig = ResendConfig()
     outbox_dir: Path = Path("outbox")
     tracking: TrackingConfig = TrackingConfig()
@@ -214,7 +214,7 @@ def _build(
             f"{where}: 'store.url' must start with sqlite:/// or postgresql:// (got {url!r})."
         )
 
-    kind = data.get("transport", {}).get("kind", "resend")
+    kind = data.get("transport", {}).get("kind", "outbox")
     if kind not in ("resend", "outbox"):
         raise ConfigError(
             f'{where}: \'transport.kind\' must be "resend" or "outbox" (got {kind!r}).'

@@ -15,7 +15,7 @@ ROOT = REPO
 
 def test_example_file_is_valid_and_complete(tmp_path: Path) -> None:
     config = load_config(ROOT / "sponsorcast.toml.example", env={})
-    assert config.transport == "resend" and config.resend.rate_limit is None
+    assert config.transport == "outbox" and config.resend.rate_limit is None
     assert config.resend.batch_size == 100 and config.lease_seconds == 300
     assert [s.id for s in config.sponsors] == ["default"]
 

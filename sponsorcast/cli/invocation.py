@@ -15,6 +15,7 @@ import typer
 from sponsorcast import console
 from sponsorcast.errors import (
     DEBUG_ENV,
+    BadInput,
     Interrupted,
     SponsorcastError,
     debug_requested,
@@ -40,11 +41,23 @@ class GlobalOptions:
 OPTIONS = GlobalOptions()
 
 
-def load() -> Config:
-    """The configuration for this invocation (flag > env > file > default)."""
-    from sponsorcast.config import load_config
+def load(*, project: bool = True) -> Config:
+    """The configuration for this invocation (flag > env > file > default).
 
-    return load_config(OPTIONS.config_path, store_url=OPTIONS.store_url)
+    ``project``: the command needs a sponsorcast.toml (every command that opens the store or
+    sends); ``render --leads`` does not, so a repository of campaign files can check them in CI.
+    """
+    from sponsorcast.config import CONFIG_NAME, load_config
+
+    config = load_config(OPTIONS.config_path, store_url=OPTIONS.store_url)
+    if project and config.path is None:
+        # on built-in defaults a command would make ./sponsorcast.db wherever it was run
+        raise BadInput(
+            f"There is no {CONFIG_NAME} in {Path.cwd()}, and neither --config nor "
+            "SPONSORCAST_CONFIG names one; nothing was done.",
+            hint="Run 'sponsorcast init' to make a project here, or cd into one.",
+        )
+    return config
 
 
 def open_store(config: Config | None = None) -> Store:

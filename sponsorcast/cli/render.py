@@ -78,7 +78,7 @@ def render(
     files = [f for path in campaigns for f in campaign_files(path)]
     if html and len(files) > 1:
         raise BadInput("--html takes a single campaign file.")
-    source = RecipientSource(load(), leads_csv=leads)
+    source = RecipientSource(load(project=leads is None), leads_csv=leads)
     try:
         if check:
             results = [check_campaign_file(f, source) for f in files]
