@@ -19,13 +19,13 @@ def add_sponsor(
     store: Store,
     sponsor_id: str,
     *,
-    name: str,
+    name: str | None,
     from_address: str | None,
     reply_to: str | None,
     postal_address: str | None,
-    messaging_enabled: bool = True,
+    messaging_enabled: bool | None = None,
 ) -> tuple[Sponsor, bool]:
-    """Create or update a sponsor; returns it and whether it was created."""
+    """Create a sponsor, or change only the fields given (None keeps what is stored)."""
     if not _SLUG.match(sponsor_id):
         raise BadInput(
             f"Sponsor id '{sponsor_id}' must be a slug: lower-case letters, digits, '-' or '_'."
@@ -39,15 +39,19 @@ def add_sponsor(
         sponsor = session.get(Sponsor, sponsor_id)
         created = sponsor is None
         if sponsor is None:
-            sponsor = Sponsor(id=sponsor_id, created_at=now)
-        sponsor.name = name
+            if not name:
+                raise BadInput(f"Sponsor '{sponsor_id}' is new: give it a --name.")
+            sponsor = Sponsor(id=sponsor_id, name=name, messaging_enabled=True, created_at=now)
+        if name is not None:
+            sponsor.name = name
         if from_address is not None:
             sponsor.from_address = from_address
         if reply_to is not None:
             sponsor.reply_to = reply_to
         if postal_address is not None:
             sponsor.postal_address = postal_address
-        sponsor.messaging_enabled = messaging_enabled
+        if messaging_enabled is not None:
+            sponsor.messaging_enabled = messaging_enabled
         sponsor.updated_at = now
         session.add(sponsor)
         session.commit()

@@ -4,6 +4,8 @@ place where sponsorcast errors become exit codes."""
 from __future__ import annotations
 
 import functools
+import os
+import sys
 import traceback
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -77,6 +79,10 @@ def handle_errors(fn: Callable[P, R]) -> Callable[P, R]:
             return fn(*args, **kwargs)
         except typer.Exit:
             raise
+        except BrokenPipeError:
+            # the reader went away (`… --csv | head`): what it wanted it has; stop quietly
+            _silence_stdout()
+            raise typer.Exit(0) from None
         except KeyboardInterrupt:
             error: BaseException = Interrupted(
                 "Interrupted; nothing in flight was lost, run the command again to resume."
@@ -98,3 +104,14 @@ def handle_errors(fn: Callable[P, R]) -> Callable[P, R]:
         raise typer.Exit(int(exit_code_for(error)))
 
     return wrapper
+
+
+def _silence_stdout() -> None:
+    """Point stdout at /dev/null so the interpreter's final flush does not fail again."""
+    try:
+        fd = sys.stdout.fileno()
+    except (AttributeError, OSError, ValueError):
+        return  # not a real file (tests capture it)
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, fd)
+    os.close(devnull)

@@ -7,7 +7,8 @@ from typing import Annotated, Optional
 import typer
 
 from sponsorcast import console
-from sponsorcast.cli.invocation import handle_errors, open_store
+from sponsorcast.cli.invocation import handle_errors, load, open_store
+from sponsorcast.errors import BadInput
 
 sponsors_app = typer.Typer(
     help="Manage sponsors (who sends, and whose postal address is printed).", no_args_is_help=True
@@ -20,7 +21,9 @@ COLUMNS = ["id", "name", "from", "reply_to", "postal_address", "messaging_enable
 @handle_errors
 def add(
     sponsor_id: Annotated[str, typer.Argument(metavar="ID", help="Slug, e.g. acme.")],
-    name: Annotated[str, typer.Option("--name", help="Display name.")],
+    name: Annotated[
+        Optional[str], typer.Option("--name", help="Display name (needed for a new sponsor).")
+    ] = None,
     from_: Annotated[
         Optional[str], typer.Option("--from", help="From address: 'Name <addr@domain>'.")
     ] = None,
@@ -28,21 +31,28 @@ def add(
     postal_address: Annotated[
         Optional[str], typer.Option("--postal-address", help="Printed in every footer.")
     ] = None,
-    disabled: Annotated[
-        bool, typer.Option("--disabled", help="Refuse sends for this sponsor.")
-    ] = False,
+    enabled: Annotated[
+        Optional[bool],
+        typer.Option("--enabled/--disabled", help="Allow or refuse sends for this sponsor."),
+    ] = None,
 ) -> None:
-    """Add a sponsor, or update one with the same id."""
+    """Add a sponsor, or change the given options of one (not one defined in sponsorcast.toml)."""
     from sponsorcast.sponsors import add_sponsor
 
+    config = load()
+    if any(s.id == sponsor_id for s in config.sponsors):
+        raise BadInput(
+            f"Sponsor '{sponsor_id}' is defined in {config.path}; edit it there (a change made "
+            "here would be overwritten the next time the file is read), so nothing was changed."
+        )
     sponsor, created = add_sponsor(
-        open_store(),
+        open_store(config),
         sponsor_id,
         name=name,
         from_address=from_,
         reply_to=reply_to,
         postal_address=postal_address,
-        messaging_enabled=not disabled,
+        messaging_enabled=enabled,
     )
     console.say(f"{'Added' if created else 'Updated'} sponsor '{sponsor.id}'.")
 
