@@ -309,10 +309,25 @@ class Claimer:
 
     def record(
         self, claim: Claim, accepted: Mapping[int, str], rejected: Mapping[int, str]
-    ) -> None:
-        """Write the provider's answer for a batch in one transaction."""
+    ) -> tuple[int, int]:
+        """Write the provider's answer for a batch in one transaction.
+
+        Returns how many deliveries this answer moved to ``sent`` and to ``failed``: a batch
+        whose lease expired may be answered twice (the second time from the provider's
+        idempotency cache), and only the first answer counts.
+        """
         now = utcnow()
         with self.lock, self.store.write() as conn:
+            ids = [*accepted, *rejected]
+            open_ids = (
+                set(
+                    conn.execute(
+                        sa.select(delivery_t.c.id).where(delivery_t.c.id.in_(ids), _unsent)
+                    ).scalars()
+                )
+                if ids
+                else set()
+            )
             if accepted:
                 conn.execute(
                     delivery_t.update()
@@ -343,6 +358,7 @@ class Claimer:
                     payload=None,
                 )
             )
+        return len(open_ids & set(accepted)), len(open_ids & set(rejected))
 
     def release(self, claim: Claim, reason: str, partial: object | None = None) -> None:
         """Outcome unknown: hand the batch back, to be re-sent under its key by a later run.

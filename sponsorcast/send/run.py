@@ -94,9 +94,9 @@ async def run_batches(
                 outcome = await transport.send_batch(claim.emails, claim.key)
             except BatchRejected as exc:
                 outcome_rejected = {e.delivery_id: exc.reason for e in claim.emails}
-                await asyncio.to_thread(claimer.record, claim, {}, outcome_rejected)
-                report.failed_now += len(outcome_rejected)
-                prog.failed += len(outcome_rejected)
+                _, failed = await asyncio.to_thread(claimer.record, claim, {}, outcome_rejected)
+                report.failed_now += failed
+                prog.failed += failed
                 continue
             except OutcomeUnknown as exc:
                 requeued[claim.number] = requeued.get(claim.number, 0) + 1
@@ -114,11 +114,13 @@ async def run_batches(
                 # cancelled (Ctrl-C) or a bug: the request may have gone out; re-send later
                 await asyncio.shield(asyncio.to_thread(claimer.release, claim, "interrupted"))
                 raise
-            await asyncio.to_thread(claimer.record, claim, outcome.accepted, outcome.rejected)
-            report.sent_now += len(outcome.accepted)
-            report.failed_now += len(outcome.rejected)
-            prog.sent += len(outcome.accepted)
-            prog.failed += len(outcome.rejected)
+            sent, failed = await asyncio.to_thread(
+                claimer.record, claim, outcome.accepted, outcome.rejected
+            )
+            report.sent_now += sent
+            report.failed_now += failed
+            prog.sent += sent
+            prog.failed += failed
             prog.batches += 1
             if progress is not None:
                 progress(prog)

@@ -700,9 +700,8 @@ def test_three_concurrent_runs_on_postgresql(
         emails = people(600)
         add_people(store, emails)
         write_campaign(project)
-        schedule_campaign(
-            store, project.config, project.path / "spring.md", now=T0 - timedelta(days=1)
-        )
+        config = project.config_with({"RESEND_API_KEY": fake_resend.api_key})
+        schedule_campaign(store, config, project.path / "spring.md", now=T0 - timedelta(days=1))
         fake_resend.configure(latency=0.1)
         results = [finish(p) for p in [spawn(project, fake_resend) for _ in range(3)]]
         assert [code for code, _, _ in results] == [0, 0, 0], results
