@@ -541,3 +541,23 @@ def test_batch_attempted_by_an_older_version_is_still_compared_by_hash(
         status, cause = conn.execute(sa.text("SELECT status, status_reason FROM campaign")).one()
     assert reason is not None and "lead or sponsor data changed since the first attempt" in reason
     assert (status, cause) == ("sent", "every batch answered; 3 delivery(ies) failed")
+
+
+def test_a_batch_answered_twice_is_counted_once(
+    project: Project, store: Store, spring: Path
+) -> None:
+    # a lease that expires mid-request lets a second worker re-send the batch under its key;
+    # both get the provider's answer, and only the first may count in the run's figures
+    from sponsorcast.send import Claim, Claimer, make_renderer, take_snapshot
+
+    add_leads(store, 3)
+    take_snapshot(store, plan_send(store, project.config, spring), 100)
+    claimer = Claimer(
+        store, project.config, "spring", make_renderer(store, project.config, "spring")
+    )
+    claim = claimer.claim()
+    assert isinstance(claim, Claim)
+    answer = {e.delivery_id: f"msg-{e.delivery_id}" for e in claim.emails}
+    assert claimer.record(claim, answer, {}) == (3, 0)
+    assert claimer.record(claim, answer, {}) == (0, 0)
+    assert _statuses(store) == {"sent": 3}
