@@ -15,22 +15,6 @@ from sponsorcast.errors import BadInput, ExitCode, Reported
 if TYPE_CHECKING:
     from sponsorcast.send import RunReport
 
-DELIVERY_COLUMNS = [
-    "id",
-    "recipient",
-    "status",
-    "attempts",
-    "last_error",
-    "provider_message_id",
-    "batch",
-    "sent_at",
-    "delivered_at",
-    "opened_at",
-    "open_count",
-    "first_click_at",
-    "click_count",
-    "unsubscribed_at",
-]
 TABLE_COLUMNS = [
     "recipient",
     "status",
@@ -192,7 +176,7 @@ def deliveries(
     ] = False,
 ) -> None:
     """Per-recipient ledger of a campaign."""
-    from sponsorcast.store.lifecycle import iter_deliveries
+    from sponsorcast.store.lifecycle import DELIVERY_FIELDS, iter_deliveries
 
     store = open_store()
     with store.read() as conn:
@@ -200,7 +184,7 @@ def deliveries(
         if json_:
             console.print_json(list(rows))
         elif csv_:
-            console.print_csv(rows, DELIVERY_COLUMNS, raw=raw)
+            console.print_csv(rows, DELIVERY_FIELDS, raw=raw)
         else:
             console.print_table(rows, TABLE_COLUMNS, title=f"Deliveries of {campaign_id}")
 
