@@ -80,6 +80,8 @@ def parse_audience(raw: Any) -> Audience:
     if unknown:
         raise BadInput(f"unknown audience key '{sorted(unknown)[0]}' (known: type, filter).")
     kind = raw.get("type", "all")
+    if isinstance(kind, str):
+        kind = kind.strip().lower()  # stored levels and statuses are lower-case: HOT is hot
     if kind not in AUDIENCE_TYPES:
         raise BadInput(f"unknown audience type '{kind}' (known: {', '.join(AUDIENCE_TYPES)}).")
     flt = raw.get("filter") or {}
@@ -101,11 +103,14 @@ def parse_audience(raw: Any) -> Audience:
             values = [value] if isinstance(value, str) else value
             if not isinstance(values, list) or not all(isinstance(v, str) and v for v in values):
                 raise BadInput(f"audience filter '{key}' must be a string or a list of strings.")
+            values = [v.strip() for v in values]
+            if key in ("intent_level", "follow_up_status"):  # the import lower-cases these
+                values = [v.lower() for v in values]
             if key == "intent_level" and any(v not in INTENT_LEVELS for v in values):
                 raise BadInput(
                     f"audience filter 'intent_level' must be among {', '.join(INTENT_LEVELS)}."
                 )
-            clean[key] = [v.strip() for v in values]
+            clean[key] = values
         else:  # event
             if not isinstance(value, (str, int)):
                 raise BadInput("audience filter 'event' must be a string.")

@@ -129,6 +129,8 @@ def import_(
         console.print_json(report.as_dict())
     else:
         _print_report(report)
+    for warning in report.warnings:
+        console.warn(warning)
 
 
 def _source(
@@ -189,8 +191,9 @@ def _progress(*, enabled: bool) -> Iterator[Callable[[int], None] | None]:
 def _print_report(report: ImportReport) -> None:
     verb = "Dry run of" if report.dry_run else "Imported"
     console.say(
-        f"{verb} {report.source} for sponsor '{report.sponsor_id}': {report.rows:,} rows read."
+        f"{verb} {report.source} for sponsor '{report.sponsor_id}': {_rows(report.rows)} read."
     )
+    console.say(_columns_line(report.columns))
     console.print_table(
         [
             {
@@ -204,7 +207,7 @@ def _print_report(report: ImportReport) -> None:
     )
     if report.merged:
         console.say(
-            f"{report.merged} repeated row(s) merged into an earlier row with the same email."
+            f"{_rows(report.merged, 'repeated row')} merged into an earlier row with the same email."
         )
     if report.rejects:
         shown = report.rejects[:REJECTS_SHOWN]
@@ -218,7 +221,19 @@ def _print_report(report: ImportReport) -> None:
     if report.rejects_path:
         console.say(f"Rejected rows written to {report.rejects_path} with a 'reason' column.")
     if report.dry_run:
-        console.say("Dry run: nothing was written to the store.")
+        console.say("Dry run: nothing was written to the store (and no rejects file).")
+
+
+def _rows(n: int, noun: str = "row") -> str:
+    return f"{n:,} {noun}{'' if n == 1 else 's'}"
+
+
+def _columns_line(columns: list[tuple[str, str]]) -> str:
+    """``Columns: Email → email, Name → name; kept in fields: Booth, Notes.``"""
+    named = [f"{header} → {to}" for header, to in columns if not to.startswith("fields.")]
+    kept = [header for header, to in columns if to.startswith("fields.")]
+    line = "Columns: " + ", ".join(named)
+    return line + (f"; kept in fields: {', '.join(kept)}." if kept else "; none kept in fields.")
 
 
 @leads_app.command("list")

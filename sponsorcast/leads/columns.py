@@ -1,52 +1,70 @@
 """The column plan: a source's headers mapped onto lead columns once, loosely.
 
-Case, spaces, dashes and underscores are ignored, synonyms such as ``E-mail``,
-``user_email`` or ``Full Name`` are known, then ``--map`` overrides. Every other column goes
-to ``fields`` under its original header."""
+Case, accents, spaces, dashes, dots and underscores are ignored; synonyms such as ``E-mail``,
+``user_email`` or ``Full Name`` are known, in English, German, French, Spanish, Italian, Dutch
+and Portuguese (``Vorname``, ``Prénom``, ``Correo electrónico``); then ``--map`` overrides.
+Every other column goes to ``fields`` under its original header. The plan also says what a
+person should know before trusting the import: no name column, or a column that looks like
+a field another column was chosen for."""
 
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Mapping, Sequence
+import unicodedata
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from sponsorcast.audience import PERSON_COLUMNS
 from sponsorcast.errors import BadInput, LeadsFileError
 from sponsorcast.leads.normalise import normalise_row
 from sponsorcast.leads.sources import display_header
 
-if TYPE_CHECKING:
-    pass
-
 # Lead columns an imported column can map to (``sponsor_id`` is only checked, never stored).
 TARGETS = (*PERSON_COLUMNS, "tags", "event", "consent", "sponsor_id")
 
 
-# Normalised header (lower-case, no spaces, dashes or underscores) -> lead column.
+# Normalised headers (lower-case, accents folded, no spaces, dashes, dots or underscores) per
+# lead column: English, then German, French, Spanish, Italian, Dutch and Portuguese.
+_KNOWN_HEADERS = {
+    "email": """email emailaddress useremail mail emailid emailadresse mailadresse adresseemail
+        courriel adressecourriel adressemail correo correoelectronico indirizzoemail posta
+        postaelettronica emailadres enderecodeemail enderecoemail""",
+    "name": """name fullname username contactname vollername nomcomplet nombrecompleto
+        nomecompleto volledigenaam naam""",
+    "first_name": """firstname givenname forename userfirstname vorname prenom nombre nome
+        voornaam primeironome""",
+    "last_name": """lastname surname familyname userlastname nachname familienname nom
+        nomdefamille apellido apellidos cognome achternaam sobrenome ultimonome""",
+    "company": """company companyname organisation organization usercompany employer firma
+        unternehmen firmenname societe entreprise empresa compania organizacion azienda societa
+        bedrijf organizacao""",
+    "title": """title jobtitle usertitle position role berufsbezeichnung funktion poste fonction
+        cargo puesto ruolo functie""",
+    "intent_level": "intentlevel intent",
+    "intent_score": "intentscore score leadscore punktzahl",
+    "follow_up_status": "followupstatus status followup",
+    "tags": "tags tag labels label schlagworte etiquettes etiquetas",
+    "event": "event eventid eventname veranstaltung evenement",
+    "consent": "consent lawfulbasis optin einwilligung",
+    "sponsor_id": "sponsorid sponsor",
+}
+
+# Normalised header -> lead column.
 SYNONYMS: dict[str, str] = {
-    **dict.fromkeys(["email", "emailaddress", "useremail", "mail", "emailid"], "email"),
-    **dict.fromkeys(["name", "fullname", "username", "contactname"], "name"),
-    **dict.fromkeys(["firstname", "givenname", "forename", "userfirstname"], "first_name"),
-    **dict.fromkeys(["lastname", "surname", "familyname", "userlastname"], "last_name"),
-    **dict.fromkeys(
-        ["company", "companyname", "organisation", "organization", "usercompany", "employer"],
-        "company",
-    ),
-    **dict.fromkeys(["title", "jobtitle", "usertitle", "position", "role"], "title"),
-    **dict.fromkeys(["intentlevel", "intent"], "intent_level"),
-    **dict.fromkeys(["intentscore", "score", "leadscore"], "intent_score"),
-    **dict.fromkeys(["followupstatus", "status", "followup"], "follow_up_status"),
-    **dict.fromkeys(["tags", "tag", "labels", "label"], "tags"),
-    **dict.fromkeys(["event", "eventid", "eventname"], "event"),
-    **dict.fromkeys(["consent", "lawfulbasis", "optin"], "consent"),
-    **dict.fromkeys(["sponsorid", "sponsor"], "sponsor_id"),
+    header: target for target, words in _KNOWN_HEADERS.items() for header in words.split()
 }
 
 
+NAME_COLUMNS = ("name", "first_name", "last_name")
+
+
 def normalise_header(header: str) -> str:
-    """Lower-case, trimmed, without spaces, dashes or underscores: ``E-mail`` → ``email``."""
-    return re.sub(r"[\s\-_]+", "", header.strip().lower())
+    """Lower-case, accents folded, no spaces, dashes, dots or underscores: ``E-Mail`` → ``email``."""
+    key = header.strip().lower()
+    if not key.isascii():
+        key = "".join(c for c in unicodedata.normalize("NFKD", key) if not unicodedata.combining(c))
+    return re.sub(r"[\s\-_.]+", "", key)
 
 
 def target_for(name: str) -> str | None:
@@ -78,6 +96,8 @@ class ColumnPlan:
     columns: Mapping[str, str]  # lead column -> source header
     extras: tuple[str, ...]  # source headers kept in ``fields``
     source_name: str
+    warnings: tuple[str, ...] = ()  # what the person should check before trusting the import
+    headers: tuple[str, ...] = ()  # every source header, in source order
     scalars: tuple[tuple[str, str], ...] = ()  # (lead column, header) of every column but tags
     extra_keys: tuple[tuple[str, str], ...] = ()  # (header, key in fields)
 
@@ -86,6 +106,13 @@ class ColumnPlan:
             self, "scalars", tuple((t, h) for t, h in self.columns.items() if t != "tags")
         )
         object.__setattr__(self, "extra_keys", tuple((h, display_header(h)) for h in self.extras))
+
+    def mapping(self) -> list[tuple[str, str]]:
+        """``(header, destination)`` for every column in source order; extras go to ``fields.X``."""
+        to = {h: t for t, h in self.columns.items()} | {
+            h: f"fields.{k}" for h, k in self.extra_keys
+        }
+        return [(display_header(h), to[h]) for h in self.headers if h in to]
 
     def lead(
         self,
@@ -159,7 +186,30 @@ def plan_columns(
             hint='Name it with --map, e.g. --map "Work Email=email".',
         )
     extras = tuple(h for h in headers if h not in taken)
-    return ColumnPlan(columns=columns, extras=extras, source_name=source_name)
+    return ColumnPlan(
+        columns=columns,
+        extras=extras,
+        source_name=source_name,
+        warnings=tuple(_warnings(columns, extras)),
+        headers=tuple(headers),
+    )
+
+
+def _warnings(columns: Mapping[str, str], extras: Sequence[str]) -> Iterator[str]:
+    if not any(c in columns for c in NAME_COLUMNS):
+        yield (
+            "no name column was found, so every email greets its reader with the fallback "
+            '("Hi there"); name one with --map "Column=name" (or first_name, last_name).'
+        )
+    for header in extras:
+        if header.startswith("\x00"):
+            continue
+        target = SYNONYMS.get(normalise_header(header)) or target_for(header)
+        if target is not None and target in columns:
+            yield (
+                f"column '{header}' also looks like {target}, but '{display_header(columns[target])}' "
+                f"was chosen for it; '{header}' is kept in fields.{header}."
+            )
 
 
 def _header_list(headers: Sequence[str]) -> str:

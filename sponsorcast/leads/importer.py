@@ -43,9 +43,10 @@ def import_leads(
 
     Without ``rejects_path`` any bad row raises LeadsFileError (row number and reason, plus how
     many other rows are bad) and nothing is written. With it, bad rows go to that CSV file
-    (original columns plus ``reason``; formula-like cells neutralised unless ``raw_rejects``)
-    and the rest is imported. ``dry_run`` runs everything
-    in a transaction that is rolled back, so the numbers are exactly those of a real run.
+    (original columns, then ``reason`` last; formula-like cells neutralised unless
+    ``raw_rejects``) and the rest is imported. ``dry_run`` runs everything in a transaction
+    that is rolled back, so the numbers are exactly those of a real run, and writes no
+    rejects file.
     ``progress`` is called after each chunk with the number of rows read so far.
     """
 
@@ -65,9 +66,16 @@ def import_leads(
         source=source.name,
         sponsor_id=sponsor_id,
         dry_run=dry_run,
-        rejects_path=str(rejects_path) if rejects_path else None,
+        rejects_path=str(rejects_path) if rejects_path and not dry_run else None,
+        columns=plan.mapping(),
+        warnings=list(plan.warnings),
     )
-    rejects = _RejectsFile(rejects_path, headers, source, raw=raw_rejects) if rejects_path else None
+    rejects = (
+        _RejectsFile(rejects_path, headers, source, raw=raw_rejects)
+        if rejects_path and not dry_run
+        else None
+    )
+    keep_going = rejects_path is not None  # with --rejects (dry run too), bad rows do not stop it
     bad_rows: list[int] = []  # the first few, for the message
     bad_count = 0
     try:
@@ -83,7 +91,7 @@ def import_leads(
                             report.rejects.append((number, exc.reason))
                         if rejects is not None:
                             rejects.write(raw, exc.reason)
-                        else:
+                        elif not keep_going:
                             bad_count += 1
                             if len(bad_rows) < 6:
                                 bad_rows.append(number)
@@ -115,7 +123,7 @@ def import_leads(
             listed = ", ".join(str(n) for n in bad_rows[1:]) + (", …" if others > 5 else "")
             more = f" ({others} more bad row{'s' if others > 1 else ''}: {listed})"
         raise LeadsFileError(
-            f"row {first_row}: {reason}{more}; nothing was imported.",
+            f"row {first_row}: {reason.rstrip('.')}{more}; nothing was imported.",
             path=path,
             hint="Fix the file, or import with --rejects FILE to import the valid rows and "
             "write the bad ones to FILE.",
@@ -149,9 +157,10 @@ class _RejectsFile:
 
     def write(self, raw: Mapping[Any, Any], reason: str) -> None:
         cells = ["" if raw.get(h) is None else _cell(raw.get(h)) for h in self.headers]
-        # surplus cells of a too-long row go after the reason, so that the columns stay aligned
-        row = [*cells, reason, *(_cell(c) for c in raw.get(None) or [])]
-        self.writer.writerow([self.safe(c) for c in row])
+        surplus = [_cell(c) for c in raw.get(None) or []]
+        if surplus:  # the reason stays the last column; a too-long row's extra cells go in it
+            reason = f"{reason} Extra cells: {' | '.join(surplus)}"
+        self.writer.writerow([self.safe(c) for c in [*cells, reason]])
 
     def commit(self) -> None:
         self.fh.close()

@@ -7,11 +7,13 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping, Sequence
+from decimal import ROUND_HALF_UP, Decimal
 from typing import TYPE_CHECKING, Any
 
 from email_validator import EmailNotValidError, validate_email
 
 from sponsorcast.errors import RowError
+from sponsorcast.leads.sources import ROW_PROBLEM
 
 if TYPE_CHECKING:
     from sponsorcast.leads.columns import ColumnPlan  # columns imports this module
@@ -144,6 +146,8 @@ def normalise_row(
     sponsor_id: str | None,
     extra_tags: Sequence[str],
 ) -> dict[str, Any]:
+    if ROW_PROBLEM in raw:
+        raise RowError(number, raw[ROW_PROBLEM])
     if None in raw:
         surplus = [c for c in raw[None] if str(c).strip()]
         raise RowError(
@@ -222,27 +226,27 @@ def normalise_row(
 
 
 def _score(number: int, text: str, raw: Any) -> int:
+    """A 0–100 score from a cell: ``55``, ``55.5`` or ``55,5`` (a decimal comma), rounded half up."""
     if text.isascii() and text.isdigit() and len(text) <= 3 and raw.__class__ is not bool:
         value = int(text)
         if value <= 100:
             return value
+    wrong = RowError(number, f"intent score {_quote(text)} must be a number from 0 to 100.")
     if isinstance(raw, bool):
-        raise RowError(number, f"intent score {_quote(text)} must be a whole number from 0 to 100.")
-    try:
-        if isinstance(raw, int):
-            value = raw
-        else:
-            as_float = float(text.replace(",", ".")) if not text.isdigit() else float(text)
-            if not as_float.is_integer():
-                raise ValueError
-            value = int(as_float)
-    except (ValueError, OverflowError):
-        raise RowError(
-            number, f"intent score {_quote(text)} must be a whole number from 0 to 100."
-        ) from None
+        raise wrong
+    if isinstance(raw, int):
+        value = raw
+    else:
+        if not _DECIMAL.fullmatch(text):
+            raise wrong
+        value = int(Decimal(text.replace(",", ".")).quantize(Decimal(1), rounding=ROUND_HALF_UP))
     if not 0 <= value <= 100:
-        raise RowError(number, f"intent score {_quote(text)} must be a whole number from 0 to 100.")
+        raise wrong
     return value
+
+
+# A plain decimal: digits, then a point or a decimal comma and more digits (no exponent, no sign).
+_DECIMAL = re.compile(r"[0-9]{1,3}(?:[.,][0-9]{1,6})?")
 
 
 def merge_rows(first: dict[str, Any], later: dict[str, Any]) -> dict[str, Any]:

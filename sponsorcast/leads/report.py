@@ -3,10 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
-
-if TYPE_CHECKING:
-    pass
+from typing import Any
 
 
 @dataclass
@@ -24,6 +21,10 @@ class ImportReport:
     rejects: list[tuple[int, str]] = field(default_factory=list)  # the first REJECTS_KEPT
     dry_run: bool = False
     rejects_path: str | None = None
+    columns: list[tuple[str, str]] = field(
+        default_factory=list
+    )  # (header, lead column or fields.X)
+    warnings: list[str] = field(default_factory=list)
 
     def as_dict(self) -> dict[str, Any]:
         """The report for ``--json``."""
@@ -39,4 +40,6 @@ class ImportReport:
             "merged": self.merged,
             "rejects": [{"row": r, "reason": reason} for r, reason in self.rejects],
             "rejects_file": self.rejects_path,
+            "columns": [{"column": c, "to": to} for c, to in self.columns],
+            "warnings": list(self.warnings),
         }

@@ -22,6 +22,9 @@ if TYPE_CHECKING:
 
 HEADER_MAX = 64 * 1024  # characters the header row may have
 
+# Key of a raw row that a source found broken; its value is the reason (see LeadSource).
+ROW_PROBLEM = "\x00problem"
+
 
 DELIMITERS = (",", ";", "\t")
 
@@ -37,6 +40,7 @@ class LeadSource(Protocol):
       ``int``/``float``/``bool``, or a ``list`` of strings (an array column, e.g. tags). A header
       missing from a row's dict means "no value". A row with more cells than headers carries the
       surplus as a list under the key ``None`` (as ``csv.DictReader`` does) and is rejected.
+      A row the source knows is broken carries the reason under ``ROW_PROBLEM``.
 
     Header mapping, normalisation, validation and writing happen in :func:`import_leads`, the
     same for every source. A source may also offer ``delimiter`` and ``rejects_encoding``
@@ -110,11 +114,17 @@ class CsvSource:
             check = self._requested is not None
             try:
                 next(reader, None)
+                line = reader.line_num
                 for cells in reader:
                     number += 1
+                    first_line, line = line + 1, reader.line_num
                     if not any(cells):
                         continue
                     row: dict[Any, Any] = dict(zip(headers, cells, strict=False))
+                    if line > first_line and width > 1:
+                        problem = _swallowed_rows(headers, cells, self.delimiter, first_line)
+                        if problem:
+                            row[ROW_PROBLEM] = problem
                     if len(cells) > width:
                         surplus = cells[width:]
                         if any(c.strip() for c in surplus):
@@ -240,6 +250,28 @@ class CsvSource:
         if not header or not any(h.strip() for h in header):
             raise LeadsFileError("is empty: no header row found.", path=self.path)
         return _unique_headers(header)
+
+
+def _swallowed_rows(
+    headers: Sequence[str], cells: Sequence[str], delimiter: str, first_line: int
+) -> str | None:
+    """The reason a multi-line record is an unclosed quote, or None for a real multi-line cell.
+
+    A quoted cell may hold line breaks (an address, a note); one whose later lines look like
+    whole rows of this file (as many delimiters as the header) is a quote left open."""
+    for header, cell in zip(headers, cells, strict=False):
+        if "\n" not in cell and "\r" not in cell:
+            continue
+        lines = cell.splitlines()[1:]
+        rowlike = sum(1 for text in lines if text.count(delimiter) >= len(headers) - 1)
+        if rowlike:
+            last = first_line + len(lines)
+            return (
+                f"has an unclosed quote in its '{display_header(header)}' cell, which swallowed "
+                f"{len(lines)} more line(s) of the file (lines {first_line + 1}–{last}), "
+                f"{rowlike} of them like rows; add the closing quote."
+            )
+    return None
 
 
 def _undecodable(cells: Sequence[str]) -> bool:

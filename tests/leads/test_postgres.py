@@ -98,6 +98,24 @@ def test_table_import_maps_the_platform_columns(project: Project, platform: str)
         "merged": 0,
         "rejects": [],
         "rejects_file": None,
+        "columns": [
+            {"column": "id", "to": "fields.id"},
+            {"column": "sponsor_id", "to": "sponsor_id"},
+            {"column": "event_id", "to": "event"},
+            {"column": "user_email", "to": "email"},
+            {"column": "user_name", "to": "name"},
+            {"column": "user_company", "to": "company"},
+            {"column": "user_title", "to": "title"},
+            {"column": "intent_level", "to": "intent_level"},
+            {"column": "intent_score", "to": "intent_score"},
+            {"column": "follow_up_status", "to": "follow_up_status"},
+            {"column": "tags", "to": "tags"},
+            {"column": "Booth Visit", "to": "fields.Booth Visit"},
+            {"column": "budget", "to": "fields.budget"},
+            {"column": "notes", "to": "fields.notes"},
+            {"column": "created_at", "to": "fields.created_at"},
+        ],
+        "warnings": [],
     }
     common = {"consent": None, "source": "table sponsor_leads"}
     assert _leads(project) == [
@@ -282,7 +300,7 @@ def test_bad_row_fails_the_whole_import_and_names_the_row(
         "id,sponsor_id,event_id,user_email,"
     )
     assert lines[1].startswith("4,,,not-an-email,") and lines[2].startswith("5,,,ok@example.com,")
-    assert "intent score '500' must be a whole number from 0 to 100" in lines[2]
+    assert "intent score '500' must be a number from 0 to 100" in lines[2]
 
 
 def test_rows_of_another_sponsor_are_refused(project: Project, platform: str) -> None:
