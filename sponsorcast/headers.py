@@ -85,4 +85,38 @@ def mailbox_problem(value: str) -> str | None:
     return None
 
 
-__all__ = ["LINE_SEPARATORS", "describe", "header_problem", "mailbox_problem"]
+_PHRASE = re.compile(rf"{_ATEXT}(?: {_ATEXT})*")  # words a display name may show unquoted
+NAME_MAX = 100  # characters of a lead's name shown in its To header
+
+
+def display_mailbox(name: str | None, address: str) -> str:
+    """``"Ada Lovelace" <ada@example.com>``: a lead's To header, its name made header-safe.
+
+    A name comes from lead data: control characters and line separators fold into spaces,
+    the name is cut to NAME_MAX characters and quoted unless it is plain words (backslash
+    before ``"`` and ``\\``), so it can neither end the header nor add an address. No name,
+    just the address.
+    """
+    if not name:
+        return address
+    if not name.isprintable():
+        name = "".join(
+            " " if unicodedata.category(ch) == "Cc" or ch in _SEPARATORS else ch for ch in name
+        )
+    name = " ".join(name.split())[:NAME_MAX].strip()
+    if not name:
+        return address
+    if _PHRASE.fullmatch(name):
+        return f"{name} <{address}>"
+    quoted = name.replace("\\", "\\\\").replace('"', '\\"')
+    return f'"{quoted}" <{address}>'
+
+
+__all__ = [
+    "LINE_SEPARATORS",
+    "NAME_MAX",
+    "describe",
+    "display_mailbox",
+    "header_problem",
+    "mailbox_problem",
+]

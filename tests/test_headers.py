@@ -7,10 +7,14 @@ with the store and the outbox unchanged.
 
 from __future__ import annotations
 
+import email
+import email.policy
+from email.headerregistry import HeaderRegistry
+
 import pytest
 import sqlalchemy as sa
 
-from sponsorcast.headers import header_problem, mailbox_problem
+from sponsorcast.headers import display_mailbox, header_problem, mailbox_problem
 from sponsorcast.store import Store
 from tests.support.project import Project
 
@@ -194,3 +198,53 @@ def test_other_mailbox_tricks_are_refused(value: str) -> None:
 
 def test_emoji_and_non_breaking_spaces_are_fine_in_a_subject() -> None:
     assert header_problem("Welcome 👨\u200d👩\u200d👧\xa0to DevCon") is None
+
+
+@pytest.mark.parametrize(
+    ("name", "header"),
+    [
+        ("Ada Lovelace", "Ada Lovelace <ada@example.com>"),
+        ("Lovelace, Ada", '"Lovelace, Ada" <ada@example.com>'),
+        ('Ada "The Countess" L.', '"Ada \\"The Countess\\" L." <ada@example.com>'),
+        ("Evil\r\nBcc: victim@evil.com", '"Evil Bcc: victim@evil.com" <ada@example.com>'),
+        ("Mallory <m@evil.com>, x", '"Mallory <m@evil.com>, x" <ada@example.com>'),
+        ("Back\\slash\u2028", '"Back\\\\slash" <ada@example.com>'),
+        ("   ", "ada@example.com"),
+        (None, "ada@example.com"),
+        ("x" * 300, "x" * 100 + " <ada@example.com>"),
+    ],
+)
+def test_a_leads_name_in_to_is_one_display_name(name: str | None, header: str) -> None:
+    assert display_mailbox(name, "ada@example.com") == header
+    parsed = HeaderRegistry()("to", header)
+    assert [a.addr_spec for a in parsed.addresses] == ["ada@example.com"]
+    assert not parsed.defects
+
+
+def test_the_to_header_of_a_sent_email_carries_the_name_encoded(
+    project: Project, store: Store
+) -> None:
+    _import(
+        project,
+        "email,name,company\nzoe@example.com,Zoë Müller,Acme\n"
+        'eve@example.com,"Eve\rBcc: victim@evil.com",Beta\n',
+    )
+    (project.path / "c.md").write_text(campaign("subject: Hi"), encoding="utf-8")
+    r = project.run("send", "c.md", "--yes")
+    assert r.exit_code == 0, r.stderr
+    files = sorted((project.path / "outbox" / "c").iterdir())
+    assert [f.name for f in files] == [
+        "0001-zoe@example.com.eml",
+        "0002-eve@example.com.eml",
+    ]
+    raw = files[0].read_bytes()
+    assert b"To: =?utf-8?" in raw  # RFC 2047 encoded, not raw UTF-8 bytes
+    zoe = email.message_from_bytes(raw, policy=email.policy.default)
+    assert [(a.display_name, a.addr_spec) for a in zoe["To"].addresses] == [
+        ("Zoë Müller", "zoe@example.com")
+    ]
+    eve = email.message_from_bytes(files[1].read_bytes(), policy=email.policy.default)
+    assert [a.addr_spec for a in eve["To"].addresses] == ["eve@example.com"]
+    assert eve["Bcc"] is None
+    r = project.run("render", "c.md", "--to", "zoe@example.com")
+    assert 'To:       "Zoë Müller" <zoe@example.com>\n' in r.stdout

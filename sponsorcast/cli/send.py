@@ -44,24 +44,39 @@ def send(
         Optional[list[str]],
         typer.Option(
             "--test",
+            metavar="EMAIL",
             help="Send only to this address (repeatable), subject prefixed [TEST], not recorded.",
+        ),
+    ] = None,
+    as_: Annotated[
+        Optional[str],
+        typer.Option(
+            "--as",
+            metavar="EMAIL",
+            help="With --test: render the test for this lead (default: the audience's first).",
         ),
     ] = None,
 ) -> None:
     """Send a campaign: every recipient of its audience exactly once, resumable."""
     from sponsorcast.send import plan_send, send_campaign, send_test, validate_all
 
+    if as_ is not None and not test:
+        raise BadInput("--as chooses whose email a --test shows; add --test YOUR_ADDRESS.")
     config = load()
     store = open_store(config)
     # a test email goes to given addresses: an empty audience does not stop it
     plan = plan_send(store, config, campaign, run_preflight=not test)
     transport_note = "" if config.transport == "resend" else " (outbox: nothing will be sent)"
     if test:
-        n = send_test(store, config, plan, test)
+        result = send_test(store, config, plan, test, as_email=as_)
         where = "written to the outbox" if config.transport == "outbox" else "sent"
+        lead = f", rendered for {result.rendered_for}" if result.rendered_for else ""
+        count = "1 address" if result.sent == 1 else f"{result.sent} addresses"
         console.say(
-            f"Test email {where} to {n} address(es): {', '.join(test)}. Nothing was recorded."
+            f"Test email {where} to {count} ({', '.join(test)}){lead}. Nothing was recorded."
         )
+        if result.note:
+            console.warn(result.note)
         return
     if dry_run:
         checked = (

@@ -11,6 +11,7 @@ if TYPE_CHECKING:
     from pathlib import Path
 
 from sponsorcast.errors import InputFileError, NotFound
+from sponsorcast.headers import display_mailbox
 from sponsorcast.render.check import CheckReport, Problem
 from sponsorcast.render.compile import CompiledCampaign, compile_campaign
 from sponsorcast.render.message import RenderedMessage, render_message
@@ -76,8 +77,7 @@ def preview_campaign(path: Path, source: RecipientSource, to: str | None = None)
     )
     lead, note = source.find(campaign.sponsor, campaign.audience, to)
     message = render_message(compiled, lead, compiled.default_links)
-    name = lead.get("name")
-    to_header = f"{name} <{lead['email']}>" if name else str(lead["email"])
+    to_header = display_mailbox(lead.get("name"), str(lead["email"]))
     return Preview(
         campaign_id=campaign.id,
         path=str(path),

@@ -11,6 +11,7 @@ from sponsorcast import tracking
 from sponsorcast.audience import parse_audience, recipient
 from sponsorcast.campaign import CampaignFile
 from sponsorcast.config import Config
+from sponsorcast.headers import display_mailbox
 from sponsorcast.render import compile_campaign, render_message
 from sponsorcast.send.plan import check_sponsor
 from sponsorcast.store import Store, get_sponsor
@@ -64,7 +65,7 @@ class BatchRenderer:
         return OutgoingEmail(
             delivery_id=delivery_id,
             from_address=self.from_address,
-            to=str(member.get("recipient") or member["email"]),
+            to=_to_header(member, delivery_id),
             subject=self.subject_prefix + message.subject,
             html=message.html,
             text=message.text,
@@ -72,6 +73,13 @@ class BatchRenderer:
             headers={**message.headers, **headers},
             tags=tuple(tags.items()),
         )
+
+
+def _to_header(member: Mapping[str, Any], delivery_id: int) -> str:
+    address = str(member.get("recipient") or member["email"])
+    if delivery_id <= 0:  # a test email goes to the tester's own mailbox, not in the lead's name
+        return address
+    return display_mailbox(member.get("name"), address)
 
 
 def _tag_value(value: str) -> str:

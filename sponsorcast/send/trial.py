@@ -5,16 +5,18 @@ from __future__ import annotations
 import asyncio
 import secrets
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from email_validator import EmailNotValidError, validate_email
 
-from sponsorcast.audience import select_recipients
+from sponsorcast.audience import Audience, select_recipients
 from sponsorcast.config import Config
-from sponsorcast.errors import BadInput
+from sponsorcast.errors import BadInput, NotFound
 from sponsorcast.send.batches import BatchRenderer
 from sponsorcast.send.plan import Plan
 from sponsorcast.store import Store
+from sponsorcast.store.tables import lead_t
 from sponsorcast.transport import make_transport
 
 if TYPE_CHECKING:
@@ -27,24 +29,20 @@ def send_test(
     plan: Plan,
     addresses: Sequence[str],
     *,
+    as_email: str | None = None,
     transport: Transport | None = None,
-) -> int:
-    """``send --test``: the first recipient's email to the given addresses, "[TEST]" subject, no ledger."""
+) -> TestSend:
+    """``send --test``: one lead's email (``as_email``'s, else the audience's first) to the
+    given addresses, "[TEST]" subject, nothing recorded."""
 
     for address in addresses:
         try:
             validate_email(address, check_deliverability=False)
         except EmailNotValidError as exc:
             raise BadInput(f"--test address {address!r} is not valid: {exc}.") from None
-    with store.read() as conn:
-        first = (
-            conn.execute(select_recipients(plan.campaign.sponsor, plan.campaign.audience).limit(1))
-            .mappings()
-            .first()
-        )
-    sample: dict[str, Any] = (
-        dict(first) if first else {"email": addresses[0], "tags": "", "fields": {}}
-    )
+    sample, note = _sample(store, plan, as_email)
+    if sample is None:
+        sample = {"email": addresses[0], "tags": "", "fields": {}}
     renderer = BatchRenderer(
         config=config,
         campaign_id=plan.campaign.id,
@@ -76,4 +74,38 @@ def send_test(
             )
         return len(emails)
 
-    return asyncio.run(main())
+    rendered_for = str(sample["email"]) if "id" in sample else None
+    return TestSend(sent=asyncio.run(main()), rendered_for=rendered_for, note=note)
+
+
+@dataclass(frozen=True)
+class TestSend:
+    """What ``send --test`` did: how many emails, rendered for which lead, and a note."""
+
+    sent: int
+    rendered_for: str | None  # the lead's email; None when the audience was empty
+    note: str | None = None  # e.g. "ada@… is not in this campaign's audience"
+
+
+def _sample(
+    store: Store, plan: Plan, as_email: str | None
+) -> tuple[dict[str, Any] | None, str | None]:
+    """The lead a test renders for: ``as_email`` (in the audience or not), else the first."""
+    sponsor_id, audience = plan.campaign.sponsor, plan.campaign.audience
+    query = select_recipients(sponsor_id, audience)
+    with store.read() as conn:
+        if as_email is None:
+            first = conn.execute(query.limit(1)).mappings().first()
+            return (dict(first) if first else None), None
+        wanted = as_email.strip().lower()
+        row = conn.execute(query.where(lead_t.c.email == wanted).limit(1)).mappings().first()
+        if row is not None:
+            return dict(row), None
+        everyone = select_recipients(sponsor_id, Audience())
+        row = conn.execute(everyone.where(lead_t.c.email == wanted).limit(1)).mappings().first()
+    if row is None:
+        raise NotFound(
+            f"--as {as_email}: sponsor '{sponsor_id}' has no lead with that address.",
+            hint=f"'sponsorcast leads list --sponsor {sponsor_id}' shows its leads.",
+        )
+    return dict(row), f"{wanted} is not in this campaign's audience ({audience.type})."

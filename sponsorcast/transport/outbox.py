@@ -1,8 +1,11 @@
 """The outbox transport: every email becomes an RFC 5322 ``.eml`` file; nothing is sent.
 
-Files go to ``<dir>/<campaign>/<delivery_id>.eml`` (test sends, ids <= 0, to
-``test-<n>.eml``), written atomically (temporary file, then rename), so a killed run leaves
-either the whole file or none. The file is a pure function of the email and the idempotency
+Files go to ``<dir>/<campaign>/<delivery_id>-<address>.eml``, the id zero-padded to four
+digits so that a listing sorts in sending order and the address there so that a person can
+find one recipient's email (``0001-ada@example.com.eml``; test sends, ids <= 0, go to
+``test-<n>-<address>.eml``). Only letters, digits and ``@ . _ + -`` of the address are kept,
+so a name is always a plain file name. Files are written atomically (temporary file, then
+rename), so a killed run leaves either the whole file or none. The file is a pure function of the email and the idempotency
 key, except for its ``Date`` header, which RFC 5322 requires: it is the time of the first
 write and is kept when the same email is written again, so re-writing a batch (a resumed
 run) produces byte-identical files. The ``Message-ID`` is derived from the idempotency key
@@ -27,6 +30,8 @@ from sponsorcast.errors import TransportError
 from sponsorcast.transport.base import BatchOutcome, OutgoingEmail, check_batch
 
 _SAFE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
+_FILE_UNSAFE = re.compile(r"[^A-Za-z0-9@._+-]|^[.]")
+ADDRESS_IN_NAME = 120  # characters of the address kept in a file name (names stay < 255 bytes)
 
 
 class OutboxTransport:
@@ -42,10 +47,12 @@ class OutboxTransport:
         self.campaign_id = campaign_id
         self.dir = Path(dir) / campaign_id
 
-    def path_for(self, delivery_id: int) -> Path:
-        """Where the email of ``delivery_id`` is written."""
-        name = f"{delivery_id}.eml" if delivery_id > 0 else f"test-{-delivery_id}.eml"
-        return self.dir / name
+    def path_for(self, delivery_id: int, to: str) -> Path:
+        """Where the email of ``delivery_id`` to ``to`` (a mailbox) is written."""
+        address = _FILE_UNSAFE.sub("_", parseaddr(to)[1] or to)[:ADDRESS_IN_NAME]
+        if delivery_id > 0:
+            return self.dir / f"{delivery_id:04d}-{address}.eml"
+        return self.dir / f"test-{-delivery_id}-{address}.eml"
 
     async def send_batch(
         self, emails: Sequence[OutgoingEmail], idempotency_key: str
@@ -64,7 +71,7 @@ class OutboxTransport:
             raise TransportError(f"Cannot create the outbox {self.dir}: {exc.strerror}.") from None
         outcome = BatchOutcome()
         for email in emails:
-            path = self.path_for(email.delivery_id)
+            path = self.path_for(email.delivery_id, email.to)
             try:
                 data = render_eml(email, key, date=_existing_date(path))
             except (ValueError, TypeError) as exc:  # a header the email package refuses

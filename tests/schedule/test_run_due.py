@@ -204,7 +204,7 @@ def test_edited_file_is_refused_until_rescheduled(project: Project, store: Store
     result = project.run("run-due", env=at(timedelta(minutes=10)))
     assert result.exit_code == 0, result.stderr
     assert status(store) == "sent" and outbox(project) == 2
-    first = (project.path / "outbox" / "spring" / "1.eml").read_text()
+    first = (project.path / "outbox" / "spring" / "0001-lead0@example.com.eml").read_text()
     assert "booth 14" in first
 
 

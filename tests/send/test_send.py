@@ -4,6 +4,8 @@ End-to-end runs over HTTP against the Resend stand-in are in ``test_send_e2e.py`
 
 from __future__ import annotations
 
+import email
+import email.policy
 import json
 from pathlib import Path
 from typing import Any
@@ -289,10 +291,15 @@ def test_cli_send_to_outbox_then_again_says_finished(
     assert r.exit_code == 0, r.stderr
     assert "Outbox transport: emails were written as .eml files; nothing was sent." in r.stdout
     assert sorted(p.name for p in (project.path / "outbox" / "spring").iterdir()) == [
-        "1.eml",
-        "2.eml",
-        "3.eml",
+        "0001-lead0@example.com.eml",
+        "0002-lead1@example.com.eml",
+        "0003-lead2@example.com.eml",
     ]
+    to = email.message_from_bytes(
+        (project.path / "outbox" / "spring" / "0002-lead1@example.com.eml").read_bytes(),
+        policy=email.policy.default,
+    )["To"]
+    assert str(to) == "Lead 1 <lead1@example.com>"
     r = project.run("send", "spring.md", "--yes")
     assert r.exit_code == 0
     assert r.stdout == "Campaign 'spring' is already sent; nothing was sent.\n"
@@ -304,16 +311,62 @@ def test_cli_test_send_is_prefixed_and_not_recorded(
     add_leads(store, 2)
     r = project.run("send", "spring.md", "--test", "me@example.org", "--test", "you@example.org")
     assert r.exit_code == 0, r.stderr
-    assert r.stdout.startswith("Test email written to the outbox to 2 address(es)")
+    assert r.stdout == (
+        "Test email written to the outbox to 2 addresses (me@example.org, you@example.org), "
+        "rendered for lead0@example.com. Nothing was recorded.\n"
+    )
     files = sorted((project.path / "outbox" / "spring-test").iterdir())
-    import email
-
+    assert [f.name for f in files] == ["test-1-me@example.org.eml", "test-2-you@example.org.eml"]
     subjects = sorted(email.message_from_bytes(f.read_bytes())["Subject"] for f in files)
     tos = sorted(email.message_from_bytes(f.read_bytes())["To"] for f in files)
     assert subjects == ["[TEST] L0, hello from Example Events"] * 2
     assert tos == ["me@example.org", "you@example.org"]
     with store.read() as conn:
         assert conn.execute(sa.text("SELECT count(*) FROM delivery")).scalar() == 0
+        assert conn.execute(sa.text("SELECT count(*) FROM campaign")).scalar() == 0
+
+
+def test_cli_test_as_renders_for_the_chosen_lead(
+    project: Project, store: Store, spring: Path
+) -> None:
+    add_leads(store, 3)
+    r = project.run("send", "spring.md", "--test", "me@example.org", "--as", "LEAD2@example.com")
+    assert r.exit_code == 0, r.stderr
+    assert r.stdout == (
+        "Test email written to the outbox to 1 address (me@example.org), rendered for "
+        "lead2@example.com. Nothing was recorded.\n"
+    )
+    assert r.stderr == ""
+    (eml,) = (project.path / "outbox" / "spring-test").iterdir()
+    message = email.message_from_bytes(eml.read_bytes(), policy=email.policy.default)
+    assert (message["Subject"], str(message["To"])) == (
+        "[TEST] L2, hello from Example Events",
+        "me@example.org",
+    )
+
+
+def test_cli_test_as_a_lead_outside_the_audience_warns(
+    project: Project, store: Store, spring: Path
+) -> None:
+    add_leads(store, 1)
+    add_leads(store, 1, prefix="other", sponsor="default")
+    with store.write() as conn:
+        conn.execute(sa.text("UPDATE lead SET intent_level = 'cold' WHERE email LIKE 'other%'"))
+    spring.write_text(CAMPAIGN.replace("type: all", "type: hot"), encoding="utf-8")
+    with store.write() as conn:
+        conn.execute(sa.text("UPDATE lead SET intent_level = 'hot' WHERE email LIKE 'lead%'"))
+    r = project.run("send", "spring.md", "--test", "me@example.org", "--as", "other0@example.com")
+    assert r.exit_code == 0, r.stderr
+    assert r.stderr == "Warning: other0@example.com is not in this campaign's audience (hot).\n"
+    r = project.run("send", "spring.md", "--test", "me@example.org", "--as", "nobody@example.com")
+    assert r.exit_code == 2
+    assert r.stderr.splitlines()[0] == (
+        "Error: --as nobody@example.com: sponsor 'default' has no lead with that address."
+    )
+    r = project.run("send", "spring.md", "--as", "other0@example.com")
+    assert r.exit_code == 2
+    assert r.stderr == "Error: --as chooses whose email a --test shows; add --test YOUR_ADDRESS.\n"
+    with store.read() as conn:
         assert conn.execute(sa.text("SELECT count(*) FROM campaign")).scalar() == 0
 
 

@@ -6,6 +6,7 @@ import os
 import subprocess
 import sys
 from collections import Counter
+from email.utils import parseaddr
 from pathlib import Path
 
 import sqlalchemy as sa
@@ -129,7 +130,7 @@ def ledger(store: Store) -> dict[str, tuple[str, str | None]]:
 
 
 def received(fake: FakeResend) -> Counter[str]:
-    return Counter(to for a in fake.accepted for to in a.to)
+    return Counter(parseaddr(to)[1] for a in fake.accepted for to in a.to)
 
 
 def assert_exactly_once(fake: FakeResend, store: Store, expected: list[str]) -> None:
@@ -138,7 +139,7 @@ def assert_exactly_once(fake: FakeResend, store: Store, expected: list[str]) -> 
     assert max(counts.values()) == 1, f"duplicates: {[e for e, n in counts.items() if n > 1][:5]}"
     book = ledger(store)
     assert {s for s, _ in book.values()} == {"sent"}
-    by_to = {a.to[0]: a.id for a in fake.accepted}
+    by_to = {parseaddr(a.to[0])[1]: a.id for a in fake.accepted}
     assert {e: m for e, (_, m) in book.items()} == by_to, "the ledger disagrees with the provider"
 
 

@@ -47,6 +47,7 @@ import uuid
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field, fields, replace
 from datetime import UTC, datetime
+from email.utils import parseaddr
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qs, unquote, urlsplit
@@ -275,7 +276,8 @@ def _record(state: _State, *, emails: bool) -> dict[str, Any]:
         data: dict[str, Any] = {"counters": {**state.counters, "emails": len(accepted)}}
     seen: dict[str, int] = {}
     for item in accepted:
-        for address in item.to:
+        for to in item.to:
+            address = parseaddr(to)[1].lower() or to  # one mailbox, however it is named
             seen[address] = seen.get(address, 0) + 1
     data["distinct_recipients"] = len(seen)
     data["duplicates"] = sorted(a for a, n in seen.items() if n > 1)[:100]

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from email.utils import parseaddr
 
 from sponsorcast.errors import (
     OutcomeUnknown,
@@ -56,7 +57,8 @@ class MemoryTransport:
 
     name: str = "memory"
     sends_for_real: bool = True
-    delivered: list[tuple[str, str]] = field(default_factory=list)  # (to, key)
+    delivered: list[tuple[str, str]] = field(default_factory=list)  # (address, key)
+    to_headers: list[str] = field(default_factory=list)  # each accepted email's To, as sent
     answers: dict[str, tuple[str, BatchOutcome]] = field(default_factory=dict)
     lose_next: int = 0  # accept, then lose the answer
     fail_next: list[Exception] = field(default_factory=list)
@@ -76,11 +78,13 @@ class MemoryTransport:
         else:
             outcome = BatchOutcome()
             for e in emails:
-                if e.to in self.reject:
-                    outcome.rejected[e.delivery_id] = f"Invalid `to` field: {e.to}"
+                address = parseaddr(e.to)[1]
+                if address in self.reject:
+                    outcome.rejected[e.delivery_id] = f"Invalid `to` field: {address}"
                 else:
                     outcome.accepted[e.delivery_id] = f"msg-{len(self.delivered)}"
-                    self.delivered.append((e.to, idempotency_key))
+                    self.delivered.append((address, idempotency_key))
+                    self.to_headers.append(e.to)
             self.answers[idempotency_key] = (body, outcome)
         if self.lose_next:
             self.lose_next -= 1

@@ -57,8 +57,11 @@ def test_each_email_is_a_parseable_eml_with_both_parts(tmp_path: Path) -> None:
     outcome = write(transport, [outgoing(1), outgoing(2)])
     assert outcome.accepted == {1: "outbox-1", 2: "outbox-2"}
     assert outcome.rejected == {}
-    assert sorted(p.name for p in (tmp_path / "outbox" / "spring").iterdir()) == ["1.eml", "2.eml"]
-    message = parse(tmp_path / "outbox" / "spring" / "1.eml")
+    assert sorted(p.name for p in (tmp_path / "outbox" / "spring").iterdir()) == [
+        "0001-lead1@example.org.eml",
+        "0002-lead2@example.org.eml",
+    ]
+    message = parse(tmp_path / "outbox" / "spring" / "0001-lead1@example.org.eml")
     assert message.get_content_type() == "multipart/alternative"
     assert message["From"] == "Example Events <hello@example.com>"
     assert message["To"] == "lead1@example.org"
@@ -76,7 +79,7 @@ def test_each_email_is_a_parseable_eml_with_both_parts(tmp_path: Path) -> None:
 def test_no_list_unsubscribe_unless_given(tmp_path: Path) -> None:
     transport = OutboxTransport(tmp_path, "spring")
     write(transport, [outgoing(1, headers={}, reply_to=None)])
-    message = parse(tmp_path / "spring" / "1.eml")
+    message = parse(tmp_path / "spring" / "0001-lead1@example.org.eml")
     assert message["List-Unsubscribe"] is None and message["List-Unsubscribe-Post"] is None
     assert message["Reply-To"] is None
 
@@ -92,7 +95,9 @@ def test_rewriting_a_batch_gives_identical_bytes(
     write(transport, [outgoing(1), outgoing(2)])  # a resumed run, later
     again = {p.name: p.read_bytes() for p in (tmp_path / "spring").iterdir()}
     assert again == first
-    assert b"Date: Tue, 01 Dec 2026 09:00:00" in first["1.eml"]  # the first write's date stays
+    assert (
+        b"Date: Tue, 01 Dec 2026 09:00:00" in first["0001-lead1@example.org.eml"]
+    )  # the first write's date stays
 
 
 def test_message_ids_are_derived_from_key_and_delivery(tmp_path: Path) -> None:
@@ -100,10 +105,11 @@ def test_message_ids_are_derived_from_key_and_delivery(tmp_path: Path) -> None:
     write(OutboxTransport(tmp_path / "b", "spring"), [outgoing(1)], key="k1")
     write(OutboxTransport(tmp_path / "c", "spring"), [outgoing(1)], key="k2")
     ids = {
-        name: parse(tmp_path / name / "spring" / "1.eml")["Message-ID"] for name in ("a", "b", "c")
+        name: parse(tmp_path / name / "spring" / "0001-lead1@example.org.eml")["Message-ID"]
+        for name in ("a", "b", "c")
     }
     assert ids["a"] == ids["b"] != ids["c"]
-    assert parse(tmp_path / "a" / "spring" / "2.eml")["Message-ID"] != ids["a"]
+    assert parse(tmp_path / "a" / "spring" / "0002-lead2@example.org.eml")["Message-ID"] != ids["a"]
 
 
 def test_non_ascii_survives_the_round_trip(tmp_path: Path) -> None:
@@ -119,7 +125,7 @@ def test_non_ascii_survives_the_round_trip(tmp_path: Path) -> None:
             )
         ],
     )
-    message = parse(tmp_path / "spring" / "3.eml")
+    message = parse(tmp_path / "spring" / "0003-lead3@example.org.eml")
     assert message["Subject"] == "Zoë, à bientôt ☕"
     assert message["From"].addresses[0].display_name == "Café Événements"
     assert content(message.get_body(("plain",))) == "Grüße\n"
@@ -131,14 +137,20 @@ def test_a_bad_header_rejects_that_email_only(tmp_path: Path) -> None:
     outcome = write(transport, [outgoing(1), outgoing(2, subject="Two\nlines"), outgoing(3)])
     assert sorted(outcome.accepted) == [1, 3]
     assert list(outcome.rejected) == [2]
-    assert sorted(p.name for p in (tmp_path / "spring").iterdir()) == ["1.eml", "3.eml"]
+    assert sorted(p.name for p in (tmp_path / "spring").iterdir()) == [
+        "0001-lead1@example.org.eml",
+        "0003-lead3@example.org.eml",
+    ]
 
 
 def test_test_sends_and_no_temporary_files_left(tmp_path: Path) -> None:
     transport = OutboxTransport(tmp_path, "spring")
     outcome = write(transport, [outgoing(0), outgoing(-1, to="me@example.org")])
     assert outcome.accepted == {0: "outbox-0", -1: "outbox--1"}
-    assert sorted(p.name for p in (tmp_path / "spring").iterdir()) == ["test-0.eml", "test-1.eml"]
+    assert sorted(p.name for p in (tmp_path / "spring").iterdir()) == [
+        "test-0-lead0@example.org.eml",
+        "test-1-me@example.org.eml",
+    ]
     assert transport.name == "outbox" and transport.sends_for_real is False
 
 
@@ -149,3 +161,24 @@ def test_unusable_campaign_ids_and_unwritable_outboxes(tmp_path: Path) -> None:
     (tmp_path / "file").write_text("not a directory")
     with pytest.raises(TransportError, match="Cannot create the outbox"):
         write(OutboxTransport(tmp_path / "file", "spring"), [outgoing(1)])
+
+
+def test_file_names_carry_the_address_in_safe_characters_only(tmp_path: Path) -> None:
+    transport = OutboxTransport(tmp_path, "spring")
+    emails = [
+        outgoing(7, to='"Ada Lovelace" <ada+booth@example.org>'),
+        outgoing(12345, to="o'brien/../x@example.org"),
+        outgoing(8, to="zoë@exämple.org"),
+        outgoing(9, to="." + "a" * 300 + "@example.org"),
+    ]
+    write(transport, emails)
+    assert sorted(p.name for p in (tmp_path / "spring").iterdir()) == sorted(
+        [
+            "0007-ada+booth@example.org.eml",
+            "12345-o_brien_.._x@example.org.eml",
+            "0008-zo_@ex_mple.org.eml",
+            "0009-_" + "a" * 119 + ".eml",
+        ]
+    )
+    message = parse(tmp_path / "spring" / "0007-ada+booth@example.org.eml")
+    assert message["To"].addresses[0].display_name == "Ada Lovelace"
