@@ -7,9 +7,9 @@ find one recipient's email (``0001-ada@example.com.eml``; test sends, ids <= 0, 
 so a name is always a plain file name. Files are written atomically (temporary file, then
 rename), so a killed run leaves either the whole file or none. The file is a pure function
 of the email and the idempotency key, except for its ``Date`` header, which RFC 5322
-requires: it is the time of the first write and is kept when the same email is written again, so re-writing a batch (a resumed
-run) produces byte-identical files. The ``Message-ID`` is derived from the idempotency key
-and the delivery id.
+requires: it is the time of the first write and is kept when the same email is written
+again, so re-writing a batch (a resumed run) produces byte-identical files. The
+``Message-ID`` is derived from the idempotency key and the delivery id.
 """
 
 from __future__ import annotations
