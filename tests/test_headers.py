@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import email
 import email.policy
-from email.headerregistry import HeaderRegistry
+from email.headerregistry import AddressHeader, HeaderRegistry
 
 import pytest
 import sqlalchemy as sa
@@ -217,6 +217,7 @@ def test_emoji_and_non_breaking_spaces_are_fine_in_a_subject() -> None:
 def test_a_leads_name_in_to_is_one_display_name(name: str | None, header: str) -> None:
     assert display_mailbox(name, "ada@example.com") == header
     parsed = HeaderRegistry()("to", header)
+    assert isinstance(parsed, AddressHeader)
     assert [a.addr_spec for a in parsed.addresses] == ["ada@example.com"]
     assert not parsed.defects
 
