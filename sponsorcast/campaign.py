@@ -29,13 +29,21 @@ TAG_TEXT = re.compile(r"^[A-Za-z0-9_-]{1,256}$")
 _DATETIME_TEXT = re.compile(
     r"^\d{4}-\d{2}-\d{2}[Tt ]\d{1,2}:\d{2}(:\d{2}(\.\d+)?)?\s*(Z|z|[+-]\d{2}(:?\d{2})?)?$"
 )
+# A time relative to when it is read: ``now``, ``in 2h`` / ``+90m`` / ``in 2 days``,
+# ``today 17:00``, ``tomorrow 09:00``. Resolved in the configured zone by the scheduler.
+RELATIVE_TIME = re.compile(
+    r"^\s*(?:now|(?:in\s+|\+)(?:\d+\s*(?:s|secs?|seconds?|m|mins?|minutes?|h|hours?|d|days?|w|weeks?)\s*)+"
+    r"|(?:today|tomorrow)\s+(?:at\s+)?\d{1,2}:\d{2})\s*$",
+    re.IGNORECASE,
+)
 # Files in a campaigns directory that are not campaigns.
 _SKIPPED_NAMES = {"readme.md"}
 
 
 @dataclass(frozen=True, kw_only=True)
 class CampaignFile:
-    """A validated campaign file; ``send_at`` is naive when the file gave no UTC offset."""
+    """A validated campaign file; ``send_at`` is naive when the file gave no UTC offset, and
+    None with ``send_at_text`` set when it is relative (``tomorrow 09:00``)."""
 
     id: str
     name: str = ""
@@ -46,6 +54,7 @@ class CampaignFile:
     from_address: str | None = None
     reply_to: str | None = None
     send_at: datetime | None = None
+    send_at_text: str | None = None  # a relative send_at, as written
     tags: dict[str, str] = field(default_factory=dict)
     path: Path = Path("<campaign>")
     content_hash: str = ""
@@ -183,7 +192,8 @@ def load_campaign(path: Path) -> CampaignFile:
         audience=audience,
         from_address=from_address,
         reply_to=reply_to,
-        send_at=send_at,
+        send_at=send_at if not isinstance(send_at, str) else None,
+        send_at_text=send_at if isinstance(send_at, str) else None,
         tags=tags,
         path=path,
         content_hash=hashlib.sha256(raw).hexdigest(),
@@ -281,14 +291,17 @@ def _address(data: dict[str, Any], key: str, fail: Any) -> str | None:
     return value.strip()
 
 
-def _send_at(data: dict[str, Any], nodes: dict[str, yaml.Node], fail: Any) -> datetime | None:
+def _send_at(data: dict[str, Any], nodes: dict[str, yaml.Node], fail: Any) -> datetime | str | None:
     if data.get("send_at") is None:
         return None
     node = nodes["send_at"]
     raw = node.value if isinstance(node, yaml.ScalarNode) else None
     hint = (
-        "Write a date and time, e.g. 2026-12-01T09:00:00+01:00 (or without offset for local time)."
+        "Write a date and time, e.g. 2026-12-01T09:00:00+01:00 (or without offset for local "
+        "time), or a relative one: 'tomorrow 09:00', 'in 2h'."
     )
+    if isinstance(raw, str) and RELATIVE_TIME.match(raw):
+        return raw.strip()
     if not isinstance(raw, str) or not _DATETIME_TEXT.match(raw.strip()):
         shown = raw if isinstance(raw, str) else data.get("send_at")
         if isinstance(data.get("send_at"), date) and not isinstance(data.get("send_at"), datetime):

@@ -11,7 +11,7 @@ import os
 import sys
 import time
 from collections.abc import Iterable, Mapping, Sequence
-from datetime import UTC, datetime
+from datetime import UTC, datetime, tzinfo
 from typing import Any
 
 from rich.console import Console
@@ -19,13 +19,34 @@ from rich.table import Table
 
 out = Console(highlight=False, soft_wrap=False)
 err = Console(stderr=True, highlight=False, soft_wrap=True)
+_zone: tzinfo | None = None  # where times are shown: the project's timezone, else the system's
+
+
+def use_timezone(zone: tzinfo | None) -> None:
+    """Show every time from now on in ``zone`` (None: the system's zone)."""
+    global _zone
+    _zone = zone
+
+
+def iso_time(value: datetime) -> str:
+    """A time for programs: ISO 8601 with its offset (UTC, as stored, for a naive value)."""
+    return (value if value.tzinfo is not None else value.replace(tzinfo=UTC)).isoformat()
+
+
+def show_time(value: datetime) -> str:
+    """A time for a person: ``2026-12-01 09:00:00 CET``, in the project's zone, labelled."""
+    if value.tzinfo is None:  # the store keeps UTC; a driver may hand it back naive
+        value = value.replace(tzinfo=UTC)
+    local = value.astimezone(_zone) if _zone is not None else value.astimezone()
+    return local.strftime("%Y-%m-%d %H:%M:%S ") + (local.tzname() or local.strftime("%z"))
 
 
 def reset_consoles() -> None:
     """Rebuild the consoles on the current sys.stdout/sys.stderr (the test runner swaps them)."""
-    global out, err
+    global out, err, _zone
     out = Console(file=sys.stdout, highlight=False, soft_wrap=False)
     err = Console(file=sys.stderr, highlight=False, soft_wrap=True)
+    _zone = None
 
 
 def is_terminal() -> bool:
@@ -52,7 +73,10 @@ def say(message: str) -> None:
 
 def log(message: str) -> None:
     """A timestamped plain line on stderr, for cron and logs."""
-    stamp = datetime.now(UTC).astimezone().isoformat(timespec="seconds")
+    now = datetime.now(UTC)
+    stamp = (now.astimezone(_zone) if _zone is not None else now.astimezone()).isoformat(
+        timespec="seconds"
+    )
     err.print(f"{stamp} {_escape(message)}", markup=True)
 
 
@@ -85,14 +109,53 @@ def print_table(
     *,
     title: str | None = None,
     headers: Mapping[str, str] | None = None,
+    empty: str | None = None,
+    optional: Sequence[str] = (),
+    whole: Sequence[str] = (),
 ) -> None:
-    """A rich table of rows on stdout."""
+    """A rich table of rows on stdout that stays readable in a narrow terminal.
+
+    ``empty``: the sentence printed instead of a table with no rows. ``whole``: columns never
+    wrapped (addresses, times); the others fold. ``optional``: columns dropped, in that order,
+    while the table is wider than the terminal, with a line saying which were left out.
+    """
+    cells = [[_cell(row.get(c)) for c in columns] for row in rows]
+    if not cells and empty is not None:
+        say(empty)
+        return
+    names = [(headers or {}).get(c, c) for c in columns]
+    widths = [
+        max([len(name), *(len(line) for r in cells for line in r[i].splitlines() or [""])])
+        for i, name in enumerate(names)
+    ]
+    shown = list(range(len(columns)))
+    dropped: list[str] = []
+    for col in optional:
+        if sum(widths[i] + 3 for i in shown) + 1 <= out.width:
+            break
+        if col in columns:
+            shown.remove(columns.index(col))
+            dropped.append(names[columns.index(col)])
     table = Table(title=title, show_lines=False)
-    for col in columns:
-        table.add_column((headers or {}).get(col, col), overflow="fold")
-    for row in rows:
-        table.add_row(*(_escape(_cell(row.get(c))) for c in columns))
+    # a whole column holds its width, up to 60 % of the terminal (a longer one folds)
+    most = max(int(out.width * 0.6), 20)
+    for i in shown:
+        whole_column = columns[i] in whole
+        keep = whole_column and widths[i] <= most
+        table.add_column(
+            names[i],
+            overflow="fold",
+            no_wrap=keep,
+            min_width=widths[i] if keep else None,
+        )
+    for r in cells:
+        table.add_row(*(_escape(r[i]) for i in shown))
     out.print(table)
+    if dropped:  # wrapped at the terminal's width, like the table above it
+        left_out = ", ".join(dropped)
+        out.print(
+            _escape(f"Not shown at this width: {left_out} (--json or a wider terminal shows them).")
+        )
 
 
 def print_fields(data: Mapping[str, Any], *, title: str | None = None) -> None:
@@ -109,7 +172,7 @@ def _cell(value: Any) -> str:
     if value is None:
         return ""
     if isinstance(value, datetime):
-        return value.astimezone().strftime("%Y-%m-%d %H:%M:%S")
+        return show_time(value)
     if isinstance(value, (list, tuple)):
         return ", ".join(str(v) for v in value)
     if isinstance(value, dict):
@@ -121,7 +184,7 @@ def _cell(value: Any) -> str:
 
 def _csv_value(value: Any) -> Any:
     if isinstance(value, datetime):
-        return value.isoformat()
+        return iso_time(value)
     if isinstance(value, (list, tuple)):
         return ";".join(str(v) for v in value)
     if isinstance(value, dict):
@@ -131,7 +194,7 @@ def _csv_value(value: Any) -> Any:
 
 def _json_default(value: Any) -> Any:
     if isinstance(value, datetime):
-        return value.isoformat()
+        return iso_time(value)
     raise TypeError(f"not JSON serialisable: {type(value).__name__}")
 
 
@@ -151,11 +214,9 @@ class SendProgress:
         self._last_log = 0.0
         self._bar: Any = None
         self._task: Any = None
-        self._started = 0.0
 
     def __enter__(self) -> SendProgress:
 
-        self._started = time.monotonic()
         if is_terminal():
             from rich.progress import (  # on use: keeps start-up fast
                 BarColumn,
@@ -170,7 +231,7 @@ class SendProgress:
                 BarColumn(),
                 MofNCompleteColumn(),
                 TextColumn("failed {task.fields[failed]}"),
-                TextColumn("{task.fields[rate]:.0f} emails/s"),
+                TextColumn("{task.fields[rate]:.1f} emails/s"),
                 TimeRemainingColumn(),
                 console=out,
             )
@@ -178,19 +239,14 @@ class SendProgress:
             self._task = self._bar.add_task(self.label, total=self.total, failed=0, rate=0.0)
         return self
 
-    def update(self, sent: int, failed: int) -> None:
-        """Show the counts so far."""
+    def update(self, sent: int, failed: int, rate: float) -> None:
+        """Show the counts so far and the engine's emails/s (the figure the summary ends with)."""
 
-        elapsed = max(time.monotonic() - self._started, 1e-9)
         if self._bar is not None:
-            self._bar.update(
-                self._task, completed=sent + failed, failed=failed, rate=sent / elapsed
-            )
+            self._bar.update(self._task, completed=sent + failed, failed=failed, rate=rate)
         elif time.monotonic() - self._last_log >= self.log_every:
             self._last_log = time.monotonic()
-            log(
-                f"{self.label}: {sent} sent, {failed} failed of {self.total} ({sent / elapsed:.0f} emails/s)"
-            )
+            log(f"{self.label}: {sent} sent, {failed} failed of {self.total} ({rate:.1f} emails/s)")
 
     def __exit__(self, *exc: Any) -> None:
         if self._bar is not None:

@@ -19,6 +19,7 @@ import sqlalchemy as sa
 from sponsorcast.errors import NotFound
 from sponsorcast.store import Store
 from sponsorcast.store.models import DeliveryStatus
+from sponsorcast.store.tables import batch_t as b
 from sponsorcast.store.tables import campaign_t, delivery_t
 
 STATS_KEYS = (
@@ -63,8 +64,16 @@ def _counters_query(campaign_id: str) -> sa.Select[Any]:
         _count_if(d.c.opened_at.is_not(None), "opened"),
         _count_if(d.c.first_click_at.is_not(None), "clicked"),
         _count_if(d.c.unsubscribed_at.is_not(None), "unsubscribed"),
-        sa.func.max(d.c.sent_at).label("last_sent_at"),
     ).where(d.c.campaign_id == campaign_id)
+
+
+def _aware(value: datetime | str | None) -> datetime | None:
+    """A min()/max() of a stored time: SQLite gives it back as text or naive UTC."""
+    if isinstance(value, str):
+        value = datetime.fromisoformat(value)
+    if value is not None and value.tzinfo is None:
+        value = value.replace(tzinfo=UTC)
+    return value
 
 
 def _rate(part: int, whole: int) -> float:
@@ -88,19 +97,20 @@ def campaign_stats(store: Store, campaign_id: str) -> dict[str, Any]:
                 hint="'sponsorcast campaigns list' shows the campaigns in the store.",
             )
         counts = conn.execute(_counters_query(campaign_id)).mappings().one()
-    numbers = {k: int(v) for k, v in counts.items() if k != "last_sent_at"}
-    # SQLite gives max() of the stored column back as text or naive; read it through the type
-    last_sent: datetime | None = counts["last_sent_at"]
-    if isinstance(last_sent, str):
-        last_sent = datetime.fromisoformat(last_sent)
-    if last_sent is not None and last_sent.tzinfo is None:
-        last_sent = last_sent.replace(tzinfo=UTC)
+        first_claim, last_answer = conn.execute(
+            sa.select(sa.func.min(b.c.first_attempt_at), sa.func.max(b.c.finished_at)).where(
+                b.c.campaign_id == campaign_id
+            )
+        ).one()
+    numbers = {k: int(v) for k, v in counts.items()}
     started: datetime | None = campaign.started_at
+    # the sending time, first batch claimed to last batch answered: what `send` measures too
     per_second = None
-    if started is not None and last_sent is not None and numbers["sent"]:
-        elapsed = (last_sent - started).total_seconds()
+    begin, end = _aware(first_claim), _aware(last_answer)
+    if begin is not None and end is not None and numbers["sent"]:
+        elapsed = (end - begin).total_seconds()
         if elapsed > 0:
-            per_second = round(numbers["sent"] / elapsed, 2)
+            per_second = round(numbers["sent"] / elapsed, 1)
     result: dict[str, Any] = {
         "campaign": campaign.id,
         "status": campaign.status,

@@ -29,7 +29,16 @@ def list_(
     if json_:
         console.print_json(rows)
     else:
-        console.print_table(rows, LIST_COLUMNS, title="Campaigns")
+        console.print_table(
+            rows,
+            LIST_COLUMNS,
+            title="Campaigns",
+            headers={"total_recipients": "recipients"},
+            empty="No campaigns yet: 'sponsorcast send FILE' or 'sponsorcast schedule FILE' "
+            "makes one.",
+            whole=("id", "send_at"),
+            optional=("name", "sponsor", "failed"),
+        )
 
 
 @campaigns_app.command("show")
@@ -48,7 +57,7 @@ def show(
         return
     history = data.pop("history")
     console.print_fields(data, title=f"Campaign {campaign_id}")
-    console.print_table(history, ["at", "from", "status", "cause"], title="History")
+    console.print_table(history, ["at", "from", "status", "cause"], title="History", whole=("at",))
 
 
 @campaigns_app.command("pause")

@@ -59,6 +59,10 @@ def load(*, project: bool = True) -> Config:
             "SPONSORCAST_CONFIG names one; nothing was done.",
             hint="Run 'sponsorcast init' to make a project here, or cd into one.",
         )
+    if config.timezone:
+        from zoneinfo import ZoneInfo  # on use: keeps start-up fast
+
+        console.use_timezone(ZoneInfo(config.timezone))
     return config
 
 

@@ -270,7 +270,13 @@ def list_(
         console.print_csv(rows, LIST_COLUMNS, raw=raw)
     else:
         console.print_table(
-            rows, TABLE_COLUMNS, headers=TABLE_HEADERS, title=f"Leads of '{sponsor}'"
+            rows,
+            TABLE_COLUMNS,
+            headers=TABLE_HEADERS,
+            title=f"Leads of '{sponsor}'",
+            empty=f"No leads of sponsor '{sponsor}' in this audience ({selected.type}).",
+            whole=("email",),
+            optional=("title", "tags", "follow_up_status", "company", "intent_score"),
         )
 
 
@@ -291,7 +297,7 @@ def _json_default(value: Any) -> Any:
     from datetime import datetime
 
     if isinstance(value, datetime):
-        return value.isoformat()
+        return console.iso_time(value)
     raise TypeError(f"not JSON serialisable: {type(value).__name__}")
 
 

@@ -107,7 +107,11 @@ def send(
             return
     with console.SendProgress(plan.recipients - plan.suppressed, plan.campaign.id) as bar:
         report = send_campaign(
-            store, config, plan, limit=limit, progress=lambda p: bar.update(p.sent, p.failed)
+            store,
+            config,
+            plan,
+            limit=limit,
+            progress=lambda p: bar.update(p.sent, p.failed, p.emails_per_second),
         )
     _summary(report)
     if limit is not None and report.status == "sending" and report.stopped_reason is None:
@@ -201,7 +205,22 @@ def deliveries(
         elif csv_:
             console.print_csv(rows, DELIVERY_FIELDS, raw=raw)
         else:
-            console.print_table(rows, TABLE_COLUMNS, title=f"Deliveries of {campaign_id}")
+            which = f" with status '{status}'" if status else ""
+            console.print_table(
+                rows,
+                TABLE_COLUMNS,
+                title=f"Deliveries of {campaign_id}",
+                empty=f"Campaign '{campaign_id}' has no deliveries{which}.",
+                whole=("recipient", "sent_at", "opened_at", "first_click_at"),
+                optional=(
+                    "first_click_at",
+                    "click_count",
+                    "opened_at",
+                    "open_count",
+                    "attempts",
+                    "sent_at",
+                ),
+            )
 
 
 def register(app: typer.Typer) -> None:

@@ -69,7 +69,15 @@ def list_(
     if json_:
         console.print_json(rows)
     else:
-        console.print_table(rows, COLUMNS, title="Sponsors")
+        console.print_table(
+            rows,
+            COLUMNS,
+            title="Sponsors",
+            headers={"messaging_enabled": "enabled"},
+            empty="No sponsors: add one with 'sponsorcast sponsors add ID --from ADDRESS'.",
+            whole=("id", "from"),
+            optional=("reply_to", "postal_address"),
+        )
 
 
 @sponsors_app.command("show")

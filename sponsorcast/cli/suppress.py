@@ -82,7 +82,15 @@ def list_(
     elif csv_:
         console.print_csv(rows, COLUMNS, raw=raw)
     else:
-        console.print_table(rows, COLUMNS, title=f"Suppressed addresses ({len(rows)})")
+        whose = f" for sponsor '{sponsor}'" if sponsor else ""
+        console.print_table(
+            rows,
+            COLUMNS,
+            title=f"Suppressed addresses ({len(rows)})",
+            empty=f"No suppressed addresses{whose}.",
+            whole=("email", "created_at"),
+            optional=("created_at",),
+        )
 
 
 def register(app: typer.Typer) -> None:

@@ -371,16 +371,15 @@ def _run(
     log: Log,
 ) -> CampaignOutcome | None:
 
-    started = last = time.monotonic()
+    last = time.monotonic()
 
     def progress(p: Progress) -> None:
         nonlocal last
         if time.monotonic() - last >= PROGRESS_EVERY:
             last = time.monotonic()
-            rate = p.sent / max(last - started, 1e-9)
             log(
                 f"Campaign '{campaign_id}': {p.sent} sent, {p.failed} failed so far in this run "
-                f"({rate:.0f} emails/s)."
+                f"({p.emails_per_second:.1f} emails/s)."
             )
 
     try:
@@ -406,7 +405,7 @@ def _run(
         return None
     line = (
         f"Campaign '{campaign_id}': {result.sent_now} sent, {result.failed_now} failed in this run "
-        f"({result.emails_per_second:.0f} emails/s); status {result.status}"
+        f"({result.emails_per_second:.1f} emails/s); status {result.status}"
     )
     if not result.sends_for_real:
         line += " (outbox transport: nothing was sent)"

@@ -54,11 +54,14 @@ def schedule_campaign(
     campaign = plan.campaign
     _check_schedulable(store, campaign.id)
     if at is not None:
-        send_at = parse_send_time(at, config, what="--at time")
+        send_at = parse_send_time(at, config, what="--at time", now=now)
+    elif campaign.send_at_text is not None:
+        send_at = parse_send_time(campaign.send_at_text, config, what="send_at", now=now)
     elif campaign.send_at is None:
         raise BadInput(
             f"{path} has no send_at and no --at was given; there is no time to schedule it for.",
-            hint="Add 'send_at: 2026-12-01T09:00:00+01:00' to the front matter, or pass --at TIME.",
+            hint="Add 'send_at: tomorrow 09:00' (or 2026-12-01T09:00:00+01:00) to the front "
+            "matter, or pass --at TIME.",
         )
     elif campaign.send_at.tzinfo is None:
         send_at = localize(campaign.send_at, config, what="send_at")

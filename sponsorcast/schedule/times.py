@@ -6,6 +6,7 @@ import re
 from datetime import UTC, datetime, timedelta, tzinfo
 from zoneinfo import ZoneInfo
 
+from sponsorcast.campaign import RELATIVE_TIME
 from sponsorcast.config import Config
 from sponsorcast.errors import (
     BadInput,
@@ -73,12 +74,19 @@ def _offset_text(d: datetime) -> str:
     return f"{sign}{abs(minutes) // 60:02d}:{abs(minutes) % 60:02d}"
 
 
-def parse_send_time(text: str, config: Config, *, what: str = "time") -> datetime:
-    """ISO-8601 date and time, with an offset or as local time in the configured zone → aware UTC."""
+def parse_send_time(
+    text: str, config: Config, *, what: str = "time", now: datetime | None = None
+) -> datetime:
+    """A send time → aware UTC: ISO-8601 with an offset, a local time in the configured zone
+    (``2026-12-01 09:00``), or relative to ``now``: ``now``, ``in 2h``, ``+90m``,
+    ``today 17:00``, ``tomorrow 09:00`` (days in the configured zone)."""
     raw = text.strip()
     hint = (
-        "Write a date and time, e.g. 2026-12-01T09:00:00+01:00, or 2026-12-01 09:00 for local time."
+        "Write a date and time, e.g. 2026-12-01T09:00:00+01:00, or 2026-12-01 09:00 for local "
+        "time, or 'tomorrow 09:00', 'today 17:30', 'in 2h'."
     )
+    if RELATIVE_TIME.match(raw):
+        return _relative(raw.lower(), config, now or datetime.now(UTC), what=what)
     if not _TIME_TEXT.match(raw):
         raise BadInput(f"The {what} {text!r} is not a date and time.", hint=hint)
     try:
@@ -88,6 +96,26 @@ def parse_send_time(text: str, config: Config, *, what: str = "time") -> datetim
     if value.tzinfo is None:
         return localize(value, config, what=what)
     return value.astimezone(UTC)
+
+
+_WORD_UNITS = {"sec": "s", "min": "m", "hou": "h", "day": "d", "wee": "w"}
+
+
+def _relative(raw: str, config: Config, now: datetime, *, what: str) -> datetime:
+    if raw == "now":
+        return now.astimezone(UTC)
+    day = re.match(r"(today|tomorrow)\s+(?:at\s+)?(\d{1,2}):(\d{2})$", raw)
+    if day is None:
+        amounts = re.findall(r"(\d+)\s*([a-z]+)", raw)
+        seconds = sum(int(n) * _UNITS[_WORD_UNITS.get(unit[:3], unit[0])] for n, unit in amounts)
+        return (now + timedelta(seconds=seconds)).astimezone(UTC)
+    hour, minute = int(day.group(2)), int(day.group(3))
+    if hour > 23 or minute > 59:
+        raise BadInput(f"The {what} {raw!r} is not a time of day (00:00 to 23:59).")
+    zone = _zone(config)
+    today = (now.astimezone(zone) if zone is not None else now.astimezone()).date()
+    date = today + timedelta(days=1 if day.group(1) == "tomorrow" else 0)
+    return localize(datetime(date.year, date.month, date.day, hour, minute), config, what=what)
 
 
 def parse_duration(text: str) -> timedelta:

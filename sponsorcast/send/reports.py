@@ -4,14 +4,10 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
 
 from sponsorcast.store.models import (
     CampaignStatus,
 )
-
-if TYPE_CHECKING:
-    pass
 
 
 @dataclass
@@ -22,6 +18,12 @@ class Progress:
     sent: int = 0
     failed: int = 0
     batches: int = 0
+    seconds: float = 0.0  # from the first batch claimed to the last one recorded, in this run
+
+    @property
+    def emails_per_second(self) -> float:
+        """Emails accepted per second so far: the figure the summary ends with."""
+        return self.sent / self.seconds if self.seconds > 0 else 0.0
 
 
 @dataclass
@@ -38,14 +40,16 @@ class RunReport:
     counts: dict[str, int] = field(default_factory=dict)
     unknown_batches: int = 0  # batches without an answer, left to re-send in a later run
     unknown_now: int = 0  # deliveries given up in this run (outcome unknown; marked failed)
-    elapsed: float = 0.0
+    elapsed: float = 0.0  # the whole run, set-up and last claim included
+    sending_seconds: float = 0.0  # from the first batch claimed to the last one recorded
     already_finished: bool = False
     stopped_reason: str | None = None
 
     @property
     def emails_per_second(self) -> float:
-        """Emails accepted per second of this run."""
-        return self.sent_now / self.elapsed if self.elapsed > 0 else 0.0
+        """Emails accepted per second of sending in this run (first claim to last answer): the
+        same interval ``stats`` measures over the batches, so the two figures agree."""
+        return self.sent_now / self.sending_seconds if self.sending_seconds > 0 else 0.0
 
     @property
     def ok(self) -> bool:

@@ -70,6 +70,7 @@ async def run_batches(
     )
     prog = Progress(total=total)
     started = time.monotonic()
+    first_claim: list[float] = []  # when the first batch was claimed: sending starts there
     stop: list[BaseException] = []
     requeued: dict[int, int] = {}
     concurrency = config.resend.concurrency if transport.sends_for_real else 1
@@ -79,6 +80,7 @@ async def run_batches(
             if deadline is not None and time.monotonic() >= deadline:
                 report.stopped_reason = report.stopped_reason or "time limit reached"
                 return
+            asked = time.monotonic()
             claim = await asyncio.to_thread(claimer.claim)
             if claim is ClaimAgain.NEXT:
                 continue
@@ -87,6 +89,8 @@ async def run_batches(
             if isinstance(claim, Stopped):
                 report.stopped_reason = claim.reason
                 return
+            if not first_claim:
+                first_claim.append(asked)
             if stop:  # another worker hit quota or auth while this one was claiming
                 await asyncio.to_thread(claimer.release, claim, "stopped before sending")
                 return
@@ -114,6 +118,7 @@ async def run_batches(
                 # cancelled (Ctrl-C) or a bug: the request may have gone out; re-send later
                 await asyncio.shield(asyncio.to_thread(claimer.release, claim, "interrupted"))
                 raise
+            answered = time.monotonic()  # the moment the ledger stamps as the batch's end
             sent, failed = await asyncio.to_thread(
                 claimer.record, claim, outcome.accepted, outcome.rejected
             )
@@ -122,6 +127,7 @@ async def run_batches(
             prog.sent += sent
             prog.failed += failed
             prog.batches += 1
+            prog.seconds = report.sending_seconds = answered - first_claim[0]
             if progress is not None:
                 progress(prog)
 

@@ -128,7 +128,7 @@ def test_fires_at_the_right_instant_in_another_timezone(project: Project, store:
     text = unstamped(on_time.stderr)
     assert re.fullmatch(
         r"Campaign 'spring': starting, 3 recipient\(s\)\.\n"
-        r"Campaign 'spring': 3 sent, 0 failed in this run \(\d+ emails/s\); status sent "
+        r"Campaign 'spring': 3 sent, 0 failed in this run \(\d+\.\d emails/s\); status sent "
         r"\(outbox transport: nothing was sent\)\.\n",
         text,
     ), text
@@ -375,7 +375,8 @@ def test_long_runs_log_progress(
     assert lines[0] == "Campaign 'spring': starting, 250 recipient(s)."
     assert len(lines) == 5 and all(" so far in this run (" in line for line in lines[1:4])
     assert re.match(
-        r"Campaign 'spring': 250 sent, 0 failed so far in this run \(\d+ emails/s\)\.$", lines[3]
+        r"Campaign 'spring': 250 sent, 0 failed so far in this run \(\d+\.\d emails/s\)\.$",
+        lines[3],
     )
     assert lines[4].startswith("Campaign 'spring': 250 sent, 0 failed in this run (")
 

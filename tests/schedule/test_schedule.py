@@ -220,7 +220,8 @@ def test_schedule_at_local_time_in_configured_zone(
             ("--at", "next week"),
             (
                 "Error: The --at time 'next week' is not a date and time.\nHint: Write a date and time, e.g. "
-                "2026-12-01T09:00:00+01:00, or 2026-12-01 09:00 for local time.\n"
+                "2026-12-01T09:00:00+01:00, or 2026-12-01 09:00 for local time, or 'tomorrow 09:00', "
+                "'today 17:30', 'in 2h'.\n"
             ),
         ),
     ],

@@ -21,6 +21,7 @@ from sponsorcast.errors import (
     TemplateError,
 )
 from sponsorcast.send import plan_send, send_campaign
+from sponsorcast.stats import campaign_stats
 from sponsorcast.store import Store
 from sponsorcast.store.models import Delivery, Suppression, utcnow
 from sponsorcast.store.tables import batch_t, delivery_t
@@ -614,3 +615,23 @@ def test_a_batch_answered_twice_is_counted_once(
     assert claimer.record(claim, answer, {}) == (3, 0)
     assert claimer.record(claim, answer, {}) == (0, 0)
     assert _statuses(store) == {"sent": 3}
+
+
+def test_the_summary_the_progress_and_stats_give_one_emails_per_second(
+    project: Project, store: Store, spring: Path
+) -> None:
+    add_leads(store, 250)  # three batches, each answered after 0.1 s
+    seen: list[float] = []
+    report = _send(
+        project,
+        store,
+        spring,
+        MemoryTransport(latency=0.1),
+        progress=lambda p: seen.append(p.emails_per_second),
+    )
+    assert report.sent_now == 250 and len(seen) == 3
+    assert seen[-1] == report.emails_per_second  # the last progress figure is the summary's
+    stats = campaign_stats(store, "spring")["emails_per_second"]
+    # the same interval, first claim to last answer, read from the batches' stored times
+    assert stats == pytest.approx(report.emails_per_second, rel=0.05)
+    assert 250 / 0.1 > report.emails_per_second > 250 / 1.5  # at least one 0.1 s answer

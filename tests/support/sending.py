@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -64,11 +65,14 @@ class MemoryTransport:
     fail_next: list[Exception] = field(default_factory=list)
     reject: set[str] = field(default_factory=set)  # addresses refused per email
     keys: list[str] = field(default_factory=list)
+    latency: float = 0.0  # seconds each request takes
 
     async def send_batch(
         self, emails: Sequence[OutgoingEmail], idempotency_key: str
     ) -> BatchOutcome:
         self.keys.append(idempotency_key)
+        if self.latency:
+            await asyncio.sleep(self.latency)
         if self.fail_next:
             raise self.fail_next.pop(0)
         body = json.dumps([e.to_resend() for e in emails], sort_keys=True)

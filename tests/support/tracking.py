@@ -15,6 +15,7 @@ from sponsorcast.config import Config, Secrets, TrackingConfig
 from sponsorcast.errors import NotFound
 from sponsorcast.store import Store
 from sponsorcast.store.tables import (
+    batch_t,
     campaign_t,
     delivery_t,
     event_t,
@@ -132,6 +133,19 @@ def seed(
                         sent_at=T0 + timedelta(seconds=i) if sent else None,
                     )
                 ).inserted_primary_key[0]  # type: ignore[index]  # a Row after an INSERT
+            )
+        if started_at is not None and emails:
+            # one batch, claimed at the start and answered a second after the last sent_at
+            conn.execute(
+                batch_t.insert().values(
+                    campaign_id=campaign,
+                    number=0,
+                    status="done",
+                    idempotency_key=f"sc-{campaign}-0",
+                    attempts=1,
+                    first_attempt_at=started_at,
+                    finished_at=started_at + timedelta(seconds=len(emails)),
+                )
             )
     return ids
 
