@@ -7,6 +7,7 @@ kept (``key_lines``, ``body_line``) so that template errors found later point in
 
 from __future__ import annotations
 
+import difflib
 import hashlib
 import re
 from dataclasses import dataclass, field
@@ -77,14 +78,36 @@ def campaign_files(path: Path) -> list[Path]:
             raise BadInput(f"{path} holds no campaign files (*.md, *.yaml, *.yml).")
         return files
     if not path.exists():
-        raise CampaignFileError("no such file.", path=path)
+        raise missing_file(path)
     if path.suffix.lower() not in CAMPAIGN_SUFFIXES:
         raise CampaignFileError("a campaign file must end in .md, .yaml or .yml.", path=path)
     return [path]
 
 
+def missing_file(path: Path) -> CampaignFileError:
+    """ "No such file", with the file the person probably meant: a campaign id given where a
+    file is expected (``welcome`` → ``campaigns/welcome.md``), or a near miss of a name."""
+    folder = path.parent if str(path.parent) not in ("", ".") else Path(".")
+    candidates = [
+        p for d in dict.fromkeys([folder, folder / "campaigns"]) if d.is_dir() for p in d.iterdir()
+    ]
+    files = {str(p): p for p in candidates if p.suffix.lower() in CAMPAIGN_SUFFIXES and p.is_file()}
+    same_stem = [name for name, p in files.items() if p.stem == path.stem]
+    if not path.suffix and same_stem:
+        return CampaignFileError(
+            "no such file.",
+            path=path,
+            hint=f"This command takes a campaign file, not a campaign id: did you mean {same_stem[0]}?",
+        )
+    close = difflib.get_close_matches(str(path), list(files), n=1, cutoff=0.75)
+    hint = f"Did you mean {close[0]}?" if close else None
+    return CampaignFileError("no such file.", path=path, hint=hint)
+
+
 def load_campaign(path: Path) -> CampaignFile:
     """Read and validate one campaign file."""
+    if not path.exists():
+        raise missing_file(path)
     try:
         raw = path.read_bytes()
     except OSError as exc:

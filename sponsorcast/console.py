@@ -251,3 +251,31 @@ class SendProgress:
     def __exit__(self, *exc: Any) -> None:
         if self._bar is not None:
             self._bar.__exit__(*exc)
+
+
+class CountProgress:
+    """A transient "N recipients rendered" line on a terminal, once a count passes ``shown_from``;
+    nothing at all in a pipe, in CI or for a small count."""
+
+    def __init__(self, label: str, *, shown_from: int = 2000) -> None:
+        self.label = label
+        self.shown_from = shown_from
+        self._status: Any = None
+
+    def update(self, n: int) -> None:
+        """About ``n`` done so far."""
+        if n < self.shown_from or not is_terminal():
+            return
+        text = f"{self.label}: {n:,} recipients rendered…"
+        if self._status is None:
+            self._status = err.status(_escape(text))
+            self._status.__enter__()
+        else:
+            self._status.update(_escape(text))
+
+    def __enter__(self) -> CountProgress:
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        if self._status is not None:
+            self._status.__exit__(*exc)

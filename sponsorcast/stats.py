@@ -16,8 +16,8 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from sponsorcast.errors import NotFound
 from sponsorcast.store import Store
+from sponsorcast.store.lifecycle import unknown_campaign
 from sponsorcast.store.models import DeliveryStatus
 from sponsorcast.store.tables import batch_t as b
 from sponsorcast.store.tables import campaign_t, delivery_t
@@ -92,10 +92,7 @@ def campaign_stats(store: Store, campaign_id: str) -> dict[str, Any]:
             ).where(campaign_t.c.id == campaign_id)
         ).first()
         if campaign is None:
-            raise NotFound(
-                f"Unknown campaign '{campaign_id}'.",
-                hint="'sponsorcast campaigns list' shows the campaigns in the store.",
-            )
+            raise unknown_campaign(conn, campaign_id)
         counts = conn.execute(_counters_query(campaign_id)).mappings().one()
         first_claim, last_answer = conn.execute(
             sa.select(sa.func.min(b.c.first_attempt_at), sa.func.max(b.c.finished_at)).where(

@@ -116,7 +116,7 @@ def test_control_character_from_lead_data_in_the_subject_is_refused(
     assert r.exit_code == 2
     assert (
         "spring.md:2: the subject cannot go into an email header: it contains U+001B (ESCAPE), "
-        "which could end the header line for 1 recipient(s); nothing was sent"
+        "which could end the header line for 1 recipient; nothing was sent"
     ) in " ".join(r.stderr.split())
     _nothing_snapshotted(project, store)
 

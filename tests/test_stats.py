@@ -133,5 +133,13 @@ def test_stats_json_through_the_cli(project: Any, store: Store) -> None:
         "emails_per_second": 1.0,  # 4 sent from T0 to the batch's answer at T0 + 4 s
     }
     missing = project.run("stats", "nope", "--json")
-    assert (missing.exit_code, missing.stdout) == (2, "")
-    assert missing.stderr.startswith("Error: Unknown campaign 'nope'.")
+    assert missing.exit_code == 2
+    assert json.loads(missing.stdout) == {
+        "error": {
+            "message": "Unknown campaign 'nope'.",
+            "hint": "'sponsorcast campaigns list' shows the campaigns in the store.",
+            "exit_code": 2,
+            "type": "NotFound",
+        }
+    }
+    assert missing.stderr.startswith("Error: Unknown campaign 'nope'.\n")

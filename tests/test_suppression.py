@@ -24,17 +24,17 @@ def test_add_list_remove_through_the_cli(project: Any, store: Store) -> None:
     r = project.run("suppress", "add", " Ann@Example.org ", "bob@example.org")
     assert (r.exit_code, r.stdout) == (
         0,
-        "Suppressed 2 address(es) for all sponsors; 0 already were.\n",
+        "Suppressed 2 addresses for all sponsors; 0 already were.\n",
     )
     r = project.run(
         "suppress", "add", "ann@example.org", "--sponsor", "acme", "--reason", "unsubscribed"
     )
     assert (r.exit_code, r.stdout) == (
         0,
-        "Suppressed 1 address(es) for sponsor 'acme'; 0 already were.\n",
+        "Suppressed 1 address for sponsor 'acme'; 0 already were.\n",
     )
     r = project.run("suppress", "add", "bob@example.org")
-    assert r.stdout == "Suppressed 0 address(es) for all sponsors; 1 already were.\n"
+    assert r.stdout == "Suppressed 0 addresses for all sponsors; 1 already were.\n"
     assert entries(store) == [
         ("ann@example.org", "*", "manual"),
         ("bob@example.org", "*", "manual"),
@@ -59,9 +59,9 @@ def test_add_list_remove_through_the_cli(project: Any, store: Store) -> None:
     assert "Suppressed addresses (3)" in table and "unsubscribed" in table
 
     r = project.run("suppress", "remove", "ann@example.org", "--sponsor", "acme")
-    assert (r.exit_code, r.stdout) == (0, "Removed 1 address(es) from the suppression list.\n")
+    assert (r.exit_code, r.stdout) == (0, "Removed 1 address from the suppression list.\n")
     r = project.run("suppress", "remove", "bob@example.org", "carol@example.org")
-    assert r.stdout == "Removed 1 address(es) from the suppression list.\n"
+    assert r.stdout == "Removed 1 address from the suppression list.\n"
     assert "Not on the list: carol@example.org." in r.stderr
     assert entries(store) == [("ann@example.org", "*", "manual")]
 

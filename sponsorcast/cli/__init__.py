@@ -25,12 +25,15 @@ from sponsorcast.cli import (
     tracking,
 )
 from sponsorcast.cli.invocation import OPTIONS
+from sponsorcast.cli.words import use_words
+
+use_words()
 
 app = typer.Typer(
     name="sponsorcast",
     help="Personalised email campaigns to event leads, through Resend, with a local ledger.",
     no_args_is_help=True,
-    add_completion=False,
+    add_completion=True,
     pretty_exceptions_enable=False,
     rich_markup_mode=None,
     context_settings={"help_option_names": ["-h", "--help"]},
@@ -48,12 +51,16 @@ def _global(
     config: Annotated[
         Optional[Path],
         typer.Option(
-            "--config", help="Config file (default: ./sponsorcast.toml or SPONSORCAST_CONFIG)."
+            "--config",
+            metavar="FILE",
+            help="Config file (default: ./sponsorcast.toml or SPONSORCAST_CONFIG).",
         ),
     ] = None,
     db_url: Annotated[
         Optional[str],
-        typer.Option("--db", help="Store URL, overriding SPONSORCAST_DB and the config file."),
+        typer.Option(
+            "--db", metavar="URL", help="Store URL, overriding SPONSORCAST_DB and the config file."
+        ),
     ] = None,
     version: Annotated[
         bool, typer.Option("--version", callback=_version, is_eager=True, help="Show the version.")

@@ -44,7 +44,7 @@ def list_(
 @campaigns_app.command("show")
 @handle_errors
 def show(
-    campaign_id: Annotated[str, typer.Argument(metavar="ID")],
+    campaign_id: Annotated[str, typer.Argument(metavar="CAMPAIGN_ID")],
     json_: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
 ) -> None:
     """A campaign, its delivery counts and its history."""
@@ -62,7 +62,7 @@ def show(
 
 @campaigns_app.command("pause")
 @handle_errors
-def pause(campaign_id: Annotated[str, typer.Argument(metavar="ID")]) -> None:
+def pause(campaign_id: Annotated[str, typer.Argument(metavar="CAMPAIGN_ID")]) -> None:
     """Pause: a running sender stops claiming at its next batch."""
     from sponsorcast.store.lifecycle import pause_campaign
 
@@ -75,7 +75,7 @@ def pause(campaign_id: Annotated[str, typer.Argument(metavar="ID")]) -> None:
 
 @campaigns_app.command("resume")
 @handle_errors
-def resume(campaign_id: Annotated[str, typer.Argument(metavar="ID")]) -> None:
+def resume(campaign_id: Annotated[str, typer.Argument(metavar="CAMPAIGN_ID")]) -> None:
     """Resume a paused campaign (the next send or run-due continues it)."""
     from sponsorcast.store.lifecycle import resume_campaign
 
@@ -86,7 +86,7 @@ def resume(campaign_id: Annotated[str, typer.Argument(metavar="ID")]) -> None:
 
 @campaigns_app.command("cancel")
 @handle_errors
-def cancel(campaign_id: Annotated[str, typer.Argument(metavar="ID")]) -> None:
+def cancel(campaign_id: Annotated[str, typer.Argument(metavar="CAMPAIGN_ID")]) -> None:
     """Cancel: pending deliveries become cancelled and are never sent."""
     from sponsorcast.store.lifecycle import cancel_campaign
 
@@ -97,7 +97,7 @@ def cancel(campaign_id: Annotated[str, typer.Argument(metavar="ID")]) -> None:
 
 @campaigns_app.command("delete")
 @handle_errors
-def delete(campaign_id: Annotated[str, typer.Argument(metavar="ID")]) -> None:
+def delete(campaign_id: Annotated[str, typer.Argument(metavar="CAMPAIGN_ID")]) -> None:
     """Delete a campaign that sent nothing."""
     from sponsorcast.store.lifecycle import delete_campaign
 

@@ -8,6 +8,7 @@ import typer
 
 from sponsorcast import console
 from sponsorcast.cli.invocation import handle_errors, load
+from sponsorcast.wording import count
 
 db_app = typer.Typer(help="The store's schema migrations.", no_args_is_help=True)
 
@@ -40,7 +41,7 @@ def upgrade() -> None:
     store = open_store(load().store_url, migrate=False)
     applied = store.upgrade()
     if applied:
-        console.say(f"Applied {len(applied)} migration(s): {', '.join(applied)}.")
+        console.say(f"Applied {count(len(applied), 'migration')}: {', '.join(applied)}.")
     else:
         console.say("The store is up to date; nothing to apply.")
 

@@ -95,17 +95,24 @@ def handle_errors(fn: Callable[P, R]) -> Callable[P, R]:
             error = exc
         if debug_requested():
             traceback.print_exception(error)
+        code = int(exit_code_for(error))
         if isinstance(error, SponsorcastError):
-            if error.message:  # a Reported error has shown its output already
-                console.error(error.message, error.hint)
+            if not error.message:  # a Reported error has shown its output already
+                raise typer.Exit(code)
+            message, hint = error.message, error.hint
         else:
             # database errors can carry whole statements and their parameters: one line only
             first = (str(error).strip().splitlines() or [""])[0][:300]
-            console.error(
-                f"Unexpected error: {type(error).__name__}: {first}",
-                f"Run again with {DEBUG_ENV}=1 for the traceback, and report it.",
+            message = f"Unexpected error: {type(error).__name__}: {first}"
+            hint = f"Run again with {DEBUG_ENV}=1 for the traceback, and report it."
+        console.error(message, hint)
+        if kwargs.get("json_") is True or kwargs.get("format_") == "json":
+            # a program reading stdout gets the failure in the shape it asked for
+            kind = type(error).__name__
+            console.print_json(
+                {"error": {"message": message, "hint": hint, "exit_code": code, "type": kind}}
             )
-        raise typer.Exit(int(exit_code_for(error)))
+        raise typer.Exit(code)
 
     return wrapper
 

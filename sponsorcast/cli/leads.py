@@ -34,7 +34,9 @@ TABLE_HEADERS = {"intent_level": "intent", "intent_score": "score", "follow_up_s
 REJECTS_SHOWN = 20
 PROGRESS_EVERY = 100_000  # rows between plain log lines when not on a terminal
 
-SponsorOpt = Annotated[str, typer.Option("--sponsor", "-s", metavar="ID", help="Sponsor id.")]
+SponsorOpt = Annotated[
+    str, typer.Option("--sponsor", "-s", metavar="SPONSOR_ID", help="Sponsor id.")
+]
 AudienceOpt = Annotated[
     Optional[str],
     typer.Option(

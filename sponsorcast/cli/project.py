@@ -15,7 +15,7 @@ from sponsorcast.errors import ExitCode, Reported
 @handle_errors
 def init(
     directory: Annotated[
-        Path, typer.Argument(metavar="[DIR]", help="Where to write (default: here).")
+        Path, typer.Argument(metavar="DIR", help="Where to write (default: here).")
     ] = Path("."),
 ) -> None:
     """Write sponsorcast.toml, campaigns/welcome.md and a sample leads.csv; create the store."""

@@ -29,7 +29,7 @@ def render(
     campaigns: Annotated[
         list[Path],
         typer.Argument(
-            metavar="CAMPAIGN",
+            metavar="CAMPAIGN_FILE",
             show_default=False,
             help="Campaign files (.md, .yaml) or directories of them.",
         ),
@@ -57,7 +57,9 @@ def render(
     format_: Annotated[
         Format,
         typer.Option(
-            "--format", help="text, json, or github (::error annotations for GitHub Actions)."
+            "--format",
+            metavar="text|json|github",
+            help="text, json, or github (::error annotations for GitHub Actions).",
         ),
     ] = Format.text,
     html: Annotated[
@@ -81,7 +83,11 @@ def render(
     source = RecipientSource(load(project=leads is None), leads_csv=leads)
     try:
         if check:
-            results = [check_campaign_file(f, source) for f in files]
+            results = []
+            for f in files:
+                with console.CountProgress(f"Checking {f}") as progress:
+                    source.progress = progress.update
+                    results.append(check_campaign_file(f, source))
             _print_check(results, format_)
             if any(r.invalid for r in results):
                 raise Reported(ExitCode.BAD_INPUT)

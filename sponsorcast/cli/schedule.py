@@ -10,6 +10,7 @@ import typer
 
 from sponsorcast import console
 from sponsorcast.cli.invocation import handle_errors, load, open_store
+from sponsorcast.wording import count
 
 if TYPE_CHECKING:
     from datetime import datetime
@@ -30,7 +31,7 @@ def _now(config: Config) -> datetime | None:
 @handle_errors
 def schedule(
     campaign: Annotated[
-        Path, typer.Argument(metavar="CAMPAIGN", help="Campaign file (.md or .yaml).")
+        Path, typer.Argument(metavar="CAMPAIGN_FILE", help="Campaign file (.md or .yaml).")
     ],
     at: Annotated[
         str | None,
@@ -51,13 +52,13 @@ def schedule(
     again = "Rescheduled" if done.previous_status == "scheduled" else "Scheduled"
     console.say(
         f"{again} '{done.campaign_id}' for {show_time(done.send_at, config)} ({zone_name(config)}) "
-        f"to {done.recipients} recipient(s); every recipient rendered. 'sponsorcast run-due' "
+        f"to {count(done.recipients, 'recipient')}; every recipient rendered. 'sponsorcast run-due' "
         "sends it once that time has come."
     )
 
 
 @handle_errors
-def unschedule(campaign_id: Annotated[str, typer.Argument(metavar="ID")]) -> None:
+def unschedule(campaign_id: Annotated[str, typer.Argument(metavar="CAMPAIGN_ID")]) -> None:
     """Take a scheduled (or missed) campaign back to draft; run-due will not send it."""
     from sponsorcast.schedule import unschedule_campaign
 

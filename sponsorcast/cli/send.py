@@ -11,6 +11,7 @@ import typer
 from sponsorcast import console
 from sponsorcast.cli.invocation import handle_errors, load, open_store
 from sponsorcast.errors import BadInput, ExitCode, Reported
+from sponsorcast.wording import count
 
 if TYPE_CHECKING:
     from sponsorcast.send import RunReport
@@ -31,14 +32,15 @@ TABLE_COLUMNS = [
 @handle_errors
 def send(
     campaign: Annotated[
-        Path, typer.Argument(metavar="CAMPAIGN", help="Campaign file (.md or .yaml).")
+        Path, typer.Argument(metavar="CAMPAIGN_FILE", help="Campaign file (.md or .yaml).")
     ],
     dry_run: Annotated[
         bool, typer.Option("--dry-run", help="Render and count; send nothing, write nothing.")
     ] = False,
     yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask for confirmation.")] = False,
     limit: Annotated[
-        Optional[int], typer.Option("--limit", min=1, help="Send at most N emails in this run.")
+        Optional[int],
+        typer.Option("--limit", min=1, metavar="N", help="Send at most N emails in this run."),
     ] = None,
     test: Annotated[
         Optional[list[str]],
@@ -71,9 +73,9 @@ def send(
         result = send_test(store, config, plan, test, as_email=as_)
         where = "written to the outbox" if config.transport == "outbox" else "sent"
         lead = f", rendered for {result.rendered_for}" if result.rendered_for else ""
-        count = "1 address" if result.sent == 1 else f"{result.sent} addresses"
         console.say(
-            f"Test email {where} to {count} ({', '.join(test)}){lead}. Nothing was recorded."
+            f"Test email {where} to {count(result.sent, 'address')} ({', '.join(test)}){lead}. "
+            "Nothing was recorded."
         )
         if result.note:
             console.warn(result.note)
@@ -101,7 +103,8 @@ def send(
             )
         to_send = plan.recipients - plan.suppressed
         if not typer.confirm(
-            f"Send '{plan.campaign.id}' to {to_send} recipient(s){transport_note}?", default=False
+            f"Send '{plan.campaign.id}' to {count(to_send, 'recipient')}{transport_note}?",
+            default=False,
         ):
             console.say("Nothing was sent.")
             return
@@ -151,12 +154,12 @@ def _summary(report: RunReport) -> None:
             else ""
         )
         console.warn(
-            f"{report.failed_now} delivery(ies) failed in this run{unknown}; "
+            f"{count(report.failed_now, 'delivery')} failed in this run{unknown}; "
             f"'sponsorcast deliveries {report.campaign_id} --status failed' lists them."
         )
     if report.unknown_batches:
         console.warn(
-            f"{report.unknown_batches} batch(es) got no answer from the provider; "
+            f"{count(report.unknown_batches, 'batch')} got no answer from the provider; "
             "run the same command again to re-send them under their idempotency keys."
         )
     if report.stopped_reason:
@@ -165,7 +168,7 @@ def _summary(report: RunReport) -> None:
 
 @handle_errors
 def stats(
-    campaign_id: Annotated[str, typer.Argument(metavar="ID")],
+    campaign_id: Annotated[str, typer.Argument(metavar="CAMPAIGN_ID")],
     json_: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
 ) -> None:
     """A campaign's numbers: sent, delivered, opened, clicked, rates."""
@@ -180,9 +183,10 @@ def stats(
 
 @handle_errors
 def deliveries(
-    campaign_id: Annotated[str, typer.Argument(metavar="ID")],
+    campaign_id: Annotated[str, typer.Argument(metavar="CAMPAIGN_ID")],
     status: Annotated[
-        Optional[str], typer.Option("--status", help="Only deliveries in this status.")
+        Optional[str],
+        typer.Option("--status", metavar="STATUS", help="Only deliveries in this status."),
     ] = None,
     json_: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
     csv_: Annotated[bool, typer.Option("--csv", help="CSV output.")] = False,

@@ -20,16 +20,21 @@ COLUMNS = ["id", "name", "from", "reply_to", "postal_address", "messaging_enable
 @sponsors_app.command("add")
 @handle_errors
 def add(
-    sponsor_id: Annotated[str, typer.Argument(metavar="ID", help="Slug, e.g. acme.")],
+    sponsor_id: Annotated[str, typer.Argument(metavar="SPONSOR_ID", help="Slug, e.g. acme.")],
     name: Annotated[
-        Optional[str], typer.Option("--name", help="Display name (needed for a new sponsor).")
+        Optional[str],
+        typer.Option("--name", metavar="NAME", help="Display name (needed for a new sponsor)."),
     ] = None,
     from_: Annotated[
-        Optional[str], typer.Option("--from", help="From address: 'Name <addr@domain>'.")
+        Optional[str],
+        typer.Option("--from", metavar="ADDRESS", help="From address: 'Name <addr@domain>'."),
     ] = None,
-    reply_to: Annotated[Optional[str], typer.Option("--reply-to", help="Reply-To address.")] = None,
+    reply_to: Annotated[
+        Optional[str], typer.Option("--reply-to", metavar="ADDRESS", help="Reply-To address.")
+    ] = None,
     postal_address: Annotated[
-        Optional[str], typer.Option("--postal-address", help="Printed in every footer.")
+        Optional[str],
+        typer.Option("--postal-address", metavar="ADDRESS", help="Printed in every footer."),
     ] = None,
     enabled: Annotated[
         Optional[bool],
@@ -83,7 +88,7 @@ def list_(
 @sponsors_app.command("show")
 @handle_errors
 def show(
-    sponsor_id: Annotated[str, typer.Argument(metavar="ID")],
+    sponsor_id: Annotated[str, typer.Argument(metavar="SPONSOR_ID")],
     json_: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
 ) -> None:
     """Show one sponsor with its lead and campaign counts."""

@@ -8,6 +8,7 @@ import typer
 
 from sponsorcast import console
 from sponsorcast.cli.invocation import handle_errors, open_store
+from sponsorcast.wording import count
 
 suppress_app = typer.Typer(
     help="The suppression list: addresses never to email again.", no_args_is_help=True
@@ -19,12 +20,16 @@ SPONSOR_HELP = "Sponsor id; '*' means all sponsors."
 @suppress_app.command("add")
 @handle_errors
 def add(
-    emails: Annotated[list[str], typer.Argument(metavar="EMAIL...", help="Addresses to suppress.")],
+    emails: Annotated[list[str], typer.Argument(metavar="EMAIL", help="Addresses to suppress.")],
     sponsor: Annotated[
-        Optional[str], typer.Option("--sponsor", help=SPONSOR_HELP + " Default: all.")
+        Optional[str],
+        typer.Option("--sponsor", metavar="SPONSOR_ID", help=SPONSOR_HELP + " Default: all."),
     ] = None,
     reason: Annotated[
-        str, typer.Option("--reason", help="unsubscribed, bounced, complained or manual.")
+        str,
+        typer.Option(
+            "--reason", metavar="REASON", help="unsubscribed, bounced, complained or manual."
+        ),
     ] = "manual",
 ) -> None:
     """Suppress addresses (for all sponsors unless --sponsor)."""
@@ -33,7 +38,7 @@ def add(
     result = add_suppressions(open_store(), emails, sponsor_id=sponsor, reason=reason)
     scope = f"sponsor '{sponsor}'" if sponsor and sponsor != "*" else "all sponsors"
     console.say(
-        f"Suppressed {len(result.changed)} address(es) for {scope}; "
+        f"Suppressed {count(len(result.changed), 'address')} for {scope}; "
         f"{len(result.unchanged)} already were."
     )
 
@@ -41,18 +46,19 @@ def add(
 @suppress_app.command("remove")
 @handle_errors
 def remove(
-    emails: Annotated[
-        list[str], typer.Argument(metavar="EMAIL...", help="Addresses to allow again.")
-    ],
+    emails: Annotated[list[str], typer.Argument(metavar="EMAIL", help="Addresses to allow again.")],
     sponsor: Annotated[
-        Optional[str], typer.Option("--sponsor", help=SPONSOR_HELP + " Default: every entry.")
+        Optional[str],
+        typer.Option(
+            "--sponsor", metavar="SPONSOR_ID", help=SPONSOR_HELP + " Default: every entry."
+        ),
     ] = None,
 ) -> None:
     """Lift suppressions (every entry for the address unless --sponsor)."""
     from sponsorcast.suppression import remove as remove_suppressions
 
     result = remove_suppressions(open_store(), emails, sponsor_id=sponsor)
-    console.say(f"Removed {len(result.changed)} address(es) from the suppression list.")
+    console.say(f"Removed {count(len(result.changed), 'address')} from the suppression list.")
     if result.unchanged:
         console.warn(f"Not on the list: {', '.join(result.unchanged)}.")
 
@@ -61,7 +67,10 @@ def remove(
 @handle_errors
 def list_(
     sponsor: Annotated[
-        Optional[str], typer.Option("--sponsor", help="Only entries that apply to this sponsor.")
+        Optional[str],
+        typer.Option(
+            "--sponsor", metavar="SPONSOR_ID", help="Only entries that apply to this sponsor."
+        ),
     ] = None,
     json_: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
     csv_: Annotated[bool, typer.Option("--csv", help="CSV output.")] = False,

@@ -9,6 +9,7 @@ import typer
 
 from sponsorcast import console
 from sponsorcast.cli.invocation import handle_errors, load, open_store
+from sponsorcast.wording import count
 
 events_app = typer.Typer(
     help="Provider events saved elsewhere (webhook payloads).", no_args_is_help=True
@@ -17,9 +18,11 @@ events_app = typer.Typer(
 
 @handle_errors
 def serve(
-    host: Annotated[str, typer.Option("--host", help="Address to listen on.")] = "127.0.0.1",
+    host: Annotated[
+        str, typer.Option("--host", metavar="ADDRESS", help="Address to listen on.")
+    ] = "127.0.0.1",
     port: Annotated[
-        int, typer.Option("--port", min=1, max=65535, help="Port to listen on.")
+        int, typer.Option("--port", min=1, max=65535, metavar="PORT", help="Port to listen on.")
     ] = 8025,
 ) -> None:
     """HTTP: Resend webhooks, open pixel, click redirects and one-click unsubscribe."""
@@ -46,7 +49,7 @@ def import_(
     events = read_events_file(file)
     result = import_events(open_store(), events)
     console.say(
-        f"Applied {result.applied} event(s); {result.duplicate} already applied, "
+        f"Applied {count(result.applied, 'event')}; {result.duplicate} already applied, "
         f"{result.unmatched} for no known delivery, {result.ignored} of other types."
     )
 
@@ -55,7 +58,7 @@ def import_(
 def sync(
     campaign_id: Annotated[
         Optional[str],
-        typer.Argument(metavar="ID", help="Only this campaign (default: every campaign)."),
+        typer.Argument(metavar="CAMPAIGN_ID", help="Only this campaign (default: every campaign)."),
     ] = None,
 ) -> None:
     """Ask Resend (GET /emails/{id}) for the state of deliveries not yet final."""
@@ -83,11 +86,11 @@ def sync(
     result = asyncio.run(run())
     console.say(
         f"Checked {result.checked} deliveries: {result.updated} updated, {result.unchanged} unchanged, "
-        f"{result.missing} unknown to Resend, {len(result.errors)} error(s)."
+        f"{result.missing} unknown to Resend, {count(len(result.errors), 'error')}."
     )
     if result.errors:
         raise WorkFailed(
-            f"{len(result.errors)} status request(s) failed; the first: {result.errors[0]}"
+            f"{count(len(result.errors), 'status request')} failed; the first: {result.errors[0]}"
         )
 
 

@@ -14,6 +14,7 @@ from email_validator import EmailNotValidError, validate_email
 
 from sponsorcast.errors import RowError
 from sponsorcast.leads.sources import ROW_PROBLEM
+from sponsorcast.wording import count
 
 if TYPE_CHECKING:
     from sponsorcast.leads.columns import ColumnPlan  # columns imports this module
@@ -152,7 +153,7 @@ def normalise_row(
         surplus = [c for c in raw[None] if str(c).strip()]
         raise RowError(
             number,
-            f"has {len(surplus)} more cell(s) than the header "
+            f"has {count(len(surplus), 'more cell')} than the header "
             f"({_quote(surplus[0])}…); is a delimiter inside an unquoted value?",
         )
     cols = plan.columns

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol, TextIO
 
 from sponsorcast.errors import BadInput, LeadsFileError
+from sponsorcast.wording import count
 
 if TYPE_CHECKING:
     pass
@@ -268,7 +269,7 @@ def _swallowed_rows(
             last = first_line + len(lines)
             return (
                 f"has an unclosed quote in its '{display_header(header)}' cell, which swallowed "
-                f"{len(lines)} more line(s) of the file (lines {first_line + 1}–{last}), "
+                f"{count(len(lines), 'more line')} of the file (lines {first_line + 1}–{last}), "
                 f"{rowlike} of them like rows; add the closing quote."
             )
     return None

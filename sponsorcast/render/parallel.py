@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -37,7 +38,26 @@ def check_audience(compiled: CompiledCampaign, source: RecipientSource) -> Check
     shards = source.shards(campaign.sponsor, campaign.audience)
     if shards > 1:
         return _check_in_parallel(compiled, source, shards)
-    return check_recipients(compiled, source.recipients(campaign.sponsor, campaign.audience))
+    rows = source.recipients(campaign.sponsor, campaign.audience)
+    return check_recipients(compiled, counted(rows, source.progress))
+
+
+PROGRESS_EVERY = 1000  # recipients between progress calls
+
+
+def counted(
+    rows: Iterable[Mapping[str, Any]], progress: Callable[[int], None] | None, scale: int = 1
+) -> Iterator[Mapping[str, Any]]:
+    """The rows, calling ``progress`` with about how many are done every PROGRESS_EVERY rows
+    (``scale``: this is one of that many equal shards, so the whole is about ``scale`` times)."""
+    if progress is None:
+        yield from rows
+        return
+    n = 0
+    for n, row in enumerate(rows, start=1):
+        if n % PROGRESS_EVERY == 0:
+            progress(n * scale)
+        yield row
 
 
 def _check_in_parallel(
@@ -76,7 +96,9 @@ def _check_in_parallel(
         )
         workers.append((shard, proc))
     try:
-        checked, found = _check_shard(job, 0, compiled=compiled, store=source.store())
+        checked, found = _check_shard(
+            job, 0, compiled=compiled, store=source.store(), progress=source.progress
+        )
         for shard, proc in workers:
             output, _ = proc.communicate()
             try:
@@ -175,6 +197,7 @@ def _check_shard(
     *,
     compiled: CompiledCampaign | None = None,
     store: Store | None = None,
+    progress: Callable[[int], None] | None = None,
 ) -> tuple[int, Found]:
     """Check the audience's leads whose id modulo ``job.shards`` is ``shard``."""
 
@@ -194,7 +217,8 @@ def _check_shard(
     )
     try:
         with store.read() as conn:
-            return collect_problems(compiled, iter_recipients(conn, query))
+            rows = counted(iter_recipients(conn, query), progress, scale=job.shards)
+            return collect_problems(compiled, rows)
     finally:
         if own_store:
             store.dispose()

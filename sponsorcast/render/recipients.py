@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Any
 
 import sqlalchemy as sa
@@ -39,6 +39,7 @@ class RecipientSource:
     ) -> None:
         self.config = config
         self.leads_csv = leads_csv
+        self.progress: Callable[[int], None] | None = None  # told how many a check has rendered
         self._store: Store | None = store
         self._loaded: set[str] = set()
 

@@ -46,6 +46,7 @@ from sponsorcast.store.lifecycle import (
 )
 from sponsorcast.store.models import CampaignStatus, utcnow
 from sponsorcast.store.tables import campaign_t, event_t
+from sponsorcast.wording import count
 
 if TYPE_CHECKING:
     from sponsorcast.send import RunReport
@@ -322,7 +323,7 @@ def _start_scheduled(
     )
     with store.read() as conn:
         total = get_campaign_row(conn, campaign_id)["total_recipients"]
-    log(f"Campaign '{campaign_id}': starting, {total} recipient(s){lateness}.")
+    log(f"Campaign '{campaign_id}': starting, {count(total, 'recipient')}{lateness}.")
     return _run(store, config, campaign_id, "started", deadline, transport, log)
 
 
@@ -418,13 +419,13 @@ def _run(
     ok = True
     if result.failed_now:
         log(
-            f"Campaign '{campaign_id}': {result.failed_now} delivery(ies) failed; "
+            f"Campaign '{campaign_id}': {count(result.failed_now, 'delivery')} failed; "
             f"'sponsorcast deliveries {campaign_id} --status failed' lists them."
         )
         ok = False
     if result.unknown_batches:
         log(
-            f"Campaign '{campaign_id}': {result.unknown_batches} batch(es) got no answer from the "
+            f"Campaign '{campaign_id}': {count(result.unknown_batches, 'batch')} got no answer from the "
             "provider; the next run re-sends them under their idempotency keys."
         )
         ok = False

@@ -34,6 +34,7 @@ from sponsorcast.store.tables import campaign_t
 from sponsorcast.suppression import suppressed_condition
 from sponsorcast.tracking.tokens import require_secret
 from sponsorcast.transport import api_key_problem
+from sponsorcast.wording import count
 
 if TYPE_CHECKING:
     from sponsorcast.campaign import CampaignFile
@@ -130,7 +131,7 @@ def preflight(config: Config, plan: Plan, *, fresh: bool) -> None:
     if fresh and plan.recipients - plan.suppressed <= 0:
         who = describe_audience(plan.campaign.audience)
         if plan.recipients:
-            reason = f"every one of the {plan.recipients} lead(s) of {who} is suppressed"
+            reason = f"every one of the {count(plan.recipients, 'lead')} of {who} is suppressed"
         else:
             reason = f"{who} matches no lead of sponsor '{sponsor.id}'"
         raise NothingToSend(
@@ -209,10 +210,12 @@ def validate_all(store: Store, plan: Plan, config: Config) -> int:
     if report.problems:
         first = report.problems[0]
         more = (
-            f" (and {len(report.problems) - 1} more problem(s))" if len(report.problems) > 1 else ""
+            f" (and {count(len(report.problems) - 1, 'more problem')})"
+            if len(report.problems) > 1
+            else ""
         )
         raise TemplateError(
-            f"{first.message} for {first.count} recipient(s){more}; nothing was sent",
+            f"{first.message} for {count(first.count, 'recipient')}{more}; nothing was sent",
             path=first.path,
             line=first.line,
             hint=f"'sponsorcast render {plan.campaign.path} --check' lists every problem.",

@@ -34,6 +34,7 @@ from sponsorcast.store.models import (
 )
 from sponsorcast.store.tables import batch_t, delivery_t
 from sponsorcast.transport import make_transport
+from sponsorcast.wording import count
 
 if TYPE_CHECKING:
     from sponsorcast.transport import Transport
@@ -172,7 +173,7 @@ def finish_if_done(store: Store, campaign_id: str) -> str:
                 )
             ).scalar_one()
             cause = (
-                f"every batch answered; {failed} delivery(ies) failed"
+                f"every batch answered; {count(failed, 'delivery')} failed"
                 if failed
                 else "every batch sent"
             )

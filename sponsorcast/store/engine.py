@@ -31,6 +31,7 @@ from sponsorcast.store.fastread import BUSY_TIMEOUT_MS, MIGRATIONS_TABLE, sqlite
 from sponsorcast.store.migrations import MigrationState, migration_state, run_migrations
 from sponsorcast.store.models import Sponsor, utcnow
 from sponsorcast.store.tables import sponsor_t
+from sponsorcast.wording import count
 
 PG_CONNECT_TIMEOUT = 10  # seconds
 DEFAULT_SPONSOR = "default"
@@ -144,7 +145,7 @@ def open_store(
         if pending:
             raise StoreReadOnly(
                 f"The store {redact_url(url)} is on a read-only file system and was written by an "
-                f"older sponsorcast ({len(pending)} migration(s) pending); it cannot be read as it is.",
+                f"older sponsorcast ({count(len(pending), 'migration')} pending); it cannot be read as it is.",
                 hint="Copy it to a writable place and open it there once.",
             )
         return store  # the config's sponsors are not written; reads show the store as it is

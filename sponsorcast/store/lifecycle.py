@@ -5,7 +5,9 @@ Sending itself lives in ``send``; this module owns what a campaign's row and his
 
 from __future__ import annotations
 
+import difflib
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import sqlalchemy as sa
@@ -45,11 +47,30 @@ def get_campaign_row(conn: sa.Connection, campaign_id: str) -> sa.RowMapping:
         conn.execute(sa.select(campaign_t).where(campaign_t.c.id == campaign_id)).mappings().first()
     )
     if row is None:
-        raise NotFound(
-            f"Unknown campaign '{campaign_id}'.",
-            hint="'sponsorcast campaigns list' shows the campaigns in the store.",
-        )
+        raise unknown_campaign(conn, campaign_id)
     return row
+
+
+def unknown_campaign(conn: sa.Connection, campaign_id: str) -> NotFound:
+    """The error for a campaign id the store does not know, with the id probably meant."""
+    ids = list(conn.execute(sa.select(campaign_t.c.id, campaign_t.c.source_path)).all())
+    if campaign_id.lower().endswith((".md", ".yaml", ".yml")) or "/" in campaign_id:
+        stem = Path(campaign_id).stem
+        known = [i for i, _ in ids if i == stem]
+        hint = (
+            f"This command takes a campaign id, not a file: did you mean '{known[0]}'?"
+            if known
+            else "This command takes a campaign id (the file's 'id:' key, else its name "
+            "without the extension), not a file."
+        )
+        return NotFound(f"Unknown campaign '{campaign_id}'.", hint=hint)
+    close = difflib.get_close_matches(campaign_id, [i for i, _ in ids], n=1, cutoff=0.6)
+    if close:
+        return NotFound(f"Unknown campaign '{campaign_id}'.", hint=f"Did you mean '{close[0]}'?")
+    return NotFound(
+        f"Unknown campaign '{campaign_id}'.",
+        hint="'sponsorcast campaigns list' shows the campaigns in the store.",
+    )
 
 
 def transition(
@@ -68,7 +89,7 @@ def transition(
     """
     row = conn.execute(sa.select(campaign_t.c.status).where(campaign_t.c.id == campaign_id)).first()
     if row is None:
-        raise NotFound(f"Unknown campaign '{campaign_id}'.")
+        raise unknown_campaign(conn, campaign_id)
     before = row.status
     now = utcnow()
     values: dict[str, Any] = {"status": to, "status_reason": cause, **(extra or {})}

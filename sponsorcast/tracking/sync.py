@@ -11,6 +11,7 @@ import sqlalchemy as sa
 
 from sponsorcast.errors import CredentialsError, NotFound, TransportError
 from sponsorcast.store import Store
+from sponsorcast.store.lifecycle import unknown_campaign
 from sponsorcast.store.models import (
     DeliveryStatus,
 )
@@ -88,11 +89,8 @@ async def sync_deliveries(
             found = conn.execute(
                 sa.select(campaign_t.c.id).where(campaign_t.c.id == campaign_id)
             ).first()
-        if found is None:
-            raise NotFound(
-                f"Unknown campaign '{campaign_id}'.",
-                hint="'sponsorcast campaigns list' shows the campaigns in the store.",
-            )
+            if found is None:
+                raise unknown_campaign(conn, campaign_id)
     result = SyncResult()
     gate = asyncio.Semaphore(concurrency)
 

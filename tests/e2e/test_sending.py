@@ -173,7 +173,7 @@ def test_one_invalid_address_fails_only_that_delivery(
     assert code == 1
     shown = summary(out)
     assert (shown["sent now"], shown["failed now"]) == ("9", "1")
-    assert "1 delivery(ies) failed in this run" in " ".join(err.split())
+    assert "1 delivery failed in this run" in " ".join(err.split())
     book = ledger(store)
     assert book.pop("broken@nodot")[0] == "failed"
     assert {s for s, _ in book.values()} == {"sent"}
@@ -299,7 +299,7 @@ def test_resume_resends_the_first_attempts_bytes_whatever_changed(
         fake_resend.configure(lose_next=3)
     code, out, err = run(project, fake_resend, "send", "spring.md", "--yes")
     assert code == 1, (out, err)
-    assert "3 batch(es) got no answer" in err
+    assert "3 batches got no answer" in err
     first = _bodies_by_key(fake_resend)
     assert len(first) == 3 and all(len(b) == 1 for b in first.values())
     toml.write_text(toml.read_text().replace("max_attempts = 1", "max_attempts = 2"))
@@ -325,7 +325,7 @@ def test_a_run_ending_with_unconfirmed_deliveries_exits_1_and_counts_them(
     add_leads(store, emails(5))
     fake_resend.configure(fail_next=3)
     code, _out, err = run(project, fake_resend, "send", "spring.md", "--yes")
-    assert code == 1 and "1 batch(es) got no answer" in err
+    assert code == 1 and "1 batch got no answer" in err
     with store.write() as conn:  # no answer for longer than the provider keeps keys
         conn.execute(
             sa.text("UPDATE send_batch SET first_attempt_at = '2020-01-01 00:00:00.000000'")
@@ -333,7 +333,7 @@ def test_a_run_ending_with_unconfirmed_deliveries_exits_1_and_counts_them(
     code, out, err = run(project, fake_resend, "send", "spring.md", "--yes")
     assert code == 1, (out, err)
     assert (
-        "Warning: 5 delivery(ies) failed in this run, 5 of them with an outcome the provider "
+        "Warning: 5 deliveries failed in this run, 5 of them with an outcome the provider "
         "never confirmed; 'sponsorcast deliveries spring --status failed' lists them."
     ) in " ".join(err.split())
     assert fake_resend.accepted == []

@@ -140,7 +140,7 @@ def test_an_unclosed_quote_is_named_and_nothing_is_imported(project: Project, st
     assert result.exit_code == 2
     assert result.stderr.splitlines()[0] == (
         "Error: quote.csv: row 2: has an unclosed quote in its 'name' cell, which swallowed 2 "
-        "more line(s) of the file (lines 3–4), 2 of them like rows; add the closing quote; "
+        "more lines of the file (lines 3–4), 2 of them like rows; add the closing quote; "
         "nothing was imported."
     )
     assert _leads(store) == []
@@ -173,7 +173,7 @@ def test_rejects_keep_the_cells_in_their_columns_with_the_reason_last(
         "long@example.com",
         "Long",
         "3",
-        "has 2 more cell(s) than the header ('x'…); is a delimiter inside an unquoted value? "
+        "has 2 more cells than the header ('x'…); is a delimiter inside an unquoted value? "
         "Extra cells: x | y",
     ]
     assert {len(r) for r in rows} == {4}

@@ -444,7 +444,7 @@ def test_other_bad_rows(project: Project, store: Store) -> None:
         {"row": 5, "reason": "has no email address."},
         {
             "row": 6,
-            "reason": "has 1 more cell(s) than the header ('surplus'…); is a delimiter inside an unquoted value?",
+            "reason": "has 1 more cell than the header ('surplus'…); is a delimiter inside an unquoted value?",
         },
         {
             "row": 7,

@@ -174,7 +174,7 @@ def test_schedule_from_file_stores_snapshot_and_event(
     assert result.stdout == (
         "Scheduled 'spring' for "
         + datetime(2030, 12, 1, 8, tzinfo=UTC).astimezone().isoformat()
-        + " (the system time zone) to 3 recipient(s); every recipient rendered. 'sponsorcast run-due' "
+        + " (the system time zone) to 3 recipients; every recipient rendered. 'sponsorcast run-due' "
         "sends it once that time has come.\n"
     )
     row = campaign_row(store)
@@ -259,7 +259,7 @@ def test_schedule_refuses_a_campaign_that_does_not_render(project: Project, stor
     result = project.run("schedule", "broken.md", env={"SPONSORCAST_NOW": NOW})
     assert result.exit_code == 2
     assert result.stderr == (
-        "Error: broken.md:8: undefined variable 'booth' for 2 recipient(s); nothing was "
+        "Error: broken.md:8: undefined variable 'booth' for 2 recipients; nothing was "
         "scheduled\nHint: 'sponsorcast render broken.md --check' lists every problem.\n"
     )
     assert table_counts(store) == before

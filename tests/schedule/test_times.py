@@ -80,7 +80,7 @@ def test_a_campaign_file_with_a_relative_send_at_is_scheduled_for_that_day(
     result = project.run("schedule", "spring.md", env=env)
     assert result.exit_code == 0, result.stderr
     assert result.stdout.startswith(
-        "Scheduled 'spring' for 2026-12-02T09:00:00+01:00 (Europe/Berlin) to 2 recipient(s)"
+        "Scheduled 'spring' for 2026-12-02T09:00:00+01:00 (Europe/Berlin) to 2 recipients"
     )
     shown = project.run("campaigns", "show", "spring", "--json")
     assert json.loads(shown.stdout)["send_at"] == "2026-12-02T08:00:00+00:00"

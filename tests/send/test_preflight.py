@@ -105,7 +105,7 @@ def test_an_audience_of_only_suppressed_leads_is_refused_too(
     assert project.run("suppress", "add", "bob@example.com").exit_code == 0
     r = project.run("send", "c.md", "--yes")
     assert r.exit_code == 1
-    assert "every one of the 1 lead(s) of audience 'cold' is suppressed" in _one_line(r.stderr)
+    assert "every one of the 1 lead of audience 'cold' is suppressed" in _one_line(r.stderr)
     assert _rows(store) == (0, 0, 0)
 
 

@@ -594,7 +594,7 @@ def test_batch_attempted_by_an_older_version_is_still_compared_by_hash(
         reason = conn.execute(sa.text("SELECT DISTINCT last_error FROM delivery")).scalar()
         status, cause = conn.execute(sa.text("SELECT status, status_reason FROM campaign")).one()
     assert reason is not None and "lead or sponsor data changed since the first attempt" in reason
-    assert (status, cause) == ("sent", "every batch answered; 3 delivery(ies) failed")
+    assert (status, cause) == ("sent", "every batch answered; 3 deliveries failed")
 
 
 def test_a_batch_answered_twice_is_counted_once(

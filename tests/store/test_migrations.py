@@ -108,7 +108,7 @@ def test_db_status_and_upgrade_cli(project: Project, tmp_path: Path) -> None:
     ]
     r = project.run("--db", url, "db", "upgrade")
     assert r.stdout == (
-        "Applied 3 migration(s): m002_send_batches, m003_batch_payload_hash, m004_batch_payload.\n"
+        "Applied 3 migrations: m002_send_batches, m003_batch_payload_hash, m004_batch_payload.\n"
     )
     r = project.run("--db", url, "db", "upgrade")
     assert r.stdout == "The store is up to date; nothing to apply.\n"

@@ -402,11 +402,11 @@ def test_events_import_applies_once(project: Any, store: Store) -> None:
     result = project.run("events", "import", "events.jsonl")
     assert result.exit_code == 0, result.stderr
     assert result.stdout == (
-        "Applied 3 event(s); 0 already applied, 1 for no known delivery, 1 of other types.\n"
+        "Applied 3 events; 0 already applied, 1 for no known delivery, 1 of other types.\n"
     )
     again = project.run("events", "import", "events.jsonl")
     assert again.stdout == (
-        "Applied 0 event(s); 4 already applied, 0 for no known delivery, 1 of other types.\n"
+        "Applied 0 events; 4 already applied, 0 for no known delivery, 1 of other types.\n"
     )
     assert (delivery(store, a)["status"], delivery(store, a)["open_count"]) == ("delivered", 1)
     assert delivery(store, b)["status"] == "bounced"
@@ -576,7 +576,7 @@ postal_address = "1 Example Street, Springfield"
     # ann's clicks already made her delivered: only bob was not final
     assert (
         synced.stdout
-        == "Checked 1 deliveries: 1 updated, 0 unchanged, 0 unknown to Resend, 0 error(s).\n"
+        == "Checked 1 deliveries: 1 updated, 0 unchanged, 0 unknown to Resend, 0 errors.\n"
     )
     with store.read() as conn:
         rows = {
