@@ -38,8 +38,9 @@ def schedule(
         typer.Option(
             "--at",
             metavar="TIME",
-            help="When to send: ISO-8601 with an offset (2026-12-01T09:00+01:00) or a local time in the "
-            "configured timezone (2026-12-01 09:00). Default: the file's send_at.",
+            help="When to send: 'tomorrow 09:00', 'today 17:30', 'in 2h', a local time in the "
+            "configured timezone (2026-12-01 09:00) or ISO-8601 with an offset "
+            "(2026-12-01T09:00+01:00). Default: the file's send_at.",
         ),
     ] = None,
 ) -> None:
