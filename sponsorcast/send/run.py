@@ -90,8 +90,8 @@ async def run_batches(
             if isinstance(claim, Stopped):
                 report.stopped_reason = claim.reason
                 return
-            if not first_claim:
-                first_claim.append(asked)
+            if not first_claim or asked < first_claim[0]:  # workers ask at once: the earliest
+                first_claim[:] = [asked]
             if stop:  # another worker hit quota or auth while this one was claiming
                 await asyncio.to_thread(claimer.release, claim, "stopped before sending")
                 return
@@ -128,7 +128,10 @@ async def run_batches(
             prog.sent += sent
             prog.failed += failed
             prog.batches += 1
-            prog.seconds = report.sending_seconds = answered - first_claim[0]
+            # workers record in any order: the run ends at the latest answer
+            prog.seconds = report.sending_seconds = max(
+                report.sending_seconds, answered - first_claim[0]
+            )
             if progress is not None:
                 progress(prog)
 
