@@ -22,7 +22,21 @@ from sponsorcast.errors import BadInput, CampaignFileError
 from sponsorcast.headers import header_problem, mailbox_problem
 
 CAMPAIGN_SUFFIXES = (".md", ".yaml", ".yml")
-KEYS = ("id", "name", "sponsor", "subject", "from", "reply_to", "audience", "send_at", "tags")
+KEYS = (
+    "id",
+    "name",
+    "sponsor",
+    "subject",
+    "preheader",
+    "from",
+    "reply_to",
+    "audience",
+    "send_at",
+    "tags",
+    "language",
+    "line_breaks",
+)
+LANGUAGE_TAG = re.compile(r"[A-Za-z]{2,3}(?:-[A-Za-z0-9]{2,8})*\Z")
 YAML_ONLY_KEYS = ("body",)
 SLUG = re.compile(r"^[a-z0-9][a-z0-9_-]{0,127}$")
 TAG_TEXT = re.compile(r"^[A-Za-z0-9_-]{1,256}$")
@@ -56,6 +70,9 @@ class CampaignFile:
     reply_to: str | None = None
     send_at: datetime | None = None
     send_at_text: str | None = None  # a relative send_at, as written
+    preheader: str = ""  # a template, like the subject: the inbox preview text
+    language: str | None = None  # the HTML part's lang; None: the project's
+    line_breaks: bool = True  # a single line break in the body is a line break in the email
     tags: dict[str, str] = field(default_factory=dict)
     path: Path = Path("<campaign>")
     content_hash: str = ""
@@ -194,6 +211,20 @@ def load_campaign(path: Path) -> CampaignFile:
     if problem is not None:
         raise fail(f"the subject cannot go into an email header: {problem}.", "subject")
 
+    preheader = (_text(data, "preheader", fail) or "").strip()
+    if "\n" in preheader or "\r" in preheader or header_problem(preheader) is not None:
+        raise fail(
+            "the preheader must be one line of text without control characters.", "preheader"
+        )
+    language = _text(data, "language", fail)
+    if language is not None and not LANGUAGE_TAG.match(language):
+        raise fail(
+            f"language {language!r} must be a language tag like en, de or pt-BR.", "language"
+        )
+    line_breaks = data.get("line_breaks", True)
+    if not isinstance(line_breaks, bool):
+        raise fail("line_breaks must be true or false.", "line_breaks")
+
     from_address = _address(data, "from", fail)
     reply_to = _address(data, "reply_to", fail)
 
@@ -217,6 +248,9 @@ def load_campaign(path: Path) -> CampaignFile:
         reply_to=reply_to,
         send_at=send_at if not isinstance(send_at, str) else None,
         send_at_text=send_at if isinstance(send_at, str) else None,
+        preheader=preheader,
+        language=language,
+        line_breaks=line_breaks,
         tags=tags,
         path=path,
         content_hash=hashlib.sha256(raw).hexdigest(),

@@ -8,6 +8,7 @@ never part of ``repr``.
 from __future__ import annotations
 
 import os
+import re
 import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -58,6 +59,9 @@ class SponsorConfig:
     reply_to: str | None = None
     postal_address: str | None = None
     messaging_enabled: bool | None = None
+    accent_color: str | None = None
+    logo_url: str | None = None
+    unsubscribe_mailto: str | None = None
 
 
 @dataclass(frozen=True)
@@ -80,6 +84,7 @@ class Config:
     tracking: TrackingConfig = TrackingConfig()
     sponsors: tuple[SponsorConfig, ...] = ()
     timezone: str | None = None
+    language: str = "en"  # the lang of every HTML part, unless a campaign sets its own
     lease_seconds: float = 300.0
     path: Path | None = None
     secrets: Secrets = field(default_factory=Secrets, repr=False)
@@ -112,8 +117,11 @@ _SPONSOR_KEYS: dict[str, type] = {
     "reply_to": str,
     "postal_address": str,
     "messaging_enabled": bool,
+    "accent_color": str,
+    "logo_url": str,
+    "unsubscribe_mailto": str,
 }
-_TOP_LEVEL_SCALARS: dict[str, type] = {"timezone": str}
+_TOP_LEVEL_SCALARS: dict[str, type] = {"timezone": str, "language": str}
 
 
 def find_config_path(flag: Path | None, env: Mapping[str, str]) -> Path | None:
@@ -245,6 +253,9 @@ def _build(
             reply_to=table.get("reply_to"),
             postal_address=table.get("postal_address"),
             messaging_enabled=table.get("messaging_enabled"),
+            accent_color=table.get("accent_color"),
+            logo_url=table.get("logo_url"),
+            unsubscribe_mailto=table.get("unsubscribe_mailto"),
         )
         for sid, table in data.get("sponsors", {}).items()
     )
@@ -272,6 +283,7 @@ def _build(
         tracking=tracking,
         sponsors=sponsors,
         timezone=timezone,
+        language=_language(data.get("language"), where),
         lease_seconds=lease,
         path=config_path,
         secrets=Secrets(
@@ -320,9 +332,23 @@ def _build_resend(table: dict[str, Any], env: Mapping[str, str], where: str) -> 
     )
 
 
+def _language(value: str | None, where: str) -> str:
+    if value is None:
+        return "en"
+    if not re.fullmatch(r"[A-Za-z]{2,3}(?:-[A-Za-z0-9]{2,8})*", value):
+        raise ConfigError(f"{where}: 'language' {value!r} must be a language tag like en or de.")
+    return value
+
+
 def _check_sponsor_addresses(sponsor_id: str, table: dict[str, Any], where: str) -> None:
+    from sponsorcast.branding import BRANDING_KEYS, branding_problem  # on use: start-up time
     from sponsorcast.headers import header_problem, mailbox_problem  # on use: keeps start-up fast
 
+    for key in BRANDING_KEYS:
+        value = table.get(key)
+        problem = branding_problem(key, value) if isinstance(value, str) else None
+        if problem is not None:
+            raise ConfigError(f"{where}: 'sponsors.{sponsor_id}.{key}' {value!r}: {problem}.")
     for key in ("from", "reply_to"):
         value = table.get(key)
         problem = mailbox_problem(value) if isinstance(value, str) and value else None

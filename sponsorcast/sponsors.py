@@ -7,6 +7,7 @@ from typing import Any
 
 import sqlalchemy as sa
 
+from sponsorcast.branding import branding_problem
 from sponsorcast.errors import BadInput
 from sponsorcast.headers import mailbox_problem
 from sponsorcast.store import Store, get_sponsor
@@ -24,6 +25,7 @@ def add_sponsor(
     reply_to: str | None,
     postal_address: str | None,
     messaging_enabled: bool | None = None,
+    branding: dict[str, str | None] | None = None,
 ) -> tuple[Sponsor, bool]:
     """Create a sponsor, or change only the fields given (None keeps what is stored)."""
     if not _SLUG.match(sponsor_id):
@@ -34,6 +36,11 @@ def add_sponsor(
         check_from_address(from_address, "--from")
     if reply_to:
         check_from_address(reply_to, "--reply-to")
+    given = {k: v for k, v in (branding or {}).items() if v is not None}
+    for key, value in given.items():
+        problem = branding_problem(key, value) if value else None
+        if problem is not None:
+            raise BadInput(f"--{key.replace('_', '-')} {value!r}: {problem}.")
     now = utcnow()
     with store.session() as session:
         sponsor = session.get(Sponsor, sponsor_id)
@@ -52,6 +59,8 @@ def add_sponsor(
             sponsor.postal_address = postal_address
         if messaging_enabled is not None:
             sponsor.messaging_enabled = messaging_enabled
+        for key, value in given.items():  # an empty value clears the setting
+            setattr(sponsor, key, value or None)
         sponsor.updated_at = now
         session.add(sponsor)
         session.commit()
@@ -90,6 +99,9 @@ def sponsor_dict(sponsor: Sponsor) -> dict[str, Any]:
         "reply_to": sponsor.reply_to,
         "postal_address": sponsor.postal_address,
         "messaging_enabled": sponsor.messaging_enabled,
+        "accent_color": sponsor.accent_color,
+        "logo_url": sponsor.logo_url,
+        "unsubscribe_mailto": sponsor.unsubscribe_mailto,
     }
 
 

@@ -124,12 +124,12 @@ INVALID_CASES = [
     (
         "unknown_key.md",
         3,
-        "unknown key 'subjcet' (allowed: id, name, sponsor, subject, from, reply_to, audience, send_at, tags).",
+        "unknown key 'subjcet' (allowed: id, name, sponsor, subject, preheader, from, reply_to, audience, send_at, tags, language, line_breaks).",
     ),
     (
         "body_in_md.md",
         3,
-        "unknown key 'body' (allowed: id, name, sponsor, subject, from, reply_to, audience, send_at, tags).",
+        "unknown key 'body' (allowed: id, name, sponsor, subject, preheader, from, reply_to, audience, send_at, tags, language, line_breaks).",
     ),
     (
         "unknown_audience.md",
@@ -211,8 +211,8 @@ def test_invalid_campaign_file_in_check_mode_exits_2_and_names_it(project: Proje
     assert result.exit_code == 2
     path = INVALID / "unknown_key.md"
     assert result.stdout == (
-        f"::error file={path},line=3::unknown key 'subjcet' (allowed: id, name, sponsor, subject, from, "
-        "reply_to, audience, send_at, tags).\n"
+        f"::error file={path},line=3::unknown key 'subjcet' (allowed: id, name, sponsor, subject, "
+        "preheader, from, reply_to, audience, send_at, tags, language, line_breaks).\n"
         "1 campaign file checked: 1 problem in 1.\n"
     )
     assert _store_dump(project) == before

@@ -40,6 +40,22 @@ def add(
         Optional[bool],
         typer.Option("--enabled/--disabled", help="Allow or refuse sends for this sponsor."),
     ] = None,
+    accent_color: Annotated[
+        Optional[str],
+        typer.Option("--accent-color", metavar="#RRGGBB", help="Links and buttons ('' clears)."),
+    ] = None,
+    logo_url: Annotated[
+        Optional[str],
+        typer.Option("--logo-url", metavar="URL", help="https:// logo atop every email."),
+    ] = None,
+    unsubscribe_mailto: Annotated[
+        Optional[str],
+        typer.Option(
+            "--unsubscribe-mailto",
+            metavar="ADDRESS",
+            help="Mailbox for List-Unsubscribe (default: [tracking] unsubscribe_mailto).",
+        ),
+    ] = None,
 ) -> None:
     """Add a sponsor, or change the given options of one (not one defined in sponsorcast.toml)."""
     from sponsorcast.sponsors import add_sponsor
@@ -58,6 +74,11 @@ def add(
         reply_to=reply_to,
         postal_address=postal_address,
         messaging_enabled=enabled,
+        branding={
+            "accent_color": accent_color,
+            "logo_url": logo_url,
+            "unsubscribe_mailto": unsubscribe_mailto,
+        },
     )
     console.say(f"{'Added' if created else 'Updated'} sponsor '{sponsor.id}'.")
 

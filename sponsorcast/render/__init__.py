@@ -37,11 +37,11 @@ from sponsorcast.render.compile import (
 )
 from sponsorcast.render.environment import (
     NamedVars,
+    encode_url,
     jinja_environment,
 )
 from sponsorcast.render.markdown import (
     ANCHOR_HREF,
-    encode_url,
     markdown_to_html,
 )
 from sponsorcast.render.message import (

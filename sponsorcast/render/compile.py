@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import html as html_lib
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -21,8 +20,11 @@ if TYPE_CHECKING:
 from email.utils import parseaddr
 from urllib.parse import quote
 
+from sponsorcast.headers import LINE_SEPARATORS
 from sponsorcast.render.environment import NamedVars, jinja_environment
-from sponsorcast.render.markdown import markdown_to_html
+from sponsorcast.render.layout import Layout, build_layout
+from sponsorcast.render.markdown import convert_body
+from sponsorcast.render.styles import DEFAULT_ACCENT
 
 SUBJECT_BODY_SPLIT = "\x00"  # between subject and body in ``head_template``; never in a valid file
 
@@ -74,9 +76,12 @@ class CompiledCampaign:
     head_template: Template | None  # subject + SUBJECT_BODY_SPLIT + body in one template, when safe
     base_vars: dict[str, Any]  # Jinja's globals, sponsor and campaign: the same for everyone
     html_lines: Mapping[int, int]  # HTML template line -> body line
+    text_lines: Mapping[int, int]  # text template line -> body line
     html_has_links: bool
     html_has_blocks: bool
-    footer_html: str  # the HTML footer up to the unsubscribe link
+    layout: Layout  # the HTML around the body
+    preheader_template: Template | None  # the inbox preview text, when the file has one
+    list_id: str  # the List-Id header (RFC 2919)
 
     @property
     def default_links(self) -> StaticLinks:
@@ -85,19 +90,40 @@ class CompiledCampaign:
 
 
 def compile_campaign(
-    campaign: CampaignFile, sponsor: Sponsor, *, unsubscribe_mailto: str = ""
+    campaign: CampaignFile,
+    sponsor: Sponsor,
+    *,
+    unsubscribe_mailto: str = "",
+    language: str = "en",
 ) -> CompiledCampaign:
-    """Compile a campaign's templates once; raises TemplateError with the file line."""
+    """Compile a campaign's templates once; raises TemplateError with the file line.
+
+    ``unsubscribe_mailto`` is the project's (a sponsor's own wins); ``language`` the project's
+    (a campaign's own wins). Markdown, styles and the layout are all done here, once.
+    """
     path = campaign.path
     subject_line = campaign.key_lines.get("subject", 1)
-    body_offset = campaign.body_line - 1
+    body_line = campaign.body_line
 
     subject_template = _compile(campaign.subject, False, path, lambda line: subject_line)
-    text_body = _text_source(campaign.body)
-    text_template = _compile(text_body, False, path, lambda line: line + body_offset)
-    html_source, html_lines = markdown_to_html(campaign.body)
+    converted = convert_body(
+        campaign.body,
+        line_breaks=campaign.line_breaks,
+        accent=sponsor.accent_color or DEFAULT_ACCENT,
+    )
+    text_body, text_lines = converted.text, converted.text_lines
+    text_template = _compile(
+        text_body, False, path, lambda line: html_file_line(text_lines, line, body_line)
+    )
+    html_source, html_lines = converted.html, converted.html_lines
     html_template = _compile(
-        html_source, True, path, lambda line: html_file_line(html_lines, line, campaign.body_line)
+        html_source, True, path, lambda line: html_file_line(html_lines, line, body_line)
+    )
+    preheader_line = campaign.key_lines.get("preheader", 1)
+    preheader_template = (
+        _compile(campaign.preheader, False, path, lambda line: preheader_line)
+        if campaign.preheader
+        else None
     )
 
     from_address = campaign.from_address or sponsor.from_address
@@ -134,32 +160,39 @@ def compile_campaign(
         from_address=from_address,
         reply_to=reply_to,
         postal_address=sponsor.postal_address or "",
-        unsubscribe_mailto=mailto_unsubscribe(unsubscribe_mailto or reply_to or from_address or ""),
+        unsubscribe_mailto=mailto_unsubscribe(
+            sponsor.unsubscribe_mailto or unsubscribe_mailto or reply_to or from_address or ""
+        ),
         subject_template=subject_template,
         text_template=text_template,
         html_template=html_template,
         head_template=head_template,
         base_vars=base_vars,
         html_lines=html_lines,
+        text_lines=text_lines,
         html_has_links=bool(re.search(r"<a\b", html_source, re.IGNORECASE)),
         html_has_blocks="{%" in html_source,
-        footer_html='<hr>\n<p style="color:#666666;font-size:12px">'
-        + (html_lib.escape(sponsor.postal_address) + "<br>\n" if sponsor.postal_address else ""),
+        layout=build_layout(
+            language=campaign.language or language,
+            sponsor_name=sponsor.name or sponsor.id,
+            postal_address=sponsor.postal_address or "",
+            logo_url=sponsor.logo_url,
+        ),
+        preheader_template=preheader_template,
+        list_id=list_id(campaign, sponsor, from_address),
     )
 
 
-_STATEMENT_LINE = re.compile(r"(?m)^[ \t]*((?:(?:\{%[^\n]*?%\}|\{#[^\n]*?#\})[ \t]*)+)\n")
-
-
-def _text_source(body: str) -> str:
-    """The text part's template: a line holding only statements leaves no empty line behind.
-
-    Its newline moves into a Jinja comment (``{#⏎#}``), so the output loses it while the
-    template keeps its line count and errors keep their file lines.
-    """
-    if re.search(r"\{%-?\s*raw\b", body):  # inside {% raw %} a comment would be printed
-        return body
-    return _STATEMENT_LINE.sub(lambda m: m.group(1).rstrip() + "{#\n#}", body)
+def list_id(campaign: CampaignFile, sponsor: Sponsor, from_address: str | None) -> str:
+    """``"Spring launch (Acme)" <spring-launch.acme.acme.example>``: campaign and sponsor under
+    the sender's domain (RFC 2919), so a mail client can file and filter the list."""
+    domain = parseaddr(from_address or "")[1].rpartition("@")[2].lower() or "sponsorcast.invalid"
+    label = re.sub(r"[^A-Za-z0-9.-]", "-", f"{campaign.id}.{sponsor.id}").strip("-.")
+    words = LINE_SEPARATORS.sub(
+        " ", f"{campaign.name or campaign.id} ({sponsor.name or sponsor.id})"
+    )
+    phrase = words.replace("\\", "").replace('"', "'")[:120]
+    return f'"{phrase}" <{label}.{domain}>'
 
 
 def mailto_unsubscribe(address: str) -> str:

@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any
 from jinja2 import StrictUndefined
 from jinja2.filters import do_urlencode
 from jinja2.utils import missing
+from mdurl import encode
 
 from sponsorcast.render import sandbox
 
@@ -81,4 +82,23 @@ def jinja_environment(autoescape: bool) -> Environment:
         auto_reload=False,
     )
     env.filters["urlencode"] = _urlencode
+    env.filters[LINK_FILTER] = _link
     return env
+
+
+LINK_FILTER = "sponsorcast_link"
+
+
+def _link(value: Any) -> str:
+    """A URL made of template values, encoded as Markdown encodes the rest (spaces, non-ASCII)."""
+    return encode_url(str(value).strip())
+
+
+_URL_SAFE = re.compile(r"(?:[A-Za-z0-9;/?:@&=+$,\-_.!~*'()#]|%[0-9A-Fa-f]{2})*")
+
+
+def encode_url(url: str) -> str:
+    """A URL percent-encoded the way Markdown encodes link targets (%XX kept as it is)."""
+    if _URL_SAFE.fullmatch(url):  # the usual case, and much cheaper than mdurl
+        return url
+    return str(encode(url))

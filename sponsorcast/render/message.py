@@ -27,16 +27,10 @@ from sponsorcast.render.compile import (
     StaticLinks,
     html_file_line,
 )
-from sponsorcast.render.environment import NamedVars
-from sponsorcast.render.markdown import ANCHOR_HREF, encode_url
+from sponsorcast.render.environment import NamedVars, encode_url
+from sponsorcast.render.markdown import ANCHOR_HREF
 
 FALLBACK_NAME = "there"
-
-
-_HTML_HEAD = (
-    '<!DOCTYPE html>\n<html>\n<head>\n<meta charset="utf-8">\n'
-    '<meta name="viewport" content="width=device-width, initial-scale=1">\n'
-)
 
 
 _EMPTY_PARAGRAPH = re.compile(r"<p>\s*</p>\n?")
@@ -134,9 +128,23 @@ def _subject_text(compiled: CompiledCampaign, raw: str) -> str:
 
 
 def render_text(compiled: CompiledCampaign, context: dict[str, Any]) -> str:
-    offset = compiled.campaign.body_line - 1
-    body = _run(compiled.text_template, context, compiled, lambda line: line + offset)
+    body_line = compiled.campaign.body_line
+    body = _run(
+        compiled.text_template,
+        context,
+        compiled,
+        lambda line: html_file_line(compiled.text_lines, line, body_line),
+    )
     return _text_part(compiled, body, context)
+
+
+def render_preheader(compiled: CompiledCampaign, context: dict[str, Any]) -> str:
+    """The inbox preview text for one recipient, on one line; empty without a preheader."""
+    if compiled.preheader_template is None:
+        return ""
+    line = compiled.campaign.key_lines.get("preheader")
+    raw = _run(compiled.preheader_template, context, compiled, lambda _l: line)
+    return " ".join(LINE_SEPARATORS.sub(" ", raw).split())
 
 
 def _text_part(compiled: CompiledCampaign, body: str, context: dict[str, Any]) -> str:
@@ -181,10 +189,12 @@ def render_html(
         if pixel
         else ""
     )
-    return (
-        f"{_HTML_HEAD}<title>{esc(subject)}</title>\n</head>\n<body>\n{body.rstrip()}\n"
-        f'{compiled.footer_html}<a href="{esc(unsubscribe, quote=True)}">Unsubscribe</a></p>\n'
-        f"{pixel_html}</body>\n</html>\n"
+    return compiled.layout.wrap(
+        subject=subject,
+        preheader=render_preheader(compiled, context),
+        body=body,
+        unsubscribe=unsubscribe,
+        pixel=pixel_html,
     )
 
 
@@ -197,8 +207,12 @@ def _headers(compiled: CompiledCampaign, links: Links) -> dict[str, str]:
             and compiled.unsubscribe_mailto != "mailto:?subject=unsubscribe"
         ):
             value += f", <{compiled.unsubscribe_mailto}>"
-        return {"List-Unsubscribe": value, "List-Unsubscribe-Post": "List-Unsubscribe=One-Click"}
-    return {"List-Unsubscribe": f"<{url}>"}
+        return {
+            "List-Id": compiled.list_id,
+            "List-Unsubscribe": value,
+            "List-Unsubscribe-Post": "List-Unsubscribe=One-Click",
+        }
+    return {"List-Id": compiled.list_id, "List-Unsubscribe": f"<{url}>"}
 
 
 def _run(

@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 from sponsorcast import errors
 from sponsorcast.audience import iter_recipients, select_recipients
+from sponsorcast.branding import BRANDING_KEYS
 from sponsorcast.campaign import load_campaign
 from sponsorcast.errors import BadInput, InputFileError, SponsorcastError, debug_requested
 from sponsorcast.render.check import (
@@ -70,11 +71,12 @@ def _check_in_parallel(
         store_url=source.config.store_url,
         sponsor={
             k: getattr(sponsor, k)
-            for k in ("id", "name", "from_address", "reply_to", "postal_address")
+            for k in ("id", "name", "from_address", "reply_to", "postal_address", *BRANDING_KEYS)
         },
         path=str(campaign.path),
         content_hash=campaign.content_hash,
         unsubscribe_mailto=source.config.tracking.unsubscribe_mailto,
+        language=source.config.language,
         shards=shards,
     )
     # Plain subprocesses rather than multiprocessing: nothing depends on how the main module
@@ -188,6 +190,7 @@ class _ShardJob:
     path: str
     content_hash: str
     unsubscribe_mailto: str
+    language: str
     shards: int
 
 
@@ -207,7 +210,10 @@ def _check_shard(
         if campaign.content_hash != job.content_hash:
             raise BadInput(f"{job.path} changed while it was being checked; run the check again.")
         compiled = compile_campaign(
-            campaign, Sponsor(**job.sponsor), unsubscribe_mailto=job.unsubscribe_mailto
+            campaign,
+            Sponsor(**job.sponsor),
+            unsubscribe_mailto=job.unsubscribe_mailto,
+            language=job.language,
         )
     if store is None:
         store = open_store(job.store_url, migrate=False, create=False)

@@ -74,6 +74,7 @@ def preview_campaign(path: Path, source: RecipientSource, to: str | None = None)
         campaign,
         source.sponsor(campaign.sponsor),
         unsubscribe_mailto=source.config.tracking.unsubscribe_mailto,
+        language=source.config.language,
     )
     lead, note = source.find(campaign.sponsor, campaign.audience, to)
     message = render_message(compiled, lead, compiled.default_links)
@@ -102,6 +103,7 @@ def check_campaign_file(path: Path, source: RecipientSource) -> CheckResult:
             campaign,
             source.sponsor(campaign.sponsor),
             unsubscribe_mailto=source.config.tracking.unsubscribe_mailto,
+            language=source.config.language,
         )
         warnings = sending_warnings(compiled)
         return CheckResult(check_audience(compiled, source), warnings=warnings)

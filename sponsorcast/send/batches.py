@@ -104,7 +104,10 @@ def make_renderer(
         campaign_tags={str(k): str(v) for k, v in (row["tags"] or {}).items()},
         sponsor=sponsor,
         compiled=compile_campaign(
-            campaign, sponsor, unsubscribe_mailto=config.tracking.unsubscribe_mailto
+            campaign,
+            sponsor,
+            unsubscribe_mailto=config.tracking.unsubscribe_mailto,
+            language=config.language,
         ),
         from_address=str(row["from_address"] or sponsor.from_address),
         reply_to=row["reply_to"] or sponsor.reply_to,
@@ -123,6 +126,7 @@ def _links_of(config: Config, body: str) -> tuple[str, ...]:
 def stored_campaign(row: Mapping[Any, Any]) -> CampaignFile:
     """The campaign as snapshotted in the store, in the shape rendering takes."""
 
+    look = row["look"] or {}  # none for a campaign snapshotted before looks were kept
     return CampaignFile(
         id=row["id"],
         name=row["name"],
@@ -134,6 +138,9 @@ def stored_campaign(row: Mapping[Any, Any]) -> CampaignFile:
         reply_to=row["reply_to"],
         send_at=row["send_at"],
         tags=dict(row["tags"] or {}),
+        preheader=look.get("preheader") or "",
+        language=look.get("language"),
+        line_breaks=bool(look.get("line_breaks", False)),
         path=Path(row["source_path"] or f"{row['id']}.md"),
         content_hash=row["content_hash"],
         body_line=1,

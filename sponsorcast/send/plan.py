@@ -74,7 +74,10 @@ def plan_send(store: Store, config: Config, path: Path, *, run_preflight: bool =
     sponsor = get_sponsor(store, campaign.sponsor)
     check_sponsor(sponsor, campaign)
     compiled = compile_campaign(
-        campaign, sponsor, unsubscribe_mailto=config.tracking.unsubscribe_mailto
+        campaign,
+        sponsor,
+        unsubscribe_mailto=config.tracking.unsubscribe_mailto,
+        language=config.language,
     )
     with store.read() as conn:
         row = conn.execute(

@@ -116,6 +116,11 @@ def campaign_values(
         "from_address": campaign.from_address,
         "reply_to": campaign.reply_to,
         "tags": dict(campaign.tags),
+        "look": {
+            "preheader": campaign.preheader,
+            "language": campaign.language,
+            "line_breaks": campaign.line_breaks,
+        },
         "source_path": str(campaign.path),
         "send_at": send_at,
         "content_hash": campaign.content_hash,

@@ -334,6 +334,9 @@ def apply_sponsors(store: Store, sponsors: tuple[SponsorConfig, ...]) -> None:
                 "reply_to": sc.reply_to,
                 "postal_address": sc.postal_address,
                 "messaging_enabled": sc.messaging_enabled,
+                "accent_color": sc.accent_color,
+                "logo_url": sc.logo_url,
+                "unsubscribe_mailto": sc.unsubscribe_mailto,
             }.items()
             if v is not None
         }
@@ -359,6 +362,9 @@ def apply_sponsors(store: Store, sponsors: tuple[SponsorConfig, ...]) -> None:
                         reply_to=values.get("reply_to"),
                         postal_address=values.get("postal_address"),
                         messaging_enabled=values.get("messaging_enabled", True),
+                        accent_color=values.get("accent_color"),
+                        logo_url=values.get("logo_url"),
+                        unsubscribe_mailto=values.get("unsubscribe_mailto"),
                         created_at=now,
                         updated_at=now,
                     )

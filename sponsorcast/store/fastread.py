@@ -19,7 +19,13 @@ MIGRATIONS_TABLE = "_sponsorcast_migrations"
 # What a current store has applied; tests/store/test_fastread.py keeps this equal to
 # migrations.MIGRATIONS (migrations.py imports SQLAlchemy, which is what this module avoids).
 CURRENT_MIGRATIONS = frozenset(
-    {"m001_initial", "m002_send_batches", "m003_batch_payload_hash", "m004_batch_payload"}
+    {
+        "m001_initial",
+        "m002_send_batches",
+        "m003_batch_payload_hash",
+        "m004_batch_payload",
+        "m005_email_look",
+    }
 )
 
 

@@ -183,6 +183,15 @@ def m004_batch_payload(conn: sa.Connection) -> None:
     conn.execute(sa.text(f"ALTER TABLE send_batch ADD COLUMN payload {blob}"))
 
 
+@migration
+def m005_email_look(conn: sa.Connection) -> None:
+    """A sponsor's accent colour, logo and own unsubscribe mailbox, and a campaign's preheader,
+    language and line-break rule, so that a resumed send renders the email it started with."""
+    for column in ("accent_color", "logo_url", "unsubscribe_mailto"):
+        conn.execute(sa.text(f"ALTER TABLE sponsor ADD COLUMN {column} VARCHAR"))
+    conn.execute(sa.text("ALTER TABLE campaign ADD COLUMN look JSON"))
+
+
 @dataclass(frozen=True)
 class MigrationState:
     """Which migrations a store has, and which it still needs."""

@@ -96,6 +96,9 @@ class Sponsor(SQLModel, table=True):
     reply_to: str | None = None
     postal_address: str | None = None
     messaging_enabled: bool = True
+    accent_color: str | None = None  # links and buttons, #rrggbb
+    logo_url: str | None = None  # https:// image at the top of every email
+    unsubscribe_mailto: str | None = None  # a List-Unsubscribe mailbox of the sponsor's own
     created_at: datetime | None = _dt()
     updated_at: datetime | None = _dt()
 
@@ -145,6 +148,7 @@ class Campaign(SQLModel, table=True):
     from_address: str | None = None
     reply_to: str | None = None
     tags: dict[str, Any] | None = _json()
+    look: dict[str, Any] | None = _json()  # preheader, language, line_breaks of the file
     source_path: str | None = None
     send_at: datetime | None = _dt()
     status: str = CampaignStatus.DRAFT

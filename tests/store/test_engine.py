@@ -98,6 +98,9 @@ def test_sponsors_cli_add_list_show(project: Project) -> None:
         "reply_to": None,
         "postal_address": "2 Road, Town",
         "messaging_enabled": True,
+        "accent_color": None,
+        "logo_url": None,
+        "unsubscribe_mailto": None,
         "leads": 0,
         "campaigns": 0,
     }

@@ -105,10 +105,12 @@ def test_db_status_and_upgrade_cli(project: Project, tmp_path: Path) -> None:
         ("m002_send_batches", "pending"),
         ("m003_batch_payload_hash", "pending"),
         ("m004_batch_payload", "pending"),
+        ("m005_email_look", "pending"),
     ]
     r = project.run("--db", url, "db", "upgrade")
     assert r.stdout == (
-        "Applied 3 migrations: m002_send_batches, m003_batch_payload_hash, m004_batch_payload.\n"
+        "Applied 4 migrations: m002_send_batches, m003_batch_payload_hash, m004_batch_payload, "
+        "m005_email_look.\n"
     )
     r = project.run("--db", url, "db", "upgrade")
     assert r.stdout == "The store is up to date; nothing to apply.\n"

@@ -214,6 +214,9 @@ def test_cli_sponsors_and_db_status_on_postgres(project: Project, pg_url: str) -
         "reply_to": None,
         "postal_address": "2 Road, Town",
         "messaging_enabled": True,
+        "accent_color": None,
+        "logo_url": None,
+        "unsubscribe_mailto": None,
     }
     assert rows["default"]["from"] == "Example Events <hello@example.com>"
     r = project.run("--db", pg_url, "db", "status", "--json")
