@@ -30,8 +30,8 @@ def test_markdown_campaign_is_parsed_with_lines() -> None:
     assert campaign.audience == Audience(type="all")
     assert campaign.tags == {"campaign": "welcome"}
     assert campaign.send_at is None and campaign.from_address is None and campaign.reply_to is None
-    assert campaign.key_lines == {"name": 2, "subject": 3, "audience": 4, "tags": 6}
-    assert campaign.body_line == 8
+    assert campaign.key_lines == {"name": 2, "subject": 3, "preheader": 4, "audience": 5, "tags": 7}
+    assert campaign.body_line == 9
     assert campaign.body.startswith("Hi {{ first_name }},\n")
     assert campaign.content_hash == hashlib.sha256(path.read_bytes()).hexdigest()
     assert campaign.path == path

@@ -132,4 +132,9 @@ def sending_warnings(compiled: CompiledCampaign) -> list[str]:
             f"sponsor '{sponsor}' has no postal address: every footer needs one "
             f"(set 'postal_address' under [sponsors.{sponsor}])."
         )
+    if compiled.preheader_template is None:
+        warnings.append(
+            "no preheader: the inbox preview shows the first words of the body instead "
+            "(set 'preheader:' in the front matter, a line like the subject)."
+        )
     return warnings

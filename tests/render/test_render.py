@@ -805,6 +805,8 @@ def test_check_warns_when_the_sponsor_cannot_send(tmp_path: Path) -> None:
             "refused (set 'from' under [sponsors.default]).\n"
             "  warning: sponsor 'default' has no postal address: every footer needs one "
             "(set 'postal_address' under [sponsors.default]).\n"
+            "  warning: no preheader: the inbox preview shows the first words of the body instead "
+            "(set 'preheader:' in the front matter, a line like the subject).\n"
             "1 campaign file checked: no problems.\n"
         ),
     )
