@@ -56,7 +56,11 @@ class BatchRenderer:
         headers: dict[str, str] = {}
         if self.config.tracking.public_url and delivery_id > 0:
             links, headers = tracking.links_for(
-                self.config, self.campaign_id, delivery_id, self.campaign_links
+                self.config,
+                self.campaign_id,
+                delivery_id,
+                self.campaign_links,
+                mailto=self.sponsor.unsubscribe_mailto,
             )
         message = render_message(self.compiled, recipient(member), links)
         tags = {**self.campaign_tags, "campaign": _tag_value(self.campaign_id)}

@@ -172,14 +172,20 @@ def unsubscribe_headers(unsubscribe_url: str | None, mailto_url: str = "") -> di
 
 
 def links_for(
-    config: Config, campaign_id: str, delivery_id: int, links: Sequence[str] | None = None
+    config: Config,
+    campaign_id: str,
+    delivery_id: int,
+    links: Sequence[str] | None = None,
+    *,
+    mailto: str | None = None,
 ) -> tuple[Links, dict[str, str]]:
     """Links and extra headers for one recipient (see the module docstring).
 
     ``links`` is ``campaign_links(body)`` of the campaign; without it, links are not rewritten.
+    ``mailto``: the sponsor's own unsubscribe mailbox, instead of ``[tracking]``'s.
     """
 
-    mailto = config.tracking.unsubscribe_mailto
+    mailto = mailto or config.tracking.unsubscribe_mailto
     mailto_url = mailto_unsubscribe(mailto) if mailto else ""
     public_url = config.tracking.public_url.rstrip("/")
     if not public_url:
