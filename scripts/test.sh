@@ -2,6 +2,8 @@
 # Set everything up, run the quality gate (scripts/check.sh), then the whole test suite (this is
 # what CI runs).
 #
+# The browser tests need Chromium: when it is missing and we are root, apt installs it.
+#
 # The PostgreSQL tests need a server. When SPONSORCAST_TEST_PG is unset (or empty), this
 # script starts a throwaway one: initdb + pg_ctl (as the `postgres` user when run as root)
 # in a fresh temp dir, listening on 127.0.0.1 only, on a free port, with trust auth — then
@@ -126,6 +128,19 @@ if [ -z "${SPONSORCAST_TEST_PG:-}" ]; then
   unset SPONSORCAST_TEST_PG
   if ! start_postgres; then
     note "running without PostgreSQL: its tests skip (or fail when CI is set)"
+  fi
+fi
+
+# The browser tests open the sample emails in headless Chromium (tests/support/browser.py).
+if ! command -v chromium >/dev/null 2>&1 && [ -z "${SPONSORCAST_CHROMIUM:-}" ]; then
+  if is_root && command -v apt-get >/dev/null 2>&1; then
+    note "Chromium not found; installing it with apt-get (for the browser tests)"
+    export DEBIAN_FRONTEND=noninteractive
+    { apt-get install -y -q chromium </dev/null >/dev/null 2>&1 \
+      || { apt-get update -q </dev/null >/dev/null && apt-get install -y -q chromium </dev/null >/dev/null; }; } \
+      || note "Chromium could not be installed: the browser tests skip (or fail when CI is set)"
+  else
+    note "Chromium not found and cannot be installed: the browser tests skip (or fail when CI is set)"
   fi
 fi
 
