@@ -144,6 +144,18 @@ if ! command -v chromium >/dev/null 2>&1 && [ -z "${SPONSORCAST_CHROMIUM:-}" ]; 
   fi
 fi
 
+# The emails are checked with html-validate (tests/render/test_email_validator.py).
+HV=.cache/html-validate
+if [ ! -x "$HV/node_modules/.bin/html-validate" ]; then
+  if command -v npm >/dev/null 2>&1; then
+    note "installing html-validate with npm into $HV (for the email HTML check)"
+    npm install --prefix "$HV" --no-audit --no-fund --silent html-validate@9 </dev/null >/dev/null 2>&1 \
+      || note "html-validate could not be installed: its test skips (or fails when CI is set)"
+  else
+    note "npm not found: the html-validate test skips (or fails when CI is set)"
+  fi
+fi
+
 set +e
 .venv/bin/python -m pytest "$@" </dev/null
 rc=$?

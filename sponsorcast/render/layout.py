@@ -53,7 +53,7 @@ class Layout:
         esc = html.escape
         hidden = (
             '<div style="display:none;max-height:0;max-width:0;overflow:hidden;opacity:0;'
-            f'mso-hide:all;font-size:1px;line-height:1px;color:{PAGE_BACKGROUND};">'
+            'mso-hide:all;font-size:1px;line-height:1px;">'
             f"{esc(preheader)}{PREHEADER_PADDING}</div>\n"
             if preheader
             else ""

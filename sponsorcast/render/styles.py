@@ -73,6 +73,8 @@ def style_tree(tokens: Sequence[Token], accent: str = DEFAULT_ACCENT) -> None:
         tag = token.tag
         if token.nesting == 1 and tag in _BLOCK_STYLES:
             token.attrSet("style", _BLOCK_STYLES[tag])
+            if tag == "th":  # a header cell says what it heads, for screen readers
+                token.attrSet("scope", "col")
         elif token.type == "hr":
             token.attrSet("style", _BLOCK_STYLES["hr"])
         elif token.type in ("fence", "code_block"):  # the style lands on <code> inside <pre>
