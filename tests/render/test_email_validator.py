@@ -9,8 +9,8 @@ minus four that email needs broken (inline styles, table attributes Outlook read
 from __future__ import annotations
 
 import os
-from dataclasses import replace
 import subprocess
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
