@@ -80,7 +80,8 @@ class CompiledCampaign:
     html_has_links: bool
     html_has_blocks: bool
     layout: Layout  # the HTML around the body
-    preheader_template: Template | None  # the inbox preview text, when the file has one
+    preheader_template: Template | None  # the inbox preview text, when it uses template values
+    preheader_text: str  # the preview text when it is the same for everyone (no template run)
     list_id: str  # the List-Id header (RFC 2919)
 
     @property
@@ -120,9 +121,11 @@ def compile_campaign(
         html_source, True, path, lambda line: html_file_line(html_lines, line, body_line)
     )
     preheader_line = campaign.key_lines.get("preheader", 1)
+    # a preheader without template syntax is the same for everyone: no render per recipient
+    static_preheader = not any(mark in campaign.preheader for mark in ("{{", "{%", "{#"))
     preheader_template = (
         _compile(campaign.preheader, False, path, lambda line: preheader_line)
-        if campaign.preheader
+        if campaign.preheader and not static_preheader
         else None
     )
 
@@ -179,6 +182,7 @@ def compile_campaign(
             logo_url=sponsor.logo_url,
         ),
         preheader_template=preheader_template,
+        preheader_text=campaign.preheader if static_preheader else "",
         list_id=list_id(campaign, sponsor, from_address),
     )
 

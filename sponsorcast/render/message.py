@@ -141,7 +141,7 @@ def render_text(compiled: CompiledCampaign, context: dict[str, Any]) -> str:
 def render_preheader(compiled: CompiledCampaign, context: dict[str, Any]) -> str:
     """The inbox preview text for one recipient, on one line; empty without a preheader."""
     if compiled.preheader_template is None:
-        return ""
+        return compiled.preheader_text
     line = compiled.campaign.key_lines.get("preheader")
     raw = _run(compiled.preheader_template, context, compiled, lambda _l: line)
     return " ".join(LINE_SEPARATORS.sub(" ", raw).split())

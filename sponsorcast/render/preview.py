@@ -132,7 +132,7 @@ def sending_warnings(compiled: CompiledCampaign) -> list[str]:
             f"sponsor '{sponsor}' has no postal address: every footer needs one "
             f"(set 'postal_address' under [sponsors.{sponsor}])."
         )
-    if compiled.preheader_template is None:
+    if compiled.preheader_template is None and not compiled.preheader_text:
         warnings.append(
             "no preheader: the inbox preview shows the first words of the body instead "
             "(set 'preheader:' in the front matter, a line like the subject)."
