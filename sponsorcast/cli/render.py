@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from enum import StrEnum
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
@@ -68,6 +69,10 @@ def render(
             "--html", metavar="FILE", help="Write the HTML part to FILE instead of printing it."
         ),
     ] = None,
+    open_: Annotated[
+        bool,
+        typer.Option("--open", help="Write the HTML part to a temp file and open it in a browser."),
+    ] = False,
 ) -> None:
     """Show a campaign's email for one recipient, or check that it renders for every recipient."""
     from sponsorcast.campaign import campaign_files
@@ -75,11 +80,11 @@ def render(
 
     if check and to:
         raise BadInput("--to previews one recipient; it cannot be combined with --check.")
-    if check and html:
-        raise BadInput("--html writes a preview; it cannot be combined with --check.")
+    if check and (html or open_):
+        raise BadInput("--html and --open show a preview; they cannot be combined with --check.")
     files = [f for path in campaigns for f in campaign_files(path)]
-    if html and len(files) > 1:
-        raise BadInput("--html takes a single campaign file.")
+    if (html or open_) and len(files) > 1:
+        raise BadInput("--html and --open take a single campaign file.")
     source = RecipientSource(load(project=leads is None), leads_csv=leads)
     try:
         if check:
@@ -97,11 +102,15 @@ def render(
         previews = [preview_campaign(f, source, to) for f in files]
     finally:
         source.close()
+    if open_ and html is None:
+        html = _temp_html(previews[0].campaign_id)
     if html:
         try:
             html.write_text(previews[0].message.html, encoding="utf-8")
         except OSError as exc:
             raise BadInput(f"Cannot write {html}: {exc.strerror or exc}.") from None
+    if open_ and html is not None:
+        _open_in_browser(html)
     if format_ is Format.json:
         data = [p.as_dict() for p in previews]
         console.print_json(data[0] if len(data) == 1 else data)
@@ -110,6 +119,21 @@ def render(
         if number:
             console.say("")
         _print_preview(preview, html)
+
+
+def _temp_html(campaign_id: str) -> Path:
+    import tempfile  # on use: keeps start-up fast
+
+    handle, name = tempfile.mkstemp(prefix=f"sponsorcast-{campaign_id}-", suffix=".html")
+    os.close(handle)
+    return Path(name)
+
+
+def _open_in_browser(path: Path) -> None:
+    import webbrowser  # on use: keeps start-up fast
+
+    if not webbrowser.open(path.resolve().as_uri()):
+        console.warn(f"No browser could be started here; open {path} in one.")
 
 
 def _print_preview(preview: Preview, html_file: Path | None) -> None:

@@ -24,6 +24,7 @@ NOT_RUN = (
     ("sponsorcast serve", "a server that runs until stopped (tests/tracking runs it)"),
     ("sponsorcast sync", "asks the real Resend API"),
     ("--install-completion", "would edit the shell's start-up file"),
+    ("--open", "would start a browser (tests/render/test_email_layout.py tests it)"),
 )
 
 EXPORT = (

@@ -7,6 +7,7 @@ import email
 import email.policy
 import json
 import re
+import shutil
 from dataclasses import replace
 from html.parser import HTMLParser
 from pathlib import Path
@@ -240,3 +241,29 @@ def test_sponsors_add_sets_and_clears_branding(project: Project) -> None:
     assert project.run("sponsors", "add", "acme", "--logo-url", "").exit_code == 0
     assert '"logo_url": null' in project.run("sponsors", "show", "acme", "--json").stdout
     assert '"accent_color": "#0F766E"' in project.run("sponsors", "show", "acme", "--json").stdout
+
+
+def test_render_open_writes_the_preview_and_opens_it(
+    project: Project, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import webbrowser
+
+    (project.path / "leads.csv").write_text("email,name\nada@example.com,Ada\n", encoding="utf-8")
+    assert project.run("leads", "import", "leads.csv").exit_code == 0
+    shutil.copy(REPO / "campaigns" / "welcome.md", project.path / "welcome.md")
+    opened: list[str] = []
+    monkeypatch.setattr(webbrowser, "open", lambda url: opened.append(url) or True)
+    result = project.run("render", "welcome.md", "--open")
+    assert result.exit_code == 0, result.stderr
+    (url,) = opened
+    path = Path(url.removeprefix("file://"))
+    assert path.name.startswith("sponsorcast-welcome-") and path.suffix == ".html"
+    assert path.read_text(encoding="utf-8").startswith('<!DOCTYPE html>\n<html lang="en"')
+    assert f"(written to {path})" in result.stdout
+    monkeypatch.setattr(webbrowser, "open", lambda url: False)  # a machine without a browser
+    headless = project.run("render", "welcome.md", "--open")
+    assert headless.exit_code == 0
+    assert headless.stderr.startswith("Warning: No browser could be started here; open /")
+    both = project.run("render", "welcome.md", "--open", "--check")
+    assert both.exit_code == 2
+    path.unlink()
