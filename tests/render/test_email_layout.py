@@ -252,7 +252,12 @@ def test_render_open_writes_the_preview_and_opens_it(
     assert project.run("leads", "import", "leads.csv").exit_code == 0
     shutil.copy(REPO / "campaigns" / "welcome.md", project.path / "welcome.md")
     opened: list[str] = []
-    monkeypatch.setattr(webbrowser, "open", lambda url: opened.append(url) or True)
+
+    def fake_open(url: str) -> bool:
+        opened.append(url)
+        return True
+
+    monkeypatch.setattr(webbrowser, "open", fake_open)
     result = project.run("render", "welcome.md", "--open")
     assert result.exit_code == 0, result.stderr
     (url,) = opened
