@@ -89,6 +89,11 @@ class Config:
     path: Path | None = None
     secrets: Secrets = field(default_factory=Secrets, repr=False)
 
+    @property
+    def root(self) -> Path:
+        """The project folder: where the config file is (partials/ and layouts/ live there)."""
+        return self.path.parent if self.path is not None else Path.cwd()
+
 
 _SCHEMA: dict[str, dict[str, type | tuple[type, ...]]] = {
     "store": {"url": str},

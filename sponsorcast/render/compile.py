@@ -262,7 +262,8 @@ def _refuse_unsafe(tree: nodes.Template, path: Any, file_line: Any) -> None:
         (nodes.Extends, nodes.Include, nodes.Import, nodes.FromImport)
     ):
         raise TemplateError(
-            "extends, include and import are not available in campaign templates.",
+            "extends, import and include are not available in campaign templates, except "
+            '{% include "partials/name.md" %} with the file name written out.',
             path=path,
             line=file_line(loader_node.lineno),
         )

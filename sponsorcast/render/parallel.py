@@ -24,6 +24,7 @@ from sponsorcast.render.check import (
     report_of,
 )
 from sponsorcast.render.compile import CompiledCampaign, compile_campaign
+from sponsorcast.render.partials import with_partials
 from sponsorcast.render.recipients import RecipientSource
 from sponsorcast.store import open_store
 from sponsorcast.store.models import Sponsor
@@ -76,6 +77,7 @@ def _check_in_parallel(
         path=str(campaign.path),
         content_hash=campaign.content_hash,
         unsubscribe_mailto=source.config.tracking.unsubscribe_mailto,
+        root=str(source.config.root),
         language=source.config.language,
         shards=shards,
     )
@@ -191,6 +193,7 @@ class _ShardJob:
     content_hash: str
     unsubscribe_mailto: str
     language: str
+    root: str  # the project folder, for partials
     shards: int
 
 
@@ -206,7 +209,7 @@ def _check_shard(
 
     own_store = store is None
     if compiled is None:
-        campaign = load_campaign(Path(job.path))
+        campaign = with_partials(load_campaign(Path(job.path)), Path(job.root))
         if campaign.content_hash != job.content_hash:
             raise BadInput(f"{job.path} changed while it was being checked; run the check again.")
         compiled = compile_campaign(

@@ -16,6 +16,7 @@ from sponsorcast.render.check import CheckReport, Problem
 from sponsorcast.render.compile import CompiledCampaign, compile_campaign
 from sponsorcast.render.message import RenderedMessage, render_message
 from sponsorcast.render.parallel import check_audience
+from sponsorcast.render.partials import with_partials
 from sponsorcast.render.recipients import RecipientSource
 
 
@@ -69,7 +70,7 @@ class CheckResult:
 
 def preview_campaign(path: Path, source: RecipientSource, to: str | None = None) -> Preview:
     """Render one campaign file for one recipient (``to``, else the audience's first)."""
-    campaign = load_campaign(path)
+    campaign = with_partials(load_campaign(path), source.config.root)
     compiled = compile_campaign(
         campaign,
         source.sponsor(campaign.sponsor),
@@ -98,7 +99,7 @@ def check_campaign_file(path: Path, source: RecipientSource) -> CheckResult:
     """
 
     try:
-        campaign = load_campaign(path)
+        campaign = with_partials(load_campaign(path), source.config.root)
         compiled = compile_campaign(
             campaign,
             source.sponsor(campaign.sponsor),

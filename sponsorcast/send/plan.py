@@ -21,6 +21,7 @@ from sponsorcast.errors import (
 )
 from sponsorcast.headers import mailbox_problem
 from sponsorcast.render import RecipientSource, check_audience, compile_campaign
+from sponsorcast.render.partials import with_partials
 from sponsorcast.store import Store, get_sponsor
 from sponsorcast.store.lifecycle import (
     status_counts,
@@ -38,8 +39,8 @@ from sponsorcast.wording import count
 
 if TYPE_CHECKING:
     from sponsorcast.campaign import CampaignFile
-    from sponsorcast.render import CompiledCampaign
-
+    from sponsorcast.render.partials import with_partials
+from sponsorcast.render import CompiledCampaign
 
 # Statuses from which a campaign that never started sending is snapshotted afresh.
 NOT_STARTED = (
@@ -70,7 +71,7 @@ def plan_send(store: Store, config: Config, path: Path, *, run_preflight: bool =
     ``send --test`` and ``schedule`` call ``preflight`` themselves, or not at all.
     """
 
-    campaign = load_campaign(path)
+    campaign = with_partials(load_campaign(path), config.root)
     sponsor = get_sponsor(store, campaign.sponsor)
     check_sponsor(sponsor, campaign)
     compiled = compile_campaign(
