@@ -1,15 +1,16 @@
-"""A sponsor's look in its emails: accent colour, logo and unsubscribe mailbox, checked once.
+"""A sponsor's look in its emails: accent colour, logo, unsubscribe mailbox and layout file.
 
 The values go into HTML attributes and headers of every email, so each is refused unless it
 is exactly what it claims to be: a ``#rrggbb`` colour, an ``https://`` image URL without
-quotes, spaces or control characters, a ``mailto:`` URL or a single address.
+quotes, spaces or control characters, a ``mailto:`` URL or a single address, a layout file
+under the project's ``layouts/`` folder.
 """
 
 from __future__ import annotations
 
 import re
 
-BRANDING_KEYS = ("accent_color", "logo_url", "unsubscribe_mailto")
+BRANDING_KEYS = ("accent_color", "logo_url", "unsubscribe_mailto", "layout")
 URL_MAX = 2000
 
 _COLOR = re.compile(r"#(?:[0-9a-fA-F]{3}|[0-9a-fA-F]{6})\Z")
@@ -30,6 +31,11 @@ def branding_problem(key: str, value: str) -> str | None:
         address = value[len("mailto:") :].split("?", 1)[0] if value.startswith("mailto:") else value
         problem = mailbox_problem(address)
         return None if problem is None else f"it must be one address or a mailto: URL ({problem})"
+    if key == "layout":
+        parts = value.replace("\\", "/").split("/")
+        if value.startswith("/") or ".." in parts or parts[0] != "layouts" or len(parts) < 2:
+            return "it must be a file in the project's layouts/ folder, like layouts/acme.html"
+        return None
     return f"'{key}' is not a branding setting"
 
 

@@ -35,6 +35,7 @@ KEYS = (
     "tags",
     "language",
     "line_breaks",
+    "layout",
 )
 LANGUAGE_TAG = re.compile(r"[A-Za-z]{2,3}(?:-[A-Za-z0-9]{2,8})*\Z")
 YAML_ONLY_KEYS = ("body",)
@@ -73,6 +74,10 @@ class CampaignFile:
     preheader: str = ""  # a template, like the subject: the inbox preview text
     language: str | None = None  # the HTML part's lang; None: the project's
     line_breaks: bool = True  # a single line break in the body is a line break in the email
+    layout: str | None = (
+        None  # a layout file of the project's (layouts/x.html); None: the sponsor's
+    )
+    layout_html: str | None = None  # that file's text, read when the campaign is loaded to send
     tags: dict[str, str] = field(default_factory=dict)
     path: Path = Path("<campaign>")
     content_hash: str = ""
@@ -221,6 +226,7 @@ def load_campaign(path: Path) -> CampaignFile:
         raise fail(
             f"language {language!r} must be a language tag like en, de or pt-BR.", "language"
         )
+    layout = _text(data, "layout", fail)
     line_breaks = data.get("line_breaks", True)
     if not isinstance(line_breaks, bool):
         raise fail("line_breaks must be true or false.", "line_breaks")
@@ -251,6 +257,7 @@ def load_campaign(path: Path) -> CampaignFile:
         preheader=preheader,
         language=language,
         line_breaks=line_breaks,
+        layout=layout,
         tags=tags,
         path=path,
         content_hash=hashlib.sha256(raw).hexdigest(),

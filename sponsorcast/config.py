@@ -62,6 +62,7 @@ class SponsorConfig:
     accent_color: str | None = None
     logo_url: str | None = None
     unsubscribe_mailto: str | None = None
+    layout: str | None = None
 
 
 @dataclass(frozen=True)
@@ -125,6 +126,7 @@ _SPONSOR_KEYS: dict[str, type] = {
     "accent_color": str,
     "logo_url": str,
     "unsubscribe_mailto": str,
+    "layout": str,
 }
 _TOP_LEVEL_SCALARS: dict[str, type] = {"timezone": str, "language": str}
 
@@ -261,6 +263,7 @@ def _build(
             accent_color=table.get("accent_color"),
             logo_url=table.get("logo_url"),
             unsubscribe_mailto=table.get("unsubscribe_mailto"),
+            layout=table.get("layout"),
         )
         for sid, table in data.get("sponsors", {}).items()
     )

@@ -102,6 +102,7 @@ def sponsor_dict(sponsor: Sponsor) -> dict[str, Any]:
         "accent_color": sponsor.accent_color,
         "logo_url": sponsor.logo_url,
         "unsubscribe_mailto": sponsor.unsubscribe_mailto,
+        "layout": sponsor.layout,
     }
 
 

@@ -56,6 +56,12 @@ def add(
             help="Mailbox for List-Unsubscribe (default: [tracking] unsubscribe_mailto).",
         ),
     ] = None,
+    layout: Annotated[
+        Optional[str],
+        typer.Option(
+            "--layout", metavar="FILE", help="Layout file of the project's, e.g. layouts/acme.html."
+        ),
+    ] = None,
 ) -> None:
     """Add a sponsor, or change the given options of one (not one defined in sponsorcast.toml)."""
     from sponsorcast.sponsors import add_sponsor
@@ -78,6 +84,7 @@ def add(
             "accent_color": accent_color,
             "logo_url": logo_url,
             "unsubscribe_mailto": unsubscribe_mailto,
+            "layout": layout,
         },
     )
     console.say(f"{'Added' if created else 'Updated'} sponsor '{sponsor.id}'.")

@@ -22,7 +22,7 @@ from urllib.parse import quote
 
 from sponsorcast.headers import LINE_SEPARATORS
 from sponsorcast.render.environment import NamedVars, jinja_environment
-from sponsorcast.render.layout import Layout, build_layout
+from sponsorcast.render.layout import EmailLayout, build_layout, file_layout, slot_values
 from sponsorcast.render.markdown import convert_body
 from sponsorcast.render.styles import DEFAULT_ACCENT
 
@@ -79,7 +79,7 @@ class CompiledCampaign:
     text_lines: Mapping[int, int]  # text template line -> body line
     html_has_links: bool
     html_has_blocks: bool
-    layout: Layout  # the HTML around the body
+    layout: EmailLayout  # the HTML around the body
     preheader_template: Template | None  # the inbox preview text, when it uses template values
     preheader_text: str  # the preview text when it is the same for everyone (no template run)
     list_id: str  # the List-Id header (RFC 2919)
@@ -175,16 +175,35 @@ def compile_campaign(
         text_lines=text_lines,
         html_has_links=bool(re.search(r"<a\b", html_source, re.IGNORECASE)),
         html_has_blocks="{%" in html_source,
-        layout=build_layout(
-            language=campaign.language or language,
-            sponsor_name=sponsor.name or sponsor.id,
-            postal_address=sponsor.postal_address or "",
-            logo_url=sponsor.logo_url,
-        ),
+        layout=_layout(campaign, sponsor, language, base_vars),
         preheader_template=preheader_template,
         preheader_text=campaign.preheader if static_preheader else "",
         list_id=list_id(campaign, sponsor, from_address),
     )
+
+
+def _layout(
+    campaign: CampaignFile, sponsor: Sponsor, language: str, base_vars: Mapping[str, Any]
+) -> EmailLayout:
+    """The default layout, or the project's layout file rendered once with its slots open."""
+    if campaign.layout_html is None:
+        return build_layout(
+            language=campaign.language or language,
+            sponsor_name=sponsor.name or sponsor.id,
+            postal_address=sponsor.postal_address or "",
+            logo_url=sponsor.logo_url,
+        )
+    name = campaign.layout or sponsor.layout or "layout"
+    template = _compile(campaign.layout_html, True, name, lambda line: line)
+    context = {**base_vars, "language": campaign.language or language, **slot_values()}
+    try:
+        rendered = template.render(context)
+    except Exception as exc:
+        raise TemplateError(f"the layout cannot be rendered: {exc}", path=name) from None
+    layout, problem = file_layout(rendered)
+    if layout is None:
+        raise TemplateError(f"{problem}.", path=name)
+    return layout
 
 
 def list_id(campaign: CampaignFile, sponsor: Sponsor, from_address: str | None) -> str:

@@ -14,7 +14,9 @@ from __future__ import annotations
 
 import html
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Any, Protocol
 
 from sponsorcast.render.styles import FONT_STACK, MUTED_COLOR, TEXT_COLOR
 
@@ -38,6 +40,25 @@ _STYLE_BLOCK = (
 )
 
 
+class EmailLayout(Protocol):
+    """What wraps a body into a whole HTML part: the default layout, or a project's file."""
+
+    def wrap(self, *, subject: str, preheader: str, body: str, unsubscribe: str, pixel: str) -> str:
+        """One recipient's whole HTML part."""
+        ...
+
+
+def hidden_preheader(preheader: str) -> str:
+    """The preview text as the first, invisible element of the body (empty without one)."""
+    if not preheader:
+        return ""
+    return (
+        '<div style="display:none;max-height:0;max-width:0;overflow:hidden;opacity:0;'
+        'mso-hide:all;font-size:1px;line-height:1px;">'
+        f"{html.escape(preheader)}{PREHEADER_PADDING}</div>\n"
+    )
+
+
 @dataclass(frozen=True)
 class Layout:
     """The HTML around a body: fixed strings, joined with the per-recipient parts."""
@@ -51,13 +72,7 @@ class Layout:
     def wrap(self, *, subject: str, preheader: str, body: str, unsubscribe: str, pixel: str) -> str:
         """One recipient's whole HTML part."""
         esc = html.escape
-        hidden = (
-            '<div style="display:none;max-height:0;max-width:0;overflow:hidden;opacity:0;'
-            'mso-hide:all;font-size:1px;line-height:1px;">'
-            f"{esc(preheader)}{PREHEADER_PADDING}</div>\n"
-            if preheader
-            else ""
-        )
+        hidden = hidden_preheader(preheader)
         return (
             f"{self.head}<title>{esc(subject)}</title>{self.top}{hidden}{self.container}"
             f"{body.rstrip()}\n{self.footer}{esc(unsubscribe, quote=True)}{self.bottom}"
@@ -122,4 +137,70 @@ def build_layout(
     return Layout(head=head, top=top, container=container, footer=footer, bottom=bottom)
 
 
-__all__ = ["LANGUAGE", "Layout", "build_layout", "text_direction"]
+# Stand-ins for what a layout file's slots hold per recipient; never in real text.
+_SLOTS = ("content", "subject", "preheader", "unsubscribe_url")
+_SLOT_MARK = "\x00sc-slot-{}\x00"
+_SLOT = re.compile("\x00sc-slot-(" + "|".join(_SLOTS) + ")\x00")
+
+
+@dataclass(frozen=True)
+class FileLayout:
+    """A project's layout file, rendered once per campaign with its slots left open.
+
+    ``pieces`` alternates fixed HTML and slot names: ``["<html>…<td>", "content", "</td>…"]``.
+    """
+
+    pieces: tuple[str, ...]
+
+    def wrap(self, *, subject: str, preheader: str, body: str, unsubscribe: str, pixel: str) -> str:
+        """One recipient's whole HTML part, the slots filled (escaped where they are text)."""
+        values = {
+            "content": body.rstrip() + "\n",
+            "subject": html.escape(subject),
+            "preheader": hidden_preheader(preheader),
+            "unsubscribe_url": html.escape(unsubscribe, quote=True),
+        }
+        out = [values[p] if i % 2 else p for i, p in enumerate(self.pieces)]
+        page = "".join(out)
+        return page.replace("</body>", pixel + "</body>", 1) if pixel else page
+
+
+def file_layout(rendered: str) -> tuple[FileLayout | None, str | None]:
+    """Split a layout file rendered with slot stand-ins; or None and why it cannot be used."""
+    parts = _SLOT.split(rendered)
+    slots = parts[1::2]
+    if slots.count("content") != 1:
+        return None, "a layout must hold {{ content }} exactly once"
+    if "unsubscribe_url" not in slots:
+        return None, "a layout must link {{ unsubscribe_url }}: every email needs it"
+    if "preheader" not in slots:  # the preview text goes first in the body all the same
+        content_at = parts.index("content", 1)
+        for i in range(0, content_at, 2):
+            match = re.search(r"<body\b[^>]*>\n?", parts[i])
+            if match is not None:
+                head, rest = parts[i][: match.end()], parts[i][match.end() :]
+                parts = [*parts[:i], head, "preheader", rest, *parts[i + 1 :]]
+                break
+        else:
+            return None, "a layout without {{ preheader }} must have a <body> before {{ content }}"
+    return FileLayout(tuple(parts)), None
+
+
+def slot_values() -> Mapping[str, Any]:
+    """What a layout file's slots are rendered with, once per campaign: stand-ins."""
+    from markupsafe import Markup  # jinja2's own dependency
+
+    return {name: Markup(_SLOT_MARK.format(name)) for name in _SLOTS}
+
+
+__all__ = [
+    "LANGUAGE",
+    "EmailLayout",
+    "FileLayout",
+    "Layout",
+    "build_layout",
+    "file_layout",
+    "hidden_preheader",
+    "slot_values",
+    "text_direction",
+]

@@ -24,7 +24,7 @@ from sponsorcast.render.check import (
     report_of,
 )
 from sponsorcast.render.compile import CompiledCampaign, compile_campaign
-from sponsorcast.render.partials import with_partials
+from sponsorcast.render.partials import with_layout, with_partials
 from sponsorcast.render.recipients import RecipientSource
 from sponsorcast.store import open_store
 from sponsorcast.store.models import Sponsor
@@ -72,7 +72,15 @@ def _check_in_parallel(
         store_url=source.config.store_url,
         sponsor={
             k: getattr(sponsor, k)
-            for k in ("id", "name", "from_address", "reply_to", "postal_address", *BRANDING_KEYS)
+            for k in (
+                "id",
+                "name",
+                "from_address",
+                "reply_to",
+                "postal_address",
+                "layout",
+                *BRANDING_KEYS,
+            )
         },
         path=str(campaign.path),
         content_hash=campaign.content_hash,
@@ -210,6 +218,7 @@ def _check_shard(
     own_store = store is None
     if compiled is None:
         campaign = with_partials(load_campaign(Path(job.path)), Path(job.root))
+        campaign = with_layout(campaign, job.sponsor.get("layout"), Path(job.root))
         if campaign.content_hash != job.content_hash:
             raise BadInput(f"{job.path} changed while it was being checked; run the check again.")
         compiled = compile_campaign(

@@ -1,4 +1,5 @@
-"""Shared pieces of campaign bodies: ``{% include "partials/signature.md" %}``, from the project.
+"""Files of the project a campaign uses: partials (``{% include "partials/signature.md" %}``)
+and layout files (``layouts/acme.html``).
 
 An include is spliced into the body's source when the campaign is loaded for a check, a
 preview or a send, before Markdown and templates run, so a partial is Markdown with template
@@ -7,6 +8,7 @@ values like the body itself, and what a send snapshots is the body with its part
 from the project's own ``partials/`` folder: no absolute path, no ``..``, no symlink that
 leads out of the project, at most ``MAX_BYTES`` each and ``MAX_DEPTH`` includes deep. A missing
 or refused one is a template error naming the campaign file and the line of the include.
+A layout file is read the same way from ``layouts/``, and its text goes into the snapshot too.
 """
 
 from __future__ import annotations
@@ -80,4 +82,26 @@ def _error(campaign: CampaignFile, line: int | None, reason: str) -> TemplateErr
     return TemplateError(f"{reason}.", path=campaign.path, line=line)
 
 
-__all__ = ["FOLDER", "MAX_BYTES", "MAX_DEPTH", "read_project_file", "with_partials"]
+LAYOUTS = "layouts"
+
+
+def with_layout(campaign: CampaignFile, sponsor_layout: str | None, root: Path) -> CampaignFile:
+    """The campaign with its layout file's text (the campaign's ``layout:``, else the
+    sponsor's), read from the project's ``layouts/`` folder; unchanged without one."""
+    name = campaign.layout or sponsor_layout
+    if not name:
+        return campaign
+    line = campaign.key_lines.get("layout") if campaign.layout else None
+    text = read_project_file(root.resolve(), name, LAYOUTS, campaign, line)
+    return dataclasses.replace(campaign, layout_html=text)
+
+
+__all__ = [
+    "FOLDER",
+    "LAYOUTS",
+    "MAX_BYTES",
+    "MAX_DEPTH",
+    "read_project_file",
+    "with_layout",
+    "with_partials",
+]

@@ -16,7 +16,7 @@ from sponsorcast.render.check import CheckReport, Problem
 from sponsorcast.render.compile import CompiledCampaign, compile_campaign
 from sponsorcast.render.message import RenderedMessage, render_message
 from sponsorcast.render.parallel import check_audience
-from sponsorcast.render.partials import with_partials
+from sponsorcast.render.partials import with_layout, with_partials
 from sponsorcast.render.recipients import RecipientSource
 
 
@@ -71,9 +71,11 @@ class CheckResult:
 def preview_campaign(path: Path, source: RecipientSource, to: str | None = None) -> Preview:
     """Render one campaign file for one recipient (``to``, else the audience's first)."""
     campaign = with_partials(load_campaign(path), source.config.root)
+    sponsor = source.sponsor(campaign.sponsor)
+    campaign = with_layout(campaign, sponsor.layout, source.config.root)
     compiled = compile_campaign(
         campaign,
-        source.sponsor(campaign.sponsor),
+        sponsor,
         unsubscribe_mailto=source.config.tracking.unsubscribe_mailto,
         language=source.config.language,
     )
@@ -100,9 +102,11 @@ def check_campaign_file(path: Path, source: RecipientSource) -> CheckResult:
 
     try:
         campaign = with_partials(load_campaign(path), source.config.root)
+        sponsor = source.sponsor(campaign.sponsor)
+        campaign = with_layout(campaign, sponsor.layout, source.config.root)
         compiled = compile_campaign(
             campaign,
-            source.sponsor(campaign.sponsor),
+            sponsor,
             unsubscribe_mailto=source.config.tracking.unsubscribe_mailto,
             language=source.config.language,
         )

@@ -21,7 +21,7 @@ from sponsorcast.errors import (
 )
 from sponsorcast.headers import mailbox_problem
 from sponsorcast.render import RecipientSource, check_audience, compile_campaign
-from sponsorcast.render.partials import with_partials
+from sponsorcast.render.partials import with_layout, with_partials
 from sponsorcast.store import Store, get_sponsor
 from sponsorcast.store.lifecycle import (
     status_counts,
@@ -39,7 +39,7 @@ from sponsorcast.wording import count
 
 if TYPE_CHECKING:
     from sponsorcast.campaign import CampaignFile
-    from sponsorcast.render.partials import with_partials
+    from sponsorcast.render.partials import with_layout, with_partials
 from sponsorcast.render import CompiledCampaign
 
 # Statuses from which a campaign that never started sending is snapshotted afresh.
@@ -74,6 +74,7 @@ def plan_send(store: Store, config: Config, path: Path, *, run_preflight: bool =
     campaign = with_partials(load_campaign(path), config.root)
     sponsor = get_sponsor(store, campaign.sponsor)
     check_sponsor(sponsor, campaign)
+    campaign = with_layout(campaign, sponsor.layout, config.root)
     compiled = compile_campaign(
         campaign,
         sponsor,

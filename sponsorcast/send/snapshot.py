@@ -120,6 +120,7 @@ def campaign_values(
             "preheader": campaign.preheader,
             "language": campaign.language,
             "line_breaks": campaign.line_breaks,
+            "layout_html": campaign.layout_html,
         },
         "source_path": str(campaign.path),
         "send_at": send_at,

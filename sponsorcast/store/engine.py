@@ -337,6 +337,7 @@ def apply_sponsors(store: Store, sponsors: tuple[SponsorConfig, ...]) -> None:
                 "accent_color": sc.accent_color,
                 "logo_url": sc.logo_url,
                 "unsubscribe_mailto": sc.unsubscribe_mailto,
+                "layout": sc.layout,
             }.items()
             if v is not None
         }
@@ -365,6 +366,7 @@ def apply_sponsors(store: Store, sponsors: tuple[SponsorConfig, ...]) -> None:
                         accent_color=values.get("accent_color"),
                         logo_url=values.get("logo_url"),
                         unsubscribe_mailto=values.get("unsubscribe_mailto"),
+                        layout=values.get("layout"),
                         created_at=now,
                         updated_at=now,
                     )

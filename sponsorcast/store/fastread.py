@@ -25,6 +25,7 @@ CURRENT_MIGRATIONS = frozenset(
         "m003_batch_payload_hash",
         "m004_batch_payload",
         "m005_email_look",
+        "m006_sponsor_layout",
     }
 )
 

@@ -192,6 +192,12 @@ def m005_email_look(conn: sa.Connection) -> None:
     conn.execute(sa.text("ALTER TABLE campaign ADD COLUMN look JSON"))
 
 
+@migration
+def m006_sponsor_layout(conn: sa.Connection) -> None:
+    """A sponsor's own layout file (layouts/acme.html), wrapped around its emails."""
+    conn.execute(sa.text("ALTER TABLE sponsor ADD COLUMN layout VARCHAR"))
+
+
 @dataclass(frozen=True)
 class MigrationState:
     """Which migrations a store has, and which it still needs."""

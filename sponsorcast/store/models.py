@@ -99,6 +99,7 @@ class Sponsor(SQLModel, table=True):
     accent_color: str | None = None  # links and buttons, #rrggbb
     logo_url: str | None = None  # https:// image at the top of every email
     unsubscribe_mailto: str | None = None  # a List-Unsubscribe mailbox of the sponsor's own
+    layout: str | None = None  # a layout file of the project's, e.g. layouts/acme.html
     created_at: datetime | None = _dt()
     updated_at: datetime | None = _dt()
 

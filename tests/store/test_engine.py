@@ -101,6 +101,7 @@ def test_sponsors_cli_add_list_show(project: Project) -> None:
         "accent_color": None,
         "logo_url": None,
         "unsubscribe_mailto": None,
+        "layout": None,
         "leads": 0,
         "campaigns": 0,
     }

@@ -217,6 +217,7 @@ def test_cli_sponsors_and_db_status_on_postgres(project: Project, pg_url: str) -
         "accent_color": None,
         "logo_url": None,
         "unsubscribe_mailto": None,
+        "layout": None,
     }
     assert rows["default"]["from"] == "Example Events <hello@example.com>"
     r = project.run("--db", pg_url, "db", "status", "--json")
