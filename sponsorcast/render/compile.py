@@ -78,6 +78,7 @@ class CompiledCampaign:
     html_lines: Mapping[int, int]  # HTML template line -> body line
     text_lines: Mapping[int, int]  # text template line -> body line
     html_has_links: bool
+    text_has_links: bool  # the text part shows link URLs (tracked when tracking is on)
     html_has_blocks: bool
     layout: EmailLayout  # the HTML around the body
     preheader_template: Template | None  # the inbox preview text, when it uses template values
@@ -174,6 +175,7 @@ def compile_campaign(
         html_lines=html_lines,
         text_lines=text_lines,
         html_has_links=bool(re.search(r"<a\b", html_source, re.IGNORECASE)),
+        text_has_links="http" in text_body,
         html_has_blocks="{%" in html_source,
         layout=_layout(campaign, sponsor, language, base_vars),
         preheader_template=preheader_template,

@@ -33,6 +33,10 @@ from sponsorcast.render.markdown import ANCHOR_HREF
 FALLBACK_NAME = "there"
 
 
+# A link's URL in the text part: the text renderer writes every one as "text (URL)" or alone.
+_TEXT_URL = re.compile(r"(?<=\()https?://[^\s)]+(?=\))|(?<![(\w])https?://[^\s)]*[^\s).,;:!?'\"]")
+
+
 _EMPTY_PARAGRAPH = re.compile(r"<p>\s*</p>\n?")
 
 
@@ -84,6 +88,8 @@ def render_message(
     """Render one recipient's email; raises TemplateError (file and line) on any problem."""
     context = template_vars(compiled, recipient, links.unsubscribe_url)
     subject, text = render_subject_and_text(compiled, context)
+    if compiled.text_has_links and not isinstance(links, StaticLinks):
+        text = _track_text_links(text, links)
     html = render_html(compiled, context, links, subject)
     return RenderedMessage(subject=subject, text=text, html=html, headers=_headers(compiled, links))
 
@@ -145,6 +151,18 @@ def render_preheader(compiled: CompiledCampaign, context: dict[str, Any]) -> str
     line = compiled.campaign.key_lines.get("preheader")
     raw = _run(compiled.preheader_template, context, compiled, lambda _l: line)
     return " ".join(LINE_SEPARATORS.sub(" ", raw).split())
+
+
+def _track_text_links(text: str, links: Links) -> str:
+    """Each link URL of the text part through the click redirect, as in the HTML part."""
+    unsubscribe = links.unsubscribe_url
+
+    def track(match: re.Match[str]) -> str:
+        url = match.group(0)
+        return url if url == unsubscribe else links.click(url)
+
+    body, sep, footer = text.rpartition("\n\n-- \n")  # the footer's unsubscribe URL stays
+    return _TEXT_URL.sub(track, body) + sep + footer if sep else text
 
 
 def _text_part(compiled: CompiledCampaign, body: str, context: dict[str, Any]) -> str:

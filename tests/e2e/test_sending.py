@@ -339,3 +339,20 @@ def test_a_run_ending_with_unconfirmed_deliveries_exits_1_and_counts_them(
     assert fake_resend.accepted == []
     listed = run(project, fake_resend, "campaigns", "list", "--json")[1]
     assert '"failed": 5' in listed
+
+
+def test_the_provider_receives_the_list_headers_the_layout_and_a_clean_text_part(
+    project: Project, store: Store, fake_resend: FakeResend
+) -> None:
+    resend_project(project, fake_resend, extra='unsubscribe_mailto = "optout@example.com"\n')
+    add_leads(store, ["ada@example.org"])
+    fake_resend.configure(keep_bodies=True)
+    code, out, err = run(project, fake_resend, "send", "spring.md", "--yes")
+    assert code == 0, err
+    (accepted,) = fake_resend.accepted
+    assert accepted.headers["List-Id"] == '"Spring (Example Events)" <spring.default.example.com>'
+    assert accepted.headers["List-Unsubscribe"] == "<mailto:optout@example.com?subject=unsubscribe>"
+    assert accepted.html is not None and accepted.text is not None
+    assert accepted.html.startswith('<!DOCTYPE html>\n<html lang="en" dir="ltr">')
+    assert 'class="sc-container"' in accepted.html
+    assert accepted.text.startswith("Hi ") and "**" not in accepted.text

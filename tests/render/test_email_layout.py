@@ -272,3 +272,29 @@ def test_render_open_writes_the_preview_and_opens_it(
     both = project.run("render", "welcome.md", "--open", "--check")
     assert both.exit_code == 2
     path.unlink()
+
+
+class _Tracking:
+    """Links as tracking makes them: every click through a redirect, a signed unsubscribe URL."""
+
+    unsubscribe_url = "https://t.test/u/TOKEN"
+    pixel_url = None
+
+    def click(self, url: str) -> str:
+        return "https://t.test/c/" + str(len(url))
+
+
+def test_the_text_part_tracks_the_same_links_as_the_html_part() -> None:
+    body = (
+        "See [the slides](https://x.test/slides) and <https://x.test/bare>.\n\n"
+        "[Unsubscribe]({{ unsubscribe_url }})\n"
+    )
+    campaign = replace(load_campaign(REPO / "campaigns" / "welcome.md"), body=body)
+    compiled = compile_campaign(campaign, SPONSOR)
+    message = render_message(compiled, ADA, _Tracking())
+    assert message.text.split("\n-- \n")[0] == (
+        "See the slides (https://t.test/c/21) and https://t.test/c/19.\n\n"
+        "Unsubscribe (https://t.test/u/TOKEN)\n"
+    )
+    assert message.text.endswith("Unsubscribe: https://t.test/u/TOKEN\n")
+    assert 'href="https://t.test/c/21"' in message.html
