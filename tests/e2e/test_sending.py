@@ -347,7 +347,7 @@ def test_the_provider_receives_the_list_headers_the_layout_and_a_clean_text_part
     resend_project(project, fake_resend, extra='unsubscribe_mailto = "optout@example.com"\n')
     add_leads(store, ["ada@example.org"])
     fake_resend.configure(keep_bodies=True)
-    code, out, err = run(project, fake_resend, "send", "spring.md", "--yes")
+    code, _out, err = run(project, fake_resend, "send", "spring.md", "--yes")
     assert code == 0, err
     (accepted,) = fake_resend.accepted
     assert accepted.headers["List-Id"] == '"Spring (Example Events)" <spring.default.example.com>'
