@@ -6,6 +6,7 @@ from __future__ import annotations
 import email
 import email.policy
 import json
+import os
 import re
 import shutil
 from dataclasses import replace
@@ -298,3 +299,14 @@ def test_the_text_part_tracks_the_same_links_as_the_html_part() -> None:
     )
     assert message.text.endswith("Unsubscribe: https://t.test/u/TOKEN\n")
     assert 'href="https://t.test/c/21"' in message.html
+
+
+@pytest.mark.parametrize("path", SAMPLES, ids=lambda p: p.stem)
+def test_golden_sample_emails_with_the_layout(path: Path) -> None:
+    compiled = compile_campaign(load_campaign(path), SPONSOR)
+    message = render_message(compiled, ADA, compiled.default_links)
+    for suffix, actual in ((".html", message.html), (".text.txt", message.text)):
+        golden = REPO / "tests" / "data" / "golden" / f"sample-{path.stem}{suffix}"
+        if os.environ.get("SPONSORCAST_UPDATE_GOLDEN") == "1":
+            golden.write_text(actual, encoding="utf-8")
+        assert actual == golden.read_text(encoding="utf-8")
