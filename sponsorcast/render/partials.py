@@ -9,11 +9,14 @@ from the project's own ``partials/`` folder: no absolute path, no ``..``, no sym
 leads out of the project, at most ``MAX_BYTES`` each and ``MAX_DEPTH`` includes deep. A missing
 or refused one is a template error naming the campaign file and the line of the include.
 A layout file is read the same way from ``layouts/``, and its text goes into the snapshot too.
+The files a campaign uses are part of its content hash, so that editing one after a campaign
+started, or after it was scheduled, is refused as editing the campaign file is.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import re
 from pathlib import Path, PurePosixPath
 
@@ -31,18 +34,44 @@ def with_partials(campaign: CampaignFile, root: Path) -> CampaignFile:
     """The campaign with every ``{% include "partials/…" %}`` of its body replaced by the file."""
     if "include" not in campaign.body:
         return campaign
-    body = _expand(campaign.body, campaign, root.resolve(), depth=0, base_line=campaign.body_line)
-    return dataclasses.replace(campaign, body=body)
+    used: list[tuple[str, str]] = []
+    body = _expand(
+        campaign.body, campaign, root.resolve(), depth=0, base_line=campaign.body_line, used=used
+    )
+    if not used:
+        return campaign
+    return dataclasses.replace(campaign, body=body, content_hash=_hash(campaign, used))
 
 
-def _expand(text: str, campaign: CampaignFile, root: Path, *, depth: int, base_line: int) -> str:
+def _hash(campaign: CampaignFile, files: list[tuple[str, str]]) -> str:
+    """The campaign's content hash with the files it uses folded in: editing a partial or a
+    layout is editing the campaign (a started campaign refuses it, run-due refuses it)."""
+    digest = hashlib.sha256(campaign.content_hash.encode())
+    for name, text in files:
+        digest.update(f"\0{name}\0".encode() + text.encode())
+    return digest.hexdigest()
+
+
+def _expand(
+    text: str,
+    campaign: CampaignFile,
+    root: Path,
+    *,
+    depth: int,
+    base_line: int,
+    used: list[tuple[str, str]],
+) -> str:
     def splice(match: re.Match[str]) -> str:
         line = base_line + text.count("\n", 0, match.start())
         if depth >= MAX_DEPTH:
             raise _error(campaign, line, f"includes are nested more than {MAX_DEPTH} deep")
-        content = read_project_file(root, match.group("name"), FOLDER, campaign, line)
+        name = match.group("name")
+        content = read_project_file(root, name, FOLDER, campaign, line)
+        used.append((name, content))
         # the partial's own includes report the line of the outermost include
-        return _expand(content.rstrip("\n"), campaign, root, depth=depth + 1, base_line=line)
+        return _expand(
+            content.rstrip("\n"), campaign, root, depth=depth + 1, base_line=line, used=used
+        )
 
     return _INCLUDE.sub(splice, text)
 
@@ -93,7 +122,9 @@ def with_layout(campaign: CampaignFile, sponsor_layout: str | None, root: Path) 
         return campaign
     line = campaign.key_lines.get("layout") if campaign.layout else None
     text = read_project_file(root.resolve(), name, LAYOUTS, campaign, line)
-    return dataclasses.replace(campaign, layout_html=text)
+    return dataclasses.replace(
+        campaign, layout_html=text, content_hash=_hash(campaign, [(name, text)])
+    )
 
 
 __all__ = [

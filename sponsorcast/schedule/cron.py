@@ -17,7 +17,6 @@ from typing import TYPE_CHECKING
 
 import sqlalchemy as sa
 
-from sponsorcast.campaign import load_campaign
 from sponsorcast.config import Config
 from sponsorcast.errors import (
     DEBUG_ENV,
@@ -34,6 +33,7 @@ from sponsorcast.schedule.times import format_duration, show_time
 from sponsorcast.send import (
     QUOTA_CAUSE,
     Progress,
+    campaign_hash,
     plan_send,
     run_campaign,
     take_snapshot,
@@ -279,13 +279,14 @@ def _start_scheduled(
         )
     else:
         try:
-            current = load_campaign(path).content_hash
+            current = campaign_hash(store, config, path)
         except SponsorcastError as exc:
             current = f"unreadable: {exc.message}"
         if current != row["content_hash"]:
             refusal = (
-                f"{path} changed after it was scheduled; not started. Run "
-                f"'sponsorcast schedule {path}' to schedule the new version, or restore the file."
+                f"{path} (or a partial or layout it uses) changed after it was scheduled; not "
+                f"started. Run 'sponsorcast schedule {path}' to schedule the new version, or "
+                "restore the file."
             )
     if refusal is not None:
         log(f"Campaign '{campaign_id}' REFUSED: {refusal}")

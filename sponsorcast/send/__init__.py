@@ -46,6 +46,7 @@ from sponsorcast.send.claims import (
 from sponsorcast.send.plan import (
     NOT_STARTED,
     Plan,
+    campaign_hash,
     check_sponsor,
     describe_audience,
     plan_send,
@@ -92,6 +93,7 @@ __all__ = [
     "ProgressCallback",
     "RunReport",
     "Stopped",
+    "campaign_hash",
     "campaign_values",
     "check_sponsor",
     "describe_audience",

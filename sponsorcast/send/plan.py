@@ -106,6 +106,14 @@ def plan_send(store: Store, config: Config, path: Path, *, run_preflight: bool =
     return plan
 
 
+def campaign_hash(store: Store, config: Config, path: Path) -> str:
+    """The content hash a send of ``path`` would store: the file's, with its partials and
+    layout folded in (what run-due compares with the scheduled version)."""
+    campaign = with_partials(load_campaign(path), config.root)
+    sponsor = get_sponsor(store, campaign.sponsor)
+    return with_layout(campaign, sponsor.layout, config.root).content_hash
+
+
 def preflight(config: Config, plan: Plan, *, fresh: bool) -> None:
     """Everything a run will need, checked before any delivery row is written.
 
@@ -191,7 +199,8 @@ def _refuse_changed(
         and (started or status not in NOT_STARTED)
     ):
         raise BadInput(
-            f"{campaign.path} changed after campaign '{campaign.id}' was {status}; "
+            f"{campaign.path} (or a partial or layout it uses) changed after campaign "
+            f"'{campaign.id}' was {status}; "
             "recipients must not get two versions of one campaign, so nothing was sent.",
             hint="Restore the file, or give the new version another id (front-matter 'id:').",
         )

@@ -143,3 +143,39 @@ def test_a_started_send_keeps_the_layout_it_started_with(project: Project, store
     emails = sorted((project.path / "outbox" / "c").iterdir())
     assert len(emails) == 2
     assert all(b"LAYOUT-ONE" in e.read_bytes() and b"EDITED" not in e.read_bytes() for e in emails)
+
+
+def test_editing_a_layout_or_partial_is_editing_the_campaign(
+    project: Project, store: Store
+) -> None:
+    _setup(project, leads=2)
+    (project.path / "partials").mkdir()
+    (project.path / "partials" / "sig.md").write_text("The Acme team\n", encoding="utf-8")
+    text = (project.path / "c.md").read_text(encoding="utf-8")
+    (project.path / "c.md").write_text(
+        text + '\n{% include "partials/sig.md" %}\n', encoding="utf-8"
+    )
+    now = {"SPONSORCAST_NOW": "2030-01-01T09:00:00Z"}
+    scheduled = project.run("schedule", "c.md", "--at", "2030-01-01T10:00:00Z", env=now)
+    assert scheduled.exit_code == 0, scheduled.stderr
+    (project.path / "partials" / "sig.md").write_text("Someone else\n", encoding="utf-8")
+    due = project.run("run-due", env={"SPONSORCAST_NOW": "2030-01-01T10:01:00Z"})
+    assert due.exit_code == 1
+    assert "c.md (or a partial or layout it uses) changed after it was scheduled; not started" in (
+        due.stderr
+    )
+    with store.read() as conn:
+        status = conn.execute(sa.text("SELECT status FROM campaign")).scalar_one()
+        assert status == "scheduled"
+        assert conn.execute(sa.text("SELECT count(*) FROM delivery")).scalar() == 0
+    # a started campaign refuses a resume by hand once its layout changed
+    (project.path / "partials" / "sig.md").write_text("The Acme team\n", encoding="utf-8")
+    first = project.run("send", "c.md", "--yes", "--limit", "1")
+    assert first.exit_code == 0, first.stderr
+    (project.path / "layouts" / "acme.html").write_text(
+        LAYOUT.replace("LAYOUT-ONE", "EDITED"), encoding="utf-8"
+    )
+    again = project.run("send", "c.md", "--yes")
+    assert again.exit_code == 2
+    assert "(or a partial or layout it uses) changed after campaign 'c' was sending" in again.stderr
+    assert len(list((project.path / "outbox" / "c").iterdir())) == 1

@@ -191,8 +191,9 @@ def test_edited_file_is_refused_until_rescheduled(project: Project, store: Store
         result = project.run("run-due", env=at(timedelta(minutes=1)))
         assert result.exit_code == 1 and result.stdout == ""
         assert unstamped(result.stderr) == (
-            f"Campaign 'spring' REFUSED: {path.resolve()} changed after it was scheduled; not started. "
-            f"Run 'sponsorcast schedule {path.resolve()}' to schedule the new version, or restore the file.\n"
+            f"Campaign 'spring' REFUSED: {path.resolve()} (or a partial or layout it uses) changed "
+            f"after it was scheduled; not started. Run 'sponsorcast schedule {path.resolve()}' to "
+            "schedule the new version, or restore the file.\n"
         )
         assert status(store) == "scheduled" and outbox(project) == 0
     rescheduled = project.run(

@@ -239,7 +239,10 @@ def test_changed_file_after_sending_began_is_refused(
     spring.write_text(CAMPAIGN.replace("hello", "hi again"), encoding="utf-8")
     r = project.run("send", "spring.md", "--yes")
     assert r.exit_code == 2
-    assert "spring.md changed after campaign 'spring' was sending" in r.stderr
+    assert (
+        "spring.md (or a partial or layout it uses) changed after campaign 'spring' was sending"
+        in (r.stderr)
+    )
 
 
 def test_missing_from_address_is_config_error(project: Project, store: Store) -> None:
