@@ -18,6 +18,7 @@ from typing import Any
 import yaml
 
 from sponsorcast.audience import Audience, parse_audience
+from sponsorcast.config import LANGUAGE_TAG
 from sponsorcast.errors import BadInput, CampaignFileError
 from sponsorcast.headers import header_problem, mailbox_problem
 
@@ -37,7 +38,6 @@ KEYS = (
     "line_breaks",
     "layout",
 )
-LANGUAGE_TAG = re.compile(r"[A-Za-z]{2,3}(?:-[A-Za-z0-9]{2,8})*\Z")
 YAML_ONLY_KEYS = ("body",)
 SLUG = re.compile(r"^[a-z0-9][a-z0-9_-]{0,127}$")
 TAG_TEXT = re.compile(r"^[A-Za-z0-9_-]{1,256}$")

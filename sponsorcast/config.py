@@ -340,10 +340,14 @@ def _build_resend(table: dict[str, Any], env: Mapping[str, str], where: str) -> 
     )
 
 
+# A language tag as <html lang> takes it: en, de, pt-BR.
+LANGUAGE_TAG = re.compile(r"[A-Za-z]{2,3}(?:-[A-Za-z0-9]{2,8})*\Z")
+
+
 def _language(value: str | None, where: str) -> str:
     if value is None:
         return "en"
-    if not re.fullmatch(r"[A-Za-z]{2,3}(?:-[A-Za-z0-9]{2,8})*", value):
+    if not LANGUAGE_TAG.match(value):
         raise ConfigError(f"{where}: 'language' {value!r} must be a language tag like en or de.")
     return value
 

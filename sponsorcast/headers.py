@@ -89,27 +89,27 @@ _PHRASE = re.compile(rf"{_ATEXT}(?: {_ATEXT})*")  # words a display name may sho
 NAME_MAX = 100  # characters of a lead's name shown in its To header
 
 
-def display_mailbox(name: str | None, address: str) -> str:
-    """``"Ada Lovelace" <ada@example.com>``: a lead's To header, its name made header-safe.
-
-    A name comes from lead data: control characters and line separators fold into spaces,
-    the name is cut to NAME_MAX characters and quoted unless it is plain words (backslash
-    before ``"`` and ``\\``), so it can neither end the header nor add an address. No name,
-    just the address.
-    """
-    if not name:
-        return address
-    if not name.isprintable():
-        name = "".join(
-            " " if unicodedata.category(ch) == "Cc" or ch in _SEPARATORS else ch for ch in name
+def phrase(text: str, limit: int = NAME_MAX) -> str:
+    """Text made a header-safe display phrase: control characters and line separators fold
+    into spaces, it is cut to ``limit`` characters and quoted unless it is plain words
+    (backslash before ``"`` and ``\\``), so it can neither end the header nor add an address.
+    Empty when nothing is left."""
+    if not text.isprintable():
+        text = "".join(
+            " " if unicodedata.category(ch) == "Cc" or ch in _SEPARATORS else ch for ch in text
         )
-    name = " ".join(name.split())[:NAME_MAX].strip()
-    if not name:
-        return address
-    if _PHRASE.fullmatch(name):
-        return f"{name} <{address}>"
-    quoted = name.replace("\\", "\\\\").replace('"', '\\"')
-    return f'"{quoted}" <{address}>'
+    text = " ".join(text.split())[:limit].strip()
+    if not text or _PHRASE.fullmatch(text):
+        return text
+    quoted = text.replace("\\", "\\\\").replace('"', '\\"')
+    return f'"{quoted}"'
+
+
+def display_mailbox(name: str | None, address: str) -> str:
+    """``"Ada Lovelace" <ada@example.com>``: a lead's To header, its name made header-safe
+    (see ``phrase``); no name, just the address."""
+    shown = phrase(name) if name else ""
+    return f"{shown} <{address}>" if shown else address
 
 
 __all__ = [
@@ -119,4 +119,5 @@ __all__ = [
     "display_mailbox",
     "header_problem",
     "mailbox_problem",
+    "phrase",
 ]

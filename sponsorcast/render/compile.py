@@ -20,7 +20,7 @@ if TYPE_CHECKING:
 from email.utils import parseaddr
 from urllib.parse import quote
 
-from sponsorcast.headers import LINE_SEPARATORS
+from sponsorcast.headers import phrase
 from sponsorcast.render.environment import NamedVars, jinja_environment
 from sponsorcast.render.layout import EmailLayout, build_layout, file_layout, slot_values
 from sponsorcast.render.markdown import convert_body
@@ -213,11 +213,8 @@ def list_id(campaign: CampaignFile, sponsor: Sponsor, from_address: str | None) 
     the sender's domain (RFC 2919), so a mail client can file and filter the list."""
     domain = parseaddr(from_address or "")[1].rpartition("@")[2].lower() or "sponsorcast.invalid"
     label = re.sub(r"[^A-Za-z0-9.-]", "-", f"{campaign.id}.{sponsor.id}").strip("-.")
-    words = LINE_SEPARATORS.sub(
-        " ", f"{campaign.name or campaign.id} ({sponsor.name or sponsor.id})"
-    )
-    phrase = words.replace("\\", "").replace('"', "'")[:120]
-    return f'"{phrase}" <{label}.{domain}>'
+    name = phrase(f"{campaign.name or campaign.id} ({sponsor.name or sponsor.id})", 120)
+    return f"{name} <{label}.{domain}>"
 
 
 def mailto_unsubscribe(address: str) -> str:

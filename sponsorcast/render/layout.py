@@ -21,7 +21,6 @@ from typing import Any, Protocol
 from sponsorcast.render.styles import FONT_STACK, MUTED_COLOR, TEXT_COLOR
 
 RTL_LANGUAGES = frozenset({"ar", "fa", "he", "ur", "yi", "ps", "sd", "ug", "dv"})
-LANGUAGE = re.compile(r"[A-Za-z]{2,3}(?:-[A-Za-z0-9]{2,8})*\Z")
 PAGE_BACKGROUND = "#f3f4f6"
 PREHEADER_PADDING = "&#847;&zwnj;&nbsp;" * 90  # keeps the body out of the inbox preview
 
@@ -194,7 +193,6 @@ def slot_values() -> Mapping[str, Any]:
 
 
 __all__ = [
-    "LANGUAGE",
     "EmailLayout",
     "FileLayout",
     "Layout",

@@ -310,3 +310,12 @@ def test_golden_sample_emails_with_the_layout(path: Path) -> None:
         if os.environ.get("SPONSORCAST_UPDATE_GOLDEN") == "1":
             golden.write_text(actual, encoding="utf-8")
         assert actual == golden.read_text(encoding="utf-8")
+
+
+def test_list_id_folds_control_characters_of_a_campaign_name() -> None:
+    campaign = replace(
+        load_campaign(REPO / "campaigns" / "welcome.md"), name='Evil\x1b"Name"\r\nBcc: x@y.z'
+    )
+    list_id = compile_campaign(campaign, SPONSOR).list_id
+    assert list_id == '"Evil \\"Name\\" Bcc: x@y.z (Acme)" <welcome.acme.acme.example>'
+    assert list_id.isprintable()
