@@ -138,7 +138,7 @@ def main() -> None:
 
     from sponsorcast import tracking
     from sponsorcast.config import Secrets, TrackingConfig, load_config
-    from sponsorcast.stats import campaign_stats
+    from sponsorcast.report.stats import campaign_stats
     from sponsorcast.store import open_from_config
     from sponsorcast.tracking.server import create_app
 

@@ -158,6 +158,45 @@ def print_table(
         )
 
 
+_BLOCKS = " ▁▂▃▄▅▆▇█"
+
+
+def sparkline(values: Sequence[int]) -> str:
+    """One character a value, from blank (0) to a full block (the largest)."""
+    top = max(values, default=0)
+    if top <= 0:
+        return " " * len(values)
+    steps = len(_BLOCKS) - 1
+    return "".join(_BLOCKS[-(-v * steps // top)] if v > 0 else _BLOCKS[0] for v in values)
+
+
+def print_timeline(rows: Sequence[Mapping[str, Any]], *, width: int | None = None) -> None:
+    """First opens and clicks over time as two sparklines, from the first bucket to the last."""
+    if not rows:
+        say("Nobody has opened or clicked yet.")
+        return
+    room = max(10, (width or out.width) - 16)
+    shown = list(rows)[:room]
+    start = datetime.fromisoformat(str(shown[0]["start"]))
+    end = datetime.fromisoformat(str(shown[-1]["start"]))
+    table = Table(title="First opens and clicks over time", show_header=False, box=None)
+    table.add_column("series", style="bold", no_wrap=True)
+    table.add_column("chart", no_wrap=True)
+    for label, key in (("opens", "first_opens"), ("clicks", "first_clicks")):
+        values = [int(r[key]) for r in shown]
+        table.add_row(f"{label} {max(values):>5}", sparkline(values))
+    out.print(table)
+    hourly = sum(1 for r in shown if r["hours"] == 1)
+    tail = f", then {len(shown) - hourly} days" if len(shown) > hourly else ""
+    more = f"; {len(rows) - len(shown)} later buckets not shown" if len(rows) > len(shown) else ""
+    out.print(
+        _escape(
+            f"{show_time(start)} → {show_time(end)}: {hourly} hours{tail} "
+            f"(the number is the busiest bucket){more}."
+        )
+    )
+
+
 def print_fields(data: Mapping[str, Any], *, title: str | None = None) -> None:
     """A two-column key/value table."""
     table = Table(title=title, show_header=False)

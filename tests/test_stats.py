@@ -11,10 +11,21 @@ import sqlalchemy as sa
 
 from sponsorcast import tracking
 from sponsorcast.errors import NotFound
-from sponsorcast.stats import STATS_KEYS, campaign_stats
+from sponsorcast.report.stats import STATS_KEYS, campaign_stats
 from sponsorcast.store import Store
 from sponsorcast.store.tables import delivery_t
 from tests.support.tracking import T0, event, seed
+
+
+def _link(text: str, url: str, personalised: bool = False) -> dict[str, Any]:
+    return {
+        "campaign": "spring",
+        "text": text,
+        "url": url,
+        "unique_clicks": 0,
+        "total_clicks": 0,
+        "personalised": personalised,
+    }
 
 
 def test_stats_after_scripted_events(store: Store) -> None:
@@ -81,6 +92,16 @@ def test_stats_after_scripted_events(store: Store) -> None:
         "started_at": T0,
         "finished_at": T0,
         "emails_per_second": 0.7,  # 7 sent while the batch ran, from T0 to its answer at T0 + 10 s
+        # first opens p0 (T0+4m), p1 (T0+6m); first clicks p0 (T0+7m), p4 (T0+9m): one hour
+        "timeline": [{"start": T0.isoformat(), "hours": 1, "first_opens": 2, "first_clicks": 2}],
+        # the webhooks name no link: every link of the body, in order, none clicked
+        "links": [
+            _link("Book a demo", "https://example.com/demo?src=mail&x=1"),
+            _link("https://example.com/agenda", "https://example.com/agenda"),
+            _link("raw", "https://example.com/raw"),
+            _link("", "https://example.com/plain"),
+            _link("Your page", "https://example.com/p?c={{ company | urlencode }}", True),
+        ],
     }
     assert campaign_stats(store, "other")["opened"] == 1 and len(more) == 3
 
@@ -106,8 +127,10 @@ def test_stats_unknown_campaign(store: Store) -> None:
 def test_stats_json_through_the_cli(project: Any, store: Store) -> None:
     ids = seed(store, ["a@example.org", "b@example.org", "c@example.org", "d@example.org"])
     tracking.apply_event(store, event("email.delivered", "spring-msg-0"), "e1")
-    tracking.apply_event(store, event("email.clicked", "spring-msg-1"), "e2")
-    tracking.record_open(store, ids[0])
+    # Resend's click event names the link as the email had it
+    clicked = event("email.clicked", "spring-msg-1", click={"link": "https://example.com/agenda"})
+    tracking.apply_event(store, clicked, "e2")
+    tracking.record_open(store, ids[0], now=T0 + timedelta(minutes=30))
     tracking.unsubscribe(store, ids[2])
     result = project.run("stats", "spring", "--json")
     assert result.exit_code == 0, result.stderr
@@ -131,6 +154,20 @@ def test_stats_json_through_the_cli(project: Any, store: Store) -> None:
         "started_at": "2026-11-20T09:00:00+00:00",
         "finished_at": None,
         "emails_per_second": 1.0,  # 4 sent from T0 to the batch's answer at T0 + 4 s
+        "timeline": [  # a's open at 09:30 and b's click at 09:00
+            {"start": "2026-11-20T09:00:00+00:00", "hours": 1, "first_opens": 1, "first_clicks": 1}
+        ],
+        "links": [
+            {
+                **_link("https://example.com/agenda", "https://example.com/agenda"),
+                "unique_clicks": 1,
+                "total_clicks": 1,
+            },
+            _link("Book a demo", "https://example.com/demo?src=mail&x=1"),
+            _link("raw", "https://example.com/raw"),
+            _link("", "https://example.com/plain"),
+            _link("Your page", "https://example.com/p?c={{ company | urlencode }}", True),
+        ],
     }
     missing = project.run("stats", "nope", "--json")
     assert missing.exit_code == 2

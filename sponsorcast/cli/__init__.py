@@ -18,6 +18,7 @@ from sponsorcast.cli import (
     leads,
     project,
     render,
+    report,
     schedule,
     send,
     sponsors,
@@ -80,6 +81,7 @@ for _module in (
     campaigns,
     schedule,
     tracking,
+    report,
     suppress,
     db,
 ):

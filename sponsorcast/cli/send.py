@@ -172,13 +172,24 @@ def stats(
     json_: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
 ) -> None:
     """A campaign's numbers: sent, delivered, opened, clicked, rates."""
-    from sponsorcast.stats import campaign_stats
+    from sponsorcast.report.stats import campaign_stats
 
     data = campaign_stats(open_store(), campaign_id)
     if json_:
         console.print_json(data)
     else:
-        console.print_fields(data, title=f"Campaign {campaign_id}")
+        shown = {k: v for k, v in data.items() if k not in ("timeline", "links")}
+        console.print_fields(shown, title=f"Campaign {campaign_id}")
+        console.print_timeline(data["timeline"])
+        clicked = [link for link in data["links"] if link["total_clicks"]][:5]
+        if clicked:
+            console.print_table(
+                clicked,
+                ("text", "url", "unique_clicks", "total_clicks"),
+                title="Top links",
+                headers={"unique_clicks": "recipients", "total_clicks": "clicks"},
+                whole=("url", "unique_clicks", "total_clicks"),
+            )
 
 
 @handle_errors

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import sqlalchemy as sa
 
@@ -18,9 +18,6 @@ from sponsorcast.suppression import suppress_conn
 from sponsorcast.tracking.events import _changes
 from sponsorcast.tracking.links import campaign_links, link_index
 from sponsorcast.tracking.tokens import KIND_CLICK, read_token
-
-if TYPE_CHECKING:
-    pass
 
 
 def _delivery(
@@ -109,7 +106,12 @@ def record_click(store: Store, delivery_id: int, url: str, *, now: datetime | No
         row = _delivery(conn, delivery_id, lock=True)
         if row is None:
             return False
-        _own_event(conn, row, "click", at, {"source": "redirect", "url": url})
+        payload = {"source": "redirect", "url": url}
+        index = link_index(tuple(campaign_links(row["body"])))
+        found = index.find(url)
+        if found is not None:  # which of the campaign's links: reports count clicks per link
+            payload["link"] = index.links[found[0]]
+        _own_event(conn, row, "click", at, payload)
         values = _changes(row, "clicked", {}, at, polled=False)
         conn.execute(delivery_t.update().where(delivery_t.c.id == delivery_id).values(**values))
     return True

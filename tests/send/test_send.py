@@ -20,8 +20,8 @@ from sponsorcast.errors import (
     QuotaExceeded,
     TemplateError,
 )
+from sponsorcast.report.stats import campaign_stats
 from sponsorcast.send import plan_send, send_campaign
-from sponsorcast.stats import campaign_stats
 from sponsorcast.store import Store
 from sponsorcast.store.models import Delivery, Suppression, utcnow
 from sponsorcast.store.tables import batch_t, delivery_t
@@ -457,6 +457,8 @@ def test_cli_stats_json_keys(project: Project, store: Store, spring: Path) -> No
         "started_at",
         "finished_at",
         "emails_per_second",
+        "timeline",
+        "links",
     ]
     assert (data["campaign"], data["status"], data["total_recipients"], data["sent"]) == (
         "spring",

@@ -380,7 +380,7 @@ def test_head_requests_record_nothing(client: TestClient, store: Store) -> None:
 
 def test_routes_on_each_backend(config: Config, store_url: str) -> None:
     """The same requests against a SQLite and a PostgreSQL store."""
-    from sponsorcast.stats import campaign_stats
+    from sponsorcast.report.stats import campaign_stats
     from sponsorcast.store import open_store
 
     store = open_store(store_url)

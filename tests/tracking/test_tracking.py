@@ -602,7 +602,7 @@ def test_concurrent_events_and_replays_apply_once_on_each_backend(store_url: str
     and PostgreSQL: every event id applied once, counters exact, status never backwards."""
     from concurrent.futures import ThreadPoolExecutor
 
-    from sponsorcast.stats import campaign_stats
+    from sponsorcast.report.stats import campaign_stats
     from sponsorcast.store import open_store
 
     store = open_store(store_url)

@@ -6,21 +6,25 @@ accepted (``sent_at`` set), whatever happened after; ``delivered`` every one wit
 ``clicked`` count recipients, not events. ``pending`` is pending plus sending. ``cancelled``
 (deliveries a cancelled campaign will never send) is one key beyond the documented list, so that
 the numbers add up to ``total_recipients``. Rates are
-percentages of ``sent`` with one decimal (0.0 when nothing was sent).
+percentages of ``sent`` with one decimal (0.0 when nothing was sent). ``timeline`` and
+``links`` are the report's (``report.rows``): first opens and clicks per hour, then per day,
+and each link's clicks.
 """
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 import sqlalchemy as sa
 
+from sponsorcast.report.build import links_of, rate, timeline_of
+from sponsorcast.report.query import aware, counters
+from sponsorcast.report.rows import link_rows, timeline_rows
 from sponsorcast.store import Store
 from sponsorcast.store.lifecycle import unknown_campaign
-from sponsorcast.store.models import DeliveryStatus
 from sponsorcast.store.tables import batch_t as b
-from sponsorcast.store.tables import campaign_t, delivery_t
+from sponsorcast.store.tables import campaign_t
 
 STATS_KEYS = (
     "campaign",
@@ -42,42 +46,9 @@ STATS_KEYS = (
     "started_at",
     "finished_at",
     "emails_per_second",
+    "timeline",
+    "links",
 )
-
-
-def _count_if(condition: sa.ColumnElement[bool], name: str) -> sa.Label[Any]:
-    return sa.func.coalesce(sa.func.sum(sa.case((condition, 1), else_=0)), 0).label(name)
-
-
-def _counters_query(campaign_id: str) -> sa.Select[Any]:
-    d = delivery_t
-    return sa.select(
-        sa.func.count().label("total_recipients"),
-        _count_if(d.c.status.in_([DeliveryStatus.PENDING, DeliveryStatus.SENDING]), "pending"),
-        _count_if(d.c.sent_at.is_not(None), "sent"),
-        _count_if(d.c.delivered_at.is_not(None), "delivered"),
-        _count_if(d.c.status == DeliveryStatus.FAILED, "failed"),
-        _count_if(d.c.status == DeliveryStatus.BOUNCED, "bounced"),
-        _count_if(d.c.status == DeliveryStatus.COMPLAINED, "complained"),
-        _count_if(d.c.status == DeliveryStatus.SUPPRESSED, "suppressed"),
-        _count_if(d.c.status == DeliveryStatus.CANCELLED, "cancelled"),
-        _count_if(d.c.opened_at.is_not(None), "opened"),
-        _count_if(d.c.first_click_at.is_not(None), "clicked"),
-        _count_if(d.c.unsubscribed_at.is_not(None), "unsubscribed"),
-    ).where(d.c.campaign_id == campaign_id)
-
-
-def _aware(value: datetime | str | None) -> datetime | None:
-    """A min()/max() of a stored time: SQLite gives it back as text or naive UTC."""
-    if isinstance(value, str):
-        value = datetime.fromisoformat(value)
-    if value is not None and value.tzinfo is None:
-        value = value.replace(tzinfo=UTC)
-    return value
-
-
-def _rate(part: int, whole: int) -> float:
-    return round(100.0 * part / whole, 1) if whole else 0.0
 
 
 def campaign_stats(store: Store, campaign_id: str) -> dict[str, Any]:
@@ -89,21 +60,23 @@ def campaign_stats(store: Store, campaign_id: str) -> dict[str, Any]:
                 campaign_t.c.status,
                 campaign_t.c.started_at,
                 campaign_t.c.finished_at,
+                campaign_t.c.body,
             ).where(campaign_t.c.id == campaign_id)
         ).first()
         if campaign is None:
             raise unknown_campaign(conn, campaign_id)
-        counts = conn.execute(_counters_query(campaign_id)).mappings().one()
+        numbers = counters(conn, [campaign_id])
+        timeline = timeline_of(conn, campaign_id, campaign.started_at)
+        links = links_of(conn, campaign_id, campaign.body)
         first_claim, last_answer = conn.execute(
             sa.select(sa.func.min(b.c.first_attempt_at), sa.func.max(b.c.finished_at)).where(
                 b.c.campaign_id == campaign_id
             )
         ).one()
-    numbers = {k: int(v) for k, v in counts.items()}
     started: datetime | None = campaign.started_at
     # the sending time, first batch claimed to last batch answered: what `send` measures too
     per_second = None
-    begin, end = _aware(first_claim), _aware(last_answer)
+    begin, end = aware(first_claim), aware(last_answer)
     if begin is not None and end is not None and numbers["sent"]:
         elapsed = (end - begin).total_seconds()
         if elapsed > 0:
@@ -112,10 +85,12 @@ def campaign_stats(store: Store, campaign_id: str) -> dict[str, Any]:
         "campaign": campaign.id,
         "status": campaign.status,
         **numbers,
-        "open_rate": _rate(numbers["opened"], numbers["sent"]),
-        "click_rate": _rate(numbers["clicked"], numbers["sent"]),
+        "open_rate": rate(numbers["opened"], numbers["sent"]),
+        "click_rate": rate(numbers["clicked"], numbers["sent"]),
         "started_at": started,
         "finished_at": campaign.finished_at,
         "emails_per_second": per_second,
+        "timeline": timeline_rows(timeline),
+        "links": link_rows(links),
     }
     return {key: result[key] for key in STATS_KEYS}
