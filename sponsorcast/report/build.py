@@ -162,9 +162,8 @@ def _problems(conn: sa.Connection, ids: Sequence[str], anonymous: bool) -> list[
 
 
 def timeline_of(conn: sa.Connection, campaign_id: str, started: datetime | None) -> list[Bucket]:
-    """A campaign's first opens and first clicks over time."""
-    start = query.first_sent(conn, [campaign_id]) or started
-    return buckets(query.first_actions_per_hour(conn, [campaign_id]), start)
+    """A campaign's first opens and first clicks over time, from when sending began."""
+    return buckets(query.first_actions_per_hour(conn, [campaign_id]), started)
 
 
 def links_of(

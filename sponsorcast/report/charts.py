@@ -1,8 +1,8 @@
 """The report's charts as SVG, drawn by pygal (docs/reports.md says why pygal).
 
 An SVG here is static: pygal's tooltip script is turned off (``js=[]``, it would come from a
-CDN) and its comments are dropped, so the chart draws the same offline, in print and in any
-browser, and the report holds no address outside itself.
+CDN), and the inline script with its configuration and its comments are dropped, so the chart
+draws the same offline, in print and in any browser, and the report points nowhere else.
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from typing import Any
 
 DEFAULT_ACCENT = "#2563eb"
 SECOND = "#f59e0b"
-_COMMENT = re.compile(r"<!--.*?-->", re.S)
+_DROPPED = re.compile(r"<!--.*?-->|<script\b.*?</script>", re.S)
 FUNNEL_STAGES = (
     ("Audience", "total_recipients"),
     ("Sent", "sent"),
@@ -57,7 +57,7 @@ def _options(accent: str | None, **extra: Any) -> dict[str, Any]:
 
 
 def _svg(chart: Any) -> str:
-    return _COMMENT.sub("", str(chart.render(is_unicode=True)))
+    return _DROPPED.sub("", str(chart.render(is_unicode=True)))
 
 
 def funnel_chart(funnel: dict[str, int], accent: str | None) -> str:

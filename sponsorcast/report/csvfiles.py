@@ -20,20 +20,24 @@ from sponsorcast.spreadsheet import safe_cell
 def _cell(value: Any) -> Any:
     if value is None:
         return ""
-    if isinstance(value, bool):
-        return "true" if value else "false"
     return safe_cell(value)
 
 
 def write_csv(path: Path, columns: Sequence[str], rows: Iterable[Mapping[str, Any]]) -> Path:
     """Write ``rows`` under a header of ``columns`` to ``path``, atomically."""
+    lines = ([_cell(row.get(key)) for key in columns] for row in rows)
+    return _write(path, columns, lines)
+
+
+def write_csv_text(path: Path, columns: Sequence[str], lines: Iterable[str]) -> Path:
+    """Write a header and finished CSV lines (``export.recipient_lines``) to ``path``, atomically."""
     fd, temporary = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
     try:
         with os.fdopen(fd, "w", encoding="utf-8", newline="") as out:
-            writer = csv.writer(out, lineterminator="\n")
-            writer.writerow(list(columns))
-            for row in rows:
-                writer.writerow([_cell(row.get(key)) for key in columns])
+            csv.writer(out, lineterminator="\n").writerow(list(columns))
+            for line in lines:
+                out.write(line)
+                out.write("\n")
         os.replace(temporary, path)
     except BaseException:
         Path(temporary).unlink(missing_ok=True)
@@ -41,4 +45,18 @@ def write_csv(path: Path, columns: Sequence[str], rows: Iterable[Mapping[str, An
     return path
 
 
-__all__ = ["write_csv"]
+def _write(path: Path, columns: Sequence[str], lines: Iterable[Sequence[Any]]) -> Path:
+    fd, temporary = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8", newline="") as out:
+            writer = csv.writer(out, lineterminator="\n")
+            writer.writerow(list(columns))
+            writer.writerows(lines)
+        os.replace(temporary, path)
+    except BaseException:
+        Path(temporary).unlink(missing_ok=True)
+        raise
+    return path
+
+
+__all__ = ["write_csv", "write_csv_text"]

@@ -10,7 +10,8 @@ from typing import Any
 from sponsorcast.errors import BadInput
 from sponsorcast.report import rows
 from sponsorcast.report.build import CampaignReport, SponsorReport, campaign_report, sponsor_report
-from sponsorcast.report.csvfiles import write_csv
+from sponsorcast.report.csvfiles import write_csv, write_csv_text
+from sponsorcast.report.export import recipient_lines
 from sponsorcast.report.html import campaign_html, sponsor_html, write_text
 from sponsorcast.report.query import iter_recipients
 from sponsorcast.store import Store
@@ -93,10 +94,10 @@ def make_campaign_report(
         if not anonymous:
             with store.read() as conn:
                 files.append(
-                    write_csv(
+                    write_csv_text(
                         folder / "recipients.csv",
                         rows.RECIPIENT_COLUMNS,
-                        rows.recipient_rows(iter_recipients(conn, ids)),
+                        recipient_lines(conn, ids),
                     )
                 )
     return report, Made(rows.campaign_json(report), files)

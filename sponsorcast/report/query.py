@@ -102,7 +102,8 @@ def aware(value: datetime | str | None) -> datetime | None:
 def _hour_of(conn: sa.Connection, column: sa.ColumnElement[Any]) -> sa.ColumnElement[Any]:
     if conn.dialect.name == "postgresql":
         return sa.func.date_trunc("hour", column)
-    return sa.func.strftime("%Y-%m-%d %H:00:00", column)
+    # SQLite keeps 'YYYY-MM-DD HH:MM:SS.ffffff': its first 13 characters are the hour
+    return sa.func.substr(column, 1, 13).op("||")(":00:00")
 
 
 def first_actions_per_hour(
@@ -122,16 +123,6 @@ def first_actions_per_hour(
             assert start is not None
             hours.setdefault(start, [0, 0])[slot] += int(n)
     return [(at, opened, clicked) for at, (opened, clicked) in sorted(hours.items())]
-
-
-def first_sent(conn: sa.Connection, campaign_ids: Sequence[str]) -> datetime | None:
-    """When the first email of these campaigns was accepted."""
-    value = conn.execute(
-        sa.select(sa.func.min(delivery_t.c.sent_at)).where(
-            delivery_t.c.campaign_id.in_(campaign_ids)
-        )
-    ).scalar()
-    return aware(value)
 
 
 def clicks_per_key(
@@ -229,7 +220,6 @@ __all__ = [
     "counters",
     "counters_query",
     "first_actions_per_hour",
-    "first_sent",
     "iter_recipients",
     "per_campaign_counters",
     "problems",

@@ -5,7 +5,7 @@ The columns of each CSV file are the keys here, in this order; docs/reports.md l
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterable, Mapping
 from datetime import datetime
 from typing import Any
 
@@ -115,14 +115,6 @@ def campaign_rows(campaigns: Iterable[CampaignSummary]) -> list[dict[str, Any]]:
     return rows
 
 
-def recipient_rows(recipients: Iterable[Mapping[str, Any]]) -> Iterator[dict[str, Any]]:
-    """The per-recipient rows with their times in ISO 8601."""
-    for row in recipients:
-        yield {
-            k: iso(row[k]) if isinstance(row[k], datetime) else row[k] for k in RECIPIENT_COLUMNS
-        }
-
-
 def campaign_json(report: CampaignReport) -> dict[str, Any]:
     """``report ID --json``."""
     s = report.summary
@@ -171,7 +163,6 @@ __all__ = [
     "iso",
     "link_rows",
     "problem_rows",
-    "recipient_rows",
     "sponsor_json",
     "timeline_rows",
 ]

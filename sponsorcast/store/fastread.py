@@ -26,6 +26,7 @@ CURRENT_MIGRATIONS = frozenset(
         "m004_batch_payload",
         "m005_email_look",
         "m006_sponsor_layout",
+        "m007_report_indexes",
     }
 )
 

@@ -198,6 +198,21 @@ def m006_sponsor_layout(conn: sa.Connection) -> None:
     conn.execute(sa.text("ALTER TABLE sponsor ADD COLUMN layout VARCHAR"))
 
 
+@migration
+def m007_report_indexes(conn: sa.Connection) -> None:
+    """Indexes for reports: a campaign's clicks without reading all its events, and its first
+    opens and clicks per hour from the index alone."""
+    conn.execute(sa.text("CREATE INDEX ix_event_campaign_type ON event (campaign_id, type)"))
+    conn.execute(
+        sa.text("CREATE INDEX ix_delivery_campaign_opened ON delivery (campaign_id, opened_at)")
+    )
+    conn.execute(
+        sa.text(
+            "CREATE INDEX ix_delivery_campaign_clicked ON delivery (campaign_id, first_click_at)"
+        )
+    )
+
+
 @dataclass(frozen=True)
 class MigrationState:
     """Which migrations a store has, and which it still needs."""

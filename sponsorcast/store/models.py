@@ -168,6 +168,8 @@ class Delivery(SQLModel, table=True):
         sa.UniqueConstraint("campaign_id", "lead_id", name="uq_delivery_campaign_lead"),
         sa.Index("ix_delivery_campaign_status", "campaign_id", "status"),
         sa.Index("ix_delivery_campaign_batch", "campaign_id", "batch"),
+        sa.Index("ix_delivery_campaign_opened", "campaign_id", "opened_at"),
+        sa.Index("ix_delivery_campaign_clicked", "campaign_id", "first_click_at"),
     )
 
     id: int | None = Field(default=None, primary_key=True)
@@ -190,6 +192,8 @@ class Delivery(SQLModel, table=True):
 
 class Event(SQLModel, table=True):
     """Append-only log: provider webhooks, polled states, opens, clicks, campaign transitions."""
+
+    __table_args__ = (sa.Index("ix_event_campaign_type", "campaign_id", "type"),)
 
     id: int | None = Field(default=None, primary_key=True)
     campaign_id: str | None = Field(default=None, index=True)

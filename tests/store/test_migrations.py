@@ -107,11 +107,12 @@ def test_db_status_and_upgrade_cli(project: Project, tmp_path: Path) -> None:
         ("m004_batch_payload", "pending"),
         ("m005_email_look", "pending"),
         ("m006_sponsor_layout", "pending"),
+        ("m007_report_indexes", "pending"),
     ]
     r = project.run("--db", url, "db", "upgrade")
     assert r.stdout == (
-        "Applied 5 migrations: m002_send_batches, m003_batch_payload_hash, m004_batch_payload, "
-        "m005_email_look, m006_sponsor_layout.\n"
+        "Applied 6 migrations: m002_send_batches, m003_batch_payload_hash, m004_batch_payload, "
+        "m005_email_look, m006_sponsor_layout, m007_report_indexes.\n"
     )
     r = project.run("--db", url, "db", "upgrade")
     assert r.stdout == "The store is up to date; nothing to apply.\n"

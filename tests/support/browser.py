@@ -83,15 +83,45 @@ def _run(binary: str, page: str, *args: str) -> str:
     return result.stdout
 
 
-def measure(email_html: str, width: int) -> dict[str, Any]:
-    """How the email lays out at ``width`` px: scroll and client width, container width, …"""
+REPORT_MEASURE = (
+    "var d=this.contentDocument,e=d.documentElement;"
+    "document.title=JSON.stringify({scroll:e.scrollWidth,client:e.clientWidth,"
+    "svgs:Array.from(d.querySelectorAll('svg')).map(function(s){var r=s.getBoundingClientRect();"
+    "return [Math.round(r.width),Math.round(r.height)]}),"
+    "tables:Array.from(d.querySelectorAll('table')).map(function(t){"
+    "return t.getBoundingClientRect().height>0}),"
+    "heading:(d.querySelector('h1')||{}).textContent})"
+)
+
+
+def measure(email_html: str, width: int, script: str = MEASURE) -> dict[str, Any]:
+    """How a page lays out at ``width`` px, as ``script`` measures it (default: an email's
+    scroll and client width, container width, …)."""
     out = _run(
-        chromium(), _page(email_html, width, 1200, MEASURE), "--window-size=1300,1300", "--dump-dom"
+        chromium(), _page(email_html, width, 1200, script), "--window-size=1300,1300", "--dump-dom"
     )
     found = re.search(r"<title>(.*?)</title>", out, flags=re.DOTALL)
     assert found is not None, out[:500]
     data: dict[str, Any] = json.loads(html.unescape(found.group(1)))
     return data
+
+
+def print_pdf(page_html: str, target: Path) -> bytes:
+    """The page printed to PDF as Chromium prints it (no header or footer): the PDF's bytes."""
+    _run(chromium(), page_html, "--no-pdf-header-footer", f"--print-to-pdf={target}")
+    return target.read_bytes()
+
+
+def pdf_pages(pdf: bytes) -> list[tuple[float, float]]:
+    """Each page's size in points, from the MediaBox of every page object."""
+    boxes = re.findall(rb"/MediaBox\s*\[\s*0 0 ([\d.]+) ([\d.]+)\s*\]", pdf)
+    return [(float(w), float(h)) for w, h in boxes]
+
+
+def screenshot_page(page_html: str, width: int, height: int, target: Path) -> None:
+    """A PNG of a whole page (not an email) ``width`` by ``height`` px."""
+    target.parent.mkdir(parents=True, exist_ok=True)
+    _run(chromium(), page_html, f"--window-size={width},{height}", f"--screenshot={target}")
 
 
 def screenshot(email_html: str, width: int, height: int, target: Path) -> None:
