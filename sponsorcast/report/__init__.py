@@ -14,6 +14,7 @@ store.
 - ``charts``: the SVG charts (pygal)
 - ``html``: the self-contained HTML file; ``templates/`` its Jinja templates
 - ``csvfiles``: the CSV files
+- ``export``: ``recipients.csv``, each line made by the database
 - ``make``: ``report`` itself
 """
 

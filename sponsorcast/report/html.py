@@ -65,6 +65,13 @@ def _when(zone: tzinfo | None) -> Any:
     return when
 
 
+def _short(zone: tzinfo | None) -> Any:
+    def short(value: datetime | None) -> str:
+        return value.astimezone(zone).strftime("%b %d %H:%M") if value is not None else ""
+
+    return short
+
+
 def _number(value: int) -> str:
     return f"{value:,}"
 
@@ -78,6 +85,7 @@ def bucket_label(bucket: Bucket, zone: tzinfo | None) -> str:
 def _page(name: str, zone: tzinfo | None, **values: Any) -> str:
     env = _environment()
     env.filters["when"] = _when(zone)
+    env.filters["short"] = _short(zone)
     env.filters["number"] = _number
     template = env.get_template(name)
     sponsor = values["sponsor"]

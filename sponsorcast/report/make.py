@@ -13,7 +13,7 @@ from sponsorcast.report.build import CampaignReport, SponsorReport, campaign_rep
 from sponsorcast.report.csvfiles import write_csv, write_csv_text
 from sponsorcast.report.export import recipient_lines
 from sponsorcast.report.html import campaign_html, sponsor_html, write_text
-from sponsorcast.report.query import iter_recipients
+from sponsorcast.report.query import top_recipients
 from sponsorcast.store import Store
 
 # the recipients an HTML report lists, most engaged first; the CSV file has all of them
@@ -61,11 +61,7 @@ def make_campaign_report(
     ids = [campaign_id]
     if html is not None:
         with store.read() as conn:
-            recipients = (
-                []
-                if anonymous
-                else iter_recipients(conn, ids, most_engaged_first=True, limit=HTML_RECIPIENTS)
-            )
+            recipients = [] if anonymous else top_recipients(conn, ids, HTML_RECIPIENTS)
             write_text(html, campaign_html(report, recipients, zone=zone))
         files.append(html)
     if csv_dir is not None:

@@ -2,12 +2,13 @@
 
 Each function takes an open connection and a list of campaign ids and returns at most one
 row per group (per hour, per link, per reason), never one per delivery or event, except
-``iter_recipients``, which streams. Times come back timezone-aware UTC.
+``top_recipients``, which returns the few rows it is asked for (``export`` streams them all).
+Times come back timezone-aware UTC.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any
 
@@ -171,16 +172,11 @@ def problems(conn: sa.Connection, campaign_ids: Sequence[str]) -> list[tuple[str
     return [(str(status), str(why), int(n)) for status, why, n in conn.execute(query)]
 
 
-def iter_recipients(
-    conn: sa.Connection,
-    campaign_ids: Sequence[str],
-    *,
-    most_engaged_first: bool = False,
-    limit: int | None = None,
-) -> Iterator[dict[str, Any]]:
-    """Each delivery with its lead's name and company (``RECIPIENT_FIELDS``), streamed.
-
-    In delivery order, or clickers first, then openers (``most_engaged_first``)."""
+def top_recipients(
+    conn: sa.Connection, campaign_ids: Sequence[str], limit: int
+) -> list[dict[str, Any]]:
+    """The ``limit`` most engaged deliveries (clickers first, then openers, then by address),
+    each with its lead's name and company (``RECIPIENT_FIELDS``)."""
     d = delivery_t
     query = (
         sa.select(
@@ -199,16 +195,10 @@ def iter_recipients(
         )
         .select_from(d.outerjoin(lead_t, lead_t.c.id == d.c.lead_id))
         .where(d.c.campaign_id.in_(campaign_ids))
+        .order_by(sa.desc(d.c.click_count), sa.desc(d.c.open_count), d.c.recipient)
+        .limit(limit)
     )
-    if most_engaged_first:
-        query = query.order_by(sa.desc(d.c.click_count), sa.desc(d.c.open_count), d.c.recipient)
-    else:
-        query = query.order_by(d.c.id)
-    if limit is not None:
-        query = query.limit(limit)
-    result = conn.execution_options(stream_results=True, yield_per=5000).execute(query)
-    for row in result.mappings():
-        yield dict(row)
+    return [dict(row) for row in conn.execute(query).mappings()]
 
 
 __all__ = [
@@ -220,7 +210,7 @@ __all__ = [
     "counters",
     "counters_query",
     "first_actions_per_hour",
-    "iter_recipients",
     "per_campaign_counters",
     "problems",
+    "top_recipients",
 ]

@@ -74,9 +74,13 @@ def test_every_readme_command_runs_as_written(tmp_path: Path) -> None:
         if args[0] == "init":
             _prepare(tmp_path)
     assert {"init", "leads", "render", "send", "stats", "deliveries", "campaigns"} <= set(ran)
-    assert {"schedule", "unschedule", "events", "suppress"} <= set(ran)
+    assert {"schedule", "unschedule", "events", "suppress", "report", "links"} <= set(ran)
     # what the README says these leave behind
     assert (tmp_path / "ada.html").read_text(encoding="utf-8").startswith("<")
+    report = (tmp_path / "welcome-report.html").read_text(encoding="utf-8")
+    assert report.startswith("<!DOCTYPE html>") and "<svg" in report
+    assert (tmp_path / "welcome-report" / "recipients.csv").exists()
+    assert "@example.com" not in (tmp_path / "default.html").read_text(encoding="utf-8")
     assert any((tmp_path / "outbox" / "welcome").glob("0001-*.eml"))
     stats = json.loads(project.run("stats", "welcome", "--json").stdout)
     assert (stats["delivered"], stats["opened"]) == (1, 1)  # the saved webhooks were applied
