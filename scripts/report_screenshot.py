@@ -32,9 +32,7 @@ def main() -> None:
         fill(url, RECIPIENTS)
         store = open_store(url)
         with store.write() as conn:
-            conn.execute(
-                sponsor_t.update().values(name="ACME Robotics", accent_color="#0f766e")
-            )
+            conn.execute(sponsor_t.update().values(name="ACME Robotics", accent_color="#0f766e"))
             conn.execute(campaign_t.update().values(name="Thanks for visiting our booth"))
         page = Path(folder) / "report.html"
         make_campaign_report(store, "big", html=page)
