@@ -15,8 +15,10 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
+sys.path.insert(0, str(REPO / "bench"))
 
-from bench.bench_report import fill  # noqa: E402 - after the path above
+from bench_report import fill  # noqa: E402 - after the paths above
+
 from sponsorcast.report import make_campaign_report  # noqa: E402
 from sponsorcast.store import open_store  # noqa: E402
 from sponsorcast.store.tables import campaign_t, sponsor_t  # noqa: E402
