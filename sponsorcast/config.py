@@ -37,6 +37,7 @@ class ResendConfig:
     timeout: float = 30.0
     concurrency: int = 8
     endpoint: Endpoint = "batch"  # "batch" (/emails/batch) or "single" (/emails)
+    shared_limit: bool = True  # every sender of the store draws from one budget per team
 
 
 @dataclass(frozen=True)
@@ -107,6 +108,7 @@ _SCHEMA: dict[str, dict[str, type | tuple[type, ...]]] = {
         "timeout": (int, float),
         "concurrency": int,
         "endpoint": str,
+        "shared_limit": bool,
     },
     "outbox": {"dir": str},
     "tracking": {
@@ -337,6 +339,7 @@ def _build_resend(table: dict[str, Any], env: Mapping[str, str], where: str) -> 
         timeout=timeout,
         concurrency=concurrency,
         endpoint=endpoint,
+        shared_limit=table.get("shared_limit", True),
     )
 
 

@@ -22,6 +22,7 @@ from sponsorcast.send.plan import NOT_STARTED, Plan, validate_all
 from sponsorcast.send.reports import Progress, ProgressCallback, RunReport
 from sponsorcast.send.snapshot import take_snapshot
 from sponsorcast.store import Store
+from sponsorcast.store.budget import StoreBudget, team_of
 from sponsorcast.store.lifecycle import (
     get_campaign_row,
     status_counts,
@@ -186,6 +187,14 @@ def finish_if_done(store: Store, campaign_id: str) -> str:
         return str(get_campaign_row(conn, campaign_id)["status"])
 
 
+def shared_budget(store: Store, config: Config) -> StoreBudget | None:
+    """The team's request budget in the store, when sending through Resend with it on."""
+    key = config.secrets.resend_api_key
+    if config.transport != "resend" or not config.resend.shared_limit or not key:
+        return None
+    return StoreBudget(store, team_of(config.resend.base_url, key))
+
+
 def run_campaign(
     store: Store,
     config: Config,
@@ -199,7 +208,7 @@ def run_campaign(
     """Run a ``sending`` campaign to the end (or the deadline) in this process."""
 
     async def main() -> RunReport:
-        t = transport or make_transport(config, campaign_id)
+        t = transport or make_transport(config, campaign_id, shared=shared_budget(store, config))
         try:
             return await run_batches(
                 store, config, campaign_id, t, limit=limit, deadline=deadline, progress=progress

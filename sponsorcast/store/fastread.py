@@ -27,6 +27,7 @@ CURRENT_MIGRATIONS = frozenset(
         "m005_email_look",
         "m006_sponsor_layout",
         "m007_report_indexes",
+        "m008_rate_budget",
     }
 )
 

@@ -213,6 +213,21 @@ def m007_report_indexes(conn: sa.Connection) -> None:
     )
 
 
+@migration
+def m008_rate_budget(conn: sa.Connection) -> None:
+    """One request budget per provider team, shared by every sender of the store."""
+    md = sa.MetaData()
+    sa.Table(
+        "rate_budget",
+        md,
+        sa.Column("team", sa.String(64), primary_key=True),
+        sa.Column("tat", sa.Float(precision=53), nullable=False),
+        sa.Column("rate_limit", sa.Float(), nullable=True),
+        _now_col("updated_at"),
+    )
+    md.create_all(conn)
+
+
 @dataclass(frozen=True)
 class MigrationState:
     """Which migrations a store has, and which it still needs."""

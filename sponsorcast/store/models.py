@@ -237,3 +237,14 @@ class SendBatch(SQLModel, table=True):
     payload_hash: str | None = None
     # zlib-compressed JSON of the emails of the first attempt; cleared once the batch is final
     payload: bytes | None = Field(default=None, sa_type=sa.LargeBinary, nullable=True)
+
+
+class RateBudget(SQLModel, table=True):
+    """One provider team's request budget, shared by every sender (``store/budget.py``)."""
+
+    __tablename__ = "rate_budget"
+
+    team: str = Field(primary_key=True, max_length=64)  # a keyed hash of the API key
+    tat: float = Field(default=0.0, sa_type=sa.Float(precision=53))  # next free slot, epoch s
+    rate_limit: float | None = None  # the limit the provider announced, learned by any sender
+    updated_at: datetime | None = _dt()

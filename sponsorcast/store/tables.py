@@ -9,6 +9,7 @@ from sponsorcast.store.models import (
     Delivery,
     Event,
     Lead,
+    RateBudget,
     SendBatch,
     Sponsor,
     Suppression,
@@ -22,9 +23,11 @@ delivery_t: sa.Table = Delivery.__table__  # type: ignore[attr-defined]
 event_t: sa.Table = Event.__table__  # type: ignore[attr-defined]
 batch_t: sa.Table = SendBatch.__table__  # type: ignore[attr-defined]
 suppression_t: sa.Table = Suppression.__table__  # type: ignore[attr-defined]
+budget_t: sa.Table = RateBudget.__table__  # type: ignore[attr-defined]
 
 __all__ = [
     "batch_t",
+    "budget_t",
     "campaign_t",
     "delivery_t",
     "event_t",

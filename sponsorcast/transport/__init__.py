@@ -23,10 +23,14 @@ from sponsorcast.transport.base import (
 
 if TYPE_CHECKING:
     from sponsorcast.config import Config
+    from sponsorcast.transport.limiter import SharedSlots
 
 
-def make_transport(config: Config, campaign_id: str) -> Transport:
-    """The transport ``config.transport`` names, ready for one run of ``campaign_id``."""
+def make_transport(
+    config: Config, campaign_id: str, *, shared: SharedSlots | None = None
+) -> Transport:
+    """The transport ``config.transport`` names, ready for one run of ``campaign_id``;
+    ``shared``: the team's request budget in the store (Resend only)."""
     # imported on use: a command that never sends should not pay for httpx and tenacity
     if config.transport == "outbox":
         from sponsorcast.transport.outbox import OutboxTransport  # on use: keeps start-up fast
@@ -41,7 +45,8 @@ def make_transport(config: Config, campaign_id: str) -> Transport:
             "RESEND_API_KEY is not set.",
             hint='Export RESEND_API_KEY, or set [transport] kind = "outbox" to write .eml files.',
         )
-    return ResendTransport(config.resend, key, limiter=RateLimiter(config.resend.rate_limit))
+    limiter = RateLimiter(config.resend.rate_limit, shared=shared)
+    return ResendTransport(config.resend, key, limiter=limiter)
 
 
 __all__ = [

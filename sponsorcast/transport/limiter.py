@@ -17,6 +17,10 @@ while any number of requests are in flight at once (latency never caps throughpu
 
 Together they reach about 96 % of the limit with no 429 in a steady run.
 
+4. Shared slots (``shared=``, ``store/budget.py``): every sender of one team, in any process
+   on any host, takes its departure slots from one budget in the store instead of pacing on
+   its own; the limit one of them learns is followed by all. Rules 2 and 3 stay local.
+
 - ``RateLimiter(None)`` ("auto") starts at 2 requests/s and follows ``ratelimit-limit``.
 - ``RateLimiter(10)`` is a ceiling: ``ratelimit-limit`` can lower the rate, never raise it.
 - ``observe(headers, sent_at)`` after every answer; ``penalise(retry_after)`` after a 429
@@ -31,6 +35,7 @@ import math
 import re
 import time
 from collections.abc import Callable, Mapping
+from typing import Protocol
 
 AUTO_START = 2.0
 SAFETY = 0.96  # pace at 96 % of the limit
@@ -40,13 +45,47 @@ HISTORY = 60.0  # seconds of departures kept (answers can take up to the timeout
 _NUMBER = re.compile(r"\s*(\d+(?:\.\d+)?)")
 
 
+class SharedGrant(Protocol):
+    """A slot from a shared budget: ``delay`` seconds from now, or None (ask in ``retry_in``)."""
+
+    @property
+    def delay(self) -> float | None: ...
+
+    @property
+    def retry_in(self) -> float: ...
+
+    @property
+    def limit(self) -> float | None: ...
+
+
+class SharedSlots(Protocol):
+    """A request budget shared with other senders of the same team (``store.budget``)."""
+
+    def take(self, interval: float) -> SharedGrant:
+        """Take the next slot, ``interval`` after the one before."""
+        ...
+
+    def learn(self, limit: float) -> None:
+        """Tell every sender the limit the provider announced."""
+        ...
+
+    def hold(self, seconds: float) -> None:
+        """No slot for anyone for ``seconds``."""
+        ...
+
+
 class RateLimiter:
     """Paced, burst-free admission: ``await acquire()`` before every request."""
 
     def __init__(
-        self, ceiling: float | None, *, clock: Callable[[], float] = time.monotonic
+        self,
+        ceiling: float | None,
+        *,
+        clock: Callable[[], float] = time.monotonic,
+        shared: SharedSlots | None = None,
     ) -> None:
-        """``ceiling`` None means auto (start at 2/s, follow the server)."""
+        """``ceiling`` None means auto (start at 2/s, follow the server); ``shared``: take
+        slots from a budget shared with the team's other senders."""
         if ceiling is not None and ceiling <= 0:
             raise ValueError("A rate ceiling must be positive.")
         self.ceiling = ceiling
@@ -59,7 +98,10 @@ class RateLimiter:
         self.holds = 0  # times a 429 or an exhausted window paused the callers
         self._wake: tuple[asyncio.AbstractEventLoop, asyncio.Event] | None = None
         self._probe_at: float | None = None  # departure of the first request
+        self._probe_claimed: float | None = None  # when the first caller became the probe
         self._answered = False  # observe() has been called since
+        self._shared = shared
+        self._take_lock: asyncio.Lock | None = None
 
     @property
     def limit(self) -> float:
@@ -76,15 +118,26 @@ class RateLimiter:
 
     async def acquire(self) -> float:
         """Wait for this request's turn; return its departure time (for ``observe``)."""
+        probe = False  # this caller is the probe
         while True:
             now = self._clock()
-            if self._probe_at is not None and not self._answered:
-                if now < self._probe_at + PROBE_WAIT:
-                    await self._sleep(self._probe_at + PROBE_WAIT - now)
+            started = self._probe_at if self._probe_at is not None else self._probe_claimed
+            if started is not None and not self._answered and not probe:
+                if now < started + PROBE_WAIT:
+                    await self._sleep(started + PROBE_WAIT - now)
                     continue
                 self._answered = True  # no answer in time: go on without it
-            slot = max(now, self._next, self._hold_until)
-            self._next = slot + 1.0 / self.rate
+            if started is None:
+                # claimed before any await: a shared slot is awaited, and the others must
+                # already see that the probe is on its way
+                self._probe_claimed = now
+                probe = True
+            if self._shared is None:
+                slot = max(now, self._next, self._hold_until)
+                self._next = slot + 1.0 / self.rate
+            else:
+                slot = max(await self._shared_slot(), self._hold_until)
+                now = self._clock()
             generation = self._generation
             if slot > now:
                 await self._sleep(slot - now)
@@ -99,6 +152,21 @@ class RateLimiter:
                     self._probe_at = departed
                 return departed
             # the limit changed or a 429 came in while we waited: queue up again
+
+    async def _shared_slot(self) -> float:
+        """A slot from the shared budget, on this limiter's clock (a thread does the SQL)."""
+        assert self._shared is not None
+        if self._take_lock is None:
+            self._take_lock = asyncio.Lock()
+        while True:
+            # one take at a time, first come first served: slots follow the order of acquire()
+            async with self._take_lock:
+                grant = await asyncio.to_thread(self._shared.take, 1.0 / self.rate)
+            if grant.limit is not None:
+                self._set_server_limit(grant.limit)  # learned by another sender
+            if grant.delay is not None:
+                return self._clock() + grant.delay
+            await self._sleep(grant.retry_in)
 
     async def _sleep(self, seconds: float) -> None:
         """Sleep, but wake at once when the slots handed out are invalidated."""
@@ -126,17 +194,15 @@ class RateLimiter:
             self._invalidate()  # the callers waiting for the probe queue up now
         limit = _number(headers.get("ratelimit-limit"))
         if limit is not None and limit > 0 and limit != self.server_limit:
-            old_rate = self.rate
-            self.server_limit = limit
-            if self.rate != old_rate:
-                # slots handed out at the old spacing are wrong now (too close together, or
-                # needlessly far apart): wake the waiting callers to queue up again
-                last = self._sent[-1] if self._sent else None
-                self._next = last + 1.0 / self.rate if last is not None else 0.0
-                self._invalidate()
+            self._set_server_limit(limit)
+            if self._shared is not None:
+                self._shared.learn(limit)
         remaining = _number(headers.get("ratelimit-remaining"))
         reset = _number(headers.get("ratelimit-reset"))
-        if remaining == 0 and reset is not None and not self._filled_by_us(sent_at):
+        # with a shared budget the team's senders are all paced by it: an exhausted window is
+        # the budget at work, not someone else's traffic
+        shared = self._shared is not None
+        if remaining == 0 and reset is not None and not shared and not self._filled_by_us(sent_at):
             # someone else (another process on the same team) used up this window: wait for
             # its reset. When our own requests alone filled it, the spacing already carries
             # the next one into the next window, and waiting a rounded-up reset would waste it.
@@ -145,8 +211,24 @@ class RateLimiter:
 
     def penalise(self, retry_after: float | None) -> None:
         """After a 429: nobody sends before ``retry_after`` seconds (1 s when absent)."""
-        wait = retry_after if retry_after is not None and retry_after >= 0 else 1.0
-        self._hold(self._clock() + max(wait, 1.0 / self.rate))
+        wait = max(retry_after if retry_after is not None and retry_after >= 0 else 1.0, 0.0)
+        wait = max(wait, 1.0 / self.rate)
+        self._hold(self._clock() + wait)
+        if self._shared is not None:
+            self._shared.hold(wait)
+
+    def _set_server_limit(self, limit: float) -> None:
+        """Follow a new ``ratelimit-limit``; re-queue callers holding slots of the old spacing."""
+        if limit <= 0 or limit == self.server_limit:
+            return
+        old_rate = self.rate
+        self.server_limit = limit
+        if self.rate != old_rate:
+            # slots handed out at the old spacing are wrong now (too close together, or
+            # needlessly far apart): wake the waiting callers to queue up again
+            last = self._sent[-1] if self._sent else None
+            self._next = last + 1.0 / self.rate if last is not None else 0.0
+            self._invalidate()
 
     def _hold(self, until: float) -> None:
         if until <= self._hold_until:

@@ -83,6 +83,7 @@ def test_migrated_postgres_schema_matches_models(pg_url: str, pg_server_url: str
         "event",
         "suppression",
         "send_batch",
+        "rate_budget",
     }
     assert actual == expected
 

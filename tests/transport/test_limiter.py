@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 import time
+from pathlib import Path
 
 import httpx
 import pytest
@@ -223,3 +224,50 @@ def test_a_stalled_event_loop_cannot_cause_a_burst() -> None:
     times = asyncio.run(scenario())
     assert most_in_any_window(times) <= 10
     assert len(times) >= 15  # and it kept going (about 21 on an idle machine)
+
+
+def test_two_limiters_sharing_a_budget_pace_as_one(tmp_path: Path) -> None:
+    from sponsorcast.store import open_store
+    from sponsorcast.store.budget import StoreBudget
+
+    store = open_store(f"sqlite:///{tmp_path / 'budget.db'}")
+
+    async def scenario() -> list[float]:
+        # two senders (two campaigns, two processes) of one team, each believing it may use
+        # the whole limit of 20/s: together they leave 1 / (20 x SAFETY) apart, not twice as often
+        a = RateLimiter(20, shared=StoreBudget(store, "team"))
+        b = RateLimiter(20, shared=StoreBudget(store, "team"))
+        a.observe({})
+        b.observe({})
+        both = await asyncio.gather(departures(a, 10, 2), departures(b, 10, 2))
+        return sorted(both[0] + both[1])
+
+    times = asyncio.run(scenario())
+    interval = 1 / (20 * SAFETY)
+    assert times[-1] - times[0] >= 19 * interval - 0.02
+    gaps = sorted(b - a for a, b in itertools.pairwise(times))
+    assert gaps[len(gaps) // 2] == pytest.approx(interval, rel=0.25)
+    store.dispose()
+
+
+def test_a_limit_learned_by_one_sender_is_followed_by_all(tmp_path: Path) -> None:
+    from sponsorcast.store import open_store
+    from sponsorcast.store.budget import StoreBudget
+
+    store = open_store(f"sqlite:///{tmp_path / 'budget.db'}")
+
+    async def scenario() -> tuple[float, float, float]:
+        first = RateLimiter(None, shared=StoreBudget(store, "team"))
+        later = RateLimiter(None, shared=StoreBudget(store, "team"))
+        first.observe({"ratelimit-limit": "10"})  # the header, seen by one of them
+        later.observe({})  # no header yet (no probe wait)
+        await later.acquire()
+        before_penalty = later.limit
+        first.penalise(0.4)  # a 429 for one of them holds the other too
+        start = time.monotonic()
+        await later.acquire()
+        return before_penalty, later.limit, time.monotonic() - start
+
+    learned, limit, waited = asyncio.run(scenario())
+    assert (learned, limit) == (10, 10) and waited >= 0.4 - 0.02
+    store.dispose()

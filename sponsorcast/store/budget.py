@@ -1,0 +1,155 @@
+"""One request budget per provider team, kept in the store and shared by every sender.
+
+Resend limits requests per team (per API key), not per process, so every ``send`` and
+``run-due`` of one store, on one host or many, takes its request slots from one row: a
+generic cell rate algorithm. The row holds the theoretical arrival time ``tat``, the next
+free slot; a slot is taken with one atomic statement,
+
+    UPDATE rate_budget SET tat = greatest(tat, now) + interval
+    WHERE team = :team AND tat - now < :ahead RETURNING tat - interval - now
+
+which hands out slots ``interval`` apart however many senders ask at once, and never the same
+slot twice (the row is locked for the statement on PostgreSQL; SQLite runs it under its write
+lock). The caller sleeps until its slot *after* the transaction: nobody waits holding a lock.
+
+- Bounded look-ahead: a slot is granted only while ``tat`` is less than ``ahead`` seconds away.
+  A sender that dies holding slots wastes at most that much of the budget, and a sender that
+  cannot get a slot is told when to ask again.
+- ``now`` is the store's clock on PostgreSQL (hosts' clocks may disagree; the database's is
+  the one all of them see), the local clock on SQLite (one machine), or an injected clock.
+- The limit the provider announces (``ratelimit-limit``) is learned by the first sender that
+  sees it and stored in the row, so every sender follows it at once.
+- The team is identified by an HMAC of the API URL and key, never the key itself.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import sqlalchemy as sa
+
+from sponsorcast.store.engine import Store
+from sponsorcast.store.models import utcnow
+from sponsorcast.store.tables import budget_t
+
+AHEAD = 1.0  # seconds of slots that may be handed out ahead of now
+MIN_RETRY = 0.01  # shortest wait before asking again for a slot
+_TEAM_KEY = b"sponsorcast rate budget v1"
+
+
+def team_of(base_url: str, api_key: str) -> str:
+    """The budget's name for the team behind ``api_key`` at ``base_url`` (a keyed hash)."""
+    message = f"{base_url.rstrip('/')}\0{api_key.strip()}".encode()
+    return hmac.new(_TEAM_KEY, message, hashlib.sha256).hexdigest()[:40]
+
+
+@dataclass(frozen=True)
+class Grant:
+    """The answer to a request for a slot.
+
+    ``delay``: seconds from now until the granted slot (None: none granted, ask again in
+    ``retry_in`` seconds). ``limit``: the provider's limit as any sender has learned it.
+    ``at``: the slot on the budget's clock (epoch seconds), None when none was granted.
+    """
+
+    delay: float | None
+    retry_in: float
+    limit: float | None
+    at: float | None = None
+
+
+class StoreBudget:
+    """The shared budget of one team in one store (``take``, ``learn``, ``hold``)."""
+
+    def __init__(
+        self,
+        store: Store,
+        team: str,
+        *,
+        ahead: float = AHEAD,
+        clock: Callable[[], float] | None = None,
+    ) -> None:
+        """``clock`` (epoch seconds) replaces the store's clock: for tests, and on SQLite."""
+        import time
+
+        self.store = store
+        self.team = team
+        self.ahead = ahead
+        self._postgres = not store.is_sqlite
+        self._clock = clock if clock is not None or self._postgres else time.time
+        self._ensure()
+
+    def _now(self) -> tuple[Any, dict[str, float]]:
+        """The SQL for "now" and its parameters: the database's clock, or a bound value."""
+        if self._clock is None:
+            return sa.literal_column("extract(epoch FROM clock_timestamp())", sa.Float(53)), {}
+        return sa.bindparam("now", type_=sa.Float(precision=53)), {"now": self._clock()}
+
+    def _ensure(self) -> None:
+        """The team's row, made once however many senders start at the same moment."""
+        from sqlalchemy.dialects.postgresql import insert as pg_insert
+        from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+
+        insert = pg_insert if self._postgres else sqlite_insert
+        with self.store.write() as conn:
+            conn.execute(
+                insert(budget_t)
+                .values(team=self.team, tat=0.0, updated_at=utcnow())
+                .on_conflict_do_nothing(index_elements=["team"])
+            )
+
+    def take(self, interval: float) -> Grant:
+        """Take the next slot, ``interval`` seconds after the one before (one statement)."""
+        now, params = self._now()
+        greatest = sa.func.greatest if self._postgres else sa.func.max
+        tat = budget_t.c.tat
+        with self.store.write() as conn:
+            row = conn.execute(
+                budget_t.update()
+                .where(budget_t.c.team == self.team, tat - now < self.ahead)
+                .values(tat=greatest(tat, now) + interval)
+                .returning(
+                    (tat - interval - now).label("delay"),
+                    (tat - interval).label("at"),
+                    budget_t.c.rate_limit,
+                ),
+                params,
+            ).first()
+            if row is not None:
+                return Grant(max(0.0, float(row.delay)), 0.0, row.rate_limit, float(row.at))
+            # every slot within the look-ahead is taken: ask again when one comes into reach
+            left = conn.execute(
+                sa.select((tat - now).label("left"), budget_t.c.rate_limit).where(
+                    budget_t.c.team == self.team
+                ),
+                params,
+            ).one()
+        return Grant(None, max(MIN_RETRY, float(left.left) - self.ahead), left.rate_limit)
+
+    def learn(self, limit: float) -> None:
+        """Store the limit the provider announced, for every sender to follow."""
+        with self.store.write() as conn:
+            conn.execute(
+                budget_t.update()
+                .where(budget_t.c.team == self.team)
+                .values(rate_limit=limit, updated_at=utcnow())
+            )
+
+    def hold(self, seconds: float) -> None:
+        """No slot for anyone before ``seconds`` from now (a 429's ``retry-after``)."""
+        now, params = self._now()
+        greatest = sa.func.greatest if self._postgres else sa.func.max
+        with self.store.write() as conn:
+            conn.execute(
+                budget_t.update()
+                .where(budget_t.c.team == self.team)
+                .values(tat=greatest(budget_t.c.tat, now + seconds)),
+                params,
+            )
+
+
+__all__ = ["AHEAD", "Grant", "StoreBudget", "team_of"]
