@@ -45,6 +45,7 @@ RATE = 10
 BATCH = 100
 CEILING = RATE * BATCH
 KEY = "re_test_0123456789abcdef"
+RATE_LIMIT = os.environ.get("BENCH_RATE_LIMIT", '"auto"')  # the workers' rate_limit
 
 
 def _config(store_url: str, fake_url: str, rate_limit: str = '"auto"') -> str:
@@ -58,7 +59,7 @@ base_url = "{fake_url}"
 rate_limit = {rate_limit}
 batch_size = {BATCH}
 [send]
-lease_seconds = 5
+lease_seconds = 60
 [sponsors.default]
 name = "Bench Events"
 from = "Bench Events <hello@example.com>"
@@ -100,6 +101,14 @@ def _busiest_second(times: Sequence[float]) -> int:
     return best
 
 
+def _per_second(times: Sequence[float]) -> list[int]:
+    """Requests in each second from the first one: where a run loses time."""
+    counts = [0] * (int(times[-1] - times[0]) + 1)
+    for t in times:
+        counts[int(t - times[0])] += 1
+    return counts
+
+
 def _steady(data: dict[str, Any]) -> float:
     times = _requests(data)
     emails = int(data["counters"]["emails"])
@@ -120,7 +129,7 @@ def workers(
         with temporary_database(server) as store_url:
             project = workdir / f"pg-{count}-{kill_after}"
             project.mkdir()
-            (project / "sponsorcast.toml").write_text(_config(store_url, fake_url))
+            (project / "sponsorcast.toml").write_text(_config(store_url, fake_url, RATE_LIMIT))
             (project / "bench.md").write_text(CAMPAIGN)
             fill_store(store_url, n)
             t0 = time.time()
@@ -147,8 +156,11 @@ def workers(
         "steady_ratio": round(_steady(data), 3),
         "wall_s": round(wall, 1),
         "429s": data["counters"]["rate_limited"],
+        "replays": data["counters"]["replays"],
+        "requests": len(times),
         "busiest_second": _busiest_second(times),
         "exactly_once": _once(data, n),
+        "per_second": _per_second(times),
     }
     if killed_at is not None:
         after = [t for t in times if t >= killed_at]

@@ -31,11 +31,15 @@ from __future__ import annotations
 
 import asyncio
 import bisect
+import functools
 import math
 import re
 import time
 from collections.abc import Callable, Mapping
-from typing import Protocol
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any, Protocol, TypeVar
+
+_T = TypeVar("_T")
 
 AUTO_START = 2.0
 SAFETY = 0.96  # pace at 96 % of the limit
@@ -63,6 +67,14 @@ class SharedSlots(Protocol):
 
     def take(self, interval: float) -> SharedGrant:
         """Take the next slot, ``interval`` after the one before."""
+        ...
+
+    def learned(self) -> float | None:
+        """The limit another sender has learned already, if any."""
+        ...
+
+    def busy(self) -> bool:
+        """True when slots have been handed out that are still ahead of now."""
         ...
 
     def learn(self, limit: float) -> None:
@@ -102,6 +114,7 @@ class RateLimiter:
         self._answered = False  # observe() has been called since
         self._shared = shared
         self._take_lock: asyncio.Lock | None = None
+        self._budget_thread: ThreadPoolExecutor | None = None
 
     @property
     def limit(self) -> float:
@@ -136,6 +149,8 @@ class RateLimiter:
                 slot = max(now, self._next, self._hold_until)
                 self._next = slot + 1.0 / self.rate
             else:
+                if probe and self.server_limit is None:
+                    await self._await_team_probe()
                 slot = max(await self._shared_slot(), self._hold_until)
                 now = self._clock()
             generation = self._generation
@@ -153,15 +168,42 @@ class RateLimiter:
                 return departed
             # the limit changed or a 429 came in while we waited: queue up again
 
+    async def _in_budget_thread(self, fn: Callable[..., _T], *args: Any) -> _T:
+        """Run a budget call on the limiter's own thread: in the loop's shared pool it would
+        queue behind the claims rendering their batches, and the slot would come late."""
+        if self._budget_thread is None:
+            self._budget_thread = ThreadPoolExecutor(1, thread_name_prefix="rate-budget")
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._budget_thread, functools.partial(fn, *args))
+
+    async def _await_team_probe(self) -> None:
+        """Another sender of the team is probing (slots are out, no limit known yet): wait for
+        the limit it learns, at most ``PROBE_WAIT``, instead of probing at the slow start rate
+        too. One probe for the team, not one per sender."""
+        assert self._shared is not None
+        deadline = self._clock() + PROBE_WAIT
+        while self._clock() < deadline:
+            known = await self._in_budget_thread(self._shared.learned)
+            if known is not None:
+                self._set_server_limit(known)
+                return
+            if not await self._in_budget_thread(self._shared.busy):
+                return  # nobody else is probing: this sender is the team's probe
+            await asyncio.sleep(0.05)
+
     async def _shared_slot(self) -> float:
         """A slot from the shared budget, on this limiter's clock (a thread does the SQL)."""
         assert self._shared is not None
         if self._take_lock is None:
             self._take_lock = asyncio.Lock()
+            if self.server_limit is None:  # follow what another sender learned from the start
+                known = await self._in_budget_thread(self._shared.learned)
+                if known is not None:
+                    self._set_server_limit(known)
         while True:
             # one take at a time, first come first served: slots follow the order of acquire()
             async with self._take_lock:
-                grant = await asyncio.to_thread(self._shared.take, 1.0 / self.rate)
+                grant = await self._in_budget_thread(self._shared.take, 1.0 / self.rate)
             if grant.limit is not None:
                 self._set_server_limit(grant.limit)  # learned by another sender
             if grant.delay is not None:

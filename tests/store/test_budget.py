@@ -46,6 +46,16 @@ def test_slots_are_interval_apart_up_to_the_look_ahead(budget_store: Store) -> N
     assert later.delay == pytest.approx(0.5) and later.at == pytest.approx(1001.0)
 
 
+def test_busy_while_slots_are_ahead(budget_store: Store) -> None:
+    clock = Clock(100.0)
+    budget = StoreBudget(budget_store, "team-a", clock=clock)
+    assert not budget.busy()
+    budget.take(0.5)  # the next free slot is now 0.5 s ahead
+    assert budget.busy()
+    clock.now = 100.6
+    assert not budget.busy()
+
+
 def test_an_idle_budget_gives_no_burst_credit(budget_store: Store) -> None:
     clock = Clock(50.0)
     budget = StoreBudget(budget_store, "team-a", clock=clock)
@@ -58,9 +68,11 @@ def test_learned_limit_and_holds_are_shared(budget_store: Store) -> None:
     clock = Clock(2000.0)
     one = StoreBudget(budget_store, "team-a", clock=clock)
     other = StoreBudget(budget_store, "team-a", clock=clock)  # another sender, same team
-    assert one.take(0.1).limit is None
+    assert one.take(0.1).limit is None and other.learned() is None
     one.learn(10.0)
-    assert other.take(0.1).limit == 10.0
+    assert other.learned() == 10.0
+    grant = other.take(0.1)
+    assert grant.limit == 10.0 and grant.delay == pytest.approx(0.1)
     other.hold(3.0)  # a 429 with retry-after: 3
     refused = one.take(0.1)
     assert refused.delay is None and refused.retry_in == pytest.approx(2.0)  # 3 s - 1 s ahead

@@ -271,3 +271,25 @@ def test_a_limit_learned_by_one_sender_is_followed_by_all(tmp_path: Path) -> Non
     learned, limit, waited = asyncio.run(scenario())
     assert (learned, limit) == (10, 10) and waited >= 0.4 - 0.02
     store.dispose()
+
+
+def test_one_probe_for_the_team(tmp_path: Path) -> None:
+    from sponsorcast.store import open_store
+    from sponsorcast.store.budget import StoreBudget
+
+    store = open_store(f"sqlite:///{tmp_path / 'budget.db'}")
+
+    async def scenario() -> tuple[float, float, float, float]:
+        first = RateLimiter(None, shared=StoreBudget(store, "team"))
+        second = RateLimiter(None, shared=StoreBudget(store, "team"))
+        probe = await first.acquire()  # the team's probe: out, its answer not back yet
+        joining = asyncio.create_task(second.acquire())
+        await asyncio.sleep(0.2)
+        assert not joining.done()  # waits for the limit the probe learns, not probing itself
+        first.observe({"ratelimit-limit": "10"}, probe)
+        departed = await joining
+        return departed - probe, second.limit, first.limit, PROBE_WAIT
+
+    waited, second_limit, first_limit, most = asyncio.run(scenario())
+    assert 0.2 <= waited < most and second_limit == first_limit == 10
+    store.dispose()
