@@ -168,6 +168,12 @@ class RateLimiter:
                 return departed
             # the limit changed or a 429 came in while we waited: queue up again
 
+    def close(self) -> None:
+        """Let the budget thread go (a limiter without a shared budget has none)."""
+        if self._budget_thread is not None:
+            self._budget_thread.shutdown(wait=False)
+            self._budget_thread = None
+
     async def _in_budget_thread(self, fn: Callable[..., _T], *args: Any) -> _T:
         """Run a budget call on the limiter's own thread: in the loop's shared pool it would
         queue behind the claims rendering their batches, and the slot would come late."""

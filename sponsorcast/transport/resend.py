@@ -229,7 +229,8 @@ class ResendTransport:
         return payload
 
     async def aclose(self) -> None:
-        """Close the HTTP client if this transport made it."""
+        """Close the HTTP client if this transport made it, and the limiter's budget thread."""
+        self.limiter.close()
         if self._own_client:
             await self._client.aclose()
 
