@@ -307,3 +307,31 @@ def test_bad_report_arguments(project: Project, store: Store, args: Any, message
     assert message in result.stderr and result.stderr.count("\n") <= 2
     assert sorted(p.name for p in project.path.iterdir()) == before  # nothing written
     assert (project.path / "taken.txt").read_text(encoding="utf-8") == "mine\n"
+
+
+def test_hostile_names_and_reasons_stay_text_in_the_html(tmp_path: Path, store: Store) -> None:
+    import sqlalchemy as sa
+
+    from sponsorcast.store.tables import delivery_t, lead_t
+
+    seed_history(store)
+    with store.write() as conn:
+        conn.execute(
+            lead_t.update()
+            .where(lead_t.c.email == "p1@example.org")
+            .values(name="<script>alert(1)</script>", company='"><img src=x onerror=alert(2)>')
+        )
+        conn.execute(
+            delivery_t.update()
+            .where(delivery_t.c.recipient == "p4@example.org")
+            .values(last_error="<a href='https://evil.example/'>click</a>")
+        )
+        assert conn.execute(sa.select(sa.func.count()).select_from(lead_t)).scalar() == 6
+    target = tmp_path / "r.html"
+    make_campaign_report(store, "spring", html=target)
+    page = parse(target)
+    assert "script" not in page.tags and "https://evil.example/" not in page.urls
+    assert set(page.urls) <= STATIC_LINKS | {LOGO}  # no image or link came in with the data
+    row = next(r for r in page.tables["recipients"] if r[0] == "p1@example.org")
+    assert row[1:3] == ["<script>alert(1)</script>", '"><img src=x onerror=alert(2)>']
+    assert ["bounced", "<a href='https://evil.example/'>click</a>", "1"] in page.tables["problems"]
