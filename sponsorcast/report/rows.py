@@ -9,7 +9,13 @@ from collections.abc import Iterable, Mapping
 from datetime import datetime
 from typing import Any
 
-from sponsorcast.report.build import CampaignReport, CampaignSummary, Problem, SponsorReport
+from sponsorcast.report.build import (
+    RATE_KEYS,
+    CampaignReport,
+    CampaignSummary,
+    Problem,
+    SponsorReport,
+)
 from sponsorcast.report.links import LinkClicks
 from sponsorcast.report.query import FUNNEL_KEYS, RECIPIENT_FIELDS
 from sponsorcast.report.timeline import Bucket
@@ -39,14 +45,7 @@ CAMPAIGN_COLUMNS = (
 )
 RECIPIENT_COLUMNS = RECIPIENT_FIELDS
 
-_RATE_OF = {
-    "delivered": "delivery_rate",
-    "opened": "open_rate",
-    "clicked": "click_rate",
-    "bounced": "bounce_rate",
-    "complained": "complaint_rate",
-    "unsubscribed": "unsubscribe_rate",
-}
+_RATE_OF = {counter: name for name, counter in RATE_KEYS.items()}  # "opened": "open_rate"
 
 
 def iso(value: datetime | None) -> str | None:

@@ -19,7 +19,7 @@ from typing import Any
 import sqlalchemy as sa
 
 from sponsorcast.report.build import links_of, rate, timeline_of
-from sponsorcast.report.query import aware, counters
+from sponsorcast.report.query import FUNNEL_KEYS, aware, counters
 from sponsorcast.report.rows import link_rows, timeline_rows
 from sponsorcast.store import Store
 from sponsorcast.store.lifecycle import unknown_campaign
@@ -29,18 +29,7 @@ from sponsorcast.store.tables import campaign_t
 STATS_KEYS = (
     "campaign",
     "status",
-    "total_recipients",
-    "pending",
-    "sent",
-    "delivered",
-    "failed",
-    "bounced",
-    "complained",
-    "suppressed",
-    "cancelled",
-    "opened",
-    "clicked",
-    "unsubscribed",
+    *FUNNEL_KEYS,
     "open_rate",
     "click_rate",
     "started_at",

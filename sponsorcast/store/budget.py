@@ -100,6 +100,11 @@ class StoreBudget:
                 conn.execute(sa.text("SET LOCAL synchronous_commit TO OFF"))
             yield conn
 
+    @property
+    def _greatest(self) -> Any:
+        """SQL's larger-of-two: ``greatest`` in PostgreSQL, the two-argument ``max`` in SQLite."""
+        return sa.func.greatest if self._postgres else sa.func.max
+
     def _ensure(self) -> None:
         """The team's row, made once however many senders start at the same moment."""
         from sqlalchemy.dialects.postgresql import insert as pg_insert
@@ -116,7 +121,7 @@ class StoreBudget:
     def take(self, interval: float) -> Grant:
         """Take the next slot, ``interval`` seconds after the one before (one statement)."""
         now, params = self._now()
-        greatest = sa.func.greatest if self._postgres else sa.func.max
+        greatest = self._greatest
         tat = budget_t.c.tat
         with self._write() as conn:
             row = conn.execute(
@@ -170,7 +175,7 @@ class StoreBudget:
     def hold(self, seconds: float) -> None:
         """No slot for anyone before ``seconds`` from now (a 429's ``retry-after``)."""
         now, params = self._now()
-        greatest = sa.func.greatest if self._postgres else sa.func.max
+        greatest = self._greatest
         with self._write() as conn:
             conn.execute(
                 budget_t.update()

@@ -202,10 +202,6 @@ class RateLimiter:
         assert self._shared is not None
         if self._take_lock is None:
             self._take_lock = asyncio.Lock()
-            if self.server_limit is None:  # follow what another sender learned from the start
-                known = await self._in_budget_thread(self._shared.learned)
-                if known is not None:
-                    self._set_server_limit(known)
         while True:
             # one take at a time, first come first served: slots follow the order of acquire()
             async with self._take_lock:
