@@ -6,6 +6,10 @@ call into a domain module. Heavy imports happen inside the commands so ``--help`
 
 from __future__ import annotations
 
+import atexit
+import contextlib
+import os
+import sys
 from pathlib import Path
 from typing import Annotated, Optional
 
@@ -90,4 +94,28 @@ for _module in (
 
 def main() -> None:
     """Console-script entry point."""
-    app()
+    try:
+        app()
+        code = 0
+    except SystemExit as done:
+        if isinstance(done.code, str):
+            sys.stderr.write(done.code + "\n")
+        code = done.code if isinstance(done.code, int) else int(done.code is not None)
+    leave(code)
+
+
+def leave(code: int) -> None:
+    """End the process without tearing the interpreter down.
+
+    Unwinding every imported module (SQLAlchemy's registries most of all) costs 0.2-0.3 s of
+    CPU at each exit and does nothing a finished command needs. What exit does that matters is
+    done here: the stores' connections are closed, atexit callbacks run, output is flushed.
+    """
+    engine = sys.modules.get("sponsorcast.store.engine")  # not imported: no store was opened
+    if engine is not None:
+        engine.close_all()
+    atexit._run_exitfuncs()
+    for stream in (sys.stdout, sys.stderr):
+        with contextlib.suppress(OSError, ValueError):  # a closed pipe: nothing more to say
+            stream.flush()
+    os._exit(code)

@@ -66,14 +66,17 @@ from sponsorcast.render.preview import (
     sending_warnings,
 )
 from sponsorcast.render.recipients import (
+    FORK_MIN_RECIPIENTS,
     MAX_SHARDS,
     PARALLEL_MIN_RECIPIENTS,
     RecipientSource,
+    fork_usable,
 )
 
 __all__ = [
     "ANCHOR_HREF",
     "FALLBACK_NAME",
+    "FORK_MIN_RECIPIENTS",
     "MAX_SHARDS",
     "PARALLEL_MIN_RECIPIENTS",
     "SUBJECT_BODY_SPLIT",
@@ -94,6 +97,7 @@ __all__ = [
     "collect_problems",
     "compile_campaign",
     "encode_url",
+    "fork_usable",
     "html_file_line",
     "jinja_environment",
     "mailto_unsubscribe",

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import os
+import signal
 import subprocess
 import sys
 from collections.abc import Callable, Iterable, Iterator, Mapping
@@ -25,7 +27,7 @@ from sponsorcast.render.check import (
 )
 from sponsorcast.render.compile import CompiledCampaign, compile_campaign
 from sponsorcast.render.partials import with_layout, with_partials
-from sponsorcast.render.recipients import RecipientSource
+from sponsorcast.render.recipients import RecipientSource, fork_usable
 from sponsorcast.store import open_store
 from sponsorcast.store.models import Sponsor
 from sponsorcast.store.tables import lead_t
@@ -89,36 +91,21 @@ def _check_in_parallel(
         language=source.config.language,
         shards=shards,
     )
-    # Plain subprocesses rather than multiprocessing: nothing depends on how the main module
-    # was started (``python -m sponsorcast`` has no __main__ guard for spawn to respect), and no
-    # database connection is inherited through fork.
-    debug = debug_requested()
-    workers: list[tuple[int, subprocess.Popen[bytes]]] = []
-    for shard in range(1, shards):
-        proc = subprocess.Popen(
-            [
-                sys.executable,
-                "-c",
-                "from sponsorcast.render import shard_worker; shard_worker()",
-                json.dumps({**job.__dict__, "shard": shard}),
-            ],
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.PIPE,
-            stderr=None if debug else subprocess.DEVNULL,  # a crash is handled: see below
-        )
-        workers.append((shard, proc))
+    fork = fork_usable()
+    workers = [
+        _Forked(job, shard, compiled) if fork else _Spawned(job, shard)
+        for shard in range(1, shards)
+    ]
     try:
         checked, found = _check_shard(
             job, 0, compiled=compiled, store=source.store(), progress=source.progress
         )
-        for shard, proc in workers:
-            output, _ = proc.communicate()
-            try:
-                answer = json.loads(output) if proc.returncode == 0 else None
-            except ValueError:
-                answer = None
+        for worker in workers:
+            answer = worker.answer()
             if answer is None:  # the worker died: do its share here rather than fail
-                more, their = _check_shard(job, shard, compiled=compiled, store=source.store())
+                more, their = _check_shard(
+                    job, worker.shard, compiled=compiled, store=source.store()
+                )
             elif "error" in answer:
                 raise _ShardFailure(**answer["error"]).error()
             else:
@@ -130,10 +117,8 @@ def _check_in_parallel(
             checked += more
             merge_found(found, their)
     finally:
-        for _shard, proc in workers:
-            if proc.returncode is None:  # not reaped: the main shard failed first
-                proc.kill()
-                proc.communicate()  # reaps it and closes its pipes
+        for worker in workers:
+            worker.stop()
     return report_of(campaign, checked, found)
 
 
@@ -157,13 +142,107 @@ class _ShardFailure:
         return errors.BadInput(self.reason, hint=self.hint)
 
 
+class _Spawned:
+    """A shard checked by a new Python process (``shard_worker``), which loads everything anew.
+
+    A plain subprocess rather than multiprocessing: nothing depends on how the main module
+    was started (``python -m sponsorcast`` has no __main__ guard for spawn to respect).
+    """
+
+    def __init__(self, job: _ShardJob, shard: int) -> None:
+        self.shard = shard
+        self._proc = subprocess.Popen(
+            [
+                sys.executable,
+                "-c",
+                "from sponsorcast.render import shard_worker; shard_worker()",
+                json.dumps({**job.__dict__, "shard": shard}),
+            ],
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=None if debug_requested() else subprocess.DEVNULL,  # a crash is handled
+        )
+
+    def answer(self) -> dict[str, Any] | None:
+        """The shard's result, or None when the process died."""
+        output, _ = self._proc.communicate()
+        return _decoded(output) if self._proc.returncode == 0 else None
+
+    def stop(self) -> None:
+        """Kill the process if its answer was never read (the main shard failed first)."""
+        if self._proc.returncode is None:
+            self._proc.kill()
+            self._proc.communicate()  # reaps it and closes its pipes
+
+
+class _Forked:
+    """A shard checked by a fork of this process: it starts with the campaign compiled.
+
+    The child opens its own connection to the store (it never touches the parent's), writes
+    its answer to a pipe and leaves with ``os._exit``, so nothing of the parent's is closed
+    or flushed twice.
+    """
+
+    def __init__(self, job: _ShardJob, shard: int, compiled: CompiledCampaign) -> None:
+        self.shard = shard
+        read_end, write_end = os.pipe()
+        pid = os.fork()
+        if pid == 0:
+            os.close(read_end)
+            code = 1
+            try:
+                with os.fdopen(write_end, "wb") as out:
+                    out.write(json.dumps(_shard_answer(job, shard, compiled)).encode())
+                code = 0
+            finally:
+                os._exit(code)
+        os.close(write_end)
+        self._pid: int | None = pid
+        self._reader = os.fdopen(read_end, "rb")
+
+    def answer(self) -> dict[str, Any] | None:
+        """The shard's result, or None when the child died."""
+        output = self._reader.read()
+        self._reader.close()
+        return _decoded(output) if self._reap(0) == 0 else None
+
+    def stop(self) -> None:
+        """Kill the child if its answer was never read (the main shard failed first)."""
+        if self._pid is not None:
+            os.kill(self._pid, signal.SIGKILL)
+            self._reap(0)
+        self._reader.close()
+
+    def _reap(self, flags: int) -> int:
+        pid, self._pid = self._pid, None
+        if pid is None:
+            return -1
+        _, status = os.waitpid(pid, flags)
+        return os.waitstatus_to_exitcode(status)
+
+
+def _decoded(output: bytes) -> dict[str, Any] | None:
+    try:
+        answer = json.loads(output)
+    except ValueError:
+        return None
+    return answer if isinstance(answer, dict) else None
+
+
 def shard_worker() -> None:
     """Entry point of a shard process: the job as JSON in argv[1], the result as JSON on stdout."""
 
     data = json.loads(sys.argv[1])
     shard = data.pop("shard")
+    sys.stdout.write(json.dumps(_shard_answer(_ShardJob(**data), shard)))
+
+
+def _shard_answer(
+    job: _ShardJob, shard: int, compiled: CompiledCampaign | None = None
+) -> dict[str, Any]:
+    """A shard's result as data: what was checked and found, or the error it met."""
     try:
-        checked, found = _check_shard(_ShardJob(**data), shard)
+        checked, found = _check_shard(job, shard, compiled=compiled)
         answer: dict[str, Any] = {
             "checked": checked,
             "found": [[*key, *value] for key, value in found.items()],
@@ -188,7 +267,7 @@ def shard_worker() -> None:
                 "hint": exc.hint,
             }
         }
-    sys.stdout.write(json.dumps(answer))
+    return answer
 
 
 @dataclass(frozen=True)

@@ -10,6 +10,7 @@ import json
 import os
 import re
 import sqlite3
+import threading
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -19,7 +20,7 @@ import sqlalchemy as sa
 from typer.testing import CliRunner
 
 from sponsorcast import render as render_module
-from sponsorcast.audience import tags_to_text
+from sponsorcast.audience import Audience, tags_to_text
 from sponsorcast.campaign import load_campaign
 from sponsorcast.errors import CampaignFileError, SandboxRefused, TemplateError
 from sponsorcast.render import (
@@ -33,6 +34,7 @@ from sponsorcast.render import compile as compile_module
 from sponsorcast.render import markdown as markdown_module
 from sponsorcast.render import parallel as parallel_module
 from sponsorcast.render import preview as preview_module
+from sponsorcast.render import recipients as recipients_module
 from sponsorcast.store import Store
 from sponsorcast.store.models import Sponsor
 from sponsorcast.store.tables import lead_t
@@ -690,8 +692,9 @@ def test_store_is_unchanged_by_check(project: Project, store: Store) -> None:
         assert conn.execute(sa.select(sa.func.count()).select_from(lead_t)).scalar_one() == 1
 
 
+@pytest.mark.parametrize("fork", [True, False], ids=["forked", "spawned"])
 def test_check_split_over_processes_reports_the_same(
-    project: Project, store: Store, monkeypatch: pytest.MonkeyPatch
+    project: Project, store: Store, monkeypatch: pytest.MonkeyPatch, fork: bool
 ) -> None:
     companies = ["Compilers Inc", "Other", None]
     _insert_leads(
@@ -710,6 +713,7 @@ def test_check_split_over_processes_reports_the_same(
     args = ("render", str(CAMPAIGNS / "check"), "--check", "--format", "json")
     single = project.run(*args)
     monkeypatch.setattr(render_module.RecipientSource, "shards", lambda self, sponsor, audience: 3)
+    monkeypatch.setattr(parallel_module, "fork_usable", lambda: fork)
     calls: list[int] = []
     real = parallel_module._check_shard
 
@@ -758,15 +762,28 @@ def test_preview_whole_output_golden(tmp_path: Path) -> None:
     )
 
 
+@pytest.mark.parametrize("fork", [True, False], ids=["forked", "spawned"])
 def test_check_survives_a_shard_process_that_dies(
-    project: Project, store: Store, monkeypatch: pytest.MonkeyPatch
+    project: Project, store: Store, monkeypatch: pytest.MonkeyPatch, fork: bool
 ) -> None:
     _insert_leads(
         store, [{"email": f"l{i}@x.test", "first_name": f"L{i}", "name": "x"} for i in range(6)]
     )
     args = ("render", str(CAMPAIGNS / "check" / "good.md"), "--check")
     monkeypatch.setattr(render_module.RecipientSource, "shards", lambda self, sponsor, audience: 3)
-    monkeypatch.setattr("sys.executable", "/bin/false")  # every shard process exits 1 at once
+    monkeypatch.setattr(parallel_module, "fork_usable", lambda: fork)
+    main = os.getpid()
+    real = parallel_module._check_shard
+    redone: list[int] = []
+
+    def dies_in_a_child(job: Any, shard: int, **kw: Any) -> Any:
+        if os.getpid() != main:
+            os._exit(1)  # a forked shard that crashes
+        redone.append(shard)
+        return real(job, shard, **kw)
+
+    monkeypatch.setattr(parallel_module, "_check_shard", dies_in_a_child)
+    monkeypatch.setattr("sys.executable", "/bin/false")  # every spawned shard exits 1 at once
     result = project.run(*args)
     assert (result.exit_code, result.stdout) == (
         0,
@@ -774,6 +791,35 @@ def test_check_survives_a_shard_process_that_dies(
             f"{CAMPAIGNS / 'check' / 'good.md'}: 6 recipients checked, ok\n1 campaign file checked: no problems.\n"
         ),
     )
+    assert redone == [0, 1, 2]  # shards 1 and 2 done again here, after their process died
+
+
+def test_shards_are_forked_from_a_smaller_audience_and_only_without_threads(
+    project: Project, store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _insert_leads(store, [{"email": f"l{i}@x.test", "name": "x"} for i in range(6)])
+    cpus = len(os.sched_getaffinity(0))
+    monkeypatch.setattr(recipients_module, "FORK_MIN_RECIPIENTS", 6)
+    monkeypatch.setattr(recipients_module, "PARALLEL_MIN_RECIPIENTS", 7)
+    source = render_module.RecipientSource(project.config)
+    everyone = Audience(type="all")
+    real_fork_usable = recipients_module.fork_usable
+    try:
+        assert real_fork_usable() is (threading.active_count() == 1)
+        monkeypatch.setattr(recipients_module, "fork_usable", lambda: True)
+        assert source.shards("default", everyone) == (min(cpus, 4) if cpus > 1 else 1)
+        monkeypatch.setattr(recipients_module, "fork_usable", lambda: False)
+        assert source.shards("default", everyone) == 1  # 6 is below the spawned minimum
+    finally:
+        source.close()
+    stop = threading.Event()
+    thread = threading.Thread(target=stop.wait)
+    thread.start()
+    try:
+        assert real_fork_usable() is False  # a fork would copy one thread only
+    finally:
+        stop.set()
+        thread.join()
 
 
 def test_errors_from_shard_processes_keep_their_kind_file_and_line() -> None:
