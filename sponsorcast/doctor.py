@@ -13,7 +13,9 @@ from sponsorcast.config import Config, load_config
 from sponsorcast.errors import SponsorcastError
 from sponsorcast.sponsors import list_sponsors
 from sponsorcast.store import open_from_config, open_store, redact_url
+from sponsorcast.suppression import suppressed_per_sponsor
 from sponsorcast.transport import api_key_problem
+from sponsorcast.wording import count
 
 if TYPE_CHECKING:
     import httpx
@@ -92,6 +94,7 @@ def _sponsor_checks(config: Config) -> list[Check]:
         store = open_from_config(config)
         try:
             sponsors = list_sponsors(store)
+            leads = suppressed_per_sponsor(store)
         finally:
             store.dispose()
     except SponsorcastError:
@@ -115,6 +118,15 @@ def _sponsor_checks(config: Config) -> list[Check]:
             out.append(Check(name, True, "messaging disabled: send refuses its campaigns"))
         else:
             out.append(Check(name, True, sponsor.from_address))
+        total, suppressed = leads.get(sponsor.id, (0, 0))
+        if total:
+            last = out[-1]
+            out[-1] = Check(
+                last.name,
+                last.ok,
+                f"{last.detail}; {count(total, 'lead')}, {suppressed:,} of them suppressed",
+                last.fix,
+            )
     return out
 
 

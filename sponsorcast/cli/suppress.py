@@ -1,7 +1,9 @@
-"""CLI: ``suppress add/remove/list`` (thin: parameters, one call into the domain, output)."""
+"""CLI: ``suppress add/remove/list/import/export`` (thin: parameters, one call into the domain,
+output)."""
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
@@ -99,6 +101,91 @@ def list_(
             empty=f"No suppressed addresses{whose}.",
             whole=("email", "created_at"),
             optional=("created_at",),
+        )
+
+
+@suppress_app.command("import")
+@handle_errors
+def import_(
+    file: Annotated[
+        Path,
+        typer.Argument(
+            metavar="FILE",
+            help="A CSV with an email column (reason/origin and sponsor optional), "
+            "or one address a line.",
+        ),
+    ],
+    sponsor: Annotated[
+        Optional[str],
+        typer.Option(
+            "--sponsor",
+            metavar="SPONSOR_ID",
+            help=SPONSOR_HELP + " Default: the file's sponsor column, else all.",
+        ),
+    ] = None,
+    reason: Annotated[
+        Optional[str],
+        typer.Option(
+            "--reason",
+            metavar="REASON",
+            help="unsubscribed, bounced, complained or manual. Default: the file's reason "
+            "column, else manual.",
+        ),
+    ] = None,
+    rejects: Annotated[
+        Optional[Path],
+        typer.Option(
+            "--rejects",
+            metavar="FILE",
+            help="Import the good rows and write the bad ones here (default: one bad row "
+            "refuses the file).",
+        ),
+    ] = None,
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run", help="Say what would change; change nothing.")
+    ] = False,
+    json_: Annotated[bool, typer.Option("--json", help="Machine-readable report.")] = False,
+) -> None:
+    """Add every address of a file to the suppression list (all or nothing)."""
+    from sponsorcast.suppression.files import describe, import_suppressions
+
+    report = import_suppressions(
+        open_store(), file, sponsor_id=sponsor, reason=reason, rejects=rejects, dry_run=dry_run
+    )
+    if json_:
+        console.print_json(report.as_dict())
+    else:
+        console.say(describe(report))
+
+
+@suppress_app.command("export")
+@handle_errors
+def export(
+    sponsor: Annotated[
+        Optional[str],
+        typer.Option(
+            "--sponsor", metavar="SPONSOR_ID", help="Only entries that apply to this sponsor."
+        ),
+    ] = None,
+    raw: Annotated[
+        bool,
+        typer.Option(
+            "--raw",
+            help="Cells exactly as stored, not neutralised for spreadsheets (=, +, -, @ get a "
+            "leading ', which import removes again).",
+        ),
+    ] = False,
+) -> None:
+    """Write the suppression list as CSV on stdout, in the form 'suppress import' reads."""
+    from sponsorcast.suppression import COLUMNS
+    from sponsorcast.suppression.files import export_rows
+
+    rows, erased = export_rows(open_store(), sponsor_id=sponsor)
+    console.print_csv(rows, COLUMNS, raw=raw)
+    if erased:
+        console.warn(
+            f"Left out {count(erased, 'erased person', 'erased people')}: their keyed hashes "
+            "only mean something in this store."
         )
 
 

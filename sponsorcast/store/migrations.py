@@ -228,6 +228,19 @@ def m008_rate_budget(conn: sa.Connection) -> None:
     md.create_all(conn)
 
 
+@migration
+def m009_store_setting(conn: sa.Connection) -> None:
+    """Settings of the store itself, such as the key of erased people's hashes."""
+    md = sa.MetaData()
+    sa.Table(
+        "store_setting",
+        md,
+        sa.Column("name", sa.String(64), primary_key=True),
+        sa.Column("value", sa.String(), nullable=False),
+    )
+    md.create_all(conn)
+
+
 @dataclass(frozen=True)
 class MigrationState:
     """Which migrations a store has, and which it still needs."""

@@ -248,3 +248,12 @@ class RateBudget(SQLModel, table=True):
     tat: float = Field(default=0.0, sa_type=sa.Float(precision=53))  # next free slot, epoch s
     rate_limit: float | None = None  # the limit the provider announced, learned by any sender
     updated_at: datetime | None = _dt()
+
+
+class StoreSetting(SQLModel, table=True):
+    """A setting of the store itself (the key of erased people's hashes)."""
+
+    __tablename__ = "store_setting"
+
+    name: str = Field(primary_key=True, max_length=64)
+    value: str

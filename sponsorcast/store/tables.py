@@ -12,6 +12,7 @@ from sponsorcast.store.models import (
     RateBudget,
     SendBatch,
     Sponsor,
+    StoreSetting,
     Suppression,
 )
 
@@ -24,6 +25,7 @@ event_t: sa.Table = Event.__table__  # type: ignore[attr-defined]
 batch_t: sa.Table = SendBatch.__table__  # type: ignore[attr-defined]
 suppression_t: sa.Table = Suppression.__table__  # type: ignore[attr-defined]
 budget_t: sa.Table = RateBudget.__table__  # type: ignore[attr-defined]
+setting_t: sa.Table = StoreSetting.__table__  # type: ignore[attr-defined]
 
 __all__ = [
     "batch_t",
@@ -32,6 +34,7 @@ __all__ = [
     "delivery_t",
     "event_t",
     "lead_t",
+    "setting_t",
     "sponsor_t",
     "suppression_t",
 ]

@@ -1,21 +1,4 @@
-"""The suppression list: addresses never to email again, per sponsor or for all.
-
-An entry is (``email``, ``sponsor_id``, ``reason``); ``sponsor_id = '*'`` (``ALL_SPONSORS``)
-means every sponsor. Addresses are kept trimmed and lower-cased, the way leads are compared.
-
-The send engine leaves suppressed addresses out with one SQL condition, at snapshot and again
-when it claims a batch::
-
-    from sponsorcast.suppression import suppressed_condition
-    # snapshot: over the lead table
-    suppressed_condition(campaign.sponsor_id)                          # EXISTS(...) on lead.email
-    # claim: over the delivery table
-    suppressed_condition(campaign.sponsor_id, delivery_table.c.recipient)
-
-Both give ``EXISTS (SELECT 1 FROM suppression WHERE suppression.email = lower(<email>) AND
-suppression.sponsor_id IN (<sponsor>, '*'))``; ``sponsor_id`` may also be a column (e.g.
-``campaign.c.sponsor_id`` in a join). It uses the index on ``suppression.email``.
-"""
+"""Entries of the suppression list: adding, removing, listing, and the SQL that honours them."""
 
 from __future__ import annotations
 
@@ -192,3 +175,12 @@ def list_suppressions(store: Store, *, sponsor_id: str | None = None) -> list[di
             }
             for r in conn.execute(query)
         ]
+
+
+def suppressed_per_sponsor(store: Store) -> dict[str, tuple[int, int]]:
+    """For each sponsor with leads: (leads, of them suppressed), in one query."""
+    c = lead_t.c
+    suppressed = sa.case((suppressed_condition(c.sponsor_id), 1), else_=0)
+    query = sa.select(c.sponsor_id, sa.func.count(), sa.func.sum(suppressed)).group_by(c.sponsor_id)
+    with store.read() as conn:
+        return {row[0]: (int(row[1]), int(row[2] or 0)) for row in conn.execute(query)}

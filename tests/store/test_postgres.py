@@ -84,6 +84,7 @@ def test_migrated_postgres_schema_matches_models(pg_url: str, pg_server_url: str
         "suppression",
         "send_batch",
         "rate_budget",
+        "store_setting",
     }
     assert actual == expected
 
