@@ -68,7 +68,9 @@ def test_export_then_import_into_another_store_round_trips(
     project: Project, store: Store, tmp_path: Path
 ) -> None:
     add_sponsor(store, "acme")
-    assert project.run("suppress", "add", "--", "=cmd@example.com", "-dash@example.com").exit_code == 0
+    assert (
+        project.run("suppress", "add", "--", "=cmd@example.com", "-dash@example.com").exit_code == 0
+    )
     assert (
         project.run(
             "suppress", "add", "ann@example.com", "--sponsor", "acme", "--reason", "unsubscribed"
@@ -158,7 +160,7 @@ def test_rejects_file_takes_the_bad_rows_and_the_rest_is_imported(
         ["row", "email", "note", "reason"],
         [
             "3",
-            "'=HYPERLINK(\"http://x\")",
+            '\'=HYPERLINK("http://x")',
             "'=1+1",
             "'=HYPERLINK(\"http://x\")' is not a valid email address: An email address must "
             "have an @-sign.",
