@@ -141,7 +141,12 @@ def where_sql(sponsor_id: str, audience: Audience) -> tuple[str, dict[str, Any]]
         escaped = tag.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
         return f"lead.tags LIKE {bind(f'%,{escaped},%')} ESCAPE '\\'"
 
-    conds = [f"lead.sponsor_id = {bind(sponsor_id)}", "lead.email != ''"]
+    # an erased person's lead row is a tombstone (``suppression.erased``): never a recipient
+    conds = [
+        f"lead.sponsor_id = {bind(sponsor_id)}",
+        "lead.email != ''",
+        "lead.email NOT LIKE 'erased:%'",
+    ]
     kind = audience.type
     if kind in INTENT_LEVELS:
         conds.append(f"lead.intent_level = {bind(kind)}")

@@ -1,4 +1,4 @@
-"""CLI: ``leads import / list / count`` (thin: parameters, one call into ``sponsorcast.leads``,
+"""CLI: ``leads import / list / count / show / export / forget`` (thin: parameters, one call into ``sponsorcast.leads``,
 output through ``console``)."""
 
 from __future__ import annotations
@@ -211,6 +211,11 @@ def _print_report(report: ImportReport) -> None:
         console.say(
             f"{_rows(report.merged, 'repeated row')} merged into an earlier row with the same email."
         )
+    if report.erased:
+        console.say(
+            f"{_rows(report.erased)} of people erased on their request skipped: "
+            "they are never imported again."
+        )
     if report.rejects:
         shown = report.rejects[:REJECTS_SHOWN]
         console.print_table(
@@ -320,6 +325,130 @@ def count(
         console.print_json({"count": n})
     else:
         console.say(f"{n} lead{'' if n == 1 else 's'} ({selected.type} of sponsor '{sponsor}').")
+
+
+EmailArg = Annotated[str, typer.Argument(metavar="EMAIL", help="The person's address.")]
+
+
+@leads_app.command("show")
+@handle_errors
+def show(
+    email: EmailArg,
+    json_: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
+) -> None:
+    """Everything held about one person: leads, deliveries, events, suppressions."""
+    from sponsorcast.leads.person import person_record
+
+    record = person_record(open_store(), email)
+    if json_:
+        console.print_json(record)
+        return
+    _print_person(record)
+
+
+@leads_app.command("export")
+@handle_errors
+def export(
+    email: EmailArg,
+    json_: Annotated[
+        bool, typer.Option("--json", help="JSON (the only format, and the default).")
+    ] = True,
+) -> None:
+    """Everything held about one person as JSON, for a data-subject access request."""
+    from sponsorcast.leads.person import person_record
+
+    console.print_json(person_record(open_store(), email))
+
+
+@leads_app.command("forget")
+@handle_errors
+def forget(
+    email: EmailArg,
+    yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask for confirmation.")] = False,
+) -> None:
+    """Erase a person from every sponsor's leads, deliveries and events; keep only a keyed
+    hash, so that a later import never brings them back."""
+    from sponsorcast.errors import BadInput
+    from sponsorcast.leads.forget import erasure_preview
+    from sponsorcast.leads.forget import forget as erase
+    from sponsorcast.wording import count as counted
+
+    store = open_store()
+    if not yes:
+        if not console.is_terminal() or not sys.stdin.isatty():
+            raise BadInput(
+                "Refusing to erase without --yes when not on a terminal; nothing was changed."
+            )
+        seen = erasure_preview(store, email)
+        if not typer.confirm(
+            f"Erase {seen.email} from {counted(seen.leads, 'lead row')} and "
+            f"{counted(seen.deliveries, 'delivery', 'deliveries')}? This cannot be undone.",
+            default=False,
+        ):
+            console.say("Nothing was changed.")
+            return
+    done = erase(store, email)
+    console.say(
+        f"Erased {done.email}: {counted(done.leads, 'lead row')} emptied, "
+        f"{counted(done.deliveries, 'delivery', 'deliveries')} anonymised, the address cut out "
+        f"of {counted(done.cells, 'other cell')}; "
+        f"{counted(done.suppressions, 'suppression entry', 'suppression entries')} replaced by a "
+        "keyed hash that keeps them from being imported or emailed again."
+    )
+
+
+def _print_person(record: dict[str, Any]) -> None:
+    console.say(f"Everything held about {record['email']}:")
+    if record["erased"]:
+        at = record["erased"]["at"]
+        when = f" on {console.show_time(at)}" if at else ""
+        console.say(f"Erased on request{when}: only a keyed hash of the address is kept.")
+    leads = record["leads"]
+    console.say(f"Leads ({len(leads)}):" if leads else "No lead rows.")
+    for lead in leads:
+        held = {k: v for k, v in lead.items() if v not in (None, "", [], {})}
+        if lead["source"] and lead["source_row"]:
+            held["source"] = f"{lead['source']}, row {held.pop('source_row')}"
+        console.print_fields(held, title=f"Lead of sponsor '{lead['sponsor_id']}'")
+    deliveries = record["deliveries"]
+    console.print_table(
+        deliveries,
+        [
+            "campaign_id",
+            "sponsor_id",
+            "status",
+            "sent_at",
+            "opened_at",
+            "first_click_at",
+            "last_error",
+        ],
+        title=f"Deliveries ({len(deliveries)})",
+        headers={
+            "campaign_id": "campaign",
+            "sponsor_id": "sponsor",
+            "first_click_at": "clicked_at",
+        },
+        empty="No deliveries.",
+        optional=("opened_at", "first_click_at", "last_error"),
+    )
+    events = record["events"]
+    console.print_table(
+        [
+            {**e, "payload": json.dumps(e["payload"], ensure_ascii=False) if e["payload"] else ""}
+            for e in events
+        ],
+        ["campaign_id", "type", "occurred_at", "payload"],
+        title=f"Events ({len(events)})",
+        headers={"campaign_id": "campaign"},
+        empty="No events.",
+        optional=("payload",),
+    )
+    console.print_table(
+        record["suppressions"],
+        ["sponsor", "reason", "created_at"],
+        title=f"Suppressions ({len(record['suppressions'])})",
+        empty="Not suppressed.",
+    )
 
 
 def register(app: typer.Typer) -> None:

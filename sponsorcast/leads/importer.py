@@ -16,6 +16,7 @@ from sponsorcast.leads.sources import LeadSource, display_header
 from sponsorcast.leads.upsert import CHUNK_ROWS, Upserter
 from sponsorcast.spreadsheet import safe_cell
 from sponsorcast.store import get_sponsor
+from sponsorcast.suppression.erased import erased_token, erased_tokens, erasure_key
 
 if TYPE_CHECKING:
     from sponsorcast.store import Store
@@ -81,6 +82,8 @@ def import_leads(
     try:
         try:
             with store.write() as conn, Upserter(conn, sponsor_id, source.name, report) as upsert:
+                erased = erased_tokens(conn)
+                key = erasure_key(conn) if erased else b""
                 for number, raw in source.rows():
                     report.rows += 1
                     try:
@@ -95,6 +98,9 @@ def import_leads(
                             bad_count += 1
                             if len(bad_rows) < 6:
                                 bad_rows.append(number)
+                        continue
+                    if erased and erased_token(key, lead["email"]) in erased:
+                        report.erased += 1
                         continue
                     if not bad_count:
                         upsert.add(number, lead)

@@ -17,6 +17,7 @@ class ImportReport:
     unchanged: int = 0
     rejected: int = 0
     merged: int = 0  # rows folded into an earlier row of the same file (same email)
+    erased: int = 0  # rows of people erased on request (``leads forget``): never imported
     rows: int = 0  # data rows read (blank rows not counted)
     rejects: list[tuple[int, str]] = field(default_factory=list)  # the first REJECTS_KEPT
     dry_run: bool = False
@@ -38,6 +39,7 @@ class ImportReport:
             "unchanged": self.unchanged,
             "rejected": self.rejected,
             "merged": self.merged,
+            "erased": self.erased,
             "rejects": [{"row": r, "reason": reason} for r, reason in self.rejects],
             "rejects_file": self.rejects_path,
             "columns": [{"column": c, "to": to} for c, to in self.columns],

@@ -54,6 +54,7 @@ _INSERTED = (
     "tags",
     "fields",
     "source",
+    "source_row",
     "created_at",
     "updated_at",
 )
@@ -120,7 +121,9 @@ class Upserter:
         self.update_stmt = (
             target.update()
             .where(target.c.id == sa.bindparam("_id"))
-            .values({c: sa.bindparam(c) for c in (*_COMPARED, "source", "updated_at")})
+            .values(
+                {c: sa.bindparam(c) for c in (*_COMPARED, "source", "source_row", "updated_at")}
+            )
         )
         if self.raw:
             # compiled once; rows go to the driver's executemany as tuples in bind order
@@ -176,6 +179,7 @@ class Upserter:
     def add(self, number: int, lead: dict[str, Any]) -> None:
         """Queue one clean lead; a repeat of an email in this chunk is merged at once."""
         email = lead["email"]
+        lead["source_row"] = number
         earlier = self.pending.get(email)
         if earlier is not None:
             self.pending[email] = merge_rows(earlier, lead)
@@ -287,7 +291,13 @@ class Upserter:
             if changed:
                 merged["fields"] = fields_value(merged["fields"])
                 updates.append(
-                    {"_id": lead_id, **merged, "source": self.source, "updated_at": self.now}
+                    {
+                        "_id": lead_id,
+                        **merged,
+                        "source": self.source,
+                        "source_row": lead["source_row"],
+                        "updated_at": self.now,
+                    }
                 )
         self.prebuild = len(inserts) * 2 >= len(chunk)
         if self.raw:
@@ -336,6 +346,7 @@ class Upserter:
             "consent": lead.get("consent"),
             "fields": self.fields_value(lead["fields"]),
             "source": self.source,
+            "source_row": lead["source_row"],
             "created_at": self.now,
             "updated_at": self.now,
         }

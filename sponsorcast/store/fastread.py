@@ -28,7 +28,7 @@ CURRENT_MIGRATIONS = frozenset(
         "m006_sponsor_layout",
         "m007_report_indexes",
         "m008_rate_budget",
-        "m009_store_setting",
+        "m009_privacy",
     }
 )
 

@@ -229,8 +229,9 @@ def m008_rate_budget(conn: sa.Connection) -> None:
 
 
 @migration
-def m009_store_setting(conn: sa.Connection) -> None:
-    """Settings of the store itself, such as the key of erased people's hashes."""
+def m009_privacy(conn: sa.Connection) -> None:
+    """Settings of the store itself (the key of erased people's hashes), and the row of the
+    source file each lead came from."""
     md = sa.MetaData()
     sa.Table(
         "store_setting",
@@ -239,6 +240,7 @@ def m009_store_setting(conn: sa.Connection) -> None:
         sa.Column("value", sa.String(), nullable=False),
     )
     md.create_all(conn)
+    conn.execute(sa.text("ALTER TABLE lead ADD COLUMN source_row INTEGER"))
 
 
 @dataclass(frozen=True)

@@ -133,6 +133,7 @@ class Lead(SQLModel, table=True):
     consent: str | None = None
     created_at: datetime | None = _dt()
     updated_at: datetime | None = _dt()
+    source_row: int | None = None  # the row of ``source`` that last changed the lead
 
 
 class Campaign(SQLModel, table=True):

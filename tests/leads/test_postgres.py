@@ -96,6 +96,7 @@ def test_table_import_maps_the_platform_columns(project: Project, platform: str)
         "unchanged": 0,
         "rejected": 0,
         "merged": 0,
+        "erased": 0,
         "rejects": [],
         "rejects_file": None,
         "columns": [
