@@ -41,6 +41,15 @@ class ResendConfig:
 
 
 @dataclass(frozen=True)
+class BrakeConfig:
+    """The brakes of ``[send]``: rates past which a sending campaign pauses itself."""
+
+    bounce_rate: float = 0.03  # SES reviews accounts from 5 %
+    complaint_rate: float = 0.0005  # Gmail asks for under 0.1 %, SES reviews from 0.1 %
+    min_sample: int = 500  # emails sent before either rate counts
+
+
+@dataclass(frozen=True)
 class TrackingConfig:
     """The ``[tracking]`` table."""
 
@@ -64,6 +73,8 @@ class SponsorConfig:
     logo_url: str | None = None
     unsubscribe_mailto: str | None = None
     layout: str | None = None
+    daily_cap: int | None = None  # emails a day at most, over all the sponsor's campaigns
+    warmup: int | None = None  # emails on the first sending day, doubling daily to daily_cap
 
 
 @dataclass(frozen=True)
@@ -88,6 +99,7 @@ class Config:
     timezone: str | None = None
     language: str = "en"  # the lang of every HTML part, unless a campaign sets its own
     lease_seconds: float = 300.0
+    brakes: BrakeConfig = BrakeConfig()
     path: Path | None = None
     secrets: Secrets = field(default_factory=Secrets, repr=False)
 
@@ -117,7 +129,12 @@ _SCHEMA: dict[str, dict[str, type | tuple[type, ...]]] = {
         "click_tracking": bool,
         "unsubscribe_mailto": str,
     },
-    "send": {"lease_seconds": (int, float)},
+    "send": {
+        "lease_seconds": (int, float),
+        "bounce_brake": (str, int, float),
+        "complaint_brake": (str, int, float),
+        "brake_min_sample": int,
+    },
 }
 _SPONSOR_KEYS: dict[str, type] = {
     "name": str,
@@ -129,6 +146,8 @@ _SPONSOR_KEYS: dict[str, type] = {
     "logo_url": str,
     "unsubscribe_mailto": str,
     "layout": str,
+    "daily_cap": int,
+    "warmup": int,
 }
 _TOP_LEVEL_SCALARS: dict[str, type] = {"timezone": str, "language": str}
 
@@ -266,6 +285,8 @@ def _build(
             logo_url=table.get("logo_url"),
             unsubscribe_mailto=table.get("unsubscribe_mailto"),
             layout=table.get("layout"),
+            daily_cap=_positive(table, "daily_cap", f"sponsors.{sid}", where),
+            warmup=_positive(table, "warmup", f"sponsors.{sid}", where),
         )
         for sid, table in data.get("sponsors", {}).items()
     )
@@ -295,6 +316,7 @@ def _build(
         timezone=timezone,
         language=_language(data.get("language"), where),
         lease_seconds=lease,
+        brakes=_build_brakes(data.get("send", {}), where),
         path=config_path,
         secrets=Secrets(
             resend_api_key=env.get("RESEND_API_KEY") or None,
@@ -302,6 +324,43 @@ def _build(
             webhook_secret=env.get("RESEND_WEBHOOK_SECRET") or None,
         ),
     )
+
+
+def _positive(table: dict[str, Any], key: str, name: str, where: str) -> int | None:
+    value = table.get(key)
+    if value is not None and (isinstance(value, bool) or value < 1):
+        raise ConfigError(f"{where}: '{name}.{key}' must be a whole number of at least 1.")
+    return value if value is None else int(value)
+
+
+def _build_brakes(table: dict[str, Any], where: str) -> BrakeConfig:
+    default = BrakeConfig()
+    sample = table.get("brake_min_sample", default.min_sample)
+    if sample < 1:
+        raise ConfigError(f"{where}: 'send.brake_min_sample' must be at least 1.")
+    return BrakeConfig(
+        bounce_rate=_rate(table, "bounce_brake", default.bounce_rate, where),
+        complaint_rate=_rate(table, "complaint_brake", default.complaint_rate, where),
+        min_sample=sample,
+    )
+
+
+def _rate(table: dict[str, Any], key: str, default: float, where: str) -> float:
+    """A rate written ``"3%"`` (or ``0.03``), between 0 and 1."""
+    raw = table.get(key, default)
+    value: float | None = None
+    if isinstance(raw, str) and raw.strip().endswith("%"):
+        try:
+            value = float(raw.strip()[:-1]) / 100
+        except ValueError:
+            value = None
+    elif isinstance(raw, (int, float)) and not isinstance(raw, bool):
+        value = float(raw)
+    if value is None or not 0 < value <= 1:
+        raise ConfigError(
+            f"{where}: 'send.{key}' must be a share such as \"3%\" (more than 0, at most 100 %)."
+        )
+    return value
 
 
 def _build_resend(table: dict[str, Any], env: Mapping[str, str], where: str) -> ResendConfig:

@@ -75,12 +75,18 @@ def pause(campaign_id: Annotated[str, typer.Argument(metavar="CAMPAIGN_ID")]) ->
 
 @campaigns_app.command("resume")
 @handle_errors
-def resume(campaign_id: Annotated[str, typer.Argument(metavar="CAMPAIGN_ID")]) -> None:
+def resume(
+    campaign_id: Annotated[str, typer.Argument(metavar="CAMPAIGN_ID")],
+    force: Annotated[
+        bool,
+        typer.Option("--force", help="Resume a campaign its bounce or complaint brake paused."),
+    ] = False,
+) -> None:
     """Resume a paused campaign (the next send or run-due continues it)."""
     from sponsorcast.store.lifecycle import resume_campaign
 
     with open_store().write() as conn:
-        status = resume_campaign(conn, campaign_id)
+        status = resume_campaign(conn, campaign_id, force=force)
     console.say(f"Campaign '{campaign_id}' is {status} again.")
 
 

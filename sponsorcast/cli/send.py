@@ -61,6 +61,7 @@ def send(
 ) -> None:
     """Send a campaign: every recipient of its audience exactly once, resumable."""
     from sponsorcast.send import plan_send, send_campaign, send_test, validate_all
+    from sponsorcast.send.plan import bounce_warning
 
     if as_ is not None and not test:
         raise BadInput("--as chooses whose email a --test shows; add --test YOUR_ADDRESS.")
@@ -80,6 +81,9 @@ def send(
         if result.note:
             console.warn(result.note)
         return
+    warning = bounce_warning(plan) if plan.existing_status is None else None
+    if warning is not None:
+        console.warn(warning)
     if dry_run:
         checked = (
             validate_all(store, plan, config) if plan.existing_status is None else plan.recipients
@@ -164,6 +168,8 @@ def _summary(report: RunReport) -> None:
         )
     if report.stopped_reason:
         console.say(f"Stopped: {report.stopped_reason}; run the command again to continue.")
+    if report.capped:
+        console.say(f"Held back: {report.capped}.")
 
 
 @handle_errors

@@ -29,6 +29,7 @@ from sponsorcast.store.tables import campaign_t
 STATS_KEYS = (
     "campaign",
     "status",
+    "status_reason",  # why it is paused (a brake's numbers, a quota), failed or cancelled
     *FUNNEL_KEYS,
     "open_rate",
     "click_rate",
@@ -47,6 +48,7 @@ def campaign_stats(store: Store, campaign_id: str) -> dict[str, Any]:
             sa.select(
                 campaign_t.c.id,
                 campaign_t.c.status,
+                campaign_t.c.status_reason,
                 campaign_t.c.started_at,
                 campaign_t.c.finished_at,
                 campaign_t.c.body,
@@ -73,6 +75,7 @@ def campaign_stats(store: Store, campaign_id: str) -> dict[str, Any]:
     result: dict[str, Any] = {
         "campaign": campaign.id,
         "status": campaign.status,
+        "status_reason": campaign.status_reason,
         **numbers,
         "open_rate": rate(numbers["opened"], numbers["sent"]),
         "click_rate": rate(numbers["clicked"], numbers["sent"]),

@@ -412,8 +412,11 @@ def _run(
     if not result.sends_for_real:
         line += " (outbox transport: nothing was sent)"
     if result.status == CampaignStatus.SENDING and left:
-        why = result.stopped_reason or "batches held by another run"
-        line += f", {left} left ({why}; the next run continues)"
+        if result.capped:
+            line += f", {left} left ({result.capped})"
+        else:
+            why = result.stopped_reason or "batches held by another run"
+            line += f", {left} left ({why}; the next run continues)"
     elif result.status not in (CampaignStatus.SENT, CampaignStatus.SENDING):
         line += f" ({result.stopped_reason or 'stopped'})"
     log(line + ".")

@@ -24,9 +24,12 @@ import sqlalchemy as sa
 from sponsorcast.audience import RECIPIENT_COLUMNS
 from sponsorcast.config import Config
 from sponsorcast.send.batches import BatchRenderer
+from sponsorcast.send.brakes import BrakeWatch
+from sponsorcast.send.caps import DailyCap
 from sponsorcast.store import Store
 from sponsorcast.store.lifecycle import (
     record_event,
+    transition,
 )
 from sponsorcast.store.models import (
     BatchStatus,
@@ -56,6 +59,7 @@ class Stopped:
     """The campaign is no longer sending (paused, cancelled…); ``reason`` says how."""
 
     reason: str
+    capped: bool = False  # by the daily cap: a normal end, continued on a later day
 
 
 @dataclass
@@ -80,6 +84,9 @@ class Claimer:
     )
     skip: set[int] = field(default_factory=set)
     limit_left: int | None = None
+    brakes: BrakeWatch | None = None
+    cap: DailyCap | None = None
+    braked: str | None = None  # the reason, once this process's claim pulled the brake
     unknown: int = 0  # deliveries this process gave up on (outcome unknown, marked failed)
     # this process's workers take turns at the store: on SQLite a waiting writer would
     # otherwise sleep in the busy handler's coarse steps instead of starting at once
@@ -102,13 +109,31 @@ class Claimer:
                 return Stopped(f"campaign is {status}")
             if self.limit_left is not None and self.limit_left <= 0:
                 return None
+            if self.brakes is not None:
+                reason = self.brakes.check(conn, self.campaign_id)
+                if reason is not None:
+                    transition(
+                        conn,
+                        self.campaign_id,
+                        CampaignStatus.PAUSED,
+                        reason,
+                        expect=(CampaignStatus.SENDING,),
+                    )
+                    self.braked = reason
+                    return Stopped(reason)
             row = self._next_batch(conn, now)
             if row is None:
                 return None
             number = row.number
             frozen: bytes | None = None
             if row.first_attempt_at is None:
-                self._prepare_first_attempt(conn, number)
+                left = self.limit_left
+                if self.cap is not None:
+                    today, why = self.cap.left(conn, now)
+                    if today <= 0:
+                        return Stopped(why, capped=True)
+                    left = today if left is None else min(left, today)
+                self._prepare_first_attempt(conn, number, left)
                 members = list(self._members(conn, number))
                 if not members:
                     conn.execute(
@@ -218,8 +243,9 @@ class Claimer:
                 return row
         return None
 
-    def _prepare_first_attempt(self, conn: sa.Connection, number: int) -> None:
-        """Before a batch's first request it may still change: suppressions and --limit."""
+    def _prepare_first_attempt(self, conn: sa.Connection, number: int, left: int | None) -> None:
+        """Before a batch's first request it may still change: suppressions, and a split when
+        fewer than its emails may go (``--limit``, the daily cap)."""
         in_batch = (delivery_t.c.campaign_id == self.campaign_id, delivery_t.c.batch == number)
         conn.execute(
             delivery_t.update()
@@ -230,16 +256,16 @@ class Claimer:
             )
             .values(status=DeliveryStatus.SUPPRESSED, batch=None)
         )
-        if self.limit_left is None:
+        if left is None:
             return
         ids = (
             conn.execute(sa.select(delivery_t.c.id).where(*in_batch).order_by(delivery_t.c.id))
             .scalars()
             .all()
         )
-        if len(ids) <= self.limit_left:
+        if len(ids) <= left:
             return
-        cut = ids[self.limit_left]
+        cut = ids[left]
         new_number = (
             int(
                 conn.execute(

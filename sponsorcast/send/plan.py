@@ -31,7 +31,7 @@ from sponsorcast.store.models import (
     DeliveryStatus,
     Sponsor,
 )
-from sponsorcast.store.tables import campaign_t
+from sponsorcast.store.tables import campaign_t, delivery_t
 from sponsorcast.suppression import suppressed_condition
 from sponsorcast.tracking.tokens import require_secret
 from sponsorcast.transport import api_key_problem
@@ -62,6 +62,7 @@ class Plan:
     existing_status: str | None
     recipients: int
     suppressed: int
+    bounced_elsewhere: int = 0  # of the audience: addresses that bounced for another sponsor
 
 
 def plan_send(store: Store, config: Config, path: Path, *, run_preflight: bool = True) -> Plan:
@@ -98,9 +99,13 @@ def plan_send(store: Store, config: Config, path: Path, *, run_preflight: bool =
             counts = status_counts(conn, campaign.id)
             total = sum(counts.values())
             suppressed = counts.get(DeliveryStatus.SUPPRESSED, 0)
+            elsewhere = 0
         else:  # not snapshotted yet: the audience as it is now
             total, suppressed = _audience_size(conn, campaign)
-    plan = Plan(campaign, sponsor, compiled, row.status if row else None, total, suppressed)
+            elsewhere = _bounced_elsewhere(conn, campaign)
+    plan = Plan(
+        campaign, sponsor, compiled, row.status if row else None, total, suppressed, elsewhere
+    )
     if run_preflight:
         preflight(config, plan, fresh=row is None or row.started_at is None)
     return plan
@@ -215,6 +220,44 @@ def _audience_size(conn: sa.Connection, campaign: CampaignFile) -> tuple[int, in
         ).select_from(sel)
     ).one()
     return int(row[0]), int(row[1])
+
+
+def _bounced_elsewhere(conn: sa.Connection, campaign: CampaignFile) -> int:
+    """Addresses of the audience, not suppressed, that bounced in another sponsor's campaign
+    (a hard bounce suppresses an address for everyone; these bounced softly, or before)."""
+    sel = select_recipients(campaign.sponsor, campaign.audience, ("email", "sponsor_id")).subquery()
+    d, c = delivery_t, campaign_t
+    bounced = sa.exists(
+        sa.select(sa.literal(1))
+        .select_from(d.join(c, c.c.id == d.c.campaign_id))
+        .where(
+            d.c.recipient == sel.c.email,
+            d.c.status == DeliveryStatus.BOUNCED,
+            c.c.sponsor_id != campaign.sponsor,
+        )
+    )
+    query = (
+        sa.select(sa.func.count())
+        .select_from(sel)
+        .where(bounced, ~suppressed_condition(sel.c.sponsor_id, sel.c.email))
+    )
+    return int(conn.execute(query).scalar_one())
+
+
+def bounce_warning(plan: Plan) -> str | None:
+    """A warning before the snapshot when many of the audience bounced for other sponsors."""
+    n, total = plan.bounced_elsewhere, plan.recipients - plan.suppressed
+    if n < BOUNCED_ELSEWHERE_MIN or total <= 0 or n / total < BOUNCED_ELSEWHERE_SHARE:
+        return None
+    return (
+        f"{count(n, 'address')} of this audience ({n / total:.1%}) bounced in other sponsors' "
+        "campaigns; they may bounce again, and bounces past the brake pause the campaign "
+        "('sponsorcast suppress add' keeps them out)."
+    )
+
+
+BOUNCED_ELSEWHERE_MIN = 5  # addresses, and
+BOUNCED_ELSEWHERE_SHARE = 0.01  # of the audience, before send warns
 
 
 def validate_all(store: Store, plan: Plan, config: Config) -> int:

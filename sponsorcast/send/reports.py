@@ -44,6 +44,7 @@ class RunReport:
     sending_seconds: float = 0.0  # from the first batch claimed to the last one recorded
     already_finished: bool = False
     stopped_reason: str | None = None
+    capped: str | None = None  # the day's allowance is used up: why, and when it continues
 
     @property
     def emails_per_second(self) -> float:

@@ -17,6 +17,8 @@ from sponsorcast.errors import (
     QuotaExceeded,
 )
 from sponsorcast.send.batches import make_renderer
+from sponsorcast.send.brakes import BrakeWatch
+from sponsorcast.send.caps import DailyCap
 from sponsorcast.send.claims import ClaimAgain, Claimer, Stopped
 from sponsorcast.send.plan import NOT_STARTED, Plan, validate_all
 from sponsorcast.send.reports import Progress, ProgressCallback, RunReport
@@ -64,7 +66,15 @@ async def run_batches(
     """Claim, send and record batches of a ``sending`` campaign until none is left."""
 
     renderer = make_renderer(store, config, campaign_id)
-    claimer = Claimer(store, config, campaign_id, renderer, limit_left=limit)
+    claimer = Claimer(
+        store,
+        config,
+        campaign_id,
+        renderer,
+        limit_left=limit,
+        brakes=BrakeWatch(config.brakes),
+        cap=DailyCap.of(renderer.sponsor, config.timezone),
+    )
     with store.read() as conn:
         total = get_campaign_row(conn, campaign_id)["total_recipients"]
     report = RunReport(
@@ -89,7 +99,10 @@ async def run_batches(
             if claim is None:
                 return
             if isinstance(claim, Stopped):
-                report.stopped_reason = claim.reason
+                if claim.capped:
+                    report.capped = claim.reason
+                else:
+                    report.stopped_reason = claim.reason
                 return
             if not first_claim or asked < first_claim[0]:  # workers ask at once: the earliest
                 first_claim[:] = [asked]
@@ -154,6 +167,12 @@ async def run_batches(
                 expect=(CampaignStatus.SENDING,),
             )
         raise exc
+    if claimer.braked is not None:
+        raise CampaignPaused(
+            f"Campaign '{campaign_id}' paused itself: {claimer.braked}.",
+            hint=f"'sponsorcast report {campaign_id}' lists the bounces and complaints; once the "
+            f"list is clean, 'sponsorcast campaigns resume {campaign_id} --force'.",
+        )
     report.status = finish_if_done(store, campaign_id)
     with store.read() as conn:
         report.counts = status_counts(conn, campaign_id)

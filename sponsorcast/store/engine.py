@@ -349,6 +349,8 @@ def apply_sponsors(store: Store, sponsors: tuple[SponsorConfig, ...]) -> None:
                 "logo_url": sc.logo_url,
                 "unsubscribe_mailto": sc.unsubscribe_mailto,
                 "layout": sc.layout,
+                "daily_cap": sc.daily_cap,
+                "warmup": sc.warmup,
             }.items()
             if v is not None
         }

@@ -28,7 +28,7 @@ CURRENT_MIGRATIONS = frozenset(
         "m006_sponsor_layout",
         "m007_report_indexes",
         "m008_rate_budget",
-        "m009_privacy",
+        "m009_guard_rails",
     }
 )
 

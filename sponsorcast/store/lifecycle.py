@@ -263,9 +263,27 @@ def pause_campaign(conn: sa.Connection, campaign_id: str, cause: str = "paused b
         )
 
 
-def resume_campaign(conn: sa.Connection, campaign_id: str) -> str:
-    """Resume a paused campaign: back to ``sending`` (or ``scheduled`` if it never started)."""
+BRAKE_CAUSE = "brake"  # a status_reason starting so: only `campaigns resume --force` undoes it
+BRAKE_RESET_EVENT = "campaign.brake_reset"  # payload: the delivery counts at a forced resume
+
+
+def braked(reason: str | None) -> bool:
+    """True for a pause the brakes made (``send.brakes``)."""
+    return (reason or "").startswith(BRAKE_CAUSE + ":")
+
+
+def resume_campaign(conn: sa.Connection, campaign_id: str, *, force: bool = False) -> str:
+    """Resume a paused campaign: back to ``sending`` (or ``scheduled`` if it never started).
+
+    A campaign its brake paused resumes only with ``force``: someone has looked at the list."""
     row = get_campaign_row(conn, campaign_id)
+    if row["status"] == CampaignStatus.PAUSED and braked(row["status_reason"]) and not force:
+        raise BadInput(
+            f"Campaign '{campaign_id}' paused itself ({row['status_reason']}); it resumes only "
+            "with --force, once the list is clean.",
+            hint=f"'sponsorcast report {campaign_id}' lists the bounces; suppress or remove those "
+            f"addresses, then 'sponsorcast campaigns resume {campaign_id} --force'.",
+        )
     if row["status"] not in (CampaignStatus.PAUSED, CampaignStatus.MISSED, CampaignStatus.FAILED):
         raise BadInput(
             f"Campaign '{campaign_id}' is {row['status']}; only a paused, missed or failed campaign can be resumed."
@@ -280,7 +298,12 @@ def resume_campaign(conn: sa.Connection, campaign_id: str) -> str:
     to = CampaignStatus.SENDING if row["started_at"] is not None else CampaignStatus.SCHEDULED
     if to == CampaignStatus.SCHEDULED and row["send_at"] is None:
         to = CampaignStatus.DRAFT
-    transition(conn, campaign_id, to, "resumed by user", expect=(row["status"],))
+    cause = "resumed by user"
+    if force and braked(row["status_reason"]):
+        cause = "resumed by user, past the brake"
+        # the brake watches the emails sent from here on: what made it stop has been seen
+        record_event(conn, campaign_id, BRAKE_RESET_EVENT, status_counts(conn, campaign_id))
+    transition(conn, campaign_id, to, cause, expect=(row["status"],))
     return to
 
 

@@ -229,9 +229,9 @@ def m008_rate_budget(conn: sa.Connection) -> None:
 
 
 @migration
-def m009_privacy(conn: sa.Connection) -> None:
-    """Settings of the store itself (the key of erased people's hashes), and the row of the
-    source file each lead came from."""
+def m009_guard_rails(conn: sa.Connection) -> None:
+    """Settings of the store itself (the key of erased people's hashes), the row of the
+    source file each lead came from, and each sponsor's daily cap and warm-up."""
     md = sa.MetaData()
     sa.Table(
         "store_setting",
@@ -241,6 +241,10 @@ def m009_privacy(conn: sa.Connection) -> None:
     )
     md.create_all(conn)
     conn.execute(sa.text("ALTER TABLE lead ADD COLUMN source_row INTEGER"))
+    for column in ("daily_cap", "warmup"):
+        conn.execute(sa.text(f"ALTER TABLE sponsor ADD COLUMN {column} INTEGER"))
+    conn.execute(sa.text("CREATE INDEX ix_delivery_sent_at ON delivery (sent_at)"))
+    conn.execute(sa.text("CREATE INDEX ix_delivery_recipient ON delivery (recipient)"))
 
 
 @dataclass(frozen=True)

@@ -100,6 +100,8 @@ class Sponsor(SQLModel, table=True):
     logo_url: str | None = None  # https:// image at the top of every email
     unsubscribe_mailto: str | None = None  # a List-Unsubscribe mailbox of the sponsor's own
     layout: str | None = None  # a layout file of the project's, e.g. layouts/acme.html
+    daily_cap: int | None = None  # emails a day at most, over all its campaigns
+    warmup: int | None = None  # emails on its first sending day, doubling daily to daily_cap
     created_at: datetime | None = _dt()
     updated_at: datetime | None = _dt()
 
@@ -171,6 +173,8 @@ class Delivery(SQLModel, table=True):
         sa.Index("ix_delivery_campaign_batch", "campaign_id", "batch"),
         sa.Index("ix_delivery_campaign_opened", "campaign_id", "opened_at"),
         sa.Index("ix_delivery_campaign_clicked", "campaign_id", "first_click_at"),
+        sa.Index("ix_delivery_sent_at", "sent_at"),  # a sponsor's emails of the day (caps)
+        sa.Index("ix_delivery_recipient", "recipient"),  # bounced for another sponsor?
     )
 
     id: int | None = Field(default=None, primary_key=True)

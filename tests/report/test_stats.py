@@ -75,6 +75,7 @@ def test_stats_after_scripted_events(store: Store) -> None:
     assert stats == {
         "campaign": "spring",
         "status": "sent",
+        "status_reason": None,
         "total_recipients": 10,
         "pending": 1,  # p8
         "sent": 7,  # p0–p6 were accepted
@@ -137,6 +138,7 @@ def test_stats_json_through_the_cli(project: Any, store: Store) -> None:
     assert json.loads(result.stdout) == {
         "campaign": "spring",
         "status": "sent",
+        "status_reason": None,
         "total_recipients": 4,
         "pending": 0,
         "sent": 4,

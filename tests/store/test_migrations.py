@@ -109,13 +109,13 @@ def test_db_status_and_upgrade_cli(project: Project, tmp_path: Path) -> None:
         ("m006_sponsor_layout", "pending"),
         ("m007_report_indexes", "pending"),
         ("m008_rate_budget", "pending"),
-        ("m009_privacy", "pending"),
+        ("m009_guard_rails", "pending"),
     ]
     r = project.run("--db", url, "db", "upgrade")
     assert r.stdout == (
         "Applied 8 migrations: m002_send_batches, m003_batch_payload_hash, m004_batch_payload, "
         "m005_email_look, m006_sponsor_layout, m007_report_indexes, m008_rate_budget, "
-        "m009_privacy.\n"
+        "m009_guard_rails.\n"
     )
     r = project.run("--db", url, "db", "upgrade")
     assert r.stdout == "The store is up to date; nothing to apply.\n"
