@@ -12,7 +12,7 @@ import sys
 import time
 from collections.abc import Iterable, Mapping, Sequence
 from datetime import UTC, datetime, tzinfo
-from typing import Any
+from typing import Any, TextIO
 
 from rich.console import Console
 from rich.table import Table
@@ -82,17 +82,26 @@ def log(message: str) -> None:
 
 def print_json(data: Any) -> None:
     """Machine-readable JSON on stdout (stable keys, no colours)."""
-    sys.stdout.write(json.dumps(data, indent=2, default=_json_default, ensure_ascii=False) + "\n")
+    sys.stdout.write(json_text(data))
+
+
+def json_text(data: Any) -> str:
+    """The JSON ``print_json`` prints, as text."""
+    return json.dumps(data, indent=2, default=_json_default, ensure_ascii=False) + "\n"
 
 
 def print_csv(
-    rows: Iterable[Mapping[str, Any]], columns: Sequence[str], *, raw: bool = False
+    rows: Iterable[Mapping[str, Any]],
+    columns: Sequence[str],
+    *,
+    raw: bool = False,
+    out: TextIO | None = None,
 ) -> None:
-    """CSV with a header on stdout; formula-like cells neutralised unless ``raw``."""
+    """CSV with a header on stdout (or ``out``); formula-like cells neutralised unless ``raw``."""
     from sponsorcast.spreadsheet import safe_cell  # on use: keeps start-up fast
 
     cell = _csv_value if raw else (lambda value: safe_cell(_csv_value(value)))
-    writer = csv.writer(sys.stdout, lineterminator="\n")
+    writer = csv.writer(out or sys.stdout, lineterminator="\n")
     first = True
     for row in rows:
         if first:  # the header only once there is a first row, or the end: errors come first

@@ -353,11 +353,22 @@ def export(
     json_: Annotated[
         bool, typer.Option("--json", help="JSON (the only format, and the default).")
     ] = True,
+    output: Annotated[
+        Optional[Path],
+        typer.Option("--output", "-o", metavar="FILE", help="Write here instead of stdout."),
+    ] = None,
 ) -> None:
     """Everything held about one person as JSON, for a data-subject access request."""
     from sponsorcast.leads.person import person_record
 
-    console.print_json(person_record(open_store(), email))
+    record = person_record(open_store(), email)
+    if output is None:
+        console.print_json(record)
+        return
+    part = output.with_name(output.name + ".part")
+    part.write_text(console.json_text(record), encoding="utf-8")
+    part.replace(output)
+    console.say(f"Wrote everything held about {record['email']} to {output}.")
 
 
 @leads_app.command("forget")

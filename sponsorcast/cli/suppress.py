@@ -175,13 +175,24 @@ def export(
             "leading ', which import removes again).",
         ),
     ] = False,
+    output: Annotated[
+        Optional[Path],
+        typer.Option("--output", "-o", metavar="FILE", help="Write here instead of stdout."),
+    ] = None,
 ) -> None:
-    """Write the suppression list as CSV on stdout, in the form 'suppress import' reads."""
+    """Write the suppression list as CSV, in the form 'suppress import' reads."""
     from sponsorcast.suppression import COLUMNS
     from sponsorcast.suppression.files import export_rows
 
     rows, erased = export_rows(open_store(), sponsor_id=sponsor)
-    console.print_csv(rows, COLUMNS, raw=raw)
+    if output is None:
+        console.print_csv(rows, COLUMNS, raw=raw)
+    else:
+        part = output.with_name(output.name + ".part")
+        with part.open("w", encoding="utf-8", newline="") as out:
+            console.print_csv(rows, COLUMNS, raw=raw, out=out)
+        part.replace(output)  # whole or not at all
+        console.say(f"Wrote {count(len(rows), 'entry', 'entries')} to {output}.")
     if erased:
         console.warn(
             f"Left out {count(erased, 'erased person', 'erased people')}: their keyed hashes "

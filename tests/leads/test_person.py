@@ -100,6 +100,9 @@ def test_show_and_export_tell_everything_held_about_a_person(
         ("acme", "manual"),
     ]
     assert json.loads(project.run("leads", "show", ADA, "--json").stdout) == record
+    to_file = project.run("leads", "export", ADA, "--output", "ada.json")
+    assert to_file.stdout == f"Wrote everything held about {ADA} to ada.json.\n"
+    assert (project.path / "ada.json").read_text(encoding="utf-8") == exported.stdout
     shown = project.run("leads", "show", ADA)
     assert shown.exit_code == 0
     assert shown.stdout.startswith(f"Everything held about {ADA}:\n")

@@ -95,7 +95,9 @@ def test_export_then_import_into_another_store_round_trips(
     assert exported.stderr == (
         "Warning: Left out 1 erased person: their keyed hashes only mean something in this store.\n"
     )
-    (project.path / "list.csv").write_text(exported.stdout, encoding="utf-8")
+    to_file = project.run("suppress", "export", "--output", "list.csv")
+    assert to_file.stdout == "Wrote 3 entries to list.csv.\n"
+    assert (project.path / "list.csv").read_text(encoding="utf-8") == exported.stdout
 
     other = tmp_path / "other"
     other.mkdir()
