@@ -84,8 +84,10 @@ def test_every_readme_command_runs_as_written(tmp_path: Path) -> None:
     assert any((tmp_path / "outbox" / "welcome").glob("0001-*.eml"))
     stats = json.loads(project.run("stats", "welcome", "--json").stdout)
     assert (stats["delivered"], stats["opened"]) == (1, 1)  # the saved webhooks were applied
-    assert (tmp_path / "suppressions.csv").read_text(encoding="utf-8").startswith(
-        "email,sponsor,reason,created_at\n"
+    assert (
+        (tmp_path / "suppressions.csv")
+        .read_text(encoding="utf-8")
+        .startswith("email,sponsor,reason,created_at\n")
     )
     assert json.loads((tmp_path / "ada.json").read_text(encoding="utf-8"))["email"] == (
         "ada@example.com"
