@@ -35,6 +35,8 @@ from sponsorcast.suppression.erased import ERASED_REASON, erased_token, erasure_
 from sponsorcast.transport.base import freeze_emails, thaw_emails
 
 REDACTED = "[erased]"
+# a sponsor's own settings (its from address may be the address asked about) and the store's
+_NOT_PERSONAL = ("sponsor", "store_setting", "rate_budget")
 _PERSONAL = (
     "name",
     "first_name",
@@ -151,6 +153,8 @@ def _cells_with(
     the row's primary key and the cell's value."""
     found: dict[tuple[sa.Table, sa.Column[Any]], list[tuple[dict[str, Any], Any]]] = {}
     for table in lead_t.metadata.sorted_tables:
+        if table.name in _NOT_PERSONAL:
+            continue
         keys = list(table.primary_key.columns)
         for column in table.columns:
             kind = column.type
