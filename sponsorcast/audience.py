@@ -13,8 +13,10 @@ from __future__ import annotations
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import closing
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
+from sponsorcast.durations import parse_duration
 from sponsorcast.errors import BadInput
 
 if TYPE_CHECKING:
@@ -23,6 +25,13 @@ if TYPE_CHECKING:
     from sponsorcast.config import Config
 
 AUDIENCE_TYPES = ("all", "hot", "warm", "cold", "new", "contacted", "custom")
+# keys over the ledger: a campaign id (or a list: any of them) of the same sponsor
+LEDGER_KEYS = ("received", "not_received", "opened", "not_opened", "clicked", "not_clicked")
+_LEDGER_SQL = {  # what a delivery of the campaign shows of the lead
+    "received": "d.sent_at IS NOT NULL",
+    "opened": "d.opened_at IS NOT NULL",
+    "clicked": "d.first_click_at IS NOT NULL",
+}
 FILTER_KEYS = (
     "intent_level",
     "follow_up_status",
@@ -31,6 +40,8 @@ FILTER_KEYS = (
     "tags",
     "tags_any",
     "event",
+    *LEDGER_KEYS,
+    "not_contacted_within",  # a duration: no email of this sponsor's campaigns in that window
 )
 INTENT_LEVELS = ("hot", "warm", "cold")
 
@@ -99,7 +110,14 @@ def parse_audience(raw: Any) -> Audience:
             if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= 100:
                 raise BadInput(f"audience filter '{key}' must be a whole number from 0 to 100.")
             clean[key] = value
-        elif key in ("intent_level", "follow_up_status", "tags", "tags_any"):
+        elif key == "not_contacted_within":
+            if not isinstance(value, str):
+                raise BadInput(
+                    "audience filter 'not_contacted_within' must be a duration such as 14d."
+                )
+            parse_duration(value)  # a bad one is refused here, with the units it takes
+            clean[key] = value.strip().lower()
+        elif key in ("intent_level", "follow_up_status", "tags", "tags_any", *LEDGER_KEYS):
             values = [value] if isinstance(value, str) else value
             if not isinstance(values, list) or not all(isinstance(v, str) and v for v in values):
                 raise BadInput(f"audience filter '{key}' must be a string or a list of strings.")
@@ -124,9 +142,12 @@ def parse_audience(raw: Any) -> Audience:
     return Audience(type=kind, filter=clean)
 
 
-def where_sql(sponsor_id: str, audience: Audience) -> tuple[str, dict[str, Any]]:
+def where_sql(
+    sponsor_id: str, audience: Audience, now: datetime | None = None
+) -> tuple[str, dict[str, Any]]:
     """The SQL condition selecting this audience among ``sponsor_id``'s leads, on table
-    ``lead``, with its named parameters (all called ``aud_…``)."""
+    ``lead``, with its named parameters (all called ``aud_…``; times are aware datetimes, which
+    the caller binds as the store keeps them). ``now`` anchors ``not_contacted_within``."""
     params: dict[str, Any] = {}
 
     def bind(value: Any) -> str:
@@ -169,15 +190,83 @@ def where_sql(sponsor_id: str, audience: Audience) -> tuple[str, dict[str, Any]]
         conds.extend(has_tag(tag) for tag in f.get("tags", []))
         if f.get("tags_any"):
             conds.append("(" + " OR ".join(has_tag(t) for t in f["tags_any"]) + ")")
+        for key in LEDGER_KEYS:
+            if key in f:
+                shown = _LEDGER_SQL[key.removeprefix("not_")]
+                # the (campaign_id, lead_id) unique index answers each of these
+                sub = (
+                    "EXISTS (SELECT 1 FROM delivery d WHERE d.lead_id = lead.id AND "
+                    f"d.campaign_id IN ({', '.join(bind(c) for c in f[key])}) AND {shown})"
+                )
+                conds.append(f"NOT {sub}" if key.startswith("not_") else sub)
+        if "not_contacted_within" in f:
+            since = (now or _utcnow()) - parse_duration(f["not_contacted_within"])
+            conds.append(
+                "NOT EXISTS (SELECT 1 FROM delivery d JOIN campaign c ON c.id = d.campaign_id "
+                f"WHERE d.lead_id = lead.id AND c.sponsor_id = lead.sponsor_id "
+                f"AND d.sent_at >= {bind(since)})"
+            )
     return " AND ".join(conds), params
 
 
-def audience_filter(sponsor_id: str, audience: Audience) -> sa.TextClause:
-    """``where_sql`` as a SQLAlchemy clause."""
+def _utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+def ledger_campaigns(audience: Audience) -> list[str]:
+    """The campaign ids the audience's ledger keys name, in order, once each."""
+    ids: list[str] = []
+    for key in LEDGER_KEYS:
+        ids.extend(c for c in audience.filter.get(key, []) if c not in ids)
+    return ids
+
+
+def ledger_problem(sponsor_id: str, audience: Audience, found: Mapping[str, str]) -> str | None:
+    """Why the audience's ledger keys cannot be used (``found``: campaign id → its sponsor)."""
+    for campaign_id in ledger_campaigns(audience):
+        owner = found.get(campaign_id)
+        if owner is None:
+            return f"the audience names campaign '{campaign_id}', which the store does not have."
+        if owner != sponsor_id:
+            return (
+                f"the audience names campaign '{campaign_id}' of sponsor '{owner}'; an audience "
+                f"of sponsor '{sponsor_id}' can only follow its own campaigns."
+            )
+    return None
+
+
+def check_ledger(conn: sa.Connection, sponsor_id: str, audience: Audience) -> None:
+    """BadInput when a ledger key names an unknown campaign or another sponsor's."""
+    ids = ledger_campaigns(audience)
+    if not ids:
+        return
     import sqlalchemy as sa  # on use: keeps start-up fast
 
-    sql, params = where_sql(sponsor_id, audience)
-    return sa.text(sql).bindparams(**params)
+    from sponsorcast.store.tables import campaign_t
+
+    rows = conn.execute(
+        sa.select(campaign_t.c.id, campaign_t.c.sponsor_id).where(campaign_t.c.id.in_(ids))
+    ).all()
+    problem = ledger_problem(sponsor_id, audience, {r.id: r.sponsor_id for r in rows})
+    if problem is not None:
+        raise BadInput(problem[0].upper() + problem[1:])
+
+
+def audience_filter(
+    sponsor_id: str, audience: Audience, now: datetime | None = None
+) -> sa.TextClause:
+    """``where_sql`` as a SQLAlchemy clause (times bound as the store keeps them)."""
+    import sqlalchemy as sa  # on use: keeps start-up fast
+
+    from sponsorcast.store.models import UTCDateTime
+
+    sql, params = where_sql(sponsor_id, audience, now)
+    return sa.text(sql).bindparams(
+        *(
+            sa.bindparam(name, value, type_=UTCDateTime() if isinstance(value, datetime) else None)
+            for name, value in params.items()
+        )
+    )
 
 
 def select_recipients(
@@ -217,7 +306,24 @@ def count_audience(config: Config, sponsor_id: str, audience: Audience) -> int:
     if quick is not None:
         with closing(quick):
             if fastread.has_sponsor(quick, sponsor_id):
+                ids = ledger_campaigns(audience)
+                found = dict(
+                    quick.execute(
+                        "SELECT id, sponsor_id FROM campaign WHERE id IN "
+                        f"({', '.join('?' * len(ids))})",
+                        ids,
+                    ).fetchall()
+                    if ids
+                    else []
+                )
+                problem = ledger_problem(sponsor_id, audience, found)
+                if problem is not None:
+                    raise BadInput(problem[0].upper() + problem[1:])
                 sql, params = where_sql(sponsor_id, audience)
+                params = {
+                    k: fastread.stored_time(v) if isinstance(v, datetime) else v
+                    for k, v in params.items()
+                }
                 return int(
                     quick.execute(f"SELECT count(*) FROM lead WHERE {sql}", params).fetchone()[0]
                 )
@@ -227,6 +333,7 @@ def count_audience(config: Config, sponsor_id: str, audience: Audience) -> int:
     try:
         get_sponsor(store, sponsor_id)
         with store.read() as conn:
+            check_ledger(conn, sponsor_id, audience)
             return int(conn.execute(count_recipients(sponsor_id, audience)).scalar_one())
     finally:
         store.dispose()
@@ -246,7 +353,7 @@ def audience_from_options(audience: str | None, filters: Sequence[str]) -> Audie
                 flt[key] = int(value)
             except ValueError:
                 raise BadInput(f"--filter {key} must be a whole number from 0 to 100.") from None
-        elif key == "event":
+        elif key in ("event", "not_contacted_within"):
             flt[key] = value
         else:
             flt[key] = [v.strip() for v in value.split(",") if v.strip()]

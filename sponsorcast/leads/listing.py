@@ -6,7 +6,7 @@ from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from sponsorcast.audience import PERSON_COLUMNS, iter_recipients, select_recipients
+from sponsorcast.audience import PERSON_COLUMNS, check_ledger, iter_recipients, select_recipients
 from sponsorcast.errors import LeadsFileError, RowError
 from sponsorcast.leads.columns import plan_columns
 from sponsorcast.leads.normalise import DEFAULT_STATUS
@@ -79,5 +79,6 @@ def list_leads(
     if limit is not None:
         query = query.limit(limit)
     with store.read() as conn:
+        check_ledger(conn, sponsor_id, audience)
         for row in iter_recipients(conn, query):
             yield {k: row[k] for k in LIST_COLUMNS}

@@ -12,6 +12,7 @@ import sqlalchemy as sa
 from sponsorcast.audience import (
     PERSON_COLUMNS,
     RECIPIENT_COLUMNS,
+    check_ledger,
     count_recipients,
     iter_recipients,
     recipient,
@@ -98,6 +99,7 @@ class RecipientSource:
 
         self._load_csv(sponsor_id)
         with self.store().read() as conn:
+            check_ledger(conn, sponsor_id, audience)
             yield from iter_recipients(conn, select_recipients(sponsor_id, audience))
 
     def find(
@@ -106,6 +108,8 @@ class RecipientSource:
         """One recipient to preview: ``email``'s lead or the audience's first; and a note."""
 
         self._load_csv(sponsor_id)
+        with self.store().read() as conn:
+            check_ledger(conn, sponsor_id, audience)
         query = select_recipients(sponsor_id, audience)
         hint = (
             "Import leads with 'sponsorcast leads import', or preview against a CSV with --leads."
@@ -158,6 +162,7 @@ class RecipientSource:
             return 1  # an in-memory CSV store cannot be shared with other processes
 
         with self.store().read() as conn:
+            check_ledger(conn, sponsor_id, audience)
             total = conn.execute(count_recipients(sponsor_id, audience)).scalar_one()
         least = FORK_MIN_RECIPIENTS if fork_usable() else PARALLEL_MIN_RECIPIENTS
         return min(cpus, MAX_SHARDS) if total >= least else 1

@@ -10,6 +10,7 @@ resuming go through ``sponsorcast.send``, statuses through ``sponsorcast.store.l
 
 from __future__ import annotations
 
+from sponsorcast.durations import format_duration, parse_duration
 from sponsorcast.schedule.cron import (
     DEFAULT_MAX_LATENESS,
     PROGRESS_EVERY,
@@ -28,9 +29,7 @@ from sponsorcast.schedule.scheduling import (
     unschedule_campaign,
 )
 from sponsorcast.schedule.times import (
-    format_duration,
     localize,
-    parse_duration,
     parse_send_time,
     show_time,
     zone_name,

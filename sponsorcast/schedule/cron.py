@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING
 import sqlalchemy as sa
 
 from sponsorcast.config import Config
+from sponsorcast.durations import format_duration
 from sponsorcast.errors import (
     DEBUG_ENV,
     AuthError,
@@ -29,7 +30,7 @@ from sponsorcast.errors import (
     SponsorcastError,
     debug_requested,
 )
-from sponsorcast.schedule.times import format_duration, show_time
+from sponsorcast.schedule.times import show_time
 from sponsorcast.send import (
     QUOTA_CAUSE,
     Progress,

@@ -8,15 +8,10 @@ from zoneinfo import ZoneInfo
 
 from sponsorcast.campaign import RELATIVE_TIME
 from sponsorcast.config import Config
+from sponsorcast.durations import UNITS as _UNITS
 from sponsorcast.errors import (
     BadInput,
 )
-
-_DURATION = re.compile(r"(\d+(?:\.\d+)?)\s*([smhdw])")
-
-
-_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
-
 
 _TIME_TEXT = re.compile(
     r"^\d{4}-\d{2}-\d{2}[Tt ]\d{1,2}:\d{2}(:\d{2}(\.\d+)?)?\s*(Z|z|[+-]\d{2}(:?\d{2})?)?$"
@@ -116,39 +111,6 @@ def _relative(raw: str, config: Config, now: datetime, *, what: str) -> datetime
     today = (now.astimezone(zone) if zone is not None else now.astimezone()).date()
     date = today + timedelta(days=1 if day.group(1) == "tomorrow" else 0)
     return localize(datetime(date.year, date.month, date.day, hour, minute), config, what=what)
-
-
-def parse_duration(text: str) -> timedelta:
-    """A duration like ``90m``, ``24h``, ``2d``, ``1h30m`` or plain seconds."""
-    raw = text.strip().lower()
-    if re.fullmatch(r"\d+(\.\d+)?", raw):
-        seconds = float(raw)
-    elif raw and _DURATION.sub("", raw).strip() == "":
-        seconds = sum(float(n) * _UNITS[u] for n, u in _DURATION.findall(raw))
-    else:
-        raise BadInput(
-            f"{text!r} is not a duration.",
-            hint="Write a number with a unit: 90s, 90m, 24h, 2d (or 1h30m).",
-        )
-    if seconds <= 0:
-        raise BadInput(f"The duration {text!r} must be longer than zero.")
-    return timedelta(seconds=seconds)
-
-
-def format_duration(delta: timedelta) -> str:
-    """``1d 2h 5m`` style, to the minute (seconds under a minute)."""
-    seconds = int(delta.total_seconds())
-    if seconds < 60:
-        return f"{max(seconds, 0)}s"
-    days, rest = divmod(seconds, 86400)
-    hours, rest = divmod(rest, 3600)
-    minutes = rest // 60
-    parts = [
-        f"{days}d" if days else "",
-        f"{hours}h" if hours else "",
-        f"{minutes}m" if minutes else "",
-    ]
-    return " ".join(p for p in parts if p)
 
 
 def show_time(value: datetime, config: Config) -> str:

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING
 
 import sqlalchemy as sa
 
-from sponsorcast.audience import Audience, select_recipients
+from sponsorcast.audience import Audience, check_ledger, select_recipients
 from sponsorcast.campaign import load_campaign
 from sponsorcast.config import Config
 from sponsorcast.errors import (
@@ -83,6 +83,7 @@ def plan_send(store: Store, config: Config, path: Path, *, run_preflight: bool =
         language=config.language,
     )
     with store.read() as conn:
+        check_ledger(conn, campaign.sponsor, campaign.audience)
         row = conn.execute(
             sa.select(
                 campaign_t.c.status,

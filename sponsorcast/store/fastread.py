@@ -11,6 +11,7 @@ the connection is opened read-only.
 from __future__ import annotations
 
 import sqlite3
+from datetime import UTC, datetime
 from pathlib import Path
 
 BUSY_TIMEOUT_MS = 30_000
@@ -74,3 +75,8 @@ def connect(url: str) -> sqlite3.Connection | None:
 def has_sponsor(conn: sqlite3.Connection, sponsor_id: str) -> bool:
     """True if the store knows this sponsor."""
     return conn.execute("SELECT 1 FROM sponsor WHERE id = ?", (sponsor_id,)).fetchone() is not None
+
+
+def stored_time(value: datetime) -> str:
+    """An aware time as SQLAlchemy keeps it in SQLite (naive UTC text), for comparisons."""
+    return value.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S.%f")

@@ -175,6 +175,7 @@ class Delivery(SQLModel, table=True):
         sa.Index("ix_delivery_campaign_clicked", "campaign_id", "first_click_at"),
         sa.Index("ix_delivery_sent_at", "sent_at"),  # a sponsor's emails of the day (caps)
         sa.Index("ix_delivery_recipient", "recipient"),  # bounced for another sponsor?
+        sa.Index("ix_delivery_lead", "lead_id", "sent_at"),  # not_contacted_within
     )
 
     id: int | None = Field(default=None, primary_key=True)
