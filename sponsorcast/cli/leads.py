@@ -52,7 +52,8 @@ FilterOpt = Annotated[
         "--filter",
         metavar="KEY=VALUE",
         help="Custom audience filter KEY=VALUE (repeatable): intent_level, follow_up_status, "
-        "intent_score_min, intent_score_max, tags, tags_any, event; lists comma-separated.",
+        "intent_score_min, intent_score_max, tags, tags_any, event; received, opened, clicked "
+        "(and not_…) =CAMPAIGN_ID; not_contacted_within=14d; lists comma-separated.",
     ),
 ]
 
