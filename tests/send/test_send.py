@@ -440,6 +440,7 @@ def test_cli_stats_json_keys(project: Project, store: Store, spring: Path) -> No
     assert list(data) == [
         "campaign",
         "status",
+        "status_reason",
         "total_recipients",
         "pending",
         "sent",
