@@ -385,6 +385,8 @@ def iter_recipients(
     conn: sa.Connection, query: sa.Select[Any], chunk: int = 2000
 ) -> Iterator[dict[str, Any]]:
     """Stream a recipient query in chunks so memory stays flat for any audience size."""
-    result = conn.execution_options(stream_results=True, yield_per=chunk).execute(query)
+    # options of this statement only: Connection.execution_options() would set them on the
+    # connection for every later statement of the transaction (an INSERT in a server cursor)
+    result = conn.execute(query, execution_options={"stream_results": True, "yield_per": chunk})
     for row in result.mappings():
         yield recipient(dict(row))

@@ -37,6 +37,7 @@ KEYS = (
     "language",
     "line_breaks",
     "layout",
+    "rolling",
 )
 YAML_ONLY_KEYS = ("body",)
 SLUG = re.compile(r"^[a-z0-9][a-z0-9_-]{0,127}$")
@@ -78,6 +79,7 @@ class CampaignFile:
         None  # a layout file of the project's (layouts/x.html); None: the sponsor's
     )
     layout_html: str | None = None  # that file's text, read when the campaign is loaded to send
+    rolling: bool = False  # leads that join the audience later are sent it too
     tags: dict[str, str] = field(default_factory=dict)
     path: Path = Path("<campaign>")
     content_hash: str = ""
@@ -230,6 +232,9 @@ def load_campaign(path: Path) -> CampaignFile:
     line_breaks = data.get("line_breaks", True)
     if not isinstance(line_breaks, bool):
         raise fail("line_breaks must be true or false.", "line_breaks")
+    rolling = data.get("rolling", False)
+    if not isinstance(rolling, bool):
+        raise fail("rolling must be true or false.", "rolling")
 
     from_address = _address(data, "from", fail)
     reply_to = _address(data, "reply_to", fail)
@@ -258,6 +263,7 @@ def load_campaign(path: Path) -> CampaignFile:
         language=language,
         line_breaks=line_breaks,
         layout=layout,
+        rolling=rolling,
         tags=tags,
         path=path,
         content_hash=hashlib.sha256(raw).hexdigest(),

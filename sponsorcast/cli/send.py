@@ -42,6 +42,14 @@ def send(
         Optional[int],
         typer.Option("--limit", min=1, metavar="N", help="Send at most N emails in this run."),
     ] = None,
+    include_new: Annotated[
+        bool,
+        typer.Option(
+            "--include-new",
+            help="Also send it to leads that joined the audience since it was snapshotted "
+            "(what 'rolling: true' does at every send and run-due).",
+        ),
+    ] = False,
     test: Annotated[
         Optional[list[str]],
         typer.Option(
@@ -100,14 +108,16 @@ def send(
         )
         console.say("Dry run: every recipient rendered; nothing was sent and nothing was written.")
         return
-    if plan.existing_status not in ("sent", "cancelled") and not yes:
+    topping_up = plan.existing_status == "sent" and (plan.campaign.rolling or include_new)
+    if (plan.existing_status not in ("sent", "cancelled") or topping_up) and not yes:
         if not console.is_terminal() or not sys.stdin.isatty():
             raise BadInput(
                 "Refusing to send without --yes when not on a terminal; nothing was sent."
             )
         to_send = plan.recipients - plan.suppressed
+        whom = "the leads new to its audience" if topping_up else count(to_send, "recipient")
         if not typer.confirm(
-            f"Send '{plan.campaign.id}' to {count(to_send, 'recipient')}{transport_note}?",
+            f"Send '{plan.campaign.id}' to {whom}{transport_note}?",
             default=False,
         ):
             console.say("Nothing was sent.")
@@ -119,6 +129,7 @@ def send(
             plan,
             limit=limit,
             progress=lambda p: bar.update(p.sent, p.failed, p.emails_per_second),
+            include_new=include_new,
         )
     _summary(report)
     if limit is not None and report.status == "sending" and report.stopped_reason is None:

@@ -40,6 +40,7 @@ from sponsorcast.send import (
     take_snapshot,
     validate_all,
 )
+from sponsorcast.send.rolling import add_new_leads
 from sponsorcast.store import Store
 from sponsorcast.store.lifecycle import (
     get_campaign_row,
@@ -103,7 +104,8 @@ def _quiet(_: str) -> None:
 
 
 def due_campaigns(conn: sa.Connection, now: datetime) -> list[sa.Row[tuple[str, str]]]:
-    """(id, status) of scheduled campaigns whose time has come, sending ones and quota-paused ones."""
+    """(id, status) of scheduled campaigns whose time has come, sending ones, quota-paused
+    ones, and sent rolling ones (their audience may have new leads)."""
 
     c = campaign_t.c
     query = (
@@ -112,6 +114,7 @@ def due_campaigns(conn: sa.Connection, now: datetime) -> list[sa.Row[tuple[str, 
             sa.or_(
                 sa.and_(c.status == CampaignStatus.SCHEDULED, c.send_at <= now),
                 c.status == CampaignStatus.SENDING,
+                sa.and_(c.status == CampaignStatus.SENT, c.rolling.is_(True)),
                 sa.and_(c.status == CampaignStatus.PAUSED, c.status_reason.like(f"{QUOTA_CAUSE}%")),
             )
         )
@@ -213,6 +216,15 @@ def _run_one(
             store, config, campaign_id, now, max_lateness, deadline, transport, log
         )
     action = "resumed"
+    if status in (CampaignStatus.SENDING, CampaignStatus.SENT):
+        with store.read() as conn:
+            rolling = bool(get_campaign_row(conn, campaign_id)["rolling"])
+        batch = config.resend.batch_size if config.resend.endpoint == "batch" else 100
+        added = add_new_leads(store, config, campaign_id, batch) if rolling else 0
+        if added:
+            log(f"Campaign '{campaign_id}': {count(added, 'new lead')} of its audience added.")
+        elif status == CampaignStatus.SENT:
+            return None  # a rolling campaign with nobody new: nothing to say
     if status == CampaignStatus.PAUSED:
         with store.write() as conn:
             reason = get_campaign_row(conn, campaign_id)["status_reason"] or ""

@@ -146,6 +146,7 @@ def stored_campaign(row: Mapping[Any, Any]) -> CampaignFile:
         language=look.get("language"),
         line_breaks=bool(look.get("line_breaks", False)),
         layout_html=look.get("layout_html"),
+        rolling=bool(row.get("rolling", False)),
         path=Path(row["source_path"] or f"{row['id']}.md"),
         content_hash=row["content_hash"],
         body_line=1,

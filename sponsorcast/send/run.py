@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from dataclasses import replace
 from typing import TYPE_CHECKING
 
 import sqlalchemy as sa
@@ -22,6 +23,7 @@ from sponsorcast.send.caps import DailyCap
 from sponsorcast.send.claims import ClaimAgain, Claimer, Stopped
 from sponsorcast.send.plan import NOT_STARTED, Plan, validate_all
 from sponsorcast.send.reports import Progress, ProgressCallback, RunReport
+from sponsorcast.send.rolling import add_new_leads
 from sponsorcast.send.snapshot import take_snapshot
 from sponsorcast.store import Store
 from sponsorcast.store.budget import StoreBudget, team_of
@@ -262,9 +264,19 @@ def send_campaign(
     transport: Transport | None = None,
     limit: int | None = None,
     progress: ProgressCallback | None = None,
+    include_new: bool = False,
 ) -> RunReport:
-    """``send``: snapshot (first time) or resume, then run to the end."""
+    """``send``: snapshot (first time) or resume, then run to the end. A rolling campaign (or
+    ``include_new``) first adds the audience's leads it has not got yet (``send.rolling``)."""
     campaign_id = plan.campaign.id
+    batch_size = config.resend.batch_size if config.resend.endpoint == "batch" else 100
+    top_up = plan.campaign.rolling or include_new
+    if (
+        plan.existing_status in (CampaignStatus.SENT, CampaignStatus.SENDING)
+        and top_up
+        and add_new_leads(store, config, campaign_id, batch_size)
+    ):
+        plan = replace(plan, existing_status=CampaignStatus.SENDING)
     if plan.existing_status in (CampaignStatus.SENT, CampaignStatus.CANCELLED):
         with store.read() as conn:
             counts = status_counts(conn, campaign_id)
@@ -283,9 +295,7 @@ def send_campaign(
             fresh = get_campaign_row(conn, campaign_id)["started_at"] is None
     if fresh:
         validate_all(store, plan, config)
-        take_snapshot(
-            store, plan, config.resend.batch_size if config.resend.endpoint == "batch" else 100
-        )
+        take_snapshot(store, plan, batch_size)
     with store.write() as conn:
         row = get_campaign_row(conn, campaign_id)
         status = row["status"]

@@ -125,6 +125,7 @@ def campaign_values(
         "source_path": str(campaign.path),
         "send_at": send_at,
         "content_hash": campaign.content_hash,
+        "rolling": campaign.rolling,
     }
 
 

@@ -231,8 +231,8 @@ def m008_rate_budget(conn: sa.Connection) -> None:
 @migration
 def m009_guard_rails(conn: sa.Connection) -> None:
     """Settings of the store itself (the key of erased people's hashes), the row of the
-    source file each lead came from, each sponsor's daily cap and warm-up, and the delivery
-    indexes that caps, bounce warnings and ledger audiences read."""
+    source file each lead came from, each sponsor's daily cap and warm-up, the delivery
+    indexes that caps, bounce warnings and ledger audiences read, and rolling campaigns."""
     md = sa.MetaData()
     sa.Table(
         "store_setting",
@@ -247,6 +247,7 @@ def m009_guard_rails(conn: sa.Connection) -> None:
     conn.execute(sa.text("CREATE INDEX ix_delivery_sent_at ON delivery (sent_at)"))
     conn.execute(sa.text("CREATE INDEX ix_delivery_recipient ON delivery (recipient)"))
     conn.execute(sa.text("CREATE INDEX ix_delivery_lead ON delivery (lead_id, sent_at)"))
+    conn.execute(sa.text("ALTER TABLE campaign ADD COLUMN rolling BOOLEAN NOT NULL DEFAULT false"))
 
 
 @dataclass(frozen=True)

@@ -158,6 +158,7 @@ class Campaign(SQLModel, table=True):
     status: str = CampaignStatus.DRAFT
     status_reason: str | None = None
     content_hash: str = ""
+    rolling: bool = False  # leads joining the audience later are added by send and run-due
     total_recipients: int = 0
     created_at: datetime | None = _dt()
     started_at: datetime | None = _dt()
