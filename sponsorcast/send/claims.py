@@ -99,6 +99,11 @@ class Claimer:
 
     def _claim(self) -> Claim | ClaimAgain | Stopped | None:
         now = utcnow()
+        reason = None
+        if self.brakes is not None:
+            # counted in a read transaction: the write lock is not held over a campaign's counts
+            with self.store.read() as conn:
+                reason = self.brakes.check(conn, self.campaign_id)
         with self.store.write() as conn:
             status = conn.execute(
                 sa.select(campaign_t.c.status).where(campaign_t.c.id == self.campaign_id)
@@ -109,18 +114,16 @@ class Claimer:
                 return Stopped(f"campaign is {status}")
             if self.limit_left is not None and self.limit_left <= 0:
                 return None
-            if self.brakes is not None:
-                reason = self.brakes.check(conn, self.campaign_id)
-                if reason is not None:
-                    transition(
-                        conn,
-                        self.campaign_id,
-                        CampaignStatus.PAUSED,
-                        reason,
-                        expect=(CampaignStatus.SENDING,),
-                    )
-                    self.braked = reason
-                    return Stopped(reason)
+            if reason is not None:
+                transition(
+                    conn,
+                    self.campaign_id,
+                    CampaignStatus.PAUSED,
+                    reason,
+                    expect=(CampaignStatus.SENDING,),
+                )
+                self.braked = reason
+                return Stopped(reason)
             row = self._next_batch(conn, now)
             if row is None:
                 return None
