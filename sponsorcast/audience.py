@@ -143,11 +143,16 @@ def parse_audience(raw: Any) -> Audience:
 
 
 def where_sql(
-    sponsor_id: str, audience: Audience, now: datetime | None = None
+    sponsor_id: str,
+    audience: Audience,
+    now: datetime | None = None,
+    *,
+    dialect: str = "sqlite",
 ) -> tuple[str, dict[str, Any]]:
     """The SQL condition selecting this audience among ``sponsor_id``'s leads, on table
     ``lead``, with its named parameters (all called ``aud_…``; times are aware datetimes, which
-    the caller binds as the store keeps them). ``now`` anchors ``not_contacted_within``."""
+    the caller binds as the store keeps them). ``now`` anchors ``not_contacted_within``;
+    ``dialect`` picks how the ledger keys are written (``store.dialects`` says why)."""
     params: dict[str, Any] = {}
 
     def bind(value: Any) -> str:
@@ -193,20 +198,30 @@ def where_sql(
         for key in LEDGER_KEYS:
             if key in f:
                 shown = _LEDGER_SQL[key.removeprefix("not_")]
-                # the (campaign_id, lead_id) unique index answers each of these
-                sub = (
-                    "EXISTS (SELECT 1 FROM delivery d WHERE d.lead_id = lead.id AND "
-                    f"d.campaign_id IN ({', '.join(bind(c) for c in f[key])}) AND {shown})"
+                ids = ", ".join(bind(c) for c in f[key])
+                conds.append(
+                    _ledger(
+                        f"d.campaign_id IN ({ids}) AND {shown}",
+                        negate=key.startswith("not_"),
+                        dialect=dialect,
+                    )
                 )
-                conds.append(f"NOT {sub}" if key.startswith("not_") else sub)
         if "not_contacted_within" in f:
             since = (now or _utcnow()) - parse_duration(f["not_contacted_within"])
-            conds.append(
-                "NOT EXISTS (SELECT 1 FROM delivery d JOIN campaign c ON c.id = d.campaign_id "
-                f"WHERE d.lead_id = lead.id AND c.sponsor_id = lead.sponsor_id "
-                f"AND d.sent_at >= {bind(since)})"
+            contacted = (
+                "d.campaign_id IN (SELECT c.id FROM campaign c WHERE c.sponsor_id = "
+                f"{bind(sponsor_id)}) AND d.sent_at >= {bind(since)}"
             )
+            conds.append(_ledger(contacted, negate=True, dialect=dialect))
     return " AND ".join(conds), params
+
+
+def _ledger(condition: str, *, negate: bool, dialect: str) -> str:
+    """Leads with a delivery where ``condition`` holds (alias ``d``), or without one."""
+    if dialect == "sqlite":  # the subquery runs once, from a covering index
+        return f"lead.id {'NOT ' if negate else ''}IN (SELECT d.lead_id FROM delivery d WHERE {condition})"
+    exists = f"EXISTS (SELECT 1 FROM delivery d WHERE d.lead_id = lead.id AND {condition})"
+    return f"NOT {exists}" if negate else exists
 
 
 def _utcnow() -> datetime:
@@ -254,19 +269,28 @@ def check_ledger(conn: sa.Connection, sponsor_id: str, audience: Audience) -> No
 
 def audience_filter(
     sponsor_id: str, audience: Audience, now: datetime | None = None
-) -> sa.TextClause:
-    """``where_sql`` as a SQLAlchemy clause (times bound as the store keeps them)."""
+) -> sa.TextClause | sa.ColumnElement[bool]:
+    """``where_sql`` as a SQLAlchemy clause (times bound as the store keeps them), written for
+    whichever store it runs on."""
     import sqlalchemy as sa  # on use: keeps start-up fast
 
+    from sponsorcast.store.dialects import PerDialect
     from sponsorcast.store.models import UTCDateTime
 
-    sql, params = where_sql(sponsor_id, audience, now)
-    return sa.text(sql).bindparams(
-        *(
-            sa.bindparam(name, value, type_=UTCDateTime() if isinstance(value, datetime) else None)
-            for name, value in params.items()
+    def clause(dialect: str) -> sa.TextClause:
+        sql, params = where_sql(sponsor_id, audience, now, dialect=dialect)
+        return sa.text(sql).bindparams(
+            *(
+                sa.bindparam(
+                    name, value, type_=UTCDateTime() if isinstance(value, datetime) else None
+                )
+                for name, value in params.items()
+            )
         )
-    )
+
+    if not ledger_campaigns(audience) and "not_contacted_within" not in audience.filter:
+        return clause("sqlite")  # the same text for every store
+    return PerDialect(clause("sqlite"), clause("postgresql"))
 
 
 def select_recipients(

@@ -246,7 +246,18 @@ def m009_guard_rails(conn: sa.Connection) -> None:
         conn.execute(sa.text(f"ALTER TABLE sponsor ADD COLUMN {column} INTEGER"))
     conn.execute(sa.text("CREATE INDEX ix_delivery_sent_at ON delivery (sent_at)"))
     conn.execute(sa.text("CREATE INDEX ix_delivery_recipient ON delivery (recipient)"))
-    conn.execute(sa.text("CREATE INDEX ix_delivery_lead ON delivery (lead_id, sent_at)"))
+    for name, column in (("opened", "opened_at"), ("clicked", "first_click_at")):
+        conn.execute(sa.text(f"DROP INDEX ix_delivery_campaign_{name}"))
+        conn.execute(
+            sa.text(
+                f"CREATE INDEX ix_delivery_campaign_{name} ON delivery (campaign_id, {column}, lead_id)"
+            )
+        )
+    conn.execute(
+        sa.text(
+            "CREATE INDEX ix_delivery_campaign_sent ON delivery (campaign_id, sent_at, lead_id)"
+        )
+    )
     conn.execute(sa.text("ALTER TABLE campaign ADD COLUMN rolling BOOLEAN NOT NULL DEFAULT false"))
 
 

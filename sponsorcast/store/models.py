@@ -172,11 +172,12 @@ class Delivery(SQLModel, table=True):
         sa.UniqueConstraint("campaign_id", "lead_id", name="uq_delivery_campaign_lead"),
         sa.Index("ix_delivery_campaign_status", "campaign_id", "status"),
         sa.Index("ix_delivery_campaign_batch", "campaign_id", "batch"),
-        sa.Index("ix_delivery_campaign_opened", "campaign_id", "opened_at"),
-        sa.Index("ix_delivery_campaign_clicked", "campaign_id", "first_click_at"),
+        # lead_id last: ledger audiences (opened: X) read these without the table
+        sa.Index("ix_delivery_campaign_opened", "campaign_id", "opened_at", "lead_id"),
+        sa.Index("ix_delivery_campaign_clicked", "campaign_id", "first_click_at", "lead_id"),
+        sa.Index("ix_delivery_campaign_sent", "campaign_id", "sent_at", "lead_id"),
         sa.Index("ix_delivery_sent_at", "sent_at"),  # a sponsor's emails of the day (caps)
         sa.Index("ix_delivery_recipient", "recipient"),  # bounced for another sponsor?
-        sa.Index("ix_delivery_lead", "lead_id", "sent_at"),  # not_contacted_within
     )
 
     id: int | None = Field(default=None, primary_key=True)
