@@ -29,7 +29,7 @@ AUDIENCE_TYPES = ("all", "hot", "warm", "cold", "new", "contacted", "custom")
 LEDGER_KEYS = ("received", "not_received", "opened", "not_opened", "clicked", "not_clicked")
 _LEDGER_SQL = {  # what a delivery of the campaign shows of the lead
     "received": "d.sent_at IS NOT NULL",
-    "opened": "d.opened_at IS NOT NULL",
+    "opened": "d.human_opened_at IS NOT NULL",  # machine opens do not count (tracking.machine)
     "clicked": "d.first_click_at IS NOT NULL",
 }
 FILTER_KEYS = (

@@ -22,7 +22,8 @@ NOW = datetime(2026, 12, 1, 12, 0, tzinfo=UTC)
 
 # The six leads of tests/data/leads_audience.csv, and what the ledger holds, by hand:
 #   spring (default): h1 sent 20 days ago, opened, clicked; h2 sent 3 days ago, opened;
-#                     w1 sent 1 day ago; w2 pending (not received); c1 and n1 not in it
+#                     w1 sent 1 day ago, opened by a machine only; w2 pending (not received);
+#                     c1 and n1 not in it
 #   summer (default): c1 sent 30 days ago, opened
 #   acme-news (acme): n1 sent 1 day ago (another sponsor's email does not count)
 LEDGER_CASES = [
@@ -65,8 +66,14 @@ def ledger_store(store: Store) -> Store:
             conn.execute(
                 delivery_t.update()
                 .where(delivery_t.c.recipient == f"{person}@example.com")
-                .values(opened_at=NOW, open_count=1)
+                .values(opened_at=NOW, open_count=1, human_opened_at=NOW)
             )
+        # w1's only open was a machine's (a scanner, a privacy proxy): not an open for audiences
+        conn.execute(
+            delivery_t.update()
+            .where(delivery_t.c.recipient == "w1@example.com")
+            .values(opened_at=NOW, open_count=1)
+        )
         conn.execute(
             delivery_t.update()
             .where(delivery_t.c.recipient == "h1@example.com")

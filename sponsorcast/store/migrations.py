@@ -246,13 +246,21 @@ def m009_guard_rails(conn: sa.Connection) -> None:
         conn.execute(sa.text(f"ALTER TABLE sponsor ADD COLUMN {column} INTEGER"))
     conn.execute(sa.text("CREATE INDEX ix_delivery_sent_at ON delivery (sent_at)"))
     conn.execute(sa.text("CREATE INDEX ix_delivery_recipient ON delivery (recipient)"))
-    for name, column in (("opened", "opened_at"), ("clicked", "first_click_at")):
-        conn.execute(sa.text(f"DROP INDEX ix_delivery_campaign_{name}"))
-        conn.execute(
-            sa.text(
-                f"CREATE INDEX ix_delivery_campaign_{name} ON delivery (campaign_id, {column}, lead_id)"
-            )
+    conn.execute(sa.text("DROP INDEX ix_delivery_campaign_clicked"))
+    conn.execute(
+        sa.text(
+            "CREATE INDEX ix_delivery_campaign_clicked ON delivery "
+            "(campaign_id, first_click_at, lead_id)"
         )
+    )
+    stamp = UTCDateTime().dialect_impl(conn.dialect).compile(dialect=conn.dialect)
+    conn.execute(sa.text(f"ALTER TABLE delivery ADD COLUMN human_opened_at {stamp}"))
+    conn.execute(
+        sa.text(
+            "CREATE INDEX ix_delivery_campaign_human ON delivery "
+            "(campaign_id, human_opened_at, lead_id)"
+        )
+    )
     conn.execute(
         sa.text(
             "CREATE INDEX ix_delivery_campaign_sent ON delivery (campaign_id, sent_at, lead_id)"

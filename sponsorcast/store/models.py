@@ -173,7 +173,8 @@ class Delivery(SQLModel, table=True):
         sa.Index("ix_delivery_campaign_status", "campaign_id", "status"),
         sa.Index("ix_delivery_campaign_batch", "campaign_id", "batch"),
         # lead_id last: ledger audiences (opened: X) read these without the table
-        sa.Index("ix_delivery_campaign_opened", "campaign_id", "opened_at", "lead_id"),
+        sa.Index("ix_delivery_campaign_opened", "campaign_id", "opened_at"),
+        sa.Index("ix_delivery_campaign_human", "campaign_id", "human_opened_at", "lead_id"),
         sa.Index("ix_delivery_campaign_clicked", "campaign_id", "first_click_at", "lead_id"),
         sa.Index("ix_delivery_campaign_sent", "campaign_id", "sent_at", "lead_id"),
         sa.Index("ix_delivery_sent_at", "sent_at"),  # a sponsor's emails of the day (caps)
@@ -193,6 +194,8 @@ class Delivery(SQLModel, table=True):
     delivered_at: datetime | None = _dt()
     opened_at: datetime | None = _dt()
     open_count: int = 0
+    # the first open not made by a machine (a scanner, a privacy proxy: tracking.machine)
+    human_opened_at: datetime | None = _dt()
     first_click_at: datetime | None = _dt()
     click_count: int = 0
     unsubscribed_at: datetime | None = _dt()

@@ -17,6 +17,7 @@ from sponsorcast.store.tables import campaign_t, delivery_t, event_t, sponsor_t
 from sponsorcast.suppression import suppress_conn
 from sponsorcast.tracking.events import _changes
 from sponsorcast.tracking.links import campaign_links, link_index
+from sponsorcast.tracking.machine import machine_open
 from sponsorcast.tracking.tokens import KIND_CLICK, read_token
 
 
@@ -64,15 +65,23 @@ def _own_event(
     )
 
 
-def record_open(store: Store, delivery_id: int, *, now: datetime | None = None) -> bool:
-    """Count an open from the pixel; False when the delivery does not exist."""
+def record_open(
+    store: Store,
+    delivery_id: int,
+    *,
+    now: datetime | None = None,
+    user_agent: str | None = None,
+) -> bool:
+    """Count an open from the pixel (a machine's apart: ``tracking.machine``); False when the
+    delivery does not exist."""
     at = now or utcnow()
     with store.write() as conn:
         row = _delivery(conn, delivery_id, lock=True)
         if row is None:
             return False
-        _own_event(conn, row, "open", at, {"source": "pixel"})
-        values = _changes(row, "opened", {}, at, polled=False)
+        machine = machine_open(row["sent_at"], at, user_agent)
+        _own_event(conn, row, "open", at, {"source": "pixel", "machine": machine})
+        values = _changes(row, "opened", {}, at, polled=False, machine=machine)
         conn.execute(delivery_t.update().where(delivery_t.c.id == delivery_id).values(**values))
     return True
 

@@ -26,6 +26,7 @@ from sponsorcast.store.models import (
 )
 from sponsorcast.store.tables import campaign_t, delivery_t, event_t
 from sponsorcast.suppression import insert_ignore, suppress_conn
+from sponsorcast.tracking.machine import machine_open
 from sponsorcast.transport import tag_safe
 
 if TYPE_CHECKING:
@@ -161,9 +162,16 @@ def _is_hard_bounce(data: Mapping[str, Any]) -> bool:
 
 
 def _changes(
-    row: Mapping[str, Any], kind: str, data: Mapping[str, Any], at: datetime, polled: bool
+    row: Mapping[str, Any],
+    kind: str,
+    data: Mapping[str, Any],
+    at: datetime,
+    polled: bool,
+    *,
+    machine: bool = False,
 ) -> dict[str, Any]:
-    """Column updates one event makes to a delivery (never moving its status backwards)."""
+    """Column updates one event makes to a delivery (never moving its status backwards);
+    ``machine``: an open no person made (``tracking.machine``)."""
     values: dict[str, Any] = {}
     status = row["status"]
 
@@ -194,6 +202,8 @@ def _changes(
         advance(DeliveryStatus.DELIVERED)
     if kind == "opened":
         values["opened_at"] = _earliest(row["opened_at"], at)
+        if not machine:
+            values["human_opened_at"] = _earliest(row["human_opened_at"], at)
         values["open_count"] = max(row["open_count"], 1) if polled else row["open_count"] + 1
     elif kind == "clicked":
         values["first_click_at"] = _earliest(row["first_click_at"], at)
@@ -268,7 +278,10 @@ def apply_event_conn(
             suppress_conn(conn, address, ALL_SPONSORS, reason)
     if row is None:
         return Applied("unmatched")
-    changes = _changes(row, kind, data, at, polled)
+    machine = kind == "opened" and machine_open(
+        row["sent_at"], at, _user_agent(data) if not polled else None
+    )
+    changes = _changes(row, kind, data, at, polled, machine=machine)
     email_id = data.get("email_id")
     if row["provider_message_id"] is None and isinstance(email_id, str) and email_id:
         # found by its tags before the sender recorded the answer (or it crashed first): the
@@ -277,6 +290,16 @@ def apply_event_conn(
     if changes:
         conn.execute(delivery_t.update().where(delivery_t.c.id == row["id"]).values(**changes))
     return Applied("applied", row["id"])
+
+
+def _user_agent(data: Mapping[str, Any]) -> str | None:
+    """The opener's user agent, where a provider's event carries one."""
+    found = data.get("open") if isinstance(data.get("open"), Mapping) else data
+    for key in ("userAgent", "user_agent"):
+        value = found.get(key) if isinstance(found, Mapping) else None
+        if isinstance(value, str):
+            return value
+    return None
 
 
 def apply_event(

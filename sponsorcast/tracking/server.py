@@ -27,6 +27,7 @@ blocks over 16 KiB are refused. A client that hangs up mid-request is one log li
 from __future__ import annotations
 
 import asyncio
+import functools
 import html
 import json
 import logging
@@ -254,7 +255,14 @@ def create_app(
                 is not None
             )
         else:
-            found = await run_in_threadpool(tracking.record_open, db, data.delivery_id)
+            found = await run_in_threadpool(
+                functools.partial(
+                    tracking.record_open,
+                    db,
+                    data.delivery_id,
+                    user_agent=request.headers.get("user-agent"),
+                )
+            )
         if not found:
             return _not_found()
         return Response(PIXEL, media_type="image/gif", headers=NO_STORE)
