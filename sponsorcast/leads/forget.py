@@ -22,6 +22,7 @@ from typing import Any
 
 import sqlalchemy as sa
 
+from sponsorcast.audience import PERSON_COLUMNS
 from sponsorcast.store import Store
 from sponsorcast.store.models import ALL_SPONSORS, utcnow
 from sponsorcast.store.tables import (
@@ -37,14 +38,9 @@ from sponsorcast.transport.base import freeze_emails, thaw_emails
 REDACTED = "[erased]"
 # a sponsor's own settings (its from address may be the address asked about) and the store's
 _NOT_PERSONAL = ("sponsor", "store_setting", "rate_budget")
+# emptied in a tombstone (follow_up_status, which cannot be empty, becomes "erased")
 _PERSONAL = (
-    "name",
-    "first_name",
-    "last_name",
-    "company",
-    "title",
-    "intent_level",
-    "intent_score",
+    *(c for c in PERSON_COLUMNS[1:] if c != "follow_up_status"),
     "event",
     "fields",
     "consent",

@@ -11,6 +11,7 @@ from typing import Any
 
 import sqlalchemy as sa
 
+from sponsorcast.audience import PERSON_COLUMNS
 from sponsorcast.errors import NotFound
 from sponsorcast.store import Store
 from sponsorcast.store.tables import campaign_t, delivery_t, event_t, lead_t, suppression_t
@@ -19,15 +20,7 @@ from sponsorcast.suppression.erased import erased_token, erased_tokens, erasure_
 
 LEAD_COLUMNS = (
     "sponsor_id",
-    "email",
-    "name",
-    "first_name",
-    "last_name",
-    "company",
-    "title",
-    "intent_level",
-    "intent_score",
-    "follow_up_status",
+    *PERSON_COLUMNS,
     "tags",
     "event",
     "fields",

@@ -28,11 +28,11 @@ from sponsorcast.config import Config
 from sponsorcast.errors import TemplateError
 from sponsorcast.render import CompiledCampaign, check_recipients
 from sponsorcast.send.batches import make_renderer
+from sponsorcast.send.snapshot import DELIVERY_COLUMNS, deliveries_from
 from sponsorcast.store import Store
 from sponsorcast.store.lifecycle import transition
-from sponsorcast.store.models import BatchStatus, CampaignStatus, DeliveryStatus
+from sponsorcast.store.models import BatchStatus, CampaignStatus
 from sponsorcast.store.tables import batch_t, campaign_t, delivery_t, lead_t
-from sponsorcast.suppression import suppressed_condition
 from sponsorcast.wording import count
 
 TOP_UP_CAUSE = "new leads in the audience"
@@ -109,43 +109,17 @@ def _insert_new(
     batch_size: int,
 ) -> int:
     """The new leads as delivery rows (suppressed ones without a batch); how many."""
-    audience = parse_audience(stored_audience)
-    c = lead_t.c
     already = sa.exists(
         sa.select(sa.literal(1)).where(
-            delivery_t.c.campaign_id == campaign_id, delivery_t.c.lead_id == c.id
+            delivery_t.c.campaign_id == campaign_id, delivery_t.c.lead_id == lead_t.c.id
         )
     )
-    supp = suppressed_condition(c.sponsor_id, c.email)
-    is_supp = sa.case((supp, 1), else_=0)
-    rank = sa.func.row_number().over(partition_by=is_supp, order_by=c.id)
-    source = sa.select(
-        sa.literal(campaign_id).label("campaign_id"),
-        c.id.label("lead_id"),
-        c.email.label("recipient"),
-        sa.case(
-            (supp, sa.literal(DeliveryStatus.SUPPRESSED.value)),
-            else_=sa.literal(DeliveryStatus.PENDING.value),
-        ).label("status"),
-        sa.literal(0).label("attempts"),
-        sa.case((supp, sa.null()), else_=first + (rank - 1) // batch_size).label("batch"),
-        sa.literal(0).label("open_count"),
-        sa.literal(0).label("click_count"),
-    ).where(audience_filter(sponsor_id, audience), ~already)
-    cols = [
-        "campaign_id",
-        "lead_id",
-        "recipient",
-        "status",
-        "attempts",
-        "batch",
-        "open_count",
-        "click_count",
-    ]
+    where = sa.and_(audience_filter(sponsor_id, parse_audience(stored_audience)), ~already)
+    source = deliveries_from(campaign_id, where, first_batch=first, batch_size=batch_size)
     before = conn.execute(
         sa.select(sa.func.count()).where(delivery_t.c.campaign_id == campaign_id)
     ).scalar_one()
-    conn.execute(delivery_t.insert().from_select(cols, source))
+    conn.execute(delivery_t.insert().from_select(DELIVERY_COLUMNS, source))
     after = conn.execute(
         sa.select(sa.func.count()).where(delivery_t.c.campaign_id == campaign_id)
     ).scalar_one()

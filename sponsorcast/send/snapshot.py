@@ -129,14 +129,30 @@ def campaign_values(
     }
 
 
-def _insert_deliveries(conn: sa.Connection, campaign: CampaignFile, batch_size: int) -> int:
+DELIVERY_COLUMNS = [
+    "campaign_id",
+    "lead_id",
+    "recipient",
+    "status",
+    "attempts",
+    "batch",
+    "open_count",
+    "click_count",
+]
+
+
+def deliveries_from(
+    campaign_id: str, where: Any, *, first_batch: int, batch_size: int
+) -> sa.Select[Any]:
+    """The leads ``where`` selects as delivery rows (``DELIVERY_COLUMNS``): suppressed ones
+    without a batch, the others numbered into batches from ``first_batch``, in lead order."""
     c = lead_t.c
     supp = suppressed_condition(c.sponsor_id, c.email)
     is_supp = sa.case((supp, 1), else_=0)
     rank = sa.func.row_number().over(partition_by=is_supp, order_by=c.id)
-    source = (
+    return (
         sa.select(
-            sa.literal(campaign.id).label("campaign_id"),
+            sa.literal(campaign_id).label("campaign_id"),
             c.id.label("lead_id"),
             c.email.label("recipient"),
             sa.case(
@@ -144,24 +160,19 @@ def _insert_deliveries(conn: sa.Connection, campaign: CampaignFile, batch_size: 
                 else_=sa.literal(DeliveryStatus.PENDING.value),
             ).label("status"),
             sa.literal(0).label("attempts"),
-            sa.case((supp, sa.null()), else_=(rank - 1) // batch_size).label("batch"),
+            sa.case((supp, sa.null()), else_=first_batch + (rank - 1) // batch_size).label("batch"),
             sa.literal(0).label("open_count"),
             sa.literal(0).label("click_count"),
         )
-        .where(select_recipients(campaign.sponsor, campaign.audience).whereclause)  # type: ignore[arg-type]
+        .where(where)
         .order_by(c.id)
     )
-    cols = [
-        "campaign_id",
-        "lead_id",
-        "recipient",
-        "status",
-        "attempts",
-        "batch",
-        "open_count",
-        "click_count",
-    ]
-    conn.execute(delivery_t.insert().from_select(cols, source))
+
+
+def _insert_deliveries(conn: sa.Connection, campaign: CampaignFile, batch_size: int) -> int:
+    where = select_recipients(campaign.sponsor, campaign.audience).whereclause
+    source = deliveries_from(campaign.id, where, first_batch=0, batch_size=batch_size)
+    conn.execute(delivery_t.insert().from_select(DELIVERY_COLUMNS, source))
     return int(
         conn.execute(
             sa.select(sa.func.count()).where(delivery_t.c.campaign_id == campaign.id)
