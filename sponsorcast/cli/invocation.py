@@ -7,10 +7,11 @@ import functools
 import os
 import sys
 import traceback
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, ParamSpec, TypeVar
+from typing import TYPE_CHECKING, ParamSpec, TextIO, TypeVar
 
 import typer
 
@@ -71,6 +72,19 @@ def open_store(config: Config | None = None) -> Store:
     from sponsorcast.store import open_from_config
 
     return open_from_config(config or load())
+
+
+@contextmanager
+def whole_file(path: Path) -> Iterator[TextIO]:
+    """Write ``path`` whole or not at all: into ``path.part``, renamed once complete (removed
+    if the writing fails, so a reader never finds half a file)."""
+    part = path.with_name(path.name + ".part")
+    try:
+        with part.open("w", encoding="utf-8", newline="") as out:
+            yield out
+        part.replace(path)
+    finally:
+        part.unlink(missing_ok=True)
 
 
 def handle_errors(fn: Callable[P, R]) -> Callable[P, R]:

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Annotated, Any, Optional
 import typer
 
 from sponsorcast import console
-from sponsorcast.cli.invocation import handle_errors, load, open_store
+from sponsorcast.cli.invocation import handle_errors, load, open_store, whole_file
 
 if TYPE_CHECKING:
     from sponsorcast.leads import ImportReport, LeadSource
@@ -366,9 +366,8 @@ def export(
     if output is None:
         console.print_json(record)
         return
-    part = output.with_name(output.name + ".part")
-    part.write_text(console.json_text(record), encoding="utf-8")
-    part.replace(output)
+    with whole_file(output) as out:
+        out.write(console.json_text(record))
     console.say(f"Wrote everything held about {record['email']} to {output}.")
 
 

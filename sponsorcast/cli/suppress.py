@@ -9,7 +9,7 @@ from typing import Annotated, Optional
 import typer
 
 from sponsorcast import console
-from sponsorcast.cli.invocation import handle_errors, open_store
+from sponsorcast.cli.invocation import handle_errors, open_store, whole_file
 from sponsorcast.wording import count
 
 suppress_app = typer.Typer(
@@ -188,10 +188,8 @@ def export(
     if output is None:
         console.print_csv(rows, COLUMNS, raw=raw)
     else:
-        part = output.with_name(output.name + ".part")
-        with part.open("w", encoding="utf-8", newline="") as out:
+        with whole_file(output) as out:
             console.print_csv(rows, COLUMNS, raw=raw, out=out)
-        part.replace(output)  # whole or not at all
         console.say(f"Wrote {count(len(rows), 'entry', 'entries')} to {output}.")
     if erased:
         console.warn(
