@@ -39,6 +39,7 @@ STAGES = (
     ("Suppressed", "suppressed", None),
     ("Failed", "failed", None),
     ("Cancelled", "cancelled", None),
+    ("Skipped when due", "skipped", None),
     ("Not sent yet", "pending", None),
 )
 

@@ -40,6 +40,7 @@ from sponsorcast.send import (
     take_snapshot,
     validate_all,
 )
+from sponsorcast.send.followups import add_due
 from sponsorcast.send.rolling import add_new_leads
 from sponsorcast.store import Store
 from sponsorcast.store.lifecycle import (
@@ -218,12 +219,19 @@ def _run_one(
     action = "resumed"
     if status in (CampaignStatus.SENDING, CampaignStatus.SENT):
         with store.read() as conn:
-            rolling = bool(get_campaign_row(conn, campaign_id)["rolling"])
+            row = get_campaign_row(conn, campaign_id)
         batch = config.resend.batch_size if config.resend.endpoint == "batch" else 100
-        added = add_new_leads(store, config, campaign_id, batch) if rolling else 0
+        added = add_new_leads(store, config, campaign_id, batch) if row["rolling"] else 0
         if added:
             log(f"Campaign '{campaign_id}': {count(added, 'new lead')} of its audience added.")
-        elif status == CampaignStatus.SENT:
+        if row["follows"]:
+            due = add_due(store, config, campaign_id, batch, now)
+            if due.added:
+                skipped = (
+                    f" ({due.skipped} skipped: no longer in its audience)" if due.skipped else ""
+                )
+                log(f"Campaign '{campaign_id}': {count(due.added, 'recipient')} came due{skipped}.")
+        elif not added and status == CampaignStatus.SENT:
             return None  # a rolling campaign with nobody new: nothing to say
     if status == CampaignStatus.PAUSED:
         with store.write() as conn:
