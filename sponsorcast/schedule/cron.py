@@ -340,6 +340,8 @@ def _start_scheduled(
         if status != CampaignStatus.SENDING:
             return None  # unscheduled, cancelled or finished by someone else meanwhile
         return _run(store, config, campaign_id, "joined", deadline, transport, log)
+    if plan.campaign.follows:  # its recipients who are due already go in this run
+        add_due(store, config, campaign_id, _batch_size(config), now)
     lateness = (
         f", {format_duration(late)} after its send time" if late >= timedelta(minutes=1) else ""
     )

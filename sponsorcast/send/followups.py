@@ -26,6 +26,7 @@ import sqlalchemy as sa
 
 from sponsorcast.audience import audience_filter, parse_audience
 from sponsorcast.config import Config
+from sponsorcast.durations import format_duration
 from sponsorcast.send.batches import make_renderer
 from sponsorcast.send.rolling import add_batches, check_added, next_batch_number, recount
 from sponsorcast.send.snapshot import DELIVERY_COLUMNS, deliveries_from
@@ -165,3 +166,31 @@ def waiting(conn: sa.Connection, campaign_id: str) -> tuple[int, datetime | None
     left, first_sent = conn.execute(query).one()
     after = timedelta(seconds=float(row.after_seconds or 0))
     return int(left), (first_sent + after if first_sent is not None else None)
+
+
+def follow_up_state(conn: sa.Connection, campaign_id: str) -> dict[str, object]:
+    """What ``campaigns show`` adds for a follow-up: its parent, the wait, who is still to come
+    due and when the next one does, and the skipped by reason; nothing for other campaigns."""
+    row = conn.execute(
+        sa.select(campaign_t.c.follows, campaign_t.c.after_seconds).where(
+            campaign_t.c.id == campaign_id
+        )
+    ).one()
+    if row.follows is None:
+        return {}
+    left, next_due = waiting(conn, campaign_id)
+    skipped = conn.execute(
+        sa.select(delivery_t.c.last_error, sa.func.count())
+        .where(
+            delivery_t.c.campaign_id == campaign_id,
+            delivery_t.c.status == DeliveryStatus.SKIPPED,
+        )
+        .group_by(delivery_t.c.last_error)
+    ).all()
+    return {
+        "follows": row.follows,
+        "after": format_duration(timedelta(seconds=float(row.after_seconds or 0))),
+        "waiting": left,
+        "next_due": next_due,
+        "skipped": {str(reason): int(n) for reason, n in skipped},
+    }
