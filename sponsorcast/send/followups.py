@@ -11,8 +11,8 @@ those who acted:
 - who does not gets a ``skipped`` delivery, its reason in ``last_error``, and never an email.
 
 A parent recipient gets exactly one row in the follow-up (the delivery table's unique
-campaign and lead), so the numbers add up, and the SPEC's guarantees hold for every step: the
-batches are ordinary batches. The follow-up is ``sent`` once its parent is finished and
+campaign and lead), so the numbers add up, and exactly-once holds as for any campaign: the
+batches are ordinary batches, with their keys and leases. The follow-up is ``sent`` once its parent is finished and
 every parent recipient that was sent the parent has come due (``waiting``). A follow-up can
 follow a follow-up.
 """
