@@ -269,7 +269,7 @@ def check_ledger(conn: sa.Connection, sponsor_id: str, audience: Audience) -> No
 
 def audience_filter(
     sponsor_id: str, audience: Audience, now: datetime | None = None
-) -> sa.TextClause | sa.ColumnElement[bool]:
+) -> sa.ColumnElement[bool]:
     """``where_sql`` as a SQLAlchemy clause (times bound as the store keeps them), written for
     whichever store it runs on."""
     import sqlalchemy as sa  # on use: keeps start-up fast
@@ -279,7 +279,8 @@ def audience_filter(
 
     def clause(dialect: str) -> sa.TextClause:
         sql, params = where_sql(sponsor_id, audience, now, dialect=dialect)
-        return sa.text(sql).bindparams(
+        # parenthesised: a text clause is not grouped when it is negated or combined
+        return sa.text(f"({sql})").bindparams(
             *(
                 sa.bindparam(
                     name, value, type_=UTCDateTime() if isinstance(value, datetime) else None
@@ -288,9 +289,10 @@ def audience_filter(
             )
         )
 
+    sqlite = clause("sqlite")
     if not ledger_campaigns(audience) and "not_contacted_within" not in audience.filter:
-        return clause("sqlite")  # the same text for every store
-    return PerDialect(clause("sqlite"), clause("postgresql"))
+        return PerDialect(sqlite, sqlite)  # the same text for every store, as a column element
+    return PerDialect(sqlite, clause("postgresql"))
 
 
 def select_recipients(

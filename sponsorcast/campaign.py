@@ -19,6 +19,7 @@ import yaml
 
 from sponsorcast.audience import Audience, parse_audience
 from sponsorcast.config import LANGUAGE_TAG
+from sponsorcast.durations import parse_duration
 from sponsorcast.errors import BadInput, CampaignFileError
 from sponsorcast.headers import header_problem, mailbox_problem
 
@@ -38,6 +39,8 @@ KEYS = (
     "line_breaks",
     "layout",
     "rolling",
+    "follows",
+    "after",
 )
 YAML_ONLY_KEYS = ("body",)
 SLUG = re.compile(r"^[a-z0-9][a-z0-9_-]{0,127}$")
@@ -80,6 +83,8 @@ class CampaignFile:
     )
     layout_html: str | None = None  # that file's text, read when the campaign is loaded to send
     rolling: bool = False  # leads that join the audience later are sent it too
+    follows: str | None = None  # a follow-up of this campaign: each recipient due ``after`` theirs
+    after: str | None = None  # the duration, as written (``3d``)
     tags: dict[str, str] = field(default_factory=dict)
     path: Path = Path("<campaign>")
     content_hash: str = ""
@@ -235,6 +240,7 @@ def load_campaign(path: Path) -> CampaignFile:
     rolling = data.get("rolling", False)
     if not isinstance(rolling, bool):
         raise fail("rolling must be true or false.", "rolling")
+    follows, after = _follow_up(data, campaign_id, fail)
 
     from_address = _address(data, "from", fail)
     reply_to = _address(data, "reply_to", fail)
@@ -264,6 +270,8 @@ def load_campaign(path: Path) -> CampaignFile:
         line_breaks=line_breaks,
         layout=layout,
         rolling=rolling,
+        follows=follows,
+        after=after,
         tags=tags,
         path=path,
         content_hash=hashlib.sha256(raw).hexdigest(),
@@ -402,3 +410,24 @@ def _tags(raw: Any, fail: Any) -> dict[str, str]:
                 )
         tags[name_text] = value_text
     return tags
+
+
+def _follow_up(data: dict[str, Any], campaign_id: str, fail: Any) -> tuple[str | None, str | None]:
+    """``follows`` and ``after``: both or neither; a campaign id and a duration."""
+    follows, after = data.get("follows"), data.get("after")
+    if follows is None and after is None:
+        return None, None
+    if follows is None or after is None:
+        key = "after" if follows is None else "follows"
+        raise fail("a follow-up needs both 'follows: CAMPAIGN_ID' and 'after: 3d'.", key)
+    if not isinstance(follows, str) or not SLUG.match(follows.strip()):
+        raise fail("follows must be the id of a campaign, like spring-launch.", "follows")
+    if follows.strip() == campaign_id:
+        raise fail(f"campaign '{campaign_id}' cannot follow itself.", "follows")
+    if not isinstance(after, str):
+        raise fail("after must be a duration such as 3d or 36h.", "after")
+    try:
+        parse_duration(after)
+    except BadInput as exc:
+        raise fail(exc.message, "after") from None
+    return follows.strip(), after.strip().lower()

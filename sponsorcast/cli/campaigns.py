@@ -47,11 +47,13 @@ def show(
     campaign_id: Annotated[str, typer.Argument(metavar="CAMPAIGN_ID")],
     json_: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
 ) -> None:
-    """A campaign, its delivery counts and its history."""
+    """A campaign, its delivery counts and its history (a follow-up's: who is still to come due)."""
+    from sponsorcast.send.followups import follow_up_state
     from sponsorcast.store.lifecycle import show_campaign
 
     with open_store().read() as conn:
         data = show_campaign(conn, campaign_id)
+        data.update(follow_up_state(conn, campaign_id))
     if json_:
         console.print_json(data)
         return

@@ -39,6 +39,7 @@ STAGES = (
     ("Suppressed", "suppressed", None),
     ("Failed", "failed", None),
     ("Cancelled", "cancelled", None),
+    ("Skipped when due", "skipped", None),  # a follow-up's; the row shows only when not 0
     ("Not sent yet", "pending", None),
 )
 

@@ -4,8 +4,9 @@ Counters are cumulative along the way an email travels: ``sent`` is every delive
 accepted (``sent_at`` set), whatever happened after; ``delivered`` every one with
 ``delivered_at`` (set too when an open, click or complaint arrives first); ``opened`` and
 ``clicked`` count recipients, not events. ``pending`` is pending plus sending. ``cancelled``
-(deliveries a cancelled campaign will never send) is one key beyond the documented list, so that
-the numbers add up to ``total_recipients``. Rates are
+(deliveries a cancelled campaign will never send) and ``skipped`` (a follow-up's recipients who
+no longer qualified when they came due) are beyond the documented list, so that the numbers
+add up to ``total_recipients``. Rates are
 percentages of ``sent`` with one decimal (0.0 when nothing was sent). ``timeline`` and
 ``links`` are the report's (``report.rows``): first opens and clicks per hour, then per day,
 and each link's clicks.

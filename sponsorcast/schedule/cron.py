@@ -40,6 +40,7 @@ from sponsorcast.send import (
     take_snapshot,
     validate_all,
 )
+from sponsorcast.send.followups import add_due
 from sponsorcast.send.rolling import add_new_leads
 from sponsorcast.store import Store
 from sponsorcast.store.lifecycle import (
@@ -218,12 +219,19 @@ def _run_one(
     action = "resumed"
     if status in (CampaignStatus.SENDING, CampaignStatus.SENT):
         with store.read() as conn:
-            rolling = bool(get_campaign_row(conn, campaign_id)["rolling"])
+            row = get_campaign_row(conn, campaign_id)
         batch = config.resend.batch_size if config.resend.endpoint == "batch" else 100
-        added = add_new_leads(store, config, campaign_id, batch) if rolling else 0
+        added = add_new_leads(store, config, campaign_id, batch) if row["rolling"] else 0
         if added:
             log(f"Campaign '{campaign_id}': {count(added, 'new lead')} of its audience added.")
-        elif status == CampaignStatus.SENT:
+        if row["follows"]:
+            due = add_due(store, config, campaign_id, batch, now)
+            if due.added:
+                skipped = (
+                    f" ({due.skipped} skipped: no longer in its audience)" if due.skipped else ""
+                )
+                log(f"Campaign '{campaign_id}': {count(due.added, 'recipient')} came due{skipped}.")
+        elif not added and status == CampaignStatus.SENT:
             return None  # a rolling campaign with nobody new: nothing to say
     if status == CampaignStatus.PAUSED:
         with store.write() as conn:
@@ -332,6 +340,8 @@ def _start_scheduled(
         if status != CampaignStatus.SENDING:
             return None  # unscheduled, cancelled or finished by someone else meanwhile
         return _run(store, config, campaign_id, "joined", deadline, transport, log)
+    if plan.campaign.follows:  # its recipients who are due already go in this run
+        add_due(store, config, campaign_id, _batch_size(config), now)
     lateness = (
         f", {format_duration(late)} after its send time" if late >= timedelta(minutes=1) else ""
     )

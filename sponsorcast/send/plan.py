@@ -84,6 +84,8 @@ def plan_send(store: Store, config: Config, path: Path, *, run_preflight: bool =
     )
     with store.read() as conn:
         check_ledger(conn, campaign.sponsor, campaign.audience)
+        if campaign.follows:
+            check_parent(conn, campaign.sponsor, campaign.follows)
         row = conn.execute(
             sa.select(
                 campaign_t.c.status,
@@ -147,7 +149,8 @@ def preflight(config: Config, plan: Plan, *, fresh: bool) -> None:
             "nothing was sent.",
             hint=f"Set 'postal_address' under [sponsors.{sponsor.id}] in sponsorcast.toml.",
         )
-    if fresh and plan.recipients - plan.suppressed <= 0:
+    # a follow-up's audience is judged as each recipient comes due: none may match yet
+    if fresh and plan.recipients - plan.suppressed <= 0 and not plan.campaign.follows:
         who = describe_audience(plan.campaign.audience)
         if plan.recipients:
             reason = f"every one of the {count(plan.recipients, 'lead')} of {who} is suppressed"
@@ -209,6 +212,21 @@ def _refuse_changed(
             f"'{campaign.id}' was {status}; "
             "recipients must not get two versions of one campaign, so nothing was sent.",
             hint="Restore the file, or give the new version another id (front-matter 'id:').",
+        )
+
+
+def check_parent(conn: sa.Connection, sponsor_id: str, follows: str) -> None:
+    """BadInput unless ``follows`` is a campaign of the same sponsor in the store."""
+    row = conn.execute(sa.select(campaign_t.c.sponsor_id).where(campaign_t.c.id == follows)).first()
+    if row is None:
+        raise BadInput(
+            f"The campaign follows '{follows}', which the store does not have; nothing was sent.",
+            hint="Send (or schedule) that campaign first; a follow-up follows what was sent.",
+        )
+    if row.sponsor_id != sponsor_id:
+        raise BadInput(
+            f"The campaign follows '{follows}' of sponsor '{row.sponsor_id}'; a follow-up of "
+            f"sponsor '{sponsor_id}' can only follow its own campaigns. Nothing was sent."
         )
 
 

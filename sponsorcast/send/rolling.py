@@ -50,50 +50,55 @@ def add_new_leads(store: Store, config: Config, campaign_id: str, batch_size: in
         ).one()
         if row.status not in (CampaignStatus.SENDING, CampaignStatus.SENT):
             return 0
-        first = _next_batch_number(conn, campaign_id)
+        first = next_batch_number(conn, campaign_id)
         added = _insert_new(conn, campaign_id, row.sponsor_id, row.audience, first, batch_size)
         if not added:
             return 0
-        _check_added(conn, renderer.compiled, campaign_id, first)
-        nonce = secrets.token_hex(4)
-        numbers = (
-            sa.select(delivery_t.c.batch)
-            .where(delivery_t.c.campaign_id == campaign_id, delivery_t.c.batch >= first)
-            .distinct()
-            .subquery()
-        )
-        conn.execute(
-            batch_t.insert().from_select(
-                ["campaign_id", "number", "status", "idempotency_key", "attempts"],
-                sa.select(
-                    sa.literal(campaign_id),
-                    numbers.c.batch,
-                    sa.literal(BatchStatus.PENDING.value),
-                    sa.literal(f"sc-{campaign_id}-{nonce}-b") + sa.cast(numbers.c.batch, sa.String),
-                    sa.literal(0),
-                ),
-            )
-        )
-        total = conn.execute(
-            sa.select(sa.func.count()).where(delivery_t.c.campaign_id == campaign_id)
-        ).scalar_one()
-        conn.execute(
-            campaign_t.update()
-            .where(campaign_t.c.id == campaign_id)
-            .values(total_recipients=total, finished_at=None)
-        )
-        if row.status == CampaignStatus.SENT:
-            transition(
-                conn,
-                campaign_id,
-                CampaignStatus.SENDING,
-                f"{TOP_UP_CAUSE}: {count(added, 'recipient')} added",
-                expect=(CampaignStatus.SENT,),
-            )
+        check_added(conn, renderer.compiled, campaign_id, first)
+        add_batches(conn, campaign_id, first)
+        recount(conn, campaign_id, row.status, f"{TOP_UP_CAUSE}: {count(added, 'recipient')} added")
     return added
 
 
-def _next_batch_number(conn: sa.Connection, campaign_id: str) -> int:
+def add_batches(conn: sa.Connection, campaign_id: str, first: int) -> None:
+    """Batch rows (under keys of a new nonce) for the deliveries numbered from ``first``."""
+    nonce = secrets.token_hex(4)
+    numbers = (
+        sa.select(delivery_t.c.batch)
+        .where(delivery_t.c.campaign_id == campaign_id, delivery_t.c.batch >= first)
+        .distinct()
+        .subquery()
+    )
+    conn.execute(
+        batch_t.insert().from_select(
+            ["campaign_id", "number", "status", "idempotency_key", "attempts"],
+            sa.select(
+                sa.literal(campaign_id),
+                numbers.c.batch,
+                sa.literal(BatchStatus.PENDING.value),
+                sa.literal(f"sc-{campaign_id}-{nonce}-b") + sa.cast(numbers.c.batch, sa.String),
+                sa.literal(0),
+            ),
+        )
+    )
+
+
+def recount(conn: sa.Connection, campaign_id: str, status: str, cause: str) -> None:
+    """After deliveries were added: the total again, and a sent campaign sending again."""
+    total = conn.execute(
+        sa.select(sa.func.count()).where(delivery_t.c.campaign_id == campaign_id)
+    ).scalar_one()
+    conn.execute(
+        campaign_t.update()
+        .where(campaign_t.c.id == campaign_id)
+        .values(total_recipients=total, finished_at=None)
+    )
+    if status == CampaignStatus.SENT:
+        transition(conn, campaign_id, CampaignStatus.SENDING, cause, expect=(CampaignStatus.SENT,))
+
+
+def next_batch_number(conn: sa.Connection, campaign_id: str) -> int:
+    """The first batch number no batch of the campaign has yet."""
     used = conn.execute(
         sa.select(sa.func.max(batch_t.c.number)).where(batch_t.c.campaign_id == campaign_id)
     ).scalar()
@@ -126,7 +131,7 @@ def _insert_new(
     return int(after) - int(before)
 
 
-def _check_added(
+def check_added(
     conn: sa.Connection, compiled: CompiledCampaign, campaign_id: str, first: int
 ) -> None:
     """Render every recipient just added; a problem raises TemplateError (the caller's

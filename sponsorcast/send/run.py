@@ -21,6 +21,7 @@ from sponsorcast.send.batches import make_renderer
 from sponsorcast.send.brakes import BrakeWatch
 from sponsorcast.send.caps import DailyCap
 from sponsorcast.send.claims import ClaimAgain, Claimer, Stopped
+from sponsorcast.send.followups import add_due, waiting
 from sponsorcast.send.plan import NOT_STARTED, Plan, validate_all
 from sponsorcast.send.reports import Progress, ProgressCallback, RunReport
 from sponsorcast.send.rolling import add_new_leads
@@ -190,7 +191,7 @@ def finish_if_done(store: Store, campaign_id: str) -> str:
                 batch_t.c.status.in_((BatchStatus.PENDING, BatchStatus.CLAIMED)),
             )
         ).scalar_one()
-        if left == 0:
+        if left == 0 and waiting(conn, campaign_id)[0] == 0:
             failed = conn.execute(
                 sa.select(sa.func.count()).where(
                     delivery_t.c.campaign_id == campaign_id,
@@ -277,6 +278,8 @@ def send_campaign(
         and add_new_leads(store, config, campaign_id, batch_size)
     ):
         plan = replace(plan, existing_status=CampaignStatus.SENDING)
+    if plan.campaign.follows and plan.existing_status == CampaignStatus.SENDING:
+        add_due(store, config, campaign_id, batch_size)
     if plan.existing_status in (CampaignStatus.SENT, CampaignStatus.CANCELLED):
         with store.read() as conn:
             counts = status_counts(conn, campaign_id)
@@ -296,6 +299,8 @@ def send_campaign(
     if fresh:
         validate_all(store, plan, config)
         take_snapshot(store, plan, batch_size)
+        if plan.campaign.follows:
+            add_due(store, config, campaign_id, batch_size)
     with store.write() as conn:
         row = get_campaign_row(conn, campaign_id)
         status = row["status"]

@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any
 import sqlalchemy as sa
 
 from sponsorcast.audience import select_recipients
+from sponsorcast.durations import parse_duration
 from sponsorcast.send.plan import NOT_STARTED, Plan
 from sponsorcast.store import Store
 from sponsorcast.store.lifecycle import (
@@ -78,7 +79,8 @@ def take_snapshot(store: Store, plan: Plan, batch_size: int, *, cause: str = "se
                 conn.execute(
                     campaign_t.update().where(campaign_t.c.id == campaign.id).values(**values)
                 )
-            total = _insert_deliveries(conn, campaign, batch_size)
+            # a follow-up's recipients come due one by one (send.followups): none at the start
+            total = 0 if campaign.follows else _insert_deliveries(conn, campaign, batch_size)
             _insert_batches(conn, campaign.id, f"sc-{campaign.id}-{nonce}-b")
             conn.execute(
                 campaign_t.update()
@@ -126,6 +128,10 @@ def campaign_values(
         "send_at": send_at,
         "content_hash": campaign.content_hash,
         "rolling": campaign.rolling,
+        "follows": campaign.follows,
+        "after_seconds": (
+            parse_duration(campaign.after).total_seconds() if campaign.after else None
+        ),
     }
 
 

@@ -232,7 +232,8 @@ def m008_rate_budget(conn: sa.Connection) -> None:
 def m009_guard_rails(conn: sa.Connection) -> None:
     """Settings of the store itself (the key of erased people's hashes), the row of the
     source file each lead came from, each sponsor's daily cap and warm-up, the delivery
-    indexes that caps, bounce warnings and ledger audiences read, and rolling campaigns."""
+    indexes that caps, bounce warnings and ledger audiences read, rolling campaigns and
+    follow-ups."""
     md = sa.MetaData()
     sa.Table(
         "store_setting",
@@ -267,6 +268,9 @@ def m009_guard_rails(conn: sa.Connection) -> None:
         )
     )
     conn.execute(sa.text("ALTER TABLE campaign ADD COLUMN rolling BOOLEAN NOT NULL DEFAULT false"))
+    conn.execute(sa.text("ALTER TABLE campaign ADD COLUMN follows VARCHAR"))
+    real = sa.Float(precision=53).compile(dialect=conn.dialect)
+    conn.execute(sa.text(f"ALTER TABLE campaign ADD COLUMN after_seconds {real}"))
 
 
 @dataclass(frozen=True)

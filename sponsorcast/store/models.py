@@ -73,6 +73,9 @@ class DeliveryStatus(StrEnum):
     COMPLAINED = "complained"
     SUPPRESSED = "suppressed"
     CANCELLED = "cancelled"
+    SKIPPED = (
+        "skipped"  # a follow-up's recipient who no longer qualified when due (last_error says why)
+    )
 
 
 class BatchStatus(StrEnum):
@@ -159,6 +162,9 @@ class Campaign(SQLModel, table=True):
     status_reason: str | None = None
     content_hash: str = ""
     rolling: bool = False  # leads joining the audience later are added by send and run-due
+    follows: str | None = None  # a follow-up of this campaign (``send.followups``)
+    # … each recipient due this long after their email of it
+    after_seconds: float | None = Field(default=None, sa_type=sa.Float(precision=53))
     total_recipients: int = 0
     created_at: datetime | None = _dt()
     started_at: datetime | None = _dt()

@@ -66,6 +66,7 @@ FUNNEL = {
     "complained": 1,
     "suppressed": 0,
     "cancelled": 0,
+    "skipped": 0,
     "opened": 4,  # p0–p3
     "clicked": 3,  # p0–p2
     "unsubscribed": 1,  # p3

@@ -258,6 +258,7 @@ def test_sponsor_report(project: Project, store: Store) -> None:
         "complained": 1,
         "suppressed": 0,
         "cancelled": 0,
+        "skipped": 0,
         "opened": 5,
         "clicked": 3,
         "unsubscribed": 1,

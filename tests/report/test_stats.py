@@ -85,6 +85,7 @@ def test_stats_after_scripted_events(store: Store) -> None:
         "complained": 1,  # p2
         "suppressed": 1,  # p7
         "cancelled": 0,
+        "skipped": 0,
         "opened": 2,  # p0, p1 (recipients, not 3 events)
         "clicked": 2,  # p0, p4
         "unsubscribed": 1,  # p3
@@ -148,6 +149,7 @@ def test_stats_json_through_the_cli(project: Any, store: Store) -> None:
         "complained": 0,
         "suppressed": 0,
         "cancelled": 0,
+        "skipped": 0,
         "opened": 1,
         "clicked": 1,
         "unsubscribed": 1,

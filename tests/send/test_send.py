@@ -450,6 +450,7 @@ def test_cli_stats_json_keys(project: Project, store: Store, spring: Path) -> No
         "complained",
         "suppressed",
         "cancelled",
+        "skipped",
         "opened",
         "clicked",
         "unsubscribed",

@@ -1,0 +1,196 @@
+"""Follow-ups: a campaign file with ``follows: ID`` and ``after: 3d``.
+
+Each recipient of campaign ID comes due ``after`` the moment *their* email of ID was sent.
+The follow-up is snapshotted with no delivery at all; every ``send`` and ``run-due`` then
+adds those who have come due since, in one write transaction under a lock on the follow-up's
+row (``add_due``), and sends them. The follow-up's own audience is evaluated when a recipient
+comes due, so ``not_clicked: ID``, or a CRM import that set ``follow_up_status``, stops it for
+those who acted:
+
+- who still qualifies becomes a pending delivery in a new batch (or ``suppressed``);
+- who does not gets a ``skipped`` delivery, its reason in ``last_error``, and never an email.
+
+A parent recipient gets exactly one row in the follow-up (the delivery table's unique
+campaign and lead), so the numbers add up, and exactly-once holds as for any campaign: the
+batches are ordinary batches, with their keys and leases. The follow-up is ``sent`` once its parent is finished and
+every parent recipient that was sent the parent has come due (``waiting``). A follow-up can
+follow a follow-up.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+import sqlalchemy as sa
+
+from sponsorcast.audience import audience_filter, parse_audience
+from sponsorcast.config import Config
+from sponsorcast.durations import format_duration
+from sponsorcast.send.batches import make_renderer
+from sponsorcast.send.rolling import add_batches, check_added, next_batch_number, recount
+from sponsorcast.send.snapshot import DELIVERY_COLUMNS, deliveries_from
+from sponsorcast.store import Store
+from sponsorcast.store.models import CampaignStatus, DeliveryStatus, utcnow
+from sponsorcast.store.tables import campaign_t, delivery_t, lead_t
+from sponsorcast.wording import count
+
+NO_LONGER = "no longer in the audience when due"
+FINISHED_PARENT = (CampaignStatus.SENT, CampaignStatus.CANCELLED)
+
+
+@dataclass(frozen=True)
+class Due:
+    """What one ``add_due`` did."""
+
+    added: int  # recipients who came due (pending, suppressed and skipped)
+    skipped: int
+
+
+def _due_parent_rows(campaign_id: str, parent: str, cutoff: datetime) -> sa.Select[tuple[int]]:
+    """Lead ids of the parent's recipients sent by ``cutoff`` with no row here yet."""
+    p = delivery_t.alias("p")
+    here = sa.exists(
+        sa.select(sa.literal(1)).where(
+            delivery_t.c.campaign_id == campaign_id, delivery_t.c.lead_id == p.c.lead_id
+        )
+    )
+    return sa.select(p.c.lead_id).where(
+        p.c.campaign_id == parent, p.c.sent_at.is_not(None), p.c.sent_at <= cutoff, ~here
+    )
+
+
+def add_due(
+    store: Store, config: Config, campaign_id: str, batch_size: int, now: datetime | None = None
+) -> Due:
+    """Add the recipients of the parent who have come due by ``now`` (see the module)."""
+    now = now or utcnow()
+    renderer = make_renderer(store, config, campaign_id)
+    with store.write() as conn:
+        row = conn.execute(
+            sa.select(
+                campaign_t.c.status,
+                campaign_t.c.sponsor_id,
+                campaign_t.c.audience,
+                campaign_t.c.follows,
+                campaign_t.c.after_seconds,
+            )
+            .where(campaign_t.c.id == campaign_id)
+            .with_for_update()  # due additions to one follow-up queue here on PostgreSQL
+        ).one()
+        if row.follows is None or row.status not in (CampaignStatus.SENDING, CampaignStatus.SENT):
+            return Due(0, 0)
+        cutoff = now - timedelta(seconds=float(row.after_seconds or 0))
+        due = _due_parent_rows(campaign_id, row.follows, cutoff)
+        qualifies = audience_filter(row.sponsor_id, parse_audience(row.audience), now)
+        first = next_batch_number(conn, campaign_id)
+        before = _rows(conn, campaign_id)
+        conn.execute(
+            delivery_t.insert().from_select(
+                DELIVERY_COLUMNS,
+                deliveries_from(
+                    campaign_id,
+                    sa.and_(lead_t.c.id.in_(due), qualifies),
+                    first_batch=first,
+                    batch_size=batch_size,
+                ),
+            )
+        )
+        qualified = _rows(conn, campaign_id) - before
+        if qualified:
+            check_added(conn, renderer.compiled, campaign_id, first)
+            add_batches(conn, campaign_id, first)
+        conn.execute(
+            delivery_t.insert().from_select(
+                [
+                    "campaign_id",
+                    "lead_id",
+                    "recipient",
+                    "status",
+                    "attempts",
+                    "last_error",
+                    "open_count",
+                    "click_count",
+                ],
+                sa.select(
+                    sa.literal(campaign_id),
+                    lead_t.c.id,
+                    lead_t.c.email,
+                    sa.literal(DeliveryStatus.SKIPPED.value),
+                    sa.literal(0),
+                    sa.literal(NO_LONGER),
+                    sa.literal(0),
+                    sa.literal(0),
+                ).where(lead_t.c.id.in_(due), sa.not_(qualifies)),
+            )
+        )
+        added = _rows(conn, campaign_id) - before
+        if added:
+            recount(conn, campaign_id, row.status, f"{count(added, 'recipient')} came due")
+    return Due(added, added - qualified)
+
+
+def _rows(conn: sa.Connection, campaign_id: str) -> int:
+    return int(
+        conn.execute(
+            sa.select(sa.func.count()).where(delivery_t.c.campaign_id == campaign_id)
+        ).scalar_one()
+    )
+
+
+def waiting(conn: sa.Connection, campaign_id: str) -> tuple[int, datetime | None]:
+    """(parent recipients not due yet or not sent yet, when the next one comes due) of a
+    follow-up; (0, None) for any other campaign. A follow-up is finished when this is 0 and
+    its parent is finished."""
+    row = conn.execute(
+        sa.select(campaign_t.c.follows, campaign_t.c.after_seconds).where(
+            campaign_t.c.id == campaign_id
+        )
+    ).one()
+    if row.follows is None:
+        return 0, None
+    parent = conn.execute(
+        sa.select(campaign_t.c.status).where(campaign_t.c.id == row.follows)
+    ).scalar()
+    p = delivery_t.alias("p")
+    not_here = ~sa.exists(
+        sa.select(sa.literal(1)).where(
+            delivery_t.c.campaign_id == campaign_id, delivery_t.c.lead_id == p.c.lead_id
+        )
+    )
+    query = sa.select(sa.func.count(), sa.func.min(p.c.sent_at)).where(
+        p.c.campaign_id == row.follows, not_here
+    )
+    if parent in FINISHED_PARENT:  # a running parent may still send its pending recipients
+        query = query.where(p.c.sent_at.is_not(None))
+    left, first_sent = conn.execute(query).one()
+    after = timedelta(seconds=float(row.after_seconds or 0))
+    return int(left), (first_sent + after if first_sent is not None else None)
+
+
+def follow_up_state(conn: sa.Connection, campaign_id: str) -> dict[str, object]:
+    """What ``campaigns show`` adds for a follow-up: its parent, the wait, who is still to come
+    due and when the next one does, and the skipped by reason; nothing for other campaigns."""
+    row = conn.execute(
+        sa.select(campaign_t.c.follows, campaign_t.c.after_seconds).where(
+            campaign_t.c.id == campaign_id
+        )
+    ).one()
+    if row.follows is None:
+        return {}
+    left, next_due = waiting(conn, campaign_id)
+    skipped = conn.execute(
+        sa.select(delivery_t.c.last_error, sa.func.count())
+        .where(
+            delivery_t.c.campaign_id == campaign_id,
+            delivery_t.c.status == DeliveryStatus.SKIPPED,
+        )
+        .group_by(delivery_t.c.last_error)
+    ).all()
+    return {
+        "follows": row.follows,
+        "after": format_duration(timedelta(seconds=float(row.after_seconds or 0))),
+        "waiting": left,
+        "next_due": next_due,
+        "skipped": {str(reason): int(n) for reason, n in skipped},
+    }
