@@ -6,7 +6,9 @@ Fills a store like ``bench_report.py`` (1,000,000 leads, each with a delivery of
 
 - ``not_clicked=big``: who to follow up;
 - ``received=big`` and ``not_clicked=big`` together;
-- ``not_contacted_within=7d``: nobody emailed by this sponsor in a week.
+- ``not_contacted_within=7d``: nobody emailed by this sponsor in a week;
+- a follow-up of ``big`` three days after, ``not_clicked: big``: who is due, and what would
+  become of them (``send.followups.preview_due``, the SQL a ``run-due`` runs to add them).
 
 Target: each under 1 s (indexed SQL, no per-lead Python), SQLite and PostgreSQL, for the
 query alone and, stricter, for the whole process. The counts are checked against the
@@ -73,6 +75,29 @@ def sql_seconds(url: str, filters: list[str]) -> float:
     return best
 
 
+def due_seconds(url: str) -> tuple[float, int]:
+    """A follow-up of ``big`` three days after: selecting who is due (best of 3) and how many."""
+    from datetime import UTC, datetime, timedelta
+
+    from sponsorcast.audience import parse_audience
+    from sponsorcast.send.followups import preview_due
+    from sponsorcast.store import open_store
+
+    audience = parse_audience({"type": "custom", "filter": {"not_clicked": "big"}})
+    store = open_store(url)
+    best, due = float("inf"), 0
+    with store.read() as conn:
+        for _ in range(3):
+            began = time.perf_counter()
+            preview = preview_due(
+                conn, "again", "bench", audience, "big", timedelta(days=3), datetime.now(UTC)
+            )
+            best = min(best, time.perf_counter() - began)
+            due = preview.due_now
+    store.dispose()
+    return best, due
+
+
 def main() -> None:
     """Fill a store, time the ledger audiences, print the figures."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -132,6 +157,14 @@ def main() -> None:
                 f"target (best of 3, whole process, peak {peak:.0f} MiB); the query alone "
                 f"{query:.3f} s; {count:,} leads"
             )
+        seconds, due = due_seconds(url)
+        if due != want["all"]:
+            raise SystemExit(f"follow-up: {due:,} due, the table says {want['all']:,}")
+        print(
+            f"{'follow-up due selection':<26} {seconds:6.3f} s = {seconds / TARGET_S:.2f} of the "
+            f"{TARGET_S:.0f} s target (best of 3, in an open store: due now, would be sent, "
+            f"suppressed, skipped, later), {due:,} due"
+        )
 
 
 if __name__ == "__main__":

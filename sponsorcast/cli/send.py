@@ -14,7 +14,8 @@ from sponsorcast.errors import BadInput, ExitCode, Reported
 from sponsorcast.wording import count
 
 if TYPE_CHECKING:
-    from sponsorcast.send import RunReport
+    from sponsorcast.send import Plan, RunReport
+    from sponsorcast.store import Store
 
 TABLE_COLUMNS = [
     "recipient",
@@ -96,16 +97,16 @@ def send(
         checked = (
             validate_all(store, plan, config) if plan.existing_status is None else plan.recipients
         )
-        console.print_fields(
-            {
-                "campaign": plan.campaign.id,
-                "status": plan.existing_status or "new",
-                "recipients": checked if plan.existing_status is None else plan.recipients,
-                "suppressed": plan.suppressed,
-                "transport": config.transport,
-            },
-            title="Dry run",
-        )
+        fields: dict[str, object] = {
+            "campaign": plan.campaign.id,
+            "status": plan.existing_status or "new",
+            "recipients": checked if plan.existing_status is None else plan.recipients,
+            "suppressed": plan.suppressed,
+            "transport": config.transport,
+        }
+        if plan.campaign.follows:
+            fields = {**fields, **_due_fields(store, plan)}
+        console.print_fields(fields, title="Dry run")
         console.say("Dry run: every recipient rendered; nothing was sent and nothing was written.")
         return
     topping_up = plan.existing_status == "sent" and (plan.campaign.rolling or include_new)
@@ -139,6 +140,34 @@ def send(
         )
     if not report.ok:
         raise Reported(ExitCode.FAILED)
+
+
+def _due_fields(store: Store, plan: Plan) -> dict[str, object]:
+    """A follow-up's dry run: its parent's recipients due now (and what would become of them),
+    and those still to come due."""
+    from sponsorcast.durations import parse_duration
+    from sponsorcast.send.followups import preview_due
+
+    campaign = plan.campaign
+    assert campaign.follows is not None and campaign.after is not None
+    with store.read() as conn:
+        due = preview_due(
+            conn,
+            campaign.id,
+            campaign.sponsor,
+            campaign.audience,
+            campaign.follows,
+            parse_duration(campaign.after),
+        )
+    return {
+        "follows": f"{campaign.follows}, {campaign.after} after each recipient's email",
+        "due now": due.due_now,
+        "would be sent": due.would_send,
+        "would be suppressed": due.would_be_suppressed,
+        "would be skipped (no longer in the audience)": due.would_be_skipped,
+        "due later": due.later,
+        "next due": due.next_due,
+    }
 
 
 def _summary(report: RunReport) -> None:
@@ -195,9 +224,15 @@ def stats(
     if json_:
         console.print_json(data)
     else:
-        shown = {k: v for k, v in data.items() if k not in ("timeline", "links")}
+        shown = {k: v for k, v in data.items() if k not in ("timeline", "links", "follow_ups")}
         console.print_fields(shown, title=f"Campaign {campaign_id}")
         console.print_timeline(data["timeline"])
+        if data["follow_ups"]:
+            console.print_table(
+                data["follow_ups"],
+                ["campaign", "sent", "suppressed", "skipped", "waiting"],
+                title="Follow-ups",
+            )
         clicked = [link for link in data["links"] if link["total_clicks"]][:5]
         if clicked:
             console.print_table(

@@ -20,7 +20,7 @@ from typing import Any
 import sqlalchemy as sa
 
 from sponsorcast.report.build import links_of, rate, timeline_of
-from sponsorcast.report.query import FUNNEL_KEYS, aware, counters
+from sponsorcast.report.query import FUNNEL_KEYS, aware, counters, per_campaign_counters
 from sponsorcast.report.rows import link_rows, timeline_rows
 from sponsorcast.store import Store
 from sponsorcast.store.lifecycle import unknown_campaign
@@ -39,7 +39,32 @@ STATS_KEYS = (
     "emails_per_second",
     "timeline",
     "links",
+    "follow_ups",  # each campaign that follows this one: sent, skipped and still waiting
 )
+
+
+def _follow_ups(conn: sa.Connection, campaign_id: str) -> list[dict[str, Any]]:
+    """The campaigns that follow this one, with their numbers so far."""
+    from sponsorcast.send.followups import waiting
+
+    ids = list(
+        conn.execute(
+            sa.select(campaign_t.c.id)
+            .where(campaign_t.c.follows == campaign_id)
+            .order_by(campaign_t.c.created_at, campaign_t.c.id)
+        ).scalars()
+    )
+    numbers = per_campaign_counters(conn, ids) if ids else {}
+    return [
+        {
+            "campaign": cid,
+            "sent": numbers[cid]["sent"],
+            "suppressed": numbers[cid]["suppressed"],
+            "skipped": numbers[cid]["skipped"],
+            "waiting": waiting(conn, cid)[0],
+        }
+        for cid in ids
+    ]
 
 
 def campaign_stats(store: Store, campaign_id: str) -> dict[str, Any]:
@@ -60,6 +85,7 @@ def campaign_stats(store: Store, campaign_id: str) -> dict[str, Any]:
         numbers = counters(conn, [campaign_id])
         timeline = timeline_of(conn, campaign_id, campaign.started_at)
         links = links_of(conn, campaign_id, campaign.body)
+        follow_ups = _follow_ups(conn, campaign_id)
         first_claim, last_answer = conn.execute(
             sa.select(sa.func.min(b.c.first_attempt_at), sa.func.max(b.c.finished_at)).where(
                 b.c.campaign_id == campaign_id
@@ -85,5 +111,6 @@ def campaign_stats(store: Store, campaign_id: str) -> dict[str, Any]:
         "emails_per_second": per_second,
         "timeline": timeline_rows(timeline),
         "links": link_rows(links),
+        "follow_ups": follow_ups,
     }
     return {key: result[key] for key in STATS_KEYS}

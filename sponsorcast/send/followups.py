@@ -24,7 +24,7 @@ from datetime import datetime, timedelta
 
 import sqlalchemy as sa
 
-from sponsorcast.audience import audience_filter, parse_audience
+from sponsorcast.audience import Audience, audience_filter, parse_audience
 from sponsorcast.config import Config
 from sponsorcast.durations import format_duration
 from sponsorcast.send.batches import make_renderer
@@ -33,6 +33,7 @@ from sponsorcast.send.snapshot import DELIVERY_COLUMNS, deliveries_from
 from sponsorcast.store import Store
 from sponsorcast.store.models import CampaignStatus, DeliveryStatus, utcnow
 from sponsorcast.store.tables import campaign_t, delivery_t, lead_t
+from sponsorcast.suppression import suppressed_condition
 from sponsorcast.wording import count
 
 NO_LONGER = "no longer in the audience when due"
@@ -194,3 +195,58 @@ def follow_up_state(conn: sa.Connection, campaign_id: str) -> dict[str, object]:
         "next_due": next_due,
         "skipped": {str(reason): int(n) for reason, n in skipped},
     }
+
+
+@dataclass(frozen=True)
+class DuePreview:
+    """How a follow-up's parent recipients stand at a moment, without changing anything."""
+
+    due_now: int  # come due and not added yet: to be sent, suppressed or skipped
+    would_send: int
+    would_be_suppressed: int
+    would_be_skipped: int
+    later: int  # not due yet (or not sent the parent yet)
+    next_due: datetime | None
+
+
+def preview_due(
+    conn: sa.Connection,
+    campaign_id: str,
+    sponsor_id: str,
+    audience: Audience,
+    follows: str,
+    after: timedelta,
+    now: datetime | None = None,
+) -> DuePreview:
+    """What ``add_due`` would do now, and who is still to come due (``send --dry-run``)."""
+    now = now or utcnow()
+    cutoff = now - after
+    due = _due_parent_rows(campaign_id, follows, cutoff)
+    qualifies = audience_filter(sponsor_id, audience, now)
+    supp = suppressed_condition(lead_t.c.sponsor_id, lead_t.c.email)
+
+    def leads(*where: sa.ColumnElement[bool]) -> int:
+        query = sa.select(sa.func.count()).select_from(lead_t).where(lead_t.c.id.in_(due), *where)
+        return int(conn.execute(query).scalar_one())
+
+    p = delivery_t.alias("p")
+    here = sa.exists(
+        sa.select(sa.literal(1)).where(
+            delivery_t.c.campaign_id == campaign_id, delivery_t.c.lead_id == p.c.lead_id
+        )
+    )
+    later, first_sent = conn.execute(
+        sa.select(sa.func.count(), sa.func.min(p.c.sent_at)).where(
+            p.c.campaign_id == follows,
+            ~here,
+            sa.or_(p.c.sent_at.is_(None), p.c.sent_at > cutoff),
+        )
+    ).one()
+    return DuePreview(
+        due_now=leads(),
+        would_send=leads(qualifies, ~supp),
+        would_be_suppressed=leads(qualifies, supp),
+        would_be_skipped=leads(sa.not_(qualifies)),
+        later=int(later),
+        next_due=first_sent + after if first_sent is not None else None,
+    )

@@ -104,6 +104,7 @@ def test_stats_after_scripted_events(store: Store) -> None:
             _link("", "https://example.com/plain"),
             _link("Your page", "https://example.com/p?c={{ company | urlencode }}", True),
         ],
+        "follow_ups": [],
     }
     assert campaign_stats(store, "other")["opened"] == 1 and len(more) == 3
 
@@ -172,6 +173,7 @@ def test_stats_json_through_the_cli(project: Any, store: Store) -> None:
             _link("", "https://example.com/plain"),
             _link("Your page", "https://example.com/p?c={{ company | urlencode }}", True),
         ],
+        "follow_ups": [],
     }
     missing = project.run("stats", "nope", "--json")
     assert missing.exit_code == 2

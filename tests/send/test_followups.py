@@ -4,7 +4,9 @@ on SQLite and PostgreSQL, with an injected clock for run-due."""
 
 from __future__ import annotations
 
+import json
 import threading
+import time
 from collections import Counter
 from datetime import datetime, timedelta
 
@@ -207,3 +209,33 @@ def test_a_scheduled_follow_up_starts_with_those_already_due(
         "lead4": "sent",
     }
     assert _status(store, "again") == "sent"
+
+
+def test_a_dry_run_and_the_parents_stats_tell_where_the_follow_up_stands(
+    project: Project, store: Store
+) -> None:
+    _parent(project, store)
+    (project.path / "again.md").write_text(AGAIN.replace("3d", "1s"), encoding="utf-8")
+    time.sleep(1.2)  # everyone's email of 'spring' is a second old: all are due
+    dry = project.run("send", "again.md", "--dry-run")
+    assert dry.exit_code == 0, dry.stderr
+    fields = {
+        line.split("│")[1].strip(): line.split("│")[2].strip()
+        for line in dry.stdout.splitlines()
+        if line.count("│") == 3
+    }
+    assert (
+        fields["due now"],
+        fields["would be sent"],
+        fields["would be suppressed"],
+        fields["would be skipped (no longer in the audience)"],
+        fields["due later"],
+    ) == ("5", "2", "1", "2", "0")
+    assert _rows(store, "again") == {}  # a dry run writes nothing
+    assert project.run("send", "again.md", "--yes").exit_code == 0
+    stats = json.loads(project.run("stats", "spring", "--json").stdout)
+    assert stats["follow_ups"] == [
+        {"campaign": "again", "sent": 2, "suppressed": 1, "skipped": 2, "waiting": 0}
+    ]
+    shown = project.run("stats", "spring")
+    assert "Follow-ups" in shown.stdout and "again" in shown.stdout

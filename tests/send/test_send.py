@@ -461,6 +461,7 @@ def test_cli_stats_json_keys(project: Project, store: Store, spring: Path) -> No
         "emails_per_second",
         "timeline",
         "links",
+        "follow_ups",
     ]
     assert (data["campaign"], data["status"], data["total_recipients"], data["sent"]) == (
         "spring",
