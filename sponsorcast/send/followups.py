@@ -48,16 +48,27 @@ class Due:
     skipped: int
 
 
-def _due_parent_rows(campaign_id: str, parent: str, cutoff: datetime) -> sa.Select[tuple[int]]:
+def _not_here(
+    conn: sa.Connection, campaign_id: str, lead_id: sa.ColumnElement[int]
+) -> sa.ColumnElement[bool]:
+    """Parent rows (``lead_id``: their column) whose lead has no row in the follow-up yet."""
+    here = sa.select(delivery_t.c.lead_id).where(delivery_t.c.campaign_id == campaign_id)
+    if conn.dialect.name == "sqlite":  # once into a temporary index, not a probe per parent row
+        return lead_id.not_in(here)
+    # PostgreSQL plans this as an anti-join; a large NOT IN may not be hashed
+    return ~sa.exists(here.where(delivery_t.c.lead_id == lead_id))
+
+
+def _due_parent_rows(
+    conn: sa.Connection, campaign_id: str, parent: str, cutoff: datetime
+) -> sa.Select[tuple[int]]:
     """Lead ids of the parent's recipients sent by ``cutoff`` with no row here yet."""
     p = delivery_t.alias("p")
-    here = sa.exists(
-        sa.select(sa.literal(1)).where(
-            delivery_t.c.campaign_id == campaign_id, delivery_t.c.lead_id == p.c.lead_id
-        )
-    )
     return sa.select(p.c.lead_id).where(
-        p.c.campaign_id == parent, p.c.sent_at.is_not(None), p.c.sent_at <= cutoff, ~here
+        p.c.campaign_id == parent,
+        p.c.sent_at.is_not(None),
+        p.c.sent_at <= cutoff,
+        _not_here(conn, campaign_id, p.c.lead_id),
     )
 
 
@@ -82,7 +93,7 @@ def add_due(
         if row.follows is None or row.status not in (CampaignStatus.SENDING, CampaignStatus.SENT):
             return Due(0, 0)
         cutoff = now - timedelta(seconds=float(row.after_seconds or 0))
-        due = _due_parent_rows(campaign_id, row.follows, cutoff)
+        due = _due_parent_rows(conn, campaign_id, row.follows, cutoff)
         qualifies = audience_filter(row.sponsor_id, parse_audience(row.audience), now)
         first = next_batch_number(conn, campaign_id)
         before = _rows(conn, campaign_id)
@@ -113,6 +124,7 @@ def add_due(
                     "open_count",
                     "click_count",
                 ],
+                # who is still due now is who did not qualify: the others have their row
                 sa.select(
                     sa.literal(campaign_id),
                     lead_t.c.id,
@@ -122,7 +134,7 @@ def add_due(
                     sa.literal(NO_LONGER),
                     sa.literal(0),
                     sa.literal(0),
-                ).where(lead_t.c.id.in_(due), sa.not_(qualifies)),
+                ).where(lead_t.c.id.in_(due)),
             )
         )
         added = _rows(conn, campaign_id) - before
@@ -221,32 +233,32 @@ def preview_due(
     """What ``add_due`` would do now, and who is still to come due (``send --dry-run``)."""
     now = now or utcnow()
     cutoff = now - after
-    due = _due_parent_rows(campaign_id, follows, cutoff)
+    due = _due_parent_rows(conn, campaign_id, follows, cutoff)
     qualifies = audience_filter(sponsor_id, audience, now)
     supp = suppressed_condition(lead_t.c.sponsor_id, lead_t.c.email)
 
     def leads(*where: sa.ColumnElement[bool]) -> int:
+        # conditions in WHERE, never inside a CASE: there PostgreSQL turns the audience's
+        # EXISTS into joins, while in a CASE they would run once per lead
         query = sa.select(sa.func.count()).select_from(lead_t).where(lead_t.c.id.in_(due), *where)
         return int(conn.execute(query).scalar_one())
 
+    due_now = leads()
+    qualified = leads(qualifies)
+    suppressed = leads(qualifies, supp)
     p = delivery_t.alias("p")
-    here = sa.exists(
-        sa.select(sa.literal(1)).where(
-            delivery_t.c.campaign_id == campaign_id, delivery_t.c.lead_id == p.c.lead_id
-        )
-    )
     later, first_sent = conn.execute(
         sa.select(sa.func.count(), sa.func.min(p.c.sent_at)).where(
             p.c.campaign_id == follows,
-            ~here,
             sa.or_(p.c.sent_at.is_(None), p.c.sent_at > cutoff),
+            _not_here(conn, campaign_id, p.c.lead_id),
         )
     ).one()
     return DuePreview(
-        due_now=leads(),
-        would_send=leads(qualifies, ~supp),
-        would_be_suppressed=leads(qualifies, supp),
-        would_be_skipped=leads(sa.not_(qualifies)),
+        due_now=due_now,
+        would_send=qualified - suppressed,
+        would_be_suppressed=suppressed,
+        would_be_skipped=due_now - qualified,
         later=int(later),
         next_due=first_sent + after if first_sent is not None else None,
     )
