@@ -59,7 +59,7 @@ def _not_here(
     return ~sa.exists(here.where(delivery_t.c.lead_id == lead_id))
 
 
-def _due_parent_rows(
+def due_parent_rows(
     conn: sa.Connection, campaign_id: str, parent: str, cutoff: datetime
 ) -> sa.Select[tuple[int]]:
     """Lead ids of the parent's recipients sent by ``cutoff`` with no row here yet."""
@@ -93,7 +93,7 @@ def add_due(
         if row.follows is None or row.status not in (CampaignStatus.SENDING, CampaignStatus.SENT):
             return Due(0, 0)
         cutoff = now - timedelta(seconds=float(row.after_seconds or 0))
-        due = _due_parent_rows(conn, campaign_id, row.follows, cutoff)
+        due = due_parent_rows(conn, campaign_id, row.follows, cutoff)
         qualifies = audience_filter(row.sponsor_id, parse_audience(row.audience), now)
         first = next_batch_number(conn, campaign_id)
         before = _rows(conn, campaign_id)
@@ -233,7 +233,7 @@ def preview_due(
     """What ``add_due`` would do now, and who is still to come due (``send --dry-run``)."""
     now = now or utcnow()
     cutoff = now - after
-    due = _due_parent_rows(conn, campaign_id, follows, cutoff)
+    due = due_parent_rows(conn, campaign_id, follows, cutoff)
     qualifies = audience_filter(sponsor_id, audience, now)
     supp = suppressed_condition(lead_t.c.sponsor_id, lead_t.c.email)
 
