@@ -14,6 +14,7 @@ import sqlalchemy as sa
 from sponsorcast.audience import PERSON_COLUMNS
 from sponsorcast.errors import NotFound
 from sponsorcast.store import Store
+from sponsorcast.store.lifecycle import DELIVERY_FIELDS
 from sponsorcast.store.tables import campaign_t, delivery_t, event_t, lead_t, suppression_t
 from sponsorcast.suppression.entries import validate_emails
 from sponsorcast.suppression.erased import erased_token, erased_tokens, erasure_key
@@ -30,21 +31,8 @@ LEAD_COLUMNS = (
     "created_at",
     "updated_at",
 )
-DELIVERY_COLUMNS = (
-    "campaign_id",
-    "recipient",
-    "status",
-    "attempts",
-    "last_error",
-    "provider_message_id",
-    "sent_at",
-    "delivered_at",
-    "opened_at",
-    "open_count",
-    "first_click_at",
-    "click_count",
-    "unsubscribed_at",
-)
+# a delivery as ``deliveries --json`` shows it, without the ledger's own ids
+DELIVERY_COLUMNS = ("campaign_id", *(f for f in DELIVERY_FIELDS if f not in ("id", "batch")))
 
 
 def person_record(store: Store, email: str) -> dict[str, Any]:

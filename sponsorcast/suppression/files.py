@@ -196,19 +196,25 @@ def _entry(
     try:
         email = validate_email(value, check_deliverability=False).normalized.lower()
     except EmailNotValidError as exc:
-        return f"'{value}' is not a valid email address: {exc}"
+        return f"'{_shown(value)}' is not a valid email address: {exc}"
     scope = sponsor_id
     if scope is None and plan.sponsor is not None:
         scope = str(raw.get(plan.sponsor) or "").strip() or ALL_SPONSORS
         if scope != ALL_SPONSORS and scope not in sponsors:
-            return f"no sponsor '{scope}'"
+            return f"no sponsor '{_shown(scope)}'"
     why = reason
     if why is None:
         word = _key(str(raw.get(plan.reason) or "")) if plan.reason else ""
         why = REASON_WORDS.get(word)
         if why is None:
-            return f"unknown reason '{raw.get(plan.reason)}' (use {', '.join(REASONS)})"
+            shown = _shown(str(raw.get(plan.reason)))
+            return f"unknown reason '{shown}' (use {', '.join(REASONS)})"
     return {"email": email, "sponsor_id": scope or ALL_SPONSORS, "reason": why}
+
+
+def _shown(value: str, most: int = 80) -> str:
+    """A cell as a message quotes it: a huge one cut short."""
+    return value if len(value) <= most else value[: most - 1] + "…"
 
 
 def _insert(conn: sa.Connection, rows: list[dict[str, Any]]) -> int:

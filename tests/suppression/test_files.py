@@ -213,3 +213,13 @@ def test_doctor_counts_the_suppressed_leads_of_each_sponsor(project: Project, st
     r = project.run("doctor", "--json")
     checks = {c["check"]: c["detail"] for c in json.loads(r.stdout)}
     assert checks["sponsor default"].endswith("; 3 leads, 2 of them suppressed")
+
+
+def test_a_huge_bad_cell_is_quoted_cut_short(project: Project, store: Store) -> None:
+    bad = _write(project, "huge.csv", "email\n" + "x" * 5000 + "\n")
+    r = project.run("suppress", "import", bad)
+    assert (r.exit_code, r.stdout) == (2, "")
+    first = r.stderr.splitlines()[0]
+    assert f"row 2: '{'x' * 79}…' is not a valid email address" in first
+    assert len(first) < 300
+    assert table_rows(store, suppression_t) == []
