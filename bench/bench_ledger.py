@@ -8,7 +8,9 @@ Fills a store like ``bench_report.py`` (1,000,000 leads, each with a delivery of
 - ``received=big`` and ``not_clicked=big`` together;
 - ``not_contacted_within=7d``: nobody emailed by this sponsor in a week;
 - a follow-up of ``big`` three days after, ``not_clicked: big``: who is due, and what would
-  become of them (``send.followups.preview_due``, the SQL a ``run-due`` runs to add them).
+  become of them (``send.followups.preview_due``, the SQL a ``run-due`` runs to add them);
+  and the same selection under a sponsor's ``frequency_cap = "1 per 3d"``, which reads each
+  due lead's recent emails (``send.frequency.capped``).
 
 Target: each under 1 s (indexed SQL, no per-lead Python), SQLite and PostgreSQL, for the
 query alone and, stricter, for the whole process. The counts are checked against the
@@ -75,7 +77,7 @@ def sql_seconds(url: str, filters: list[str]) -> float:
     return best
 
 
-def due_seconds(url: str) -> tuple[float, float, int]:
+def due_seconds(url: str) -> tuple[float, float, float, int]:
     """A follow-up of ``big`` three days after, ``not_clicked: big``: (selecting who is due
     and qualifies, as ``run-due`` does; the whole dry-run preview; how many are due)."""
     from datetime import UTC, datetime, timedelta
@@ -83,30 +85,47 @@ def due_seconds(url: str) -> tuple[float, float, int]:
     import sqlalchemy as sa
 
     from sponsorcast.audience import audience_filter, parse_audience
+    from sponsorcast.durations import parse_frequency_cap
     from sponsorcast.send.followups import due_parent_rows, preview_due
-    from sponsorcast.store import open_store
+    from sponsorcast.send.frequency import capped
+    from sponsorcast.store import get_sponsor, open_store
     from sponsorcast.store.tables import lead_t
 
     audience = parse_audience({"type": "custom", "filter": {"not_clicked": "big"}})
     store = open_store(url)
-    select_best = preview_best = float("inf")
+    sponsor = get_sponsor(store, "bench")
+    select_best = preview_best = capped_best = float("inf")
     due = 0
+    cap = parse_frequency_cap("1 per 3d")
     with store.read() as conn:
         now = datetime.now(UTC)
         for _ in range(3):
             began = time.perf_counter()
             rows = due_parent_rows(conn, "again", "big", now - timedelta(days=3))
-            conn.execute(
+            selected = conn.execute(
                 sa.select(sa.func.count())
                 .select_from(lead_t)
                 .where(lead_t.c.id.in_(rows), audience_filter("bench", audience, now))
             ).scalar_one()
             select_best = min(select_best, time.perf_counter() - began)
             began = time.perf_counter()
-            due = preview_due(conn, "again", "bench", audience, "big", timedelta(days=3)).due_now
+            free = conn.execute(
+                sa.select(sa.func.count())
+                .select_from(lead_t)
+                .where(
+                    lead_t.c.id.in_(rows),
+                    audience_filter("bench", audience, now),
+                    ~capped(cap, "again", lead_t.c.id, now),
+                )
+            ).scalar_one()
+            capped_best = min(capped_best, time.perf_counter() - began)
+            began = time.perf_counter()
+            due = preview_due(conn, "again", sponsor, audience, "big", timedelta(days=3)).due_now
             preview_best = min(preview_best, time.perf_counter() - began)
     store.dispose()
-    return select_best, preview_best, due
+    if free != selected:  # the fill sent nothing in the cap's window: nobody is held back
+        raise SystemExit(f"the frequency cap held {selected - free:,} back")
+    return select_best, preview_best, capped_best, due
 
 
 def main() -> None:
@@ -168,13 +187,17 @@ def main() -> None:
                 f"target (best of 3, whole process, peak {peak:.0f} MiB); the query alone "
                 f"{query:.3f} s; {count:,} leads"
             )
-        selecting, previewing, due = due_seconds(url)
+        selecting, previewing, capping, due = due_seconds(url)
         if due != want["all"]:
             raise SystemExit(f"follow-up: {due:,} due, the table says {want['all']:,}")
         print(
             f"{'follow-up: who is due':<26} {selecting:6.3f} s = {selecting / TARGET_S:.2f} of the "
             f"{TARGET_S:.0f} s target (best of 3, the selection run-due makes, in an open store), "
             f"{due:,} due; the whole dry-run preview {previewing:.3f} s"
+        )
+        print(
+            f"{'... under a frequency cap':<26} {capping:6.3f} s = {capping / TARGET_S:.2f} of the "
+            f"{TARGET_S:.0f} s target (the same selection, each due lead's recent emails read)"
         )
 
 

@@ -41,6 +41,7 @@ KEYS = (
     "rolling",
     "follows",
     "after",
+    "expires",
 )
 YAML_ONLY_KEYS = ("body",)
 SLUG = re.compile(r"^[a-z0-9][a-z0-9_-]{0,127}$")
@@ -85,6 +86,7 @@ class CampaignFile:
     rolling: bool = False  # leads that join the audience later are sent it too
     follows: str | None = None  # a follow-up of this campaign: each recipient due ``after`` theirs
     after: str | None = None  # the duration, as written (``3d``)
+    expires: str | None = None  # a follow-up holds a capped recipient back this long at most
     tags: dict[str, str] = field(default_factory=dict)
     path: Path = Path("<campaign>")
     content_hash: str = ""
@@ -241,6 +243,7 @@ def load_campaign(path: Path) -> CampaignFile:
     if not isinstance(rolling, bool):
         raise fail("rolling must be true or false.", "rolling")
     follows, after = _follow_up(data, campaign_id, fail)
+    expires = _expires(data, follows, fail)
 
     from_address = _address(data, "from", fail)
     reply_to = _address(data, "reply_to", fail)
@@ -272,6 +275,7 @@ def load_campaign(path: Path) -> CampaignFile:
         rolling=rolling,
         follows=follows,
         after=after,
+        expires=expires,
         tags=tags,
         path=path,
         content_hash=hashlib.sha256(raw).hexdigest(),
@@ -431,3 +435,20 @@ def _follow_up(data: dict[str, Any], campaign_id: str, fail: Any) -> tuple[str |
     except BadInput as exc:
         raise fail(exc.message, "after") from None
     return follows.strip(), after.strip().lower()
+
+
+def _expires(data: dict[str, Any], follows: str | None, fail: Any) -> str | None:
+    """``expires`` of a follow-up: how long after a recipient came due the frequency cap may
+    still hold them back before they are skipped."""
+    expires = data.get("expires")
+    if expires is None:
+        return None
+    if follows is None:
+        raise fail("expires is for a follow-up (with follows: and after:).", "expires")
+    if not isinstance(expires, str):
+        raise fail("expires must be a duration such as 14d.", "expires")
+    try:
+        parse_duration(expires)
+    except BadInput as exc:
+        raise fail(exc.message, "expires") from None
+    return expires.strip().lower()

@@ -15,7 +15,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from sponsorcast.errors import ConfigError
+from sponsorcast.durations import parse_frequency_cap
+from sponsorcast.errors import BadInput, ConfigError
 
 CONFIG_NAME = "sponsorcast.toml"
 DEFAULT_STORE_URL = "sqlite:///sponsorcast.db"
@@ -75,6 +76,7 @@ class SponsorConfig:
     layout: str | None = None
     daily_cap: int | None = None  # emails a day at most, over all the sponsor's campaigns
     warmup: int | None = None  # emails on the first sending day, doubling daily to daily_cap
+    frequency_cap: str | None = None  # ``1 per 3d``: emails of the sponsor one lead may get
 
 
 @dataclass(frozen=True)
@@ -148,6 +150,7 @@ _SPONSOR_KEYS: dict[str, type] = {
     "layout": str,
     "daily_cap": int,
     "warmup": int,
+    "frequency_cap": str,
 }
 _TOP_LEVEL_SCALARS: dict[str, type] = {"timezone": str, "language": str}
 
@@ -287,6 +290,7 @@ def _build(
             layout=table.get("layout"),
             daily_cap=_positive(table, "daily_cap", f"sponsors.{sid}", where),
             warmup=_positive(table, "warmup", f"sponsors.{sid}", where),
+            frequency_cap=_frequency_cap(table, f"sponsors.{sid}", where),
         )
         for sid, table in data.get("sponsors", {}).items()
     )
@@ -331,6 +335,19 @@ def _positive(table: dict[str, Any], key: str, name: str, where: str) -> int | N
     if value is not None and (isinstance(value, bool) or value < 1):
         raise ConfigError(f"{where}: '{name}.{key}' must be a whole number of at least 1.")
     return value if value is None else int(value)
+
+
+def _frequency_cap(table: dict[str, Any], name: str, where: str) -> str | None:
+    value = table.get("frequency_cap")
+    if value is None:
+        return None
+    try:
+        return parse_frequency_cap(value).text
+    except BadInput:
+        raise ConfigError(
+            f"{where}: '{name}.frequency_cap' {value!r} is not a frequency cap.",
+            hint="Write how many emails per how long, like '1 per 3d' or '2 per 1w'.",
+        ) from None
 
 
 def _build_brakes(table: dict[str, Any], where: str) -> BrakeConfig:

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass
 from datetime import timedelta
 
 from sponsorcast.errors import BadInput
@@ -43,3 +44,27 @@ def format_duration(delta: timedelta) -> str:
         f"{minutes}m" if minutes else "",
     ]
     return " ".join(p for p in parts if p)
+
+
+_FREQUENCY = re.compile(r"(\d+)\s*(?:per|every|/)\s*(\S.*)")
+
+
+@dataclass(frozen=True)
+class FrequencyCap:
+    """At most ``emails`` emails of one sponsor to one lead within ``window``."""
+
+    emails: int
+    window: timedelta
+    text: str  # as the config wrote it, normalised: ``1 per 3d``
+
+
+def parse_frequency_cap(text: str) -> FrequencyCap:
+    """A frequency cap like ``1 per 3d`` or ``2 per 1w``."""
+    found = _FREQUENCY.fullmatch(text.strip().lower())
+    if found is None or int(found.group(1)) <= 0:
+        raise BadInput(
+            f"{text!r} is not a frequency cap.",
+            hint="Write how many emails per how long, like '1 per 3d' or '2 per 1w'.",
+        )
+    emails, window = int(found.group(1)), found.group(2).strip()
+    return FrequencyCap(emails, parse_duration(window), f"{emails} per {window}")

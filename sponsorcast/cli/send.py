@@ -106,6 +106,10 @@ def send(
         }
         if plan.campaign.follows:
             fields = {**fields, **_due_fields(store, plan)}
+        elif plan.sponsor.frequency_cap and plan.existing_status is None:
+            fields[f"would be skipped (frequency cap {plan.sponsor.frequency_cap})"] = _capped_now(
+                store, plan
+            )
         console.print_fields(fields, title="Dry run")
         console.say("Dry run: every recipient rendered; nothing was sent and nothing was written.")
         return
@@ -142,6 +146,14 @@ def send(
         raise Reported(ExitCode.FAILED)
 
 
+def _capped_now(store: Store, plan: Plan) -> int:
+    """A new campaign's dry run: its audience's leads the frequency cap would skip now."""
+    from sponsorcast.send.frequency import capped_in_audience
+
+    with store.read() as conn:
+        return capped_in_audience(conn, plan.sponsor, plan.campaign.audience, plan.campaign.id)
+
+
 def _due_fields(store: Store, plan: Plan) -> dict[str, object]:
     """A follow-up's dry run: its parent's recipients due now (and what would become of them),
     and those still to come due."""
@@ -154,20 +166,24 @@ def _due_fields(store: Store, plan: Plan) -> dict[str, object]:
         due = preview_due(
             conn,
             campaign.id,
-            campaign.sponsor,
+            plan.sponsor,
             campaign.audience,
             campaign.follows,
             parse_duration(campaign.after),
+            parse_duration(campaign.expires) if campaign.expires else None,
         )
-    return {
+    fields: dict[str, object] = {
         "follows": f"{campaign.follows}, {campaign.after} after each recipient's email",
         "due now": due.due_now,
         "would be sent": due.would_send,
         "would be suppressed": due.would_be_suppressed,
         "would be skipped (no longer in the audience)": due.would_be_skipped,
-        "due later": due.later,
-        "next due": due.next_due,
     }
+    if plan.sponsor.frequency_cap:
+        cap = plan.sponsor.frequency_cap
+        fields[f"would wait (frequency cap {cap})"] = due.would_wait
+        fields["would be skipped (held back past expires)"] = due.would_expire
+    return {**fields, "due later": due.later, "next due": due.next_due}
 
 
 def _summary(report: RunReport) -> None:
@@ -210,6 +226,16 @@ def _summary(report: RunReport) -> None:
         console.say(f"Stopped: {report.stopped_reason}; run the command again to continue.")
     if report.capped:
         console.say(f"Held back: {report.capped}.")
+    if report.held and report.follow_up:
+        console.say(
+            f"Waiting: {count(report.held, 'recipient')} had an email of this sponsor within its "
+            f"frequency cap of {report.frequency}; run-due sends them once the cap allows."
+        )
+    elif report.held:
+        console.say(
+            f"Skipped: {count(report.held, 'recipient')} had an email of this sponsor within its "
+            f"frequency cap of {report.frequency}."
+        )
 
 
 @handle_errors

@@ -26,6 +26,7 @@ from sponsorcast.config import Config
 from sponsorcast.send.batches import BatchRenderer
 from sponsorcast.send.brakes import BrakeWatch
 from sponsorcast.send.caps import DailyCap
+from sponsorcast.send.frequency import FrequencyHold
 from sponsorcast.store import Store
 from sponsorcast.store.lifecycle import (
     record_event,
@@ -86,6 +87,8 @@ class Claimer:
     limit_left: int | None = None
     brakes: BrakeWatch | None = None
     cap: DailyCap | None = None
+    frequency: FrequencyHold | None = None
+    held: int = 0  # recipients the frequency cap skipped (or, in a follow-up, put back to wait)
     braked: str | None = None  # the reason, once this process's claim pulled the brake
     unknown: int = 0  # deliveries this process gave up on (outcome unknown, marked failed)
     # this process's workers take turns at the store: on SQLite a waiting writer would
@@ -136,7 +139,7 @@ class Claimer:
                     if today <= 0:
                         return Stopped(why, capped=True)
                     left = today if left is None else min(left, today)
-                self._prepare_first_attempt(conn, number, left)
+                self._prepare_first_attempt(conn, number, left, now)
                 members = list(self._members(conn, number))
                 if not members:
                     conn.execute(
@@ -246,9 +249,11 @@ class Claimer:
                 return row
         return None
 
-    def _prepare_first_attempt(self, conn: sa.Connection, number: int, left: int | None) -> None:
-        """Before a batch's first request it may still change: suppressions, and a split when
-        fewer than its emails may go (``--limit``, the daily cap)."""
+    def _prepare_first_attempt(
+        self, conn: sa.Connection, number: int, left: int | None, now: datetime
+    ) -> None:
+        """Before a batch's first request it may still change: suppressions, the frequency
+        cap, and a split when fewer than its emails may go (``--limit``, the daily cap)."""
         in_batch = (delivery_t.c.campaign_id == self.campaign_id, delivery_t.c.batch == number)
         conn.execute(
             delivery_t.update()
@@ -259,6 +264,8 @@ class Claimer:
             )
             .values(status=DeliveryStatus.SUPPRESSED, batch=None)
         )
+        if self.frequency is not None:
+            self.held += self.frequency.apply(conn, self.campaign_id, number, now)
         if left is None:
             return
         ids = (

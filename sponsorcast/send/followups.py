@@ -19,19 +19,21 @@ follow a follow-up.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from typing import Any
 
 import sqlalchemy as sa
 
 from sponsorcast.audience import Audience, audience_filter, parse_audience
 from sponsorcast.config import Config
-from sponsorcast.durations import format_duration
+from sponsorcast.durations import FrequencyCap, format_duration
 from sponsorcast.send.batches import make_renderer
+from sponsorcast.send.frequency import DEFAULT_EXPIRES, capped, expired_reason, frequency_cap
 from sponsorcast.send.rolling import add_batches, check_added, next_batch_number, recount
 from sponsorcast.send.snapshot import DELIVERY_COLUMNS, deliveries_from
 from sponsorcast.store import Store
-from sponsorcast.store.models import CampaignStatus, DeliveryStatus, utcnow
+from sponsorcast.store.models import CampaignStatus, DeliveryStatus, Sponsor, utcnow
 from sponsorcast.store.tables import campaign_t, delivery_t, lead_t
 from sponsorcast.suppression import suppressed_condition
 from sponsorcast.wording import count
@@ -75,9 +77,11 @@ def due_parent_rows(
 def add_due(
     store: Store, config: Config, campaign_id: str, batch_size: int, now: datetime | None = None
 ) -> Due:
-    """Add the recipients of the parent who have come due by ``now`` (see the module)."""
+    """Add the recipients of the parent who have come due by ``now`` (see the module); a
+    recipient the sponsor's frequency cap holds back waits, and is skipped once it expires."""
     now = now or utcnow()
     renderer = make_renderer(store, config, campaign_id)
+    cap = frequency_cap(renderer.sponsor)
     with store.write() as conn:
         row = conn.execute(
             sa.select(
@@ -86,6 +90,7 @@ def add_due(
                 campaign_t.c.audience,
                 campaign_t.c.follows,
                 campaign_t.c.after_seconds,
+                campaign_t.c.expires_seconds,
             )
             .where(campaign_t.c.id == campaign_id)
             .with_for_update()  # due additions to one follow-up queue here on PostgreSQL
@@ -93,8 +98,9 @@ def add_due(
         if row.follows is None or row.status not in (CampaignStatus.SENDING, CampaignStatus.SENT):
             return Due(0, 0)
         cutoff = now - timedelta(seconds=float(row.after_seconds or 0))
-        due = due_parent_rows(conn, campaign_id, row.follows, cutoff)
+        due = lead_t.c.id.in_(due_parent_rows(conn, campaign_id, row.follows, cutoff))
         qualifies = audience_filter(row.sponsor_id, parse_audience(row.audience), now)
+        hold = _Hold.of(conn, cap, campaign_id, row, cutoff, now)
         first = next_batch_number(conn, campaign_id)
         before = _rows(conn, campaign_id)
         conn.execute(
@@ -102,7 +108,7 @@ def add_due(
                 DELIVERY_COLUMNS,
                 deliveries_from(
                     campaign_id,
-                    sa.and_(lead_t.c.id.in_(due), qualifies),
+                    sa.and_(due, qualifies, *hold.free),
                     first_batch=first,
                     batch_size=batch_size,
                 ),
@@ -112,35 +118,83 @@ def add_due(
         if qualified:
             check_added(conn, renderer.compiled, campaign_id, first)
             add_batches(conn, campaign_id, first)
-        conn.execute(
-            delivery_t.insert().from_select(
-                [
-                    "campaign_id",
-                    "lead_id",
-                    "recipient",
-                    "status",
-                    "attempts",
-                    "last_error",
-                    "open_count",
-                    "click_count",
-                ],
-                # who is still due now is who did not qualify: the others have their row
-                sa.select(
-                    sa.literal(campaign_id),
-                    lead_t.c.id,
-                    lead_t.c.email,
-                    sa.literal(DeliveryStatus.SKIPPED.value),
-                    sa.literal(0),
-                    sa.literal(NO_LONGER),
-                    sa.literal(0),
-                    sa.literal(0),
-                ).where(lead_t.c.id.in_(due)),
-            )
-        )
+        if hold.cap is not None:  # who qualifies and is still due now is capped
+            _skip(conn, campaign_id, expired_reason(hold.cap), due, qualifies, hold.expired)
+        # who is still due now did not qualify (or waits for the cap): the others have a row
+        _skip(conn, campaign_id, NO_LONGER, due, *hold.not_waiting)
         added = _rows(conn, campaign_id) - before
         if added:
             recount(conn, campaign_id, row.status, f"{count(added, 'recipient')} came due")
     return Due(added, added - qualified)
+
+
+@dataclass(frozen=True)
+class _Hold:
+    """The frequency cap's conditions over due leads (``lead_t.c.id``); none without a cap."""
+
+    cap: FrequencyCap | None
+    held: sa.ColumnElement[bool] = field(default_factory=sa.false)
+    expired: sa.ColumnElement[bool] = field(default_factory=sa.false)  # due over ``expires`` ago
+
+    @classmethod
+    def of(
+        cls,
+        conn: sa.Connection,
+        cap: FrequencyCap | None,
+        campaign_id: str,
+        row: Any,
+        cutoff: datetime,
+        now: datetime,
+    ) -> _Hold:
+        if cap is None:
+            return cls(None)
+        expires = (
+            timedelta(seconds=float(row.expires_seconds))
+            if row.expires_seconds
+            else DEFAULT_EXPIRES
+        )
+        old = due_parent_rows(conn, campaign_id, row.follows, cutoff - expires)
+        return cls(cap, capped(cap, campaign_id, lead_t.c.id, now), lead_t.c.id.in_(old))
+
+    @property
+    def free(self) -> tuple[sa.ColumnElement[bool], ...]:
+        """Not held back by the cap."""
+        return () if self.cap is None else (~self.held,)
+
+    @property
+    def not_waiting(self) -> tuple[sa.ColumnElement[bool], ...]:
+        """Not among those the cap still holds back (held, not expired)."""
+        return () if self.cap is None else (~sa.and_(self.held, ~self.expired),)
+
+
+def _skip(
+    conn: sa.Connection, campaign_id: str, reason: str, *where: sa.ColumnElement[bool]
+) -> None:
+    """``skipped`` deliveries, with ``reason``, for the leads where ``where`` holds."""
+    conn.execute(
+        delivery_t.insert().from_select(
+            [
+                "campaign_id",
+                "lead_id",
+                "recipient",
+                "status",
+                "attempts",
+                "last_error",
+                "open_count",
+                "click_count",
+            ],
+            sa.select(
+                sa.literal(campaign_id),
+                lead_t.c.id,
+                lead_t.c.email,
+                sa.literal(DeliveryStatus.SKIPPED.value),
+                sa.literal(0),
+                sa.literal(reason),
+                sa.literal(0),
+                sa.literal(0),
+            ).where(*where),
+        )
+    )
 
 
 def _rows(conn: sa.Connection, campaign_id: str) -> int:
@@ -213,29 +267,36 @@ def follow_up_state(conn: sa.Connection, campaign_id: str) -> dict[str, object]:
 class DuePreview:
     """How a follow-up's parent recipients stand at a moment, without changing anything."""
 
-    due_now: int  # come due and not added yet: to be sent, suppressed or skipped
+    due_now: int  # come due and not added yet: to be sent, suppressed, skipped or held back
     would_send: int
     would_be_suppressed: int
-    would_be_skipped: int
+    would_be_skipped: int  # no longer in the audience
     later: int  # not due yet (or not sent the parent yet)
     next_due: datetime | None
+    would_wait: int = 0  # held back by the frequency cap, to come due again
+    would_expire: int = 0  # held back past ``expires``: skipped
 
 
 def preview_due(
     conn: sa.Connection,
     campaign_id: str,
-    sponsor_id: str,
+    sponsor: Sponsor,
     audience: Audience,
     follows: str,
     after: timedelta,
+    expires: timedelta | None = None,
     now: datetime | None = None,
 ) -> DuePreview:
     """What ``add_due`` would do now, and who is still to come due (``send --dry-run``)."""
     now = now or utcnow()
     cutoff = now - after
     due = due_parent_rows(conn, campaign_id, follows, cutoff)
-    qualifies = audience_filter(sponsor_id, audience, now)
+    qualifies = audience_filter(sponsor.id, audience, now)
     supp = suppressed_condition(lead_t.c.sponsor_id, lead_t.c.email)
+    cap = frequency_cap(sponsor)
+    held = capped(cap, campaign_id, lead_t.c.id, now) if cap is not None else sa.false()
+    old = due_parent_rows(conn, campaign_id, follows, cutoff - (expires or DEFAULT_EXPIRES))
+    expired = lead_t.c.id.in_(old)
 
     def leads(*where: sa.ColumnElement[bool]) -> int:
         # conditions in WHERE, never inside a CASE: there PostgreSQL turns the audience's
@@ -244,8 +305,11 @@ def preview_due(
         return int(conn.execute(query).scalar_one())
 
     due_now = leads()
-    qualified = leads(qualifies)
-    suppressed = leads(qualifies, supp)
+    free = () if cap is None else (~held,)
+    qualified = leads(qualifies, *free)
+    suppressed = leads(qualifies, *free, supp)
+    wait = 0 if cap is None else leads(held, ~expired)
+    expire = 0 if cap is None else leads(qualifies, held, expired)
     p = delivery_t.alias("p")
     later, first_sent = conn.execute(
         sa.select(sa.func.count(), sa.func.min(p.c.sent_at)).where(
@@ -258,7 +322,9 @@ def preview_due(
         due_now=due_now,
         would_send=qualified - suppressed,
         would_be_suppressed=suppressed,
-        would_be_skipped=due_now - qualified,
+        would_be_skipped=due_now - qualified - wait - expire,
         later=int(later),
         next_due=first_sent + after if first_sent is not None else None,
+        would_wait=wait,
+        would_expire=expire,
     )

@@ -45,6 +45,9 @@ class RunReport:
     already_finished: bool = False
     stopped_reason: str | None = None
     capped: str | None = None  # the day's allowance is used up: why, and when it continues
+    held: int = 0  # recipients the frequency cap skipped (a follow-up's: put back to wait)
+    frequency: str | None = None  # the sponsor's frequency cap, as written (``1 per 3d``)
+    follow_up: bool = False
 
     @property
     def emails_per_second(self) -> float:

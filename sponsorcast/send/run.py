@@ -22,6 +22,7 @@ from sponsorcast.send.brakes import BrakeWatch
 from sponsorcast.send.caps import DailyCap
 from sponsorcast.send.claims import ClaimAgain, Claimer, Stopped
 from sponsorcast.send.followups import add_due, waiting
+from sponsorcast.send.frequency import FrequencyHold
 from sponsorcast.send.plan import NOT_STARTED, Plan, validate_all
 from sponsorcast.send.reports import Progress, ProgressCallback, RunReport
 from sponsorcast.send.rolling import add_new_leads
@@ -69,6 +70,9 @@ async def run_batches(
     """Claim, send and record batches of a ``sending`` campaign until none is left."""
 
     renderer = make_renderer(store, config, campaign_id)
+    with store.read() as conn:
+        row = get_campaign_row(conn, campaign_id)
+    total = row["total_recipients"]
     claimer = Claimer(
         store,
         config,
@@ -77,9 +81,8 @@ async def run_batches(
         limit_left=limit,
         brakes=BrakeWatch(config.brakes),
         cap=DailyCap.of(renderer.sponsor, config.timezone),
+        frequency=FrequencyHold.of(renderer.sponsor, follow_up=row["follows"] is not None),
     )
-    with store.read() as conn:
-        total = get_campaign_row(conn, campaign_id)["total_recipients"]
     report = RunReport(
         campaign_id, CampaignStatus.SENDING, transport.name, transport.sends_for_real, total
     )
@@ -158,6 +161,10 @@ async def run_batches(
         report.elapsed = time.monotonic() - started
         report.failed_now += claimer.unknown
         report.unknown_now = claimer.unknown
+        report.held = claimer.held
+        if claimer.frequency is not None:
+            report.frequency = claimer.frequency.cap.text
+            report.follow_up = claimer.frequency.follow_up
     if stop:
         exc = stop[0]
         cause = QUOTA_CAUSE if isinstance(exc, QuotaExceeded) else AUTH_CAUSE

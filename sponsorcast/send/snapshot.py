@@ -132,6 +132,9 @@ def campaign_values(
         "after_seconds": (
             parse_duration(campaign.after).total_seconds() if campaign.after else None
         ),
+        "expires_seconds": (
+            parse_duration(campaign.expires).total_seconds() if campaign.expires else None
+        ),
     }
 
 

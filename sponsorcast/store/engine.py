@@ -337,7 +337,7 @@ def apply_sponsors(store: Store, sponsors: tuple[SponsorConfig, ...]) -> None:
     if DEFAULT_SPONSOR not in existing and all(s.id != DEFAULT_SPONSOR for s in sponsors):
         writes.append((DEFAULT_SPONSOR, {"name": "Default sponsor"}))
     for sc in sponsors:
-        values = {
+        values: dict[str, Any] = {
             k: v
             for k, v in {
                 "name": sc.name,
@@ -349,11 +349,11 @@ def apply_sponsors(store: Store, sponsors: tuple[SponsorConfig, ...]) -> None:
                 "logo_url": sc.logo_url,
                 "unsubscribe_mailto": sc.unsubscribe_mailto,
                 "layout": sc.layout,
-                "daily_cap": sc.daily_cap,
-                "warmup": sc.warmup,
             }.items()
             if v is not None
         }
+        # the caps are the config's alone: one taken out of the file is taken off the sponsor
+        values.update(daily_cap=sc.daily_cap, warmup=sc.warmup, frequency_cap=sc.frequency_cap)
         row = existing.get(sc.id)
         if row is None or any(getattr(row, k) != v for k, v in values.items()):
             writes.append((sc.id, values))
@@ -380,6 +380,9 @@ def apply_sponsors(store: Store, sponsors: tuple[SponsorConfig, ...]) -> None:
                         logo_url=values.get("logo_url"),
                         unsubscribe_mailto=values.get("unsubscribe_mailto"),
                         layout=values.get("layout"),
+                        daily_cap=values.get("daily_cap"),
+                        warmup=values.get("warmup"),
+                        frequency_cap=values.get("frequency_cap"),
                         created_at=now,
                         updated_at=now,
                     )

@@ -30,6 +30,7 @@ CURRENT_MIGRATIONS = frozenset(
         "m007_report_indexes",
         "m008_rate_budget",
         "m009_guard_rails",
+        "m010_frequency_cap",
     }
 )
 

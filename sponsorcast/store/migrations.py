@@ -273,6 +273,16 @@ def m009_guard_rails(conn: sa.Connection) -> None:
     conn.execute(sa.text(f"ALTER TABLE campaign ADD COLUMN after_seconds {real}"))
 
 
+@migration
+def m010_frequency_cap(conn: sa.Connection) -> None:
+    """Each sponsor's frequency cap, how long a follow-up holds a capped recipient back, and
+    the index of a lead's recent emails the cap reads."""
+    conn.execute(sa.text("ALTER TABLE sponsor ADD COLUMN frequency_cap VARCHAR"))
+    real = sa.Float(precision=53).compile(dialect=conn.dialect)
+    conn.execute(sa.text(f"ALTER TABLE campaign ADD COLUMN expires_seconds {real}"))
+    conn.execute(sa.text("CREATE INDEX ix_delivery_lead_sent ON delivery (lead_id, sent_at)"))
+
+
 @dataclass(frozen=True)
 class MigrationState:
     """Which migrations a store has, and which it still needs."""

@@ -105,6 +105,7 @@ class Sponsor(SQLModel, table=True):
     layout: str | None = None  # a layout file of the project's, e.g. layouts/acme.html
     daily_cap: int | None = None  # emails a day at most, over all its campaigns
     warmup: int | None = None  # emails on its first sending day, doubling daily to daily_cap
+    frequency_cap: str | None = None  # ``1 per 3d``: emails of this sponsor one lead may get
     created_at: datetime | None = _dt()
     updated_at: datetime | None = _dt()
 
@@ -165,6 +166,8 @@ class Campaign(SQLModel, table=True):
     follows: str | None = None  # a follow-up of this campaign (``send.followups``)
     # … each recipient due this long after their email of it
     after_seconds: float | None = Field(default=None, sa_type=sa.Float(precision=53))
+    # … and held back by the frequency cap until this long after it came due, then skipped
+    expires_seconds: float | None = Field(default=None, sa_type=sa.Float(precision=53))
     total_recipients: int = 0
     created_at: datetime | None = _dt()
     started_at: datetime | None = _dt()
@@ -185,6 +188,7 @@ class Delivery(SQLModel, table=True):
         sa.Index("ix_delivery_campaign_sent", "campaign_id", "sent_at", "lead_id"),
         sa.Index("ix_delivery_sent_at", "sent_at"),  # a sponsor's emails of the day (caps)
         sa.Index("ix_delivery_recipient", "recipient"),  # bounced for another sponsor?
+        sa.Index("ix_delivery_lead_sent", "lead_id", "sent_at"),  # a lead's recent emails (cap)
     )
 
     id: int | None = Field(default=None, primary_key=True)
