@@ -22,6 +22,7 @@ from sponsorcast.config import LANGUAGE_TAG
 from sponsorcast.durations import parse_duration
 from sponsorcast.errors import BadInput, CampaignFileError
 from sponsorcast.headers import header_problem, mailbox_problem
+from sponsorcast.variants import ABTest, Variant, parse_variants
 
 CAMPAIGN_SUFFIXES = (".md", ".yaml", ".yml")
 KEYS = (
@@ -42,6 +43,8 @@ KEYS = (
     "follows",
     "after",
     "expires",
+    "variants",
+    "test",
 )
 YAML_ONLY_KEYS = ("body",)
 SLUG = re.compile(r"^[a-z0-9][a-z0-9_-]{0,127}$")
@@ -87,6 +90,10 @@ class CampaignFile:
     follows: str | None = None  # a follow-up of this campaign: each recipient due ``after`` theirs
     after: str | None = None  # the duration, as written (``3d``)
     expires: str | None = None  # a follow-up holds a capped recipient back this long at most
+    variants: tuple[Variant, ...] = ()  # an A/B test's variants (``sponsorcast.variants``)
+    test: ABTest | None = None
+    variant: str | None = None  # set on the copy one variant sends (``with_variant``)
+    from_name: str | None = None  # that variant's display name for the from address
     tags: dict[str, str] = field(default_factory=dict)
     path: Path = Path("<campaign>")
     content_hash: str = ""
@@ -244,6 +251,12 @@ def load_campaign(path: Path) -> CampaignFile:
         raise fail("rolling must be true or false.", "rolling")
     follows, after = _follow_up(data, campaign_id, fail)
     expires = _expires(data, follows, fail)
+    variants, test = parse_variants(data, fail)
+    if test is not None and (follows or rolling):
+        key = "follows" if follows else "rolling"
+        raise fail(
+            f"an A/B test cannot also be a {'follow-up' if follows else 'rolling campaign'}.", key
+        )
 
     from_address = _address(data, "from", fail)
     reply_to = _address(data, "reply_to", fail)
@@ -276,6 +289,8 @@ def load_campaign(path: Path) -> CampaignFile:
         follows=follows,
         after=after,
         expires=expires,
+        variants=variants,
+        test=test,
         tags=tags,
         path=path,
         content_hash=hashlib.sha256(raw).hexdigest(),

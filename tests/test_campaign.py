@@ -124,12 +124,12 @@ INVALID_CASES = [
     (
         "unknown_key.md",
         3,
-        "unknown key 'subjcet' (allowed: id, name, sponsor, subject, preheader, from, reply_to, audience, send_at, tags, language, line_breaks, layout, rolling, follows, after, expires).",
+        "unknown key 'subjcet' (allowed: id, name, sponsor, subject, preheader, from, reply_to, audience, send_at, tags, language, line_breaks, layout, rolling, follows, after, expires, variants, test).",
     ),
     (
         "body_in_md.md",
         3,
-        "unknown key 'body' (allowed: id, name, sponsor, subject, preheader, from, reply_to, audience, send_at, tags, language, line_breaks, layout, rolling, follows, after, expires).",
+        "unknown key 'body' (allowed: id, name, sponsor, subject, preheader, from, reply_to, audience, send_at, tags, language, line_breaks, layout, rolling, follows, after, expires, variants, test).",
     ),
     (
         "unknown_audience.md",
@@ -212,7 +212,7 @@ def test_invalid_campaign_file_in_check_mode_exits_2_and_names_it(project: Proje
     path = INVALID / "unknown_key.md"
     assert result.stdout == (
         f"::error file={path},line=3::unknown key 'subjcet' (allowed: id, name, sponsor, subject, "
-        "preheader, from, reply_to, audience, send_at, tags, language, line_breaks, layout, rolling, follows, after, expires).\n"
+        "preheader, from, reply_to, audience, send_at, tags, language, line_breaks, layout, rolling, follows, after, expires, variants, test).\n"
         "1 campaign file checked: 1 problem in 1.\n"
     )
     assert _store_dump(project) == before

@@ -8,6 +8,7 @@ import typer
 
 from sponsorcast import console
 from sponsorcast.cli.invocation import handle_errors, open_store
+from sponsorcast.wording import count
 
 campaigns_app = typer.Typer(
     help="Campaign lifecycle: list, show history, pause, resume, cancel, delete.",
@@ -48,18 +49,49 @@ def show(
     json_: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
 ) -> None:
     """A campaign, its delivery counts and its history (a follow-up's: who is still to come due)."""
+    from sponsorcast.send.abtest import ab_state
     from sponsorcast.send.followups import follow_up_state
     from sponsorcast.store.lifecycle import show_campaign
 
     with open_store().read() as conn:
         data = show_campaign(conn, campaign_id)
         data.update(follow_up_state(conn, campaign_id))
+        test = ab_state(conn, campaign_id)
     if json_:
-        console.print_json(data)
+        console.print_json({**data, "test": test.as_dict()} if test is not None else data)
         return
     history = data.pop("history")
+    if test is not None:
+        data["test"] = test.line()
     console.print_fields(data, title=f"Campaign {campaign_id}")
     console.print_table(history, ["at", "from", "status", "cause"], title="History", whole=("at",))
+
+
+@campaigns_app.command("pick")
+@handle_errors
+def pick(
+    campaign_id: Annotated[str, typer.Argument(metavar="CAMPAIGN_ID")],
+    variant: Annotated[
+        str | None,
+        typer.Option("--variant", metavar="NAME", help="This variant, whatever the numbers say."),
+    ] = None,
+) -> None:
+    """Pick an A/B test's winner now (before its pick_after too) and send it to the held recipients."""
+    from sponsorcast.cli.invocation import load
+    from sponsorcast.send import run_campaign
+    from sponsorcast.send.pick import pick as pick_winner
+
+    config = load()
+    store = open_store()
+    batch = config.resend.batch_size if config.resend.endpoint == "batch" else 100
+    decision = pick_winner(store, campaign_id, batch, variant=variant)
+    assert decision is not None  # by hand it picks or raises
+    console.say(f"Campaign '{campaign_id}' picked {decision.sentence()}.")
+    report = run_campaign(store, config, campaign_id)
+    console.say(
+        f"Sent {count(report.sent_now, 'email')} of variant {decision.winner}; "
+        f"the campaign is {report.status}."
+    )
 
 
 @campaigns_app.command("pause")

@@ -41,10 +41,20 @@ def render(
             "--to", metavar="EMAIL", help="Preview this lead (default: the audience's first)."
         ),
     ] = None,
+    variant: Annotated[
+        str | None,
+        typer.Option(
+            "--variant",
+            metavar="NAME",
+            help="Preview this variant of an A/B test (default: its first).",
+        ),
+    ] = None,
     check: Annotated[
         bool,
         typer.Option(
-            "--check", help="Render every recipient and list every problem (exit 1 if any)."
+            "--check",
+            help="Render every recipient (every variant of an A/B test) and list every problem "
+            "(exit 1 if any).",
         ),
     ] = False,
     leads: Annotated[
@@ -80,6 +90,8 @@ def render(
 
     if check and to:
         raise BadInput("--to previews one recipient; it cannot be combined with --check.")
+    if check and variant:
+        raise BadInput("--check checks every variant; --variant is for a preview.")
     if check and (html or open_):
         raise BadInput("--html and --open show a preview; they cannot be combined with --check.")
     files = [f for path in campaigns for f in campaign_files(path)]
@@ -99,7 +111,7 @@ def render(
             if any(r.report.problems for r in results):
                 raise Reported(ExitCode.FAILED)
             return
-        previews = [preview_campaign(f, source, to) for f in files]
+        previews = [preview_campaign(f, source, to, variant) for f in files]
     finally:
         source.close()
     if open_ and html is None:

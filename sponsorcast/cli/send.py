@@ -83,8 +83,10 @@ def send(
         result = send_test(store, config, plan, test, as_email=as_)
         where = "written to the outbox" if config.transport == "outbox" else "sent"
         lead = f", rendered for {result.rendered_for}" if result.rendered_for else ""
+        names = [v.name for v in plan.campaign.variants]
+        what = f"Test emails of variants {', '.join(names)}" if names else "Test email"
         console.say(
-            f"Test email {where} to {count(result.sent, 'address')} ({', '.join(test)}){lead}. "
+            f"{what} {where} to {count(len(test), 'address')} ({', '.join(test)}){lead}. "
             "Nothing was recorded."
         )
         if result.note:
@@ -106,7 +108,13 @@ def send(
         }
         if plan.campaign.follows:
             fields = {**fields, **_due_fields(store, plan)}
-        elif plan.sponsor.frequency_cap and plan.existing_status is None:
+        elif plan.campaign.test is not None and plan.existing_status is None:
+            fields.update(_split_fields(plan, checked - plan.suppressed))
+        if (
+            plan.sponsor.frequency_cap
+            and plan.existing_status is None
+            and not plan.campaign.follows
+        ):
             fields[f"would be skipped (frequency cap {plan.sponsor.frequency_cap})"] = _capped_now(
                 store, plan
             )
@@ -144,6 +152,28 @@ def send(
         )
     if not report.ok:
         raise Reported(ExitCode.FAILED)
+
+
+def _split_fields(plan: Plan, sendable: int) -> dict[str, object]:
+    """A new A/B test's dry run: the test group per variant, and who is held for the winner."""
+    from sponsorcast.send.abtest import planned_split
+
+    test = plan.campaign.test
+    assert test is not None
+    split = planned_split(sendable, [v.name for v in plan.campaign.variants], test.share)
+    held = split.pop("held")
+    fields: dict[str, object] = {f"test: variant {name}": n for name, n in split.items()}
+    fields[f"held for the winner (by {test.by}, {test.pick_after} after the test)"] = held
+    return fields
+
+
+def _test_line(test: dict[str, object]) -> str:
+    """The test's state in the title of ``stats``' variants table."""
+    if test["state"] == "picked":
+        decision = test["decision"]
+        how = decision.get("how") if isinstance(decision, dict) else None
+        return f"picked {test['winner']} ({how})"
+    return f"testing, {test['held']} held"
 
 
 def _capped_now(store: Store, plan: Plan) -> int:
@@ -226,6 +256,18 @@ def _summary(report: RunReport) -> None:
         console.say(f"Stopped: {report.stopped_reason}; run the command again to continue.")
     if report.capped:
         console.say(f"Held back: {report.capped}.")
+    test = report.test
+    if test is not None and test.winner is None and test.held:
+        when = (
+            f"from {test.pick_due:%Y-%m-%d %H:%M} UTC"
+            if test.pick_due is not None
+            else f"{test.pick_after} after the test's last email"
+        )
+        console.say(
+            f"Testing: {count(test.held, 'recipient')} held for the winner, picked by {test.by} "
+            f"{when} by the next run-due, or now with 'sponsorcast campaigns pick "
+            f"{report.campaign_id}'."
+        )
     if report.held and report.follow_up:
         console.say(
             f"Waiting: {count(report.held, 'recipient')} had an email of this sponsor within its "
@@ -250,8 +292,15 @@ def stats(
     if json_:
         console.print_json(data)
     else:
-        shown = {k: v for k, v in data.items() if k not in ("timeline", "links", "follow_ups")}
+        hidden = ("timeline", "links", "follow_ups", "variants", "test")
+        shown = {k: v for k, v in data.items() if k not in hidden}
         console.print_fields(shown, title=f"Campaign {campaign_id}")
+        if data["variants"]:
+            console.print_table(
+                data["variants"],
+                ["variant", "sent", "delivered", "opened", "clicked", "open_rate", "click_rate"],
+                title=f"A/B test: {_test_line(data['test'])}",
+            )
         console.print_timeline(data["timeline"])
         if data["follow_ups"]:
             console.print_table(
@@ -288,10 +337,11 @@ def deliveries(
     ] = False,
 ) -> None:
     """Per-recipient ledger of a campaign."""
-    from sponsorcast.store.lifecycle import DELIVERY_FIELDS, iter_deliveries
+    from sponsorcast.store.lifecycle import DELIVERY_FIELDS, get_campaign_row, iter_deliveries
 
     store = open_store()
     with store.read() as conn:
+        ab_test = get_campaign_row(conn, campaign_id)["ab_test"]
         rows = iter_deliveries(conn, campaign_id, status)
         if json_:
             console.print_json(list(rows))
@@ -301,7 +351,7 @@ def deliveries(
             which = f" with status '{status}'" if status else ""
             console.print_table(
                 rows,
-                TABLE_COLUMNS,
+                [*TABLE_COLUMNS[:3], "variant", *TABLE_COLUMNS[3:]] if ab_test else TABLE_COLUMNS,
                 title=f"Deliveries of {campaign_id}",
                 empty=f"Campaign '{campaign_id}' has no deliveries{which}.",
                 whole=("recipient", "sent_at", "opened_at", "first_click_at"),

@@ -32,6 +32,7 @@ from sponsorcast.render.compile import (
     Links,
     StaticLinks,
     compile_campaign,
+    compile_variants,
     html_file_line,
     mailto_unsubscribe,
 )
@@ -56,6 +57,7 @@ from sponsorcast.render.message import (
 )
 from sponsorcast.render.parallel import (
     check_audience,
+    check_variants,
     shard_worker,
 )
 from sponsorcast.render.preview import (
@@ -94,8 +96,10 @@ __all__ = [
     "check_audience",
     "check_campaign_file",
     "check_recipients",
+    "check_variants",
     "collect_problems",
     "compile_campaign",
+    "compile_variants",
     "encode_url",
     "fork_usable",
     "html_file_line",

@@ -12,6 +12,7 @@ from jinja2 import TemplateSyntaxError, nodes
 from sponsorcast.campaign import CampaignFile
 from sponsorcast.errors import SandboxRefused, TemplateError
 from sponsorcast.render import sandbox
+from sponsorcast.variants import with_variant
 
 if TYPE_CHECKING:
     from jinja2 import Template
@@ -20,7 +21,7 @@ if TYPE_CHECKING:
 from email.utils import parseaddr
 from urllib.parse import quote
 
-from sponsorcast.headers import phrase
+from sponsorcast.headers import display_mailbox, phrase
 from sponsorcast.render.environment import NamedVars, jinja_environment
 from sponsorcast.render.layout import EmailLayout, build_layout, file_layout, slot_values
 from sponsorcast.render.markdown import convert_body
@@ -131,6 +132,8 @@ def compile_campaign(
     )
 
     from_address = campaign.from_address or sponsor.from_address
+    if campaign.from_name and from_address:  # a variant's own display name, the same address
+        from_address = display_mailbox(campaign.from_name, parseaddr(from_address)[1])
     reply_to = campaign.reply_to or sponsor.reply_to
     sponsor_vars = {
         "id": sponsor.id,
@@ -157,6 +160,8 @@ def compile_campaign(
         "sponsor": NamedVars("sponsor", sponsor_vars),
         "campaign": NamedVars("campaign", campaign_vars),
     }
+    if campaign.variant is not None:
+        base_vars["variant"] = campaign.variant
     return CompiledCampaign(
         campaign=campaign,
         sponsor_vars=sponsor_vars,
@@ -182,6 +187,42 @@ def compile_campaign(
         preheader_text=campaign.preheader if static_preheader else "",
         list_id=list_id(campaign, sponsor, from_address),
     )
+
+
+def compile_variants(
+    campaign: CampaignFile,
+    sponsor: Sponsor,
+    *,
+    unsubscribe_mailto: str = "",
+    language: str = "en",
+) -> list[CompiledCampaign]:
+    """The campaign compiled once per A/B variant (``sponsorcast.variants``), or once; a
+    variant that does not compile raises TemplateError naming it."""
+    if not campaign.variants:
+        return [
+            compile_campaign(
+                campaign, sponsor, unsubscribe_mailto=unsubscribe_mailto, language=language
+            )
+        ]
+    compiled = []
+    for variant in campaign.variants:
+        try:
+            compiled.append(
+                compile_campaign(
+                    with_variant(campaign, variant),
+                    sponsor,
+                    unsubscribe_mailto=unsubscribe_mailto,
+                    language=language,
+                )
+            )
+        except TemplateError as exc:
+            raise type(exc)(
+                f"variant '{variant.name}': {exc.reason}",
+                path=exc.path,
+                line=exc.line,
+                hint=exc.hint,
+            ) from None
+    return compiled
 
 
 def _layout(

@@ -7,8 +7,8 @@ import os
 import signal
 import subprocess
 import sys
-from collections.abc import Callable, Iterable, Iterator, Mapping
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -31,6 +31,7 @@ from sponsorcast.render.recipients import RecipientSource, fork_usable
 from sponsorcast.store import open_store
 from sponsorcast.store.models import Sponsor
 from sponsorcast.store.tables import lead_t
+from sponsorcast.variants import with_variant
 
 if TYPE_CHECKING:
     from sponsorcast.store import Store
@@ -44,6 +45,21 @@ def check_audience(compiled: CompiledCampaign, source: RecipientSource) -> Check
         return _check_in_parallel(compiled, source, shards)
     rows = source.recipients(campaign.sponsor, campaign.audience)
     return check_recipients(compiled, counted(rows, source.progress))
+
+
+def check_variants(compiled: Sequence[CompiledCampaign], source: RecipientSource) -> CheckReport:
+    """``check_audience`` for each A/B variant of a campaign (or its one compilation): every
+    variant rendered for every recipient, a problem's message naming its variant."""
+    reports = [check_audience(each, source) for each in compiled]
+    if len(reports) == 1:
+        return reports[0]
+    first = reports[0]
+    problems = [
+        replace(problem, message=f"variant '{each.campaign.variant}': {problem.message}")
+        for each, report in zip(compiled, reports, strict=True)
+        for problem in report.problems
+    ]
+    return CheckReport(first.campaign_id, first.path, first.checked, problems)
 
 
 PROGRESS_EVERY = 1000  # recipients between progress calls
@@ -90,6 +106,7 @@ def _check_in_parallel(
         root=str(source.config.root),
         language=source.config.language,
         shards=shards,
+        variant=campaign.variant,
     )
     fork = fork_usable()
     workers = [
@@ -282,6 +299,7 @@ class _ShardJob:
     language: str
     root: str  # the project folder, for partials
     shards: int
+    variant: str | None = None  # the A/B variant checked
 
 
 def _check_shard(
@@ -300,6 +318,10 @@ def _check_shard(
         campaign = with_layout(campaign, job.sponsor.get("layout"), Path(job.root))
         if campaign.content_hash != job.content_hash:
             raise BadInput(f"{job.path} changed while it was being checked; run the check again.")
+        if job.variant is not None:
+            campaign = with_variant(
+                campaign, next(v for v in campaign.variants if v.name == job.variant)
+            )
         compiled = compile_campaign(
             campaign,
             Sponsor(**job.sponsor),

@@ -5,19 +5,20 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from sponsorcast.campaign import load_campaign
+from sponsorcast.campaign import CampaignFile, load_campaign
 
 if TYPE_CHECKING:
     from pathlib import Path
 
-from sponsorcast.errors import InputFileError, NotFound
+from sponsorcast.errors import BadInput, InputFileError, NotFound
 from sponsorcast.headers import display_mailbox
 from sponsorcast.render.check import CheckReport, Problem
-from sponsorcast.render.compile import CompiledCampaign, compile_campaign
+from sponsorcast.render.compile import CompiledCampaign, compile_campaign, compile_variants
 from sponsorcast.render.message import RenderedMessage, render_message
-from sponsorcast.render.parallel import check_audience
+from sponsorcast.render.parallel import check_variants
 from sponsorcast.render.partials import with_layout, with_partials
 from sponsorcast.render.recipients import RecipientSource
+from sponsorcast.variants import with_variant
 
 
 @dataclass(frozen=True)
@@ -68,11 +69,15 @@ class CheckResult:
         }
 
 
-def preview_campaign(path: Path, source: RecipientSource, to: str | None = None) -> Preview:
-    """Render one campaign file for one recipient (``to``, else the audience's first)."""
+def preview_campaign(
+    path: Path, source: RecipientSource, to: str | None = None, variant: str | None = None
+) -> Preview:
+    """Render one campaign file for one recipient (``to``, else the audience's first); an A/B
+    test's ``variant`` (else its first)."""
     campaign = with_partials(load_campaign(path), source.config.root)
     sponsor = source.sponsor(campaign.sponsor)
     campaign = with_layout(campaign, sponsor.layout, source.config.root)
+    campaign = _variant_of(campaign, variant)
     compiled = compile_campaign(
         campaign,
         sponsor,
@@ -104,14 +109,14 @@ def check_campaign_file(path: Path, source: RecipientSource) -> CheckResult:
         campaign = with_partials(load_campaign(path), source.config.root)
         sponsor = source.sponsor(campaign.sponsor)
         campaign = with_layout(campaign, sponsor.layout, source.config.root)
-        compiled = compile_campaign(
+        compiled = compile_variants(
             campaign,
             sponsor,
             unsubscribe_mailto=source.config.tracking.unsubscribe_mailto,
             language=source.config.language,
         )
-        warnings = sending_warnings(compiled)
-        return CheckResult(check_audience(compiled, source), warnings=warnings)
+        warnings = sending_warnings(compiled[0])
+        return CheckResult(check_variants(compiled, source), warnings=warnings)
     except (InputFileError, NotFound) as exc:
         if isinstance(exc, InputFileError) and exc.path not in (None, str(path)):
             raise  # the leads CSV, not the campaign: the whole check is invalid
@@ -143,3 +148,21 @@ def sending_warnings(compiled: CompiledCampaign) -> list[str]:
             "(set 'preheader:' in the front matter, a line like the subject)."
         )
     return warnings
+
+
+def _variant_of(campaign: CampaignFile, name: str | None) -> CampaignFile:
+    """The campaign as variant ``name`` sends it (an A/B test's first without a name)."""
+    if not campaign.variants:
+        if name is not None:
+            raise BadInput(
+                f"Campaign '{campaign.id}' has no variants; --variant is for an A/B test."
+            )
+        return campaign
+    names = [v.name for v in campaign.variants]
+    if name is None:
+        return with_variant(campaign, campaign.variants[0])
+    if name not in names:
+        raise BadInput(
+            f"Campaign '{campaign.id}' has no variant '{name}' (its variants: {', '.join(names)})."
+        )
+    return with_variant(campaign, campaign.variants[names.index(name)])

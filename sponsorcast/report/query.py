@@ -61,7 +61,11 @@ def counters_query(campaign_ids: Sequence[str]) -> sa.Select[Any]:
     d = delivery_t
     return sa.select(
         sa.func.count().label("total_recipients"),
-        _count_if(d.c.status.in_([DeliveryStatus.PENDING, DeliveryStatus.SENDING]), "pending"),
+        # an A/B test's held recipients are not sent yet either
+        _count_if(
+            d.c.status.in_([DeliveryStatus.PENDING, DeliveryStatus.SENDING, DeliveryStatus.HELD]),
+            "pending",
+        ),
         _count_if(d.c.sent_at.is_not(None), "sent"),
         _count_if(d.c.delivered_at.is_not(None), "delivered"),
         _count_if(d.c.status == DeliveryStatus.FAILED, "failed"),
@@ -91,6 +95,15 @@ def per_campaign_counters(
     found = {row["campaign_id"]: {key: int(row[key]) for key in FUNNEL_KEYS} for row in rows}
     empty = dict.fromkeys(FUNNEL_KEYS, 0)
     return {cid: found.get(cid, dict(empty)) for cid in campaign_ids}
+
+
+def per_variant_counters(conn: sa.Connection, campaign_id: str) -> dict[str, dict[str, int]]:
+    """The funnel's counters of each A/B variant of a campaign (held recipients have none yet)."""
+    query = counters_query([campaign_id]).add_columns(delivery_t.c.variant)
+    rows = conn.execute(
+        query.where(delivery_t.c.variant.is_not(None)).group_by(delivery_t.c.variant)
+    ).mappings()
+    return {row["variant"]: {key: int(row[key]) for key in FUNNEL_KEYS} for row in rows}
 
 
 def aware(value: datetime | str | None) -> datetime | None:

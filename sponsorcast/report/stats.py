@@ -5,8 +5,9 @@ accepted (``sent_at`` set), whatever happened after; ``delivered`` every one wit
 ``delivered_at`` (set too when an open, click or complaint arrives first); ``opened`` and
 ``clicked`` count recipients, not events. ``pending`` is pending plus sending. ``cancelled``
 (deliveries a cancelled campaign will never send) and ``skipped`` (a follow-up's recipients who
-no longer qualified when they came due) are beyond the documented list, so that the numbers
-add up to ``total_recipients``. Rates are
+no longer qualified when they came due, or the frequency cap's) are beyond the documented
+list, so that the numbers add up to ``total_recipients``; an A/B test's held recipients count
+as ``pending``, and ``variants`` gives every counter per variant. Rates are
 percentages of ``sent`` with one decimal (0.0 when nothing was sent). ``timeline`` and
 ``links`` are the report's (``report.rows``): first opens and clicks per hour, then per day,
 and each link's clicks.
@@ -20,8 +21,15 @@ from typing import Any
 import sqlalchemy as sa
 
 from sponsorcast.report.build import links_of, rate, timeline_of
-from sponsorcast.report.query import FUNNEL_KEYS, aware, counters, per_campaign_counters
+from sponsorcast.report.query import (
+    FUNNEL_KEYS,
+    aware,
+    counters,
+    per_campaign_counters,
+    per_variant_counters,
+)
 from sponsorcast.report.rows import link_rows, timeline_rows
+from sponsorcast.send.abtest import ab_state
 from sponsorcast.store import Store
 from sponsorcast.store.lifecycle import unknown_campaign
 from sponsorcast.store.tables import batch_t as b
@@ -40,6 +48,8 @@ STATS_KEYS = (
     "timeline",
     "links",
     "follow_ups",  # each campaign that follows this one: sent, skipped and still waiting
+    "variants",  # an A/B test's counters per variant ([] for other campaigns)
+    "test",  # an A/B test's state and decision (None for other campaigns)
 )
 
 
@@ -86,6 +96,8 @@ def campaign_stats(store: Store, campaign_id: str) -> dict[str, Any]:
         timeline = timeline_of(conn, campaign_id, campaign.started_at)
         links = links_of(conn, campaign_id, campaign.body)
         follow_ups = _follow_ups(conn, campaign_id)
+        test = ab_state(conn, campaign_id)
+        per_variant = per_variant_counters(conn, campaign_id) if test is not None else {}
         first_claim, last_answer = conn.execute(
             sa.select(sa.func.min(b.c.first_attempt_at), sa.func.max(b.c.finished_at)).where(
                 b.c.campaign_id == campaign_id
@@ -112,5 +124,21 @@ def campaign_stats(store: Store, campaign_id: str) -> dict[str, Any]:
         "timeline": timeline_rows(timeline),
         "links": link_rows(links),
         "follow_ups": follow_ups,
+        "variants": [
+            _variant_row(name, per_variant.get(name))
+            for name in (test.variants if test is not None else [])
+        ],
+        "test": test.as_dict() if test is not None else None,
     }
     return {key: result[key] for key in STATS_KEYS}
+
+
+def _variant_row(name: str, numbers: dict[str, int] | None) -> dict[str, Any]:
+    """One variant's counters and rates in ``stats``."""
+    numbers = numbers or dict.fromkeys(FUNNEL_KEYS, 0)
+    return {
+        "variant": name,
+        **numbers,
+        "open_rate": rate(numbers["opened"], numbers["sent"]),
+        "click_rate": rate(numbers["clicked"], numbers["sent"]),
+    }

@@ -41,6 +41,7 @@ from sponsorcast.send import (
     validate_all,
 )
 from sponsorcast.send.followups import add_due
+from sponsorcast.send.pick import pick_if_due
 from sponsorcast.send.rolling import add_new_leads
 from sponsorcast.store import Store
 from sponsorcast.store.lifecycle import (
@@ -233,6 +234,10 @@ def _run_one(
                 log(f"Campaign '{campaign_id}': {count(due.added, 'recipient')} came due{skipped}.")
         elif not added and status == CampaignStatus.SENT:
             return None  # a rolling campaign with nobody new: nothing to say
+        if row["ab_test"] and row["winner"] is None:
+            picked = pick_if_due(store, campaign_id, batch, now)
+            if picked is not None:
+                log(picked)
     if status == CampaignStatus.PAUSED:
         with store.write() as conn:
             reason = get_campaign_row(conn, campaign_id)["status_reason"] or ""

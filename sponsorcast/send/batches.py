@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -12,7 +12,8 @@ from sponsorcast.audience import parse_audience, recipient
 from sponsorcast.campaign import CampaignFile
 from sponsorcast.config import Config
 from sponsorcast.headers import display_mailbox
-from sponsorcast.render import compile_campaign, render_message
+from sponsorcast.render import compile_variants, render_message
+from sponsorcast.send.abtest import stored_ab
 from sponsorcast.send.plan import check_sponsor
 from sponsorcast.store import Store, get_sponsor
 from sponsorcast.store.lifecycle import (
@@ -43,6 +44,7 @@ class BatchRenderer:
     reply_to: str | None
     subject_prefix: str = ""
     campaign_links: tuple[str, ...] = ()  # the body's links, in order: click tokens index them
+    variants: Mapping[str, CompiledCampaign] = field(default_factory=dict)  # an A/B test's
 
     def render_batch(self, members: Sequence[Mapping[str, Any]]) -> list[OutgoingEmail]:
         """One OutgoingEmail per member (``delivery_id`` and ``recipient`` plus lead columns)."""
@@ -62,13 +64,14 @@ class BatchRenderer:
                 self.campaign_links,
                 mailto=self.sponsor.unsubscribe_mailto,
             )
-        message = render_message(self.compiled, recipient(member), links)
+        compiled = self.variants.get(member.get("variant") or "", self.compiled)
+        message = render_message(compiled, recipient(member), links)
         tags = {**self.campaign_tags, "campaign": _tag_value(self.campaign_id)}
         if delivery_id > 0:
             tags["delivery"] = str(delivery_id)
         return OutgoingEmail(
             delivery_id=delivery_id,
-            from_address=self.from_address,
+            from_address=compiled.from_address or self.from_address,
             to=_to_header(member, delivery_id),
             subject=self.subject_prefix + message.subject,
             html=message.html,
@@ -102,17 +105,19 @@ def make_renderer(
     sponsor = get_sponsor(store, row["sponsor_id"])
     campaign = stored_campaign(row)
     check_sponsor(sponsor, campaign)
+    compiled = compile_variants(
+        campaign,
+        sponsor,
+        unsubscribe_mailto=config.tracking.unsubscribe_mailto,
+        language=config.language,
+    )
     return BatchRenderer(
         config=config,
         campaign_id=campaign_id,
         campaign_tags={str(k): str(v) for k, v in (row["tags"] or {}).items()},
         sponsor=sponsor,
-        compiled=compile_campaign(
-            campaign,
-            sponsor,
-            unsubscribe_mailto=config.tracking.unsubscribe_mailto,
-            language=config.language,
-        ),
+        compiled=compiled[0],
+        variants={c.campaign.variant: c for c in compiled if c.campaign.variant is not None},
         from_address=str(row["from_address"] or sponsor.from_address),
         reply_to=row["reply_to"] or sponsor.reply_to,
         subject_prefix=subject_prefix,
@@ -147,6 +152,8 @@ def stored_campaign(row: Mapping[Any, Any]) -> CampaignFile:
         line_breaks=bool(look.get("line_breaks", False)),
         layout_html=look.get("layout_html"),
         rolling=bool(row.get("rolling", False)),
+        variants=stored_ab(row.get("ab_test"))[0],
+        test=stored_ab(row.get("ab_test"))[1],
         path=Path(row["source_path"] or f"{row['id']}.md"),
         content_hash=row["content_hash"],
         body_line=1,

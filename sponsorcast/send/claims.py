@@ -306,7 +306,12 @@ class Claimer:
         # every member, whatever its status: after the first attempt a batch never changes
         cols = [lead_t.c[name] for name in RECIPIENT_COLUMNS]
         rows = conn.execute(
-            sa.select(delivery_t.c.id.label("delivery_id"), delivery_t.c.recipient, *cols)
+            sa.select(
+                delivery_t.c.id.label("delivery_id"),
+                delivery_t.c.recipient,
+                delivery_t.c.variant,
+                *cols,
+            )
             .join(lead_t, lead_t.c.id == delivery_t.c.lead_id)
             .where(delivery_t.c.campaign_id == self.campaign_id, delivery_t.c.batch == number)
             .order_by(delivery_t.c.id)

@@ -29,7 +29,7 @@ from sponsorcast.audience import Audience, audience_filter, parse_audience
 from sponsorcast.config import Config
 from sponsorcast.durations import FrequencyCap, format_duration
 from sponsorcast.send.batches import make_renderer
-from sponsorcast.send.frequency import DEFAULT_EXPIRES, capped, expired_reason, frequency_cap
+from sponsorcast.send.frequency import DEFAULT_EXPIRES, capped_leads, expired_reason, frequency_cap
 from sponsorcast.send.rolling import add_batches, check_added, next_batch_number, recount
 from sponsorcast.send.snapshot import DELIVERY_COLUMNS, deliveries_from
 from sponsorcast.store import Store
@@ -154,7 +154,7 @@ class _Hold:
             else DEFAULT_EXPIRES
         )
         old = due_parent_rows(conn, campaign_id, row.follows, cutoff - expires)
-        return cls(cap, capped(cap, campaign_id, lead_t.c.id, now), lead_t.c.id.in_(old))
+        return cls(cap, capped_leads(cap, campaign_id, lead_t.c.id, now), lead_t.c.id.in_(old))
 
     @property
     def free(self) -> tuple[sa.ColumnElement[bool], ...]:
@@ -294,7 +294,7 @@ def preview_due(
     qualifies = audience_filter(sponsor.id, audience, now)
     supp = suppressed_condition(lead_t.c.sponsor_id, lead_t.c.email)
     cap = frequency_cap(sponsor)
-    held = capped(cap, campaign_id, lead_t.c.id, now) if cap is not None else sa.false()
+    held = capped_leads(cap, campaign_id, lead_t.c.id, now) if cap is not None else sa.false()
     old = due_parent_rows(conn, campaign_id, follows, cutoff - (expires or DEFAULT_EXPIRES))
     expired = lead_t.c.id.in_(old)
 

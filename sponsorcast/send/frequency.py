@@ -24,8 +24,8 @@ import sqlalchemy as sa
 
 from sponsorcast.audience import Audience, audience_filter
 from sponsorcast.durations import FrequencyCap, parse_frequency_cap
-from sponsorcast.store.models import DeliveryStatus, Sponsor, utcnow
-from sponsorcast.store.tables import campaign_t, delivery_t, lead_t, sponsor_t
+from sponsorcast.store.models import BatchStatus, DeliveryStatus, Sponsor, utcnow
+from sponsorcast.store.tables import batch_t, campaign_t, delivery_t, lead_t, sponsor_t
 from sponsorcast.suppression import suppressed_condition
 
 DEFAULT_EXPIRES = timedelta(days=14)
@@ -62,6 +62,37 @@ def capped(
         .scalar_subquery()
     )
     return recent >= cap.emails
+
+
+def capped_leads(
+    cap: FrequencyCap, campaign_id: str, lead_id: sa.ColumnElement[int], now: datetime
+) -> sa.ColumnElement[bool]:
+    """``capped`` for many leads at once (a follow-up's due selection, a dry run): the leads
+    with emails in the window are collected once, from the emails of the window (index on
+    ``sent_at``) and the claimed batches, instead of probing each lead's history."""
+    recent = sa.select(delivery_t.c.lead_id).where(
+        delivery_t.c.sent_at > now - cap.window, delivery_t.c.campaign_id != campaign_id
+    )
+    claimed = (
+        sa.select(delivery_t.c.lead_id)
+        .join(
+            batch_t,
+            sa.and_(
+                batch_t.c.campaign_id == delivery_t.c.campaign_id,
+                batch_t.c.number == delivery_t.c.batch,
+            ),
+        )
+        .where(
+            batch_t.c.status == BatchStatus.CLAIMED,
+            delivery_t.c.status == DeliveryStatus.SENDING,
+            delivery_t.c.campaign_id != campaign_id,
+        )
+    )
+    emails = sa.union_all(recent, claimed).subquery()
+    over = (
+        sa.select(emails.c.lead_id).group_by(emails.c.lead_id).having(sa.func.count() >= cap.emails)
+    )
+    return lead_id.in_(over)
 
 
 @dataclass(frozen=True)
@@ -132,7 +163,7 @@ def capped_in_audience(
         .where(
             audience_filter(sponsor.id, audience, now),
             ~suppressed_condition(lead_t.c.sponsor_id, lead_t.c.email),
-            capped(cap, campaign_id, lead_t.c.id, now),
+            capped_leads(cap, campaign_id, lead_t.c.id, now),
         )
     )
     return int(conn.execute(query).scalar_one())

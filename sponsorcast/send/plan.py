@@ -20,7 +20,7 @@ from sponsorcast.errors import (
     TemplateError,
 )
 from sponsorcast.headers import mailbox_problem
-from sponsorcast.render import RecipientSource, check_audience, compile_campaign
+from sponsorcast.render import RecipientSource, check_variants, compile_variants
 from sponsorcast.render.partials import with_layout, with_partials
 from sponsorcast.store import Store, get_sponsor
 from sponsorcast.store.lifecycle import (
@@ -63,6 +63,7 @@ class Plan:
     recipients: int
     suppressed: int
     bounced_elsewhere: int = 0  # of the audience: addresses that bounced for another sponsor
+    variants: tuple[CompiledCampaign, ...] = ()  # every A/B variant compiled (else ``compiled``)
 
 
 def plan_send(store: Store, config: Config, path: Path, *, run_preflight: bool = True) -> Plan:
@@ -76,12 +77,13 @@ def plan_send(store: Store, config: Config, path: Path, *, run_preflight: bool =
     sponsor = get_sponsor(store, campaign.sponsor)
     check_sponsor(sponsor, campaign)
     campaign = with_layout(campaign, sponsor.layout, config.root)
-    compiled = compile_campaign(
+    every = compile_variants(
         campaign,
         sponsor,
         unsubscribe_mailto=config.tracking.unsubscribe_mailto,
         language=config.language,
     )
+    compiled = every[0]
     with store.read() as conn:
         check_ledger(conn, campaign.sponsor, campaign.audience)
         if campaign.follows:
@@ -107,7 +109,14 @@ def plan_send(store: Store, config: Config, path: Path, *, run_preflight: bool =
             total, suppressed = _audience_size(conn, campaign)
             elsewhere = _bounced_elsewhere(conn, campaign)
     plan = Plan(
-        campaign, sponsor, compiled, row.status if row else None, total, suppressed, elsewhere
+        campaign,
+        sponsor,
+        compiled,
+        row.status if row else None,
+        total,
+        suppressed,
+        elsewhere,
+        tuple(every),
     )
     if run_preflight:
         preflight(config, plan, fresh=row is None or row.started_at is None)
@@ -282,7 +291,8 @@ BOUNCED_ELSEWHERE_SHARE = 0.01  # of the audience, before send warns
 def validate_all(store: Store, plan: Plan, config: Config) -> int:
     """Render every recipient of the audience; any problem raises TemplateError, nothing sent."""
 
-    report = check_audience(plan.compiled, RecipientSource(config, store=store))
+    source = RecipientSource(config, store=store)
+    report = check_variants(plan.variants or (plan.compiled,), source)
     if report.problems:
         first = report.problems[0]
         more = (

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from sponsorcast.send.abtest import ABState
 from sponsorcast.store.models import (
     CampaignStatus,
 )
@@ -48,6 +49,7 @@ class RunReport:
     held: int = 0  # recipients the frequency cap skipped (a follow-up's: put back to wait)
     frequency: str | None = None  # the sponsor's frequency cap, as written (``1 per 3d``)
     follow_up: bool = False
+    test: ABState | None = None  # an A/B test's state after the run
 
     @property
     def emails_per_second(self) -> float:

@@ -17,12 +17,14 @@ from sponsorcast.errors import (
     OutcomeUnknown,
     QuotaExceeded,
 )
+from sponsorcast.send.abtest import ab_state, held_count
 from sponsorcast.send.batches import make_renderer
 from sponsorcast.send.brakes import BrakeWatch
 from sponsorcast.send.caps import DailyCap
 from sponsorcast.send.claims import ClaimAgain, Claimer, Stopped
 from sponsorcast.send.followups import add_due, waiting
 from sponsorcast.send.frequency import FrequencyHold
+from sponsorcast.send.pick import pick_if_due
 from sponsorcast.send.plan import NOT_STARTED, Plan, validate_all
 from sponsorcast.send.reports import Progress, ProgressCallback, RunReport
 from sponsorcast.send.rolling import add_new_leads
@@ -38,6 +40,7 @@ from sponsorcast.store.models import (
     BatchStatus,
     CampaignStatus,
     DeliveryStatus,
+    utcnow,
 )
 from sponsorcast.store.tables import batch_t, delivery_t
 from sponsorcast.transport import make_transport
@@ -186,6 +189,7 @@ async def run_batches(
     report.status = finish_if_done(store, campaign_id)
     with store.read() as conn:
         report.counts = status_counts(conn, campaign_id)
+        report.test = ab_state(conn, campaign_id)
     return report
 
 
@@ -198,7 +202,7 @@ def finish_if_done(store: Store, campaign_id: str) -> str:
                 batch_t.c.status.in_((BatchStatus.PENDING, BatchStatus.CLAIMED)),
             )
         ).scalar_one()
-        if left == 0 and waiting(conn, campaign_id)[0] == 0:
+        if left == 0 and waiting(conn, campaign_id)[0] == 0 and held_count(conn, campaign_id) == 0:
             failed = conn.execute(
                 sa.select(sa.func.count()).where(
                     delivery_t.c.campaign_id == campaign_id,
@@ -287,6 +291,8 @@ def send_campaign(
         plan = replace(plan, existing_status=CampaignStatus.SENDING)
     if plan.campaign.follows and plan.existing_status == CampaignStatus.SENDING:
         add_due(store, config, campaign_id, batch_size)
+    if plan.campaign.test is not None and plan.existing_status == CampaignStatus.SENDING:
+        pick_if_due(store, campaign_id, batch_size, utcnow())
     if plan.existing_status in (CampaignStatus.SENT, CampaignStatus.CANCELLED):
         with store.read() as conn:
             counts = status_counts(conn, campaign_id)

@@ -13,6 +13,7 @@ import sqlalchemy as sa
 
 from sponsorcast.audience import select_recipients
 from sponsorcast.durations import parse_duration
+from sponsorcast.send.abtest import assign_test_group
 from sponsorcast.send.plan import NOT_STARTED, Plan
 from sponsorcast.store import Store
 from sponsorcast.store.lifecycle import (
@@ -81,6 +82,10 @@ def take_snapshot(store: Store, plan: Plan, batch_size: int, *, cause: str = "se
                 )
             # a follow-up's recipients come due one by one (send.followups): none at the start
             total = 0 if campaign.follows else _insert_deliveries(conn, campaign, batch_size)
+            if campaign.test is not None:  # the test group gets the batches; the rest waits
+                names = [v.name for v in campaign.variants]
+                split = assign_test_group(conn, campaign.id, names, campaign.test.share, batch_size)
+                record_event(conn, campaign.id, "test.started", split)
             _insert_batches(conn, campaign.id, f"sc-{campaign.id}-{nonce}-b")
             conn.execute(
                 campaign_t.update()
@@ -131,6 +136,14 @@ def campaign_values(
         "follows": campaign.follows,
         "after_seconds": (
             parse_duration(campaign.after).total_seconds() if campaign.after else None
+        ),
+        "ab_test": (
+            {
+                "variants": [v.as_dict() for v in campaign.variants],
+                "test": campaign.test.as_dict(),
+            }
+            if campaign.test is not None
+            else None
         ),
         "expires_seconds": (
             parse_duration(campaign.expires).total_seconds() if campaign.expires else None

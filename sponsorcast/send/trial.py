@@ -17,7 +17,7 @@ from sponsorcast.send.batches import BatchRenderer
 from sponsorcast.send.plan import Plan
 from sponsorcast.store import Store
 from sponsorcast.store.tables import lead_t
-from sponsorcast.transport import make_transport
+from sponsorcast.transport import OutgoingEmail, make_transport
 
 if TYPE_CHECKING:
     from sponsorcast.transport import Transport
@@ -43,21 +43,26 @@ def send_test(
     sample, note = _sample(store, plan, as_email)
     if sample is None:
         sample = {"email": addresses[0], "tags": "", "fields": {}}
-    renderer = BatchRenderer(
-        config=config,
-        campaign_id=plan.campaign.id,
-        campaign_tags=dict(plan.campaign.tags),
-        sponsor=plan.sponsor,
-        compiled=plan.compiled,
-        from_address=plan.campaign.from_address or str(plan.sponsor.from_address),
-        reply_to=plan.campaign.reply_to or plan.sponsor.reply_to,
-        subject_prefix="[TEST] ",
-    )
-    # test emails are not in the ledger: negative ids keep them apart in the batch
-    emails = [
-        renderer.render_one({**sample, "recipient": a, "delivery_id": -(i + 1)})
-        for i, a in enumerate(addresses)
-    ]
+    # an A/B test's: one email of each variant to each address, "[TEST b]" telling them apart
+    variants = [c for c in plan.variants if c.campaign.variant is not None]
+    emails: list[OutgoingEmail] = []
+    for compiled in variants or [plan.compiled]:
+        name = compiled.campaign.variant
+        renderer = BatchRenderer(
+            config=config,
+            campaign_id=plan.campaign.id,
+            campaign_tags=dict(plan.campaign.tags),
+            sponsor=plan.sponsor,
+            compiled=compiled,
+            from_address=plan.campaign.from_address or str(plan.sponsor.from_address),
+            reply_to=plan.campaign.reply_to or plan.sponsor.reply_to,
+            subject_prefix=f"[TEST {name}] " if name else "[TEST] ",
+        )
+        # test emails are not in the ledger: negative ids keep them apart in the batch
+        emails += [
+            renderer.render_one({**sample, "recipient": a, "delivery_id": -(len(emails) + i + 1)})
+            for i, a in enumerate(addresses)
+        ]
     key = f"sc-test-{plan.campaign.id}-{secrets.token_hex(6)}"
 
     async def main() -> int:

@@ -31,6 +31,7 @@ CURRENT_MIGRATIONS = frozenset(
         "m008_rate_budget",
         "m009_guard_rails",
         "m010_frequency_cap",
+        "m011_ab_tests",
     }
 )
 

@@ -38,6 +38,7 @@ DELIVERY_FIELDS = (
     "first_click_at",
     "click_count",
     "unsubscribed_at",
+    "variant",  # an A/B test's; empty for other campaigns
 )
 
 
@@ -320,7 +321,7 @@ def cancel_campaign(conn: sa.Connection, campaign_id: str) -> int:
         delivery_t.update()
         .where(
             delivery_t.c.campaign_id == campaign_id,
-            delivery_t.c.status == DeliveryStatus.PENDING,
+            delivery_t.c.status.in_((DeliveryStatus.PENDING, DeliveryStatus.HELD)),
             sa.or_(delivery_t.c.batch.is_(None), delivery_t.c.batch.not_in(attempted)),
         )
         .values(status=DeliveryStatus.CANCELLED)

@@ -283,6 +283,17 @@ def m010_frequency_cap(conn: sa.Connection) -> None:
     conn.execute(sa.text("CREATE INDEX ix_delivery_lead_sent ON delivery (lead_id, sent_at)"))
 
 
+@migration
+def m011_ab_tests(conn: sa.Connection) -> None:
+    """A/B tests: a campaign's variants and test, the variant picked and when, and the variant
+    of each delivery."""
+    conn.execute(sa.text("ALTER TABLE campaign ADD COLUMN ab_test JSON"))
+    conn.execute(sa.text("ALTER TABLE campaign ADD COLUMN winner VARCHAR"))
+    stamp = UTCDateTime().dialect_impl(conn.dialect).compile(dialect=conn.dialect)
+    conn.execute(sa.text(f"ALTER TABLE campaign ADD COLUMN picked_at {stamp}"))
+    conn.execute(sa.text("ALTER TABLE delivery ADD COLUMN variant VARCHAR"))
+
+
 @dataclass(frozen=True)
 class MigrationState:
     """Which migrations a store has, and which it still needs."""

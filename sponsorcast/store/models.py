@@ -76,6 +76,7 @@ class DeliveryStatus(StrEnum):
     SKIPPED = (
         "skipped"  # a follow-up's recipient who no longer qualified when due (last_error says why)
     )
+    HELD = "held"  # an A/B test's recipient outside the test group, until the winner is picked
 
 
 class BatchStatus(StrEnum):
@@ -168,6 +169,9 @@ class Campaign(SQLModel, table=True):
     after_seconds: float | None = Field(default=None, sa_type=sa.Float(precision=53))
     # … and held back by the frequency cap until this long after it came due, then skipped
     expires_seconds: float | None = Field(default=None, sa_type=sa.Float(precision=53))
+    ab_test: dict[str, Any] | None = _json()  # an A/B test's variants and test (``send.abtest``)
+    winner: str | None = None  # … the variant picked for the held recipients, and when
+    picked_at: datetime | None = _dt()
     total_recipients: int = 0
     created_at: datetime | None = _dt()
     started_at: datetime | None = _dt()
@@ -209,6 +213,7 @@ class Delivery(SQLModel, table=True):
     first_click_at: datetime | None = _dt()
     click_count: int = 0
     unsubscribed_at: datetime | None = _dt()
+    variant: str | None = None  # the A/B variant this recipient is (or was) sent
 
 
 class Event(SQLModel, table=True):

@@ -33,7 +33,6 @@ from sponsorcast.render import (
 from sponsorcast.render import compile as compile_module
 from sponsorcast.render import markdown as markdown_module
 from sponsorcast.render import parallel as parallel_module
-from sponsorcast.render import preview as preview_module
 from sponsorcast.render import recipients as recipients_module
 from sponsorcast.store import Store
 from sponsorcast.store.models import Sponsor
@@ -639,7 +638,7 @@ def test_check_compiles_each_campaign_once(tmp_path: Path, monkeypatch: pytest.M
     project = _bare_project(tmp_path)
     _write_check_dir(tmp_path)
     calls: list[str] = []
-    real_compile, real_markdown = render_module.compile_campaign, markdown_module.convert_body
+    real_compile, real_markdown = compile_module.compile_campaign, markdown_module.convert_body
 
     def counting_compile(campaign: Any, sponsor: Any, **kw: Any) -> Any:
         calls.append("compile:" + campaign.id)
@@ -649,7 +648,7 @@ def test_check_compiles_each_campaign_once(tmp_path: Path, monkeypatch: pytest.M
         calls.append("markdown")
         return real_markdown(body, **kw)
 
-    monkeypatch.setattr(preview_module, "compile_campaign", counting_compile)
+    monkeypatch.setattr(compile_module, "compile_campaign", counting_compile)
     monkeypatch.setattr(compile_module, "convert_body", counting_markdown)
     result = project.run("render", "campaigns", "--check", "--leads", str(LEADS_CSV))
     assert result.exit_code == 1

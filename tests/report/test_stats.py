@@ -105,6 +105,8 @@ def test_stats_after_scripted_events(store: Store) -> None:
             _link("Your page", "https://example.com/p?c={{ company | urlencode }}", True),
         ],
         "follow_ups": [],
+        "variants": [],
+        "test": None,
     }
     assert campaign_stats(store, "other")["opened"] == 1 and len(more) == 3
 
@@ -174,6 +176,8 @@ def test_stats_json_through_the_cli(project: Any, store: Store) -> None:
             _link("Your page", "https://example.com/p?c={{ company | urlencode }}", True),
         ],
         "follow_ups": [],
+        "variants": [],
+        "test": None,
     }
     missing = project.run("stats", "nope", "--json")
     assert missing.exit_code == 2

@@ -419,6 +419,7 @@ def test_cli_deliveries_json_csv_and_status_filter(
         "first_click_at",
         "click_count",
         "unsubscribed_at",
+        "variant",
     }
     assert rows[0]["provider_message_id"] == "outbox-1"
     r = project.run("deliveries", "spring", "--status", "suppressed", "--csv")
@@ -462,6 +463,8 @@ def test_cli_stats_json_keys(project: Project, store: Store, spring: Path) -> No
         "timeline",
         "links",
         "follow_ups",
+        "variants",
+        "test",
     ]
     assert (data["campaign"], data["status"], data["total_recipients"], data["sent"]) == (
         "spring",
