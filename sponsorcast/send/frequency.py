@@ -24,8 +24,9 @@ import sqlalchemy as sa
 
 from sponsorcast.audience import Audience, audience_filter
 from sponsorcast.durations import FrequencyCap, parse_frequency_cap
-from sponsorcast.store.models import BatchStatus, DeliveryStatus, Sponsor, utcnow
-from sponsorcast.store.tables import batch_t, campaign_t, delivery_t, lead_t, sponsor_t
+from sponsorcast.send.rolling import recount
+from sponsorcast.store.models import BatchStatus, CampaignStatus, DeliveryStatus, Sponsor, utcnow
+from sponsorcast.store.tables import batch_t, delivery_t, lead_t, sponsor_t
 from sponsorcast.suppression import suppressed_condition
 
 DEFAULT_EXPIRES = timedelta(days=14)
@@ -124,15 +125,8 @@ class FrequencyHold:
         )
         if self.follow_up:
             held = conn.execute(delivery_t.delete().where(*members)).rowcount
-            if held:
-                total = conn.execute(
-                    sa.select(sa.func.count()).where(delivery_t.c.campaign_id == campaign_id)
-                ).scalar_one()
-                conn.execute(
-                    campaign_t.update()
-                    .where(campaign_t.c.id == campaign_id)
-                    .values(total_recipients=total)
-                )
+            if held:  # a claim runs on a sending campaign: only its total changes
+                recount(conn, campaign_id, CampaignStatus.SENDING, "held back by the cap")
             return int(held)
         return int(
             conn.execute(

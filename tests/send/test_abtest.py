@@ -23,6 +23,7 @@ from sponsorcast.send import run as run_module
 from sponsorcast.send.pick import pick
 from sponsorcast.store import Store
 from sponsorcast.store.tables import campaign_t, delivery_t, event_t, lead_t
+from tests.support.clock import Clock
 from tests.support.pg import both_store_backends  # noqa: F401 - each test on SQLite and PostgreSQL
 from tests.support.project import Project
 from tests.support.sending import add_leads
@@ -44,22 +45,9 @@ TWO = (
 THREE = TWO + "  - name: c\n    preheader: Three is a crowd\n"
 
 
-class Clock:
-    """A settable ``utcnow`` for the claims, run-due and the pick."""
-
-    def __init__(self, now: datetime) -> None:
-        self.now = now
-
-    def __call__(self) -> datetime:
-        return self.now
-
-
 @pytest.fixture
 def clock(monkeypatch: pytest.MonkeyPatch) -> Clock:
-    clock = Clock(T0)
-    for module in (claims_module, cron_module, pick_module, run_module):
-        monkeypatch.setattr(module, "utcnow", clock)
-    return clock
+    return Clock(T0).install(monkeypatch, claims_module, cron_module, pick_module, run_module)
 
 
 def _write(project: Project, text: str, name: str = "ab.md") -> None:
@@ -386,3 +374,28 @@ def test_a_test_of_the_whole_audience_holds_nobody_and_picking_only_decides(
         "Sent 0 emails of variant a; the campaign is sent.",
     ]
     assert sum(_outbox(project).values()) == 10
+
+
+@pytest.mark.parametrize(
+    ("key", "message"),
+    [
+        ("rolling: true\n", "an A/B test cannot also be a rolling campaign."),
+        ("follows: spring\nafter: 1d\n", "an A/B test cannot also be a follow-up."),
+        ("", "an A/B test needs both 'variants:' (a list) and 'test:' (share, pick_after)."),
+    ],
+)
+def test_a_test_that_cannot_split_is_refused(
+    project: Project, store: Store, key: str, message: str
+) -> None:
+    add_leads(store, 5)
+    text = AB.format(variants=TWO, share="20%", extra="").replace(
+        "---\nsubject", f"---\n{key}subject", 1
+    )
+    if not key:  # variants without a test
+        text = text.split("test:\n")[0] + "---\nBody.\n"
+    _write(project, text)
+    r = project.run("send", "ab.md", "--yes")
+    assert r.exit_code == 2
+    assert message in r.stderr
+    with store.read() as conn:
+        assert conn.execute(sa.select(sa.func.count()).select_from(campaign_t)).scalar_one() == 0

@@ -17,6 +17,7 @@ from sponsorcast.send.followups import add_due
 from sponsorcast.store import Store
 from sponsorcast.store.tables import campaign_t, delivery_t
 from sponsorcast.tracking import record_click
+from tests.support.ledger import campaign_status, delivery_rows, outbox_leads
 from tests.support.pg import both_store_backends  # noqa: F401 - each test on SQLite and PostgreSQL
 from tests.support.project import Project
 from tests.support.sending import add_leads
@@ -30,35 +31,11 @@ AGAIN = (
 )
 
 
-def _rows(store: Store, campaign: str) -> dict[str, tuple[str, str | None]]:
-    with store.read() as conn:
-        rows = conn.execute(
-            sa.select(delivery_t.c.recipient, delivery_t.c.status, delivery_t.c.last_error).where(
-                delivery_t.c.campaign_id == campaign
-            )
-        ).all()
-    return {r.recipient.split("@")[0]: (r.status, r.last_error) for r in rows}
-
-
-def _status(store: Store, campaign: str) -> str:
-    with store.read() as conn:
-        return str(
-            conn.execute(
-                sa.select(campaign_t.c.status).where(campaign_t.c.id == campaign)
-            ).scalar_one()
-        )
-
-
 def _sent_at(store: Store, campaign: str) -> datetime:
     with store.read() as conn:
         return conn.execute(  # type: ignore[no-any-return]
             sa.select(sa.func.max(delivery_t.c.sent_at)).where(delivery_t.c.campaign_id == campaign)
         ).scalar_one()
-
-
-def _outbox(project: Project, campaign: str) -> Counter[str]:
-    files = (project.path / "outbox" / campaign).glob("*.eml")
-    return Counter(f.name.split("-", 1)[1].split("@")[0] for f in files)
 
 
 def _parent(project: Project, store: Store) -> datetime:
@@ -90,16 +67,16 @@ def test_each_recipient_comes_due_after_their_email_and_is_judged_then(
     (project.path / "again.md").write_text(AGAIN, encoding="utf-8")
     first = project.run("send", "again.md", "--yes")  # snapshotted; nobody is due yet
     assert first.exit_code == 0, first.stderr
-    assert (_status(store, "again"), _rows(store, "again")) == ("sending", {})
+    assert (campaign_status(store, "again"), delivery_rows(store, "again")) == ("sending", {})
     config = project.config
     run_due(store, config, now=sent + timedelta(days=1))
-    assert _rows(store, "again") == {}
+    assert delivery_rows(store, "again") == {}
     shown = project.run("campaigns", "show", "again")
     assert "waiting" in shown.stdout and "5" in shown.stdout
 
     logged: list[str] = []
     run_due(store, config, now=sent + timedelta(days=3, hours=1), log=logged.append)
-    assert _rows(store, "again") == {
+    assert delivery_rows(store, "again") == {
         "lead0": ("sent", None),
         "lead1": ("skipped", "no longer in the audience when due"),  # clicked
         "lead2": ("suppressed", None),  # unsubscribed from this sponsor
@@ -109,9 +86,9 @@ def test_each_recipient_comes_due_after_their_email_and_is_judged_then(
     assert (
         "Campaign 'again': 5 recipients came due (2 skipped: no longer in its audience)." in logged
     )
-    assert _status(store, "again") == "sent"  # the parent is sent and everyone came due
+    assert campaign_status(store, "again") == "sent"  # the parent is sent and everyone came due
     run_due(store, config, now=sent + timedelta(days=9))
-    assert _outbox(project, "again") == Counter({"lead0": 1, "lead4": 1})  # nobody twice
+    assert outbox_leads(project.path, "again") == Counter({"lead0": 1, "lead4": 1})  # nobody twice
 
 
 def test_overlapping_due_additions_add_each_recipient_once(project: Project, store: Store) -> None:
@@ -136,7 +113,7 @@ def test_overlapping_due_additions_add_each_recipient_once(project: Project, sto
     for t in threads:
         t.join()
     assert errors == [] and sorted(results) == [0, 0, 0, 5]
-    assert len(_rows(store, "again")) == 5
+    assert len(delivery_rows(store, "again")) == 5
 
 
 def test_a_follow_up_of_a_follow_up(project: Project, store: Store) -> None:
@@ -150,11 +127,11 @@ def test_a_follow_up_of_a_follow_up(project: Project, store: Store) -> None:
     assert project.run("send", "third.md", "--yes").exit_code == 0
     again_sent = _sent_at(store, "again")
     run_due(store, project.config, now=again_sent + timedelta(hours=23))
-    assert _rows(store, "third") == {}
+    assert delivery_rows(store, "third") == {}
     run_due(store, project.config, now=again_sent + timedelta(days=1, hours=1))
     # only those the second email went to: lead0 and lead4
-    assert _rows(store, "third") == {"lead0": ("sent", None), "lead4": ("sent", None)}
-    assert _status(store, "third") == "sent"
+    assert delivery_rows(store, "third") == {"lead0": ("sent", None), "lead4": ("sent", None)}
+    assert campaign_status(store, "third") == "sent"
 
 
 def test_bad_follow_ups_are_refused_and_nothing_is_stored(project: Project, store: Store) -> None:
@@ -199,16 +176,16 @@ def test_a_scheduled_follow_up_starts_with_those_already_due(
     scheduled = project.run("schedule", "again.md", "--at", start)
     assert scheduled.exit_code == 0, scheduled.stderr
     run_due(store, project.config, now=sent + timedelta(days=2))  # not its time yet
-    assert _status(store, "again") == "scheduled"
+    assert campaign_status(store, "again") == "scheduled"
     run_due(store, project.config, now=sent + timedelta(days=4, minutes=1))
-    assert {k: v[0] for k, v in _rows(store, "again").items()} == {
+    assert {k: v[0] for k, v in delivery_rows(store, "again").items()} == {
         "lead0": "sent",
         "lead1": "skipped",
         "lead2": "suppressed",
         "lead3": "skipped",
         "lead4": "sent",
     }
-    assert _status(store, "again") == "sent"
+    assert campaign_status(store, "again") == "sent"
 
 
 def test_a_dry_run_and_the_parents_stats_tell_where_the_follow_up_stands(
@@ -231,7 +208,7 @@ def test_a_dry_run_and_the_parents_stats_tell_where_the_follow_up_stands(
         fields["would be skipped (no longer in the audience)"],
         fields["due later"],
     ) == ("5", "2", "1", "2", "0")
-    assert _rows(store, "again") == {}  # a dry run writes nothing
+    assert delivery_rows(store, "again") == {}  # a dry run writes nothing
     assert project.run("send", "again.md", "--yes").exit_code == 0
     stats = json.loads(project.run("stats", "spring", "--json").stdout)
     assert stats["follow_ups"] == [

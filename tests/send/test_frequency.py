@@ -22,7 +22,9 @@ from sponsorcast.send import frequency as frequency_module
 from sponsorcast.send import plan_send, send_campaign
 from sponsorcast.send.followups import add_due
 from sponsorcast.store import Store
-from sponsorcast.store.tables import campaign_t, delivery_t, lead_t, sponsor_t
+from sponsorcast.store.tables import campaign_t, lead_t, sponsor_t
+from tests.support.clock import Clock
+from tests.support.ledger import campaign_status, delivery_rows, outbox_leads
 from tests.support.pg import both_store_backends  # noqa: F401 - each test on SQLite and PostgreSQL
 from tests.support.project import Project
 from tests.support.sending import add_leads
@@ -40,22 +42,11 @@ AGAIN = (
 )
 
 
-class Clock:
-    """A settable ``utcnow`` for the claims, run-due and the follow-ups."""
-
-    def __init__(self, now: datetime) -> None:
-        self.now = now
-
-    def __call__(self) -> datetime:
-        return self.now
-
-
 @pytest.fixture
 def clock(monkeypatch: pytest.MonkeyPatch) -> Clock:
-    clock = Clock(T0)
-    for module in (claims_module, cron_module, followups_module, frequency_module):
-        monkeypatch.setattr(module, "utcnow", clock)
-    return clock
+    return Clock(T0).install(
+        monkeypatch, claims_module, cron_module, followups_module, frequency_module
+    )
 
 
 def _cap(project: Project, cap: str) -> None:
@@ -67,30 +58,6 @@ def _cap(project: Project, cap: str) -> None:
 
 def _write(project: Project, name: str, text: str) -> None:
     (project.path / name).write_text(text, encoding="utf-8")
-
-
-def _rows(store: Store, campaign: str) -> dict[str, tuple[str, str | None]]:
-    with store.read() as conn:
-        rows = conn.execute(
-            sa.select(delivery_t.c.recipient, delivery_t.c.status, delivery_t.c.last_error).where(
-                delivery_t.c.campaign_id == campaign
-            )
-        ).all()
-    return {r.recipient.split("@")[0]: (r.status, r.last_error) for r in rows}
-
-
-def _outbox(project: Project, campaign: str) -> Counter[str]:
-    files = (project.path / "outbox" / campaign).glob("*.eml")
-    return Counter(f.name.split("-", 1)[1].split("@")[0] for f in files)
-
-
-def _status(store: Store, campaign: str) -> str:
-    with store.read() as conn:
-        return str(
-            conn.execute(
-                sa.select(campaign_t.c.status).where(campaign_t.c.id == campaign)
-            ).scalar_one()
-        )
 
 
 CAPPED = "capped: had an email of this sponsor within its frequency cap of 1 per 3d"
@@ -137,7 +104,7 @@ def test_a_campaign_skips_who_had_an_email_within_the_window(
     assert sent.stdout.splitlines()[-1] == (
         "Skipped: 5 recipients had an email of this sponsor within its frequency cap of 1 per 3d."
     )
-    assert _rows(store, "news") == {
+    assert delivery_rows(store, "news") == {
         **{f"lead{i}": ("skipped", CAPPED) for i in range(5)},
         "new0": ("sent", None),
         "new1": ("sent", None),
@@ -154,12 +121,12 @@ def test_a_campaign_skips_who_had_an_email_within_the_window(
     clock.now = T0 + timedelta(days=3, seconds=1)
     _write(project, "later.md", NEWS.replace("News", "Later news"))
     assert project.run("send", "later.md", "--yes").exit_code == 0
-    assert _rows(store, "later") == {
+    assert delivery_rows(store, "later") == {
         **{f"lead{i}": ("sent", None) for i in range(5)},
         "new0": ("skipped", CAPPED),
         "new1": ("skipped", CAPPED),
     }
-    assert _outbox(project, "news") == Counter({"new0": 1, "new1": 1})
+    assert outbox_leads(project.path, "news") == Counter({"new0": 1, "new1": 1})
 
 
 def test_two_campaigns_sent_at_once_give_each_lead_one_email(
@@ -192,12 +159,12 @@ def test_two_campaigns_sent_at_once_give_each_lead_one_email(
     for t in threads:
         t.join()
     assert errors == []
-    spring, news = _rows(store, "spring"), _rows(store, "news")
+    spring, news = delivery_rows(store, "spring"), delivery_rows(store, "news")
     assert len(spring) == len(news) == 40
     for lead in spring:
         statuses = sorted((spring[lead][0], news[lead][0]))
         assert statuses == ["sent", "skipped"], lead
-    emails = _outbox(project, "spring") + _outbox(project, "news")
+    emails = outbox_leads(project.path, "spring") + outbox_leads(project.path, "news")
     assert emails == Counter({f"lead{i}": 1 for i in range(40)})
 
 
@@ -221,8 +188,8 @@ def test_a_follow_up_waits_for_the_cap_and_skips_once_it_expires(
     assert fields["would wait (frequency cap 1 per 2d)"] == "5"
     assert fields["would be skipped (held back past expires)"] == "0"
     assert project.run("run-due").exit_code == 0
-    assert _rows(store, "again") == {}
-    assert _status(store, "again") == "sending"
+    assert delivery_rows(store, "again") == {}
+    assert campaign_status(store, "again") == "sending"
 
     # lead0 gets another campaign two days and an hour after spring: free of spring by then
     with store.write() as conn:
@@ -234,23 +201,23 @@ def test_a_follow_up_waits_for_the_cap_and_skips_once_it_expires(
     clock.now = T0 + timedelta(days=2, hours=1)
     _write(project, "vip.md", VIP_NEWS)
     assert project.run("send", "vip.md", "--yes").exit_code == 0
-    assert _rows(store, "vip") == {"lead0": ("sent", None)}
+    assert delivery_rows(store, "vip") == {"lead0": ("sent", None)}
 
     clock.now = T0 + timedelta(days=2, hours=2)
     assert project.run("run-due").exit_code == 0
-    assert _rows(store, "again") == {f"lead{i}": ("sent", None) for i in range(1, 5)}
+    assert delivery_rows(store, "again") == {f"lead{i}": ("sent", None) for i in range(1, 5)}
     shown = project.run("campaigns", "show", "again")
     assert "waiting" in shown.stdout
 
     # due at T0+1d, expires two days later; vip holds lead0 back until T0+4d+1h
     clock.now = T0 + timedelta(days=3, hours=1)
     assert project.run("run-due").exit_code == 0
-    assert _rows(store, "again")["lead0"] == (
+    assert delivery_rows(store, "again")["lead0"] == (
         "skipped",
         "capped: the frequency cap of 1 per 2d held them back until the follow-up expired",
     )
-    assert _status(store, "again") == "sent"
-    assert _outbox(project, "again") == Counter({f"lead{i}": 1 for i in range(1, 5)})
+    assert campaign_status(store, "again") == "sent"
+    assert outbox_leads(project.path, "again") == Counter({f"lead{i}": 1 for i in range(1, 5)})
 
 
 def test_a_follow_up_recipient_capped_at_claim_waits_and_comes_again(
@@ -264,7 +231,7 @@ def test_a_follow_up_recipient_capped_at_claim_waits_and_comes_again(
     assert project.run("send", "again.md", "--yes").exit_code == 0
     clock.now = T0 + timedelta(days=2, minutes=1)
     assert add_due(store, project.config, "again", 10, clock.now).added == 2
-    assert _rows(store, "again") == {"lead0": ("pending", None), "lead1": ("pending", None)}
+    assert delivery_rows(store, "again") == {"lead0": ("pending", None), "lead1": ("pending", None)}
 
     with store.write() as conn:  # another campaign reaches lead0 before the follow-up is sent
         conn.execute(
@@ -283,16 +250,16 @@ def test_a_follow_up_recipient_capped_at_claim_waits_and_comes_again(
         "Waiting: 1 recipient had an email of this sponsor within its frequency cap of "
         "1 per 2d; run-due sends them once the cap allows."
     )
-    assert _rows(store, "again") == {"lead1": ("sent", None)}  # lead0 waits, with no row
-    assert _status(store, "again") == "sending"
+    assert delivery_rows(store, "again") == {"lead1": ("sent", None)}  # lead0 waits, with no row
+    assert campaign_status(store, "again") == "sending"
     stats = json.loads(project.run("stats", "again", "--json").stdout)
     assert (stats["total_recipients"], stats["sent"]) == (1, 1)
 
     clock.now = T0 + timedelta(days=4, minutes=3)  # vip was two days and a minute ago
     assert project.run("run-due").exit_code == 0
-    assert _rows(store, "again") == {"lead0": ("sent", None), "lead1": ("sent", None)}
-    assert _status(store, "again") == "sent"
-    assert _outbox(project, "again") == Counter({"lead0": 1, "lead1": 1})
+    assert delivery_rows(store, "again") == {"lead0": ("sent", None), "lead1": ("sent", None)}
+    assert campaign_status(store, "again") == "sent"
+    assert outbox_leads(project.path, "again") == Counter({"lead0": 1, "lead1": 1})
 
 
 def test_the_cap_follows_the_config_and_bad_caps_are_refused(

@@ -20,6 +20,7 @@ from sponsorcast.store import Store
 from sponsorcast.store.tables import campaign_t, delivery_t
 from sponsorcast.tracking.events import apply_event
 from sponsorcast.transport import BatchOutcome, OutgoingEmail
+from tests.support.clock import Clock
 from tests.support.pg import both_store_backends  # noqa: F401 - each test on SQLite and PostgreSQL
 from tests.support.project import Project
 from tests.support.sending import CAMPAIGN, MemoryTransport, add_leads
@@ -136,16 +137,6 @@ def test_brake_reasons_from_counts() -> None:
         "brake: 0.1 % of the emails sent were reported as spam (2 of 2,001; the brake is at 0.05 %)"
     )
     assert brakes_module.brake_reason({"sent": 30, "bounced": 19}, config) is None  # 49 sent
-
-
-class Clock:
-    """A settable ``utcnow`` for the claims (and so for every ``sent_at``)."""
-
-    def __init__(self, now: datetime) -> None:
-        self.now = now
-
-    def __call__(self) -> datetime:
-        return self.now
 
 
 def test_warm_up_and_daily_cap_spread_a_campaign_over_days_nobody_twice(
