@@ -399,3 +399,41 @@ def test_a_test_that_cannot_split_is_refused(
     assert message in r.stderr
     with store.read() as conn:
         assert conn.execute(sa.select(sa.func.count()).select_from(campaign_t)).scalar_one() == 0
+
+
+def test_by_opens_counts_people_not_machines_and_a_rerun_keeps_the_split(
+    project: Project, store: Store, clock: Clock
+) -> None:
+    from sponsorcast.tracking import record_open
+
+    add_leads(store, 40)
+    _write(project, AB.format(variants=TWO, share="100%", extra="  by: opens\n"))
+    assert project.run("send", "ab.md", "--yes").exit_code == 0
+    split = _variants(store)
+    assert project.run("send", "ab.md", "--yes").exit_code == 0  # a rerun changes nothing
+    assert _variants(store) == split
+    with store.read() as conn:
+        ids = dict(
+            conn.execute(
+                sa.select(delivery_t.c.recipient, delivery_t.c.id).where(
+                    delivery_t.c.campaign_id == "ab"
+                )
+            ).all()
+        )
+    a = sorted(lead for lead, (_, v) in split.items() if v == "a")
+    b = sorted(lead for lead, (_, v) in split.items() if v == "b")
+    later = T0 + timedelta(hours=1)
+    person = "Mozilla/5.0 (Macintosh; Intel Mac OS X 10_15_7) AppleWebKit/605.1.15"
+    for lead in a[:12]:  # people reading a
+        assert record_open(store, ids[f"{lead}@example.com"], now=later, user_agent=person)
+    for lead in b[:2]:
+        assert record_open(store, ids[f"{lead}@example.com"], now=later, user_agent=person)
+    for lead in b[2:18]:  # a scanner fetching b's pixel: not evidence
+        assert record_open(store, ids[f"{lead}@example.com"], now=later, user_agent="Mozilla/5.0")
+    r = project.run("campaigns", "pick", "ab")
+    assert r.exit_code == 0, r.stderr
+    p = _p_value(12, 20, 2, 20)
+    assert r.stdout.splitlines()[0] == (
+        f"Campaign 'ab' picked variant a (meaningful at 95%; opens: a 60.0% (12 of 20), "
+        f"b 10.0% (2 of 20); p = {p:.3g})."
+    )
