@@ -47,16 +47,16 @@ def expired_reason(cap: FrequencyCap) -> str:
     return f"capped: the frequency cap of {cap.text} held them back until the follow-up expired"
 
 
-def capped(
-    cap: FrequencyCap, campaign_id: str, lead_id: sa.ColumnElement[int], now: datetime
-) -> sa.ColumnElement[bool]:
-    """Leads (``lead_id``: their column) with as many emails of other campaigns in the window
-    as the cap allows. A lead belongs to one sponsor, so its deliveries are that sponsor's."""
+def capped(cap: FrequencyCap, campaign_id: str, now: datetime) -> sa.ColumnElement[bool]:
+    """Deliveries (of ``delivery_t``) whose lead has as many emails of other campaigns in the
+    window as the cap allows. A lead belongs to one sponsor, so its deliveries are that
+    sponsor's; the recipient's index finds them (the lead id narrows to this sponsor's)."""
     d = delivery_t.alias("fc")
     recent = (
         sa.select(sa.func.count())
         .where(
-            d.c.lead_id == lead_id,
+            d.c.recipient == delivery_t.c.recipient,
+            d.c.lead_id == delivery_t.c.lead_id,
             d.c.campaign_id != campaign_id,
             sa.or_(d.c.sent_at > now - cap.window, d.c.status == DeliveryStatus.SENDING),
         )
@@ -121,7 +121,7 @@ class FrequencyHold:
             delivery_t.c.campaign_id == campaign_id,
             delivery_t.c.batch == batch,
             delivery_t.c.status == DeliveryStatus.PENDING,
-            capped(self.cap, campaign_id, delivery_t.c.lead_id, now),
+            capped(self.cap, campaign_id, now),
         )
         if self.follow_up:
             held = conn.execute(delivery_t.delete().where(*members)).rowcount

@@ -275,12 +275,10 @@ def m009_guard_rails(conn: sa.Connection) -> None:
 
 @migration
 def m010_frequency_cap(conn: sa.Connection) -> None:
-    """Each sponsor's frequency cap, how long a follow-up holds a capped recipient back, and
-    the index of a lead's recent emails the cap reads."""
+    """Each sponsor's frequency cap, and how long a follow-up holds a capped recipient back."""
     conn.execute(sa.text("ALTER TABLE sponsor ADD COLUMN frequency_cap VARCHAR"))
     real = sa.Float(precision=53).compile(dialect=conn.dialect)
     conn.execute(sa.text(f"ALTER TABLE campaign ADD COLUMN expires_seconds {real}"))
-    conn.execute(sa.text("CREATE INDEX ix_delivery_lead_sent ON delivery (lead_id, sent_at)"))
 
 
 @migration

@@ -192,7 +192,6 @@ class Delivery(SQLModel, table=True):
         sa.Index("ix_delivery_campaign_sent", "campaign_id", "sent_at", "lead_id"),
         sa.Index("ix_delivery_sent_at", "sent_at"),  # a sponsor's emails of the day (caps)
         sa.Index("ix_delivery_recipient", "recipient"),  # bounced for another sponsor?
-        sa.Index("ix_delivery_lead_sent", "lead_id", "sent_at"),  # a lead's recent emails (cap)
     )
 
     id: int | None = Field(default=None, primary_key=True)
