@@ -192,6 +192,14 @@ def test_two_variants_split_pick_the_winner_after_pick_after_and_send_it_once(
         ("b", 80, 10),
     ]
     assert (stats["test"]["state"], stats["test"]["winner"]) == ("picked", "b")
+    shown = project.run("stats", "ab")
+    assert shown.exit_code == 0, shown.stderr
+    assert "A/B test: picked b (test)" in shown.stdout
+    table = {
+        cells[1].strip(): cells[2].strip()
+        for cells in (line.split("│") for line in shown.stdout.splitlines() if "│" in line)
+    }
+    assert (table["a"], table["b"]) == ("20", "80")
     again = project.run("campaigns", "pick", "ab")
     assert again.exit_code == 2
     assert "already picked variant b" in again.stderr
@@ -267,6 +275,19 @@ def test_three_variants_picked_by_hand_before_pick_after(
         how = conn.execute(sa.select(event_t.c.payload).where(event_t.c.type == "test.picked"))
         assert how.scalar_one()["how"] == "hand"
     assert sum(_outbox(project).values()) == 100
+    listed = project.run("deliveries", "ab", "--csv").stdout.splitlines()
+    assert listed[0].endswith(",variant")
+    assert Counter(line.rsplit(",", 1)[1] for line in listed[1:]) == Counter(
+        {"a": 10, "b": 10, "c": 80}
+    )
+    table = project.run("deliveries", "ab").stdout
+    header = next(line for line in table.splitlines() if "recipient" in line)
+    assert [c.strip() for c in header.strip("┃").split("┃")][:4] == [
+        "recipient",
+        "status",
+        "attempts",
+        "variant",
+    ]
 
 
 def test_an_inconclusive_test_sends_the_fallback(
