@@ -83,27 +83,31 @@ def pick(
 
 
 def _release(conn: sa.Connection, campaign_id: str, winner: str, batch_size: int) -> None:
-    """The held recipients become pending deliveries of ``winner``, in new batches."""
-    ids = (
-        conn.execute(
-            sa.select(delivery_t.c.id)
-            .where(
-                delivery_t.c.campaign_id == campaign_id,
-                delivery_t.c.status == DeliveryStatus.HELD,
-            )
-            .order_by(delivery_t.c.id)
-        )
-        .scalars()
-        .all()
+    """The held recipients become pending deliveries of ``winner``, in new batches numbered
+    in delivery order, in one statement (however many are held)."""
+    held = (
+        delivery_t.c.campaign_id == campaign_id,
+        delivery_t.c.status == DeliveryStatus.HELD,
     )
-    if not ids:
+    if conn.execute(sa.select(delivery_t.c.id).where(*held).limit(1)).first() is None:
         return
     first = next_batch_number(conn, campaign_id)
+    ranked = (
+        sa.select(
+            delivery_t.c.id.label("d_id"),
+            sa.func.row_number().over(order_by=delivery_t.c.id).label("rank"),
+        )
+        .where(*held)
+        .subquery()
+    )
     conn.execute(
         delivery_t.update()
-        .where(delivery_t.c.id == sa.bindparam("d_id"))
-        .values(status=DeliveryStatus.PENDING, variant=winner, batch=sa.bindparam("b")),
-        [{"d_id": d, "b": first + i // batch_size} for i, d in enumerate(ids)],
+        .where(delivery_t.c.id == ranked.c.d_id)
+        .values(
+            status=DeliveryStatus.PENDING,
+            variant=winner,
+            batch=first + (ranked.c.rank - 1) // batch_size,
+        )
     )
     add_batches(conn, campaign_id, first)
 
