@@ -20,6 +20,7 @@ from sponsorcast.errors import BadInput
 from sponsorcast.report import query
 from sponsorcast.report.links import LinkClicks, link_clicks
 from sponsorcast.report.timeline import Bucket, buckets
+from sponsorcast.send.abtest import ab_state
 from sponsorcast.store import Store
 from sponsorcast.store.lifecycle import unknown_campaign
 from sponsorcast.store.models import utcnow
@@ -74,6 +75,18 @@ class CampaignSummary:
 
 
 @dataclass(frozen=True)
+class VariantRow:
+    """One A/B variant's numbers in a report."""
+
+    variant: str
+    sent: int
+    opened: int
+    clicked: int
+    open_rate: float
+    click_rate: float
+
+
+@dataclass(frozen=True)
 class CampaignReport:
     """Everything ``report ID`` shows but the per-recipient rows (streamed on their own)."""
 
@@ -84,6 +97,8 @@ class CampaignReport:
     problems: list[Problem]
     anonymous: bool
     generated_at: datetime
+    variants: list[VariantRow] = field(default_factory=list)  # an A/B test's
+    test_line: str | None = None  # the test's state and decision
 
 
 @dataclass(frozen=True)
@@ -198,6 +213,20 @@ def campaign_report(
         if row is None:
             raise unknown_campaign(conn, campaign_id)
         summary = _summary(row, query.counters(conn, [campaign_id]))
+        test = ab_state(conn, campaign_id)
+        numbers = query.per_variant_counters(conn, campaign_id) if test is not None else {}
+        variants = [
+            VariantRow(
+                name,
+                n["sent"],
+                n["opened"],
+                n["clicked"],
+                rate(n["opened"], n["sent"]),
+                rate(n["clicked"], n["sent"]),
+            )
+            for name in (test.variants if test is not None else [])
+            for n in [numbers.get(name) or dict.fromkeys(query.FUNNEL_KEYS, 0)]
+        ]
         return CampaignReport(
             sponsor=_look(conn, row.sponsor_id),
             summary=summary,
@@ -206,6 +235,8 @@ def campaign_report(
             problems=_problems(conn, [campaign_id], anonymous),
             anonymous=anonymous,
             generated_at=now or utcnow(),
+            variants=variants,
+            test_line=test.line() if test is not None else None,
         )
 
 

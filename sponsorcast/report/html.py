@@ -130,6 +130,8 @@ def campaign_html(
         problems=report.problems,
         anonymous=report.anonymous,
         generated_at=report.generated_at,
+        variants=report.variants,
+        test_line=report.test_line,
         recipients=shown,
         more=len(shown) < report.summary.funnel["total_recipients"],
         funnel_svg=Markup(funnel_chart(report.summary.funnel, accent)),

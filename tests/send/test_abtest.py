@@ -200,6 +200,19 @@ def test_two_variants_split_pick_the_winner_after_pick_after_and_send_it_once(
         for cells in (line.split("│") for line in shown.stdout.splitlines() if "│" in line)
     }
     assert (table["a"], table["b"]) == ("20", "80")
+    made = project.run("report", "ab", "--html", "ab.html")
+    assert made.exit_code == 0, made.stderr
+    page = (project.path / "ab.html").read_text(encoding="utf-8")
+    section = page.split('<section id="abtest">')[1].split("</section>")[0]
+    cells = [
+        [c.rsplit(">", 1)[1] for c in row.split("</td>")[:-1]]
+        for row in section.split("<tbody>")[1].split("</tr>")[:-1]
+    ]
+    assert cells == [
+        ["a", "20", "0", "2", "0.0 %", "10.0 %"],
+        ["b", "80", "0", "10", "0.0 %", "12.5 %"],
+    ]
+    assert "split over a, b (by clicks); picked b at 2026-12-01 13:01 UTC (p = " in section
     again = project.run("campaigns", "pick", "ab")
     assert again.exit_code == 2
     assert "already picked variant b" in again.stderr
