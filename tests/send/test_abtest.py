@@ -471,3 +471,29 @@ def test_by_opens_counts_people_not_machines_and_a_rerun_keeps_the_split(
         f"Campaign 'ab' picked variant a (meaningful at 95%; opens: a 60.0% (12 of 20), "
         f"b 10.0% (2 of 20); p = {p:.3g})."
     )
+
+
+def test_a_scheduled_test_starts_picks_and_finishes_from_run_due_alone(
+    project: Project, store: Store, clock: Clock
+) -> None:
+    add_leads(store, 50)
+    _write(project, AB.format(variants=TWO, share="20%", extra=""))
+    scheduled = project.run(
+        "schedule",
+        "ab.md",
+        "--at",
+        "2026-12-01 09:00",
+        env={"SPONSORCAST_NOW": "2026-11-30T09:00:00Z"},
+    )
+    assert scheduled.exit_code == 0, scheduled.stderr
+    assert project.run("run-due").exit_code == 0  # the clock is at 09:00: it starts
+    assert Counter(s for s, _ in _variants(store).values()) == Counter({"sent": 10, "held": 40})
+    clock.now = T0 + timedelta(hours=4, minutes=1)
+    picked = project.run("run-due")
+    assert picked.exit_code == 0, picked.stderr
+    assert "picked variant a (not meaningful at 95%, so the fallback" in picked.stderr
+    assert Counter(v for _, v in _variants(store).values()) == Counter({"a": 45, "b": 5})
+    emails = _outbox(project)
+    assert sum(emails.values()) == 50 and max(emails.values()) == 1
+    with store.read() as conn:
+        assert conn.execute(sa.select(campaign_t.c.status)).scalar_one() == "sent"
