@@ -78,10 +78,16 @@ def pick(
 ) -> None:
     """Pick an A/B test's winner now (before its pick_after too) and send it to the held recipients."""
     from sponsorcast.cli.invocation import load
+    from sponsorcast.errors import CredentialsError
     from sponsorcast.send import run_campaign
     from sponsorcast.send.pick import pick as pick_winner
 
     config = load()
+    if config.transport == "resend" and not config.secrets.resend_api_key:
+        raise CredentialsError(
+            "RESEND_API_KEY is not set, and the resend transport needs it; nothing was picked.",
+            hint='Export RESEND_API_KEY, or set [transport] kind = "outbox" to write .eml files.',
+        )
     store = open_store()
     batch = config.resend.batch_size if config.resend.endpoint == "batch" else 100
     decision = pick_winner(store, campaign_id, batch, variant=variant)

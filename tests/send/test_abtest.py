@@ -497,3 +497,23 @@ def test_a_scheduled_test_starts_picks_and_finishes_from_run_due_alone(
     assert sum(emails.values()) == 50 and max(emails.values()) == 1
     with store.read() as conn:
         assert conn.execute(sa.select(campaign_t.c.status)).scalar_one() == "sent"
+
+
+def test_a_pick_by_hand_without_the_provider_key_picks_nothing(
+    project: Project, store: Store
+) -> None:
+    add_leads(store, 10)
+    _write(project, AB.format(variants=TWO, share="20%", extra=""))
+    assert project.run("send", "ab.md", "--yes").exit_code == 0
+    toml = project.path / "sponsorcast.toml"
+    text = toml.read_text(encoding="utf-8")
+    toml.write_text(text.replace('kind = "outbox"', 'kind = "resend"'), encoding="utf-8")
+    assert 'kind = "resend"' in toml.read_text(encoding="utf-8")
+    r = project.run("campaigns", "pick", "ab", env={"RESEND_API_KEY": ""})
+    assert r.exit_code == 3
+    assert r.stderr.splitlines()[0] == (
+        "Error: RESEND_API_KEY is not set, and the resend transport needs it; nothing was picked."
+    )
+    with store.read() as conn:
+        assert conn.execute(sa.select(campaign_t.c.winner)).scalar_one() is None
+    assert Counter(s for s, _ in _variants(store).values())["held"] == 8
