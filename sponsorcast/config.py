@@ -362,16 +362,21 @@ def _build_brakes(table: dict[str, Any], where: str) -> BrakeConfig:
     )
 
 
+def percent(raw: Any) -> float | None:
+    """``"3%"`` as 0.03; None for anything that is not a number followed by ``%``."""
+    if not isinstance(raw, str) or not raw.strip().endswith("%"):
+        return None
+    try:
+        return float(raw.strip()[:-1]) / 100
+    except ValueError:
+        return None
+
+
 def _rate(table: dict[str, Any], key: str, default: float, where: str) -> float:
     """A rate written ``"3%"`` (or ``0.03``), between 0 and 1."""
     raw = table.get(key, default)
-    value: float | None = None
-    if isinstance(raw, str) and raw.strip().endswith("%"):
-        try:
-            value = float(raw.strip()[:-1]) / 100
-        except ValueError:
-            value = None
-    elif isinstance(raw, (int, float)) and not isinstance(raw, bool):
+    value = percent(raw)
+    if isinstance(raw, (int, float)) and not isinstance(raw, bool):
         value = float(raw)
     if value is None or not 0 < value <= 1:
         raise ConfigError(

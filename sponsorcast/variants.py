@@ -27,6 +27,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
 
+from sponsorcast.config import percent
 from sponsorcast.durations import parse_duration
 from sponsorcast.errors import BadInput, CampaignFileError
 from sponsorcast.headers import header_problem
@@ -180,12 +181,7 @@ def _test(raw: Any, names: list[str], fail: Fail) -> ABTest:
 
 
 def _share(raw: Any, fail: Fail) -> float:
-    value: float | None = None
-    if isinstance(raw, str) and raw.strip().endswith("%"):
-        try:
-            value = float(raw.strip()[:-1]) / 100
-        except ValueError:
-            value = None
+    value = percent(raw)
     if value is None or not 0 < value <= 1:
         raise fail(
             f"test: share must be a percentage of the audience above 0 % and at most 100 %, "

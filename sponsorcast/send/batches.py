@@ -136,6 +136,7 @@ def stored_campaign(row: Mapping[Any, Any]) -> CampaignFile:
     """The campaign as snapshotted in the store, in the shape rendering takes."""
 
     look = row["look"] or {}  # none for a campaign snapshotted before looks were kept
+    variants, test = stored_ab(row.get("ab_test"))
     return CampaignFile(
         id=row["id"],
         name=row["name"],
@@ -152,8 +153,8 @@ def stored_campaign(row: Mapping[Any, Any]) -> CampaignFile:
         line_breaks=bool(look.get("line_breaks", False)),
         layout_html=look.get("layout_html"),
         rolling=bool(row.get("rolling", False)),
-        variants=stored_ab(row.get("ab_test"))[0],
-        test=stored_ab(row.get("ab_test"))[1],
+        variants=variants,
+        test=test,
         path=Path(row["source_path"] or f"{row['id']}.md"),
         content_hash=row["content_hash"],
         body_line=1,
