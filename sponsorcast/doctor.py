@@ -4,21 +4,15 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
 
-import httpx
-
-from sponsorcast import __version__
 from sponsorcast.config import Config, load_config
 from sponsorcast.errors import SponsorcastError
 from sponsorcast.sponsors import list_sponsors
 from sponsorcast.store import open_from_config, open_store, redact_url
 from sponsorcast.suppression import suppressed_per_sponsor
 from sponsorcast.transport import api_key_problem
+from sponsorcast.transport.keycheck import ask_provider
 from sponsorcast.wording import count
-
-if TYPE_CHECKING:
-    import httpx
 
 
 @dataclass(frozen=True)
@@ -144,38 +138,24 @@ def _tracking_check(config: Config) -> list[Check]:
 
 
 def _provider_check(base_url: str, key: str, timeout: float) -> Check:
-
-    headers = {"Authorization": f"Bearer {key}", "User-Agent": f"sponsorcast/{__version__}"}
-    try:
-        response = httpx.get(f"{base_url}/domains", headers=headers, timeout=timeout)
-    except httpx.HTTPError as exc:
+    answer = ask_provider(base_url, key, timeout)
+    if answer.verdict in ("accepted", "sending-only"):
+        return Check("provider", True, answer.detail)
+    if answer.verdict == "refused":
+        fix = (
+            "Check [resend] base_url / RESEND_BASE_URL."
+            if answer.status == 404
+            else "Create a key with sending access in the Resend dashboard."
+        )
+        return Check("provider", False, answer.detail, fix)
+    if answer.status is None:
         return Check(
             "provider",
             False,
-            f"{base_url} is not reachable ({type(exc).__name__})",
+            answer.detail,
             "Check the network, or [resend] base_url / RESEND_BASE_URL.",
         )
-    if response.status_code == 401 and _error_name(response) == "restricted_api_key":
-        return Check("provider", True, f"{base_url} accepted the key (sending access only)")
-    if response.status_code in (401, 403):
-        return Check(
-            "provider",
-            False,
-            f"{base_url} refused the key ({response.status_code})",
-            "Create a key with sending access in the Resend dashboard.",
-        )
-    if response.status_code >= 500:
-        return Check(
-            "provider", False, f"{base_url} answered {response.status_code}", "Try again later."
-        )
-    return Check("provider", True, f"{base_url} accepted the key")
-
-
-def _error_name(response: httpx.Response) -> str:
-    try:
-        return str(response.json().get("name", ""))
-    except ValueError:
-        return ""
+    return Check("provider", False, answer.detail, "Try again later.")
 
 
 def _safe_url(url: str) -> str:

@@ -37,20 +37,41 @@ if TYPE_CHECKING:
     from sponsorcast.store import Store
 
 
-def check_audience(compiled: CompiledCampaign, source: RecipientSource) -> CheckReport:
-    """Render every recipient of the campaign's audience; split over CPUs when it is large."""
+def check_audience(
+    compiled: CompiledCampaign,
+    source: RecipientSource,
+    *,
+    beside: Callable[[], None] | None = None,
+) -> CheckReport:
+    """Render every recipient of the campaign's audience; split over CPUs when it is large.
+
+    ``beside`` is called once the check's processes are forked: work that may run beside the
+    check (a thread) starts there, since a fork must not copy a process with other threads.
+    """
     campaign = compiled.campaign
     shards = source.shards(campaign.sponsor, campaign.audience)
     if shards > 1:
-        return _check_in_parallel(compiled, source, shards)
+        return _check_in_parallel(compiled, source, shards, beside)
+    if beside is not None:
+        beside()
     rows = source.recipients(campaign.sponsor, campaign.audience)
     return check_recipients(compiled, counted(rows, source.progress))
 
 
-def check_variants(compiled: Sequence[CompiledCampaign], source: RecipientSource) -> CheckReport:
+def check_variants(
+    compiled: Sequence[CompiledCampaign],
+    source: RecipientSource,
+    *,
+    beside: Callable[[], None] | None = None,
+) -> CheckReport:
     """``check_audience`` for each A/B variant of a campaign (or its one compilation): every
-    variant rendered for every recipient, a problem's message naming its variant."""
-    reports = [check_audience(each, source) for each in compiled]
+    variant rendered for every recipient, a problem's message naming its variant. ``beside``
+    starts with the last variant's check (after its forks: every earlier one forks too)."""
+    last = len(compiled) - 1
+    reports = [
+        check_audience(each, source, beside=beside if i == last else None)
+        for i, each in enumerate(compiled)
+    ]
     if len(reports) == 1:
         return reports[0]
     first = reports[0]
@@ -81,7 +102,10 @@ def counted(
 
 
 def _check_in_parallel(
-    compiled: CompiledCampaign, source: RecipientSource, shards: int
+    compiled: CompiledCampaign,
+    source: RecipientSource,
+    shards: int,
+    beside: Callable[[], None] | None = None,
 ) -> CheckReport:
 
     campaign = compiled.campaign
@@ -113,6 +137,8 @@ def _check_in_parallel(
         _Forked(job, shard, compiled) if fork else _Spawned(job, shard)
         for shard in range(1, shards)
     ]
+    if beside is not None:
+        beside()
     try:
         checked, found = _check_shard(
             job, 0, compiled=compiled, store=source.store(), progress=source.progress

@@ -3,6 +3,7 @@ recipient rendered once before anything is written (a template error sends nothi
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -288,11 +289,14 @@ BOUNCED_ELSEWHERE_MIN = 5  # addresses, and
 BOUNCED_ELSEWHERE_SHARE = 0.01  # of the audience, before send warns
 
 
-def validate_all(store: Store, plan: Plan, config: Config) -> int:
-    """Render every recipient of the audience; any problem raises TemplateError, nothing sent."""
+def validate_all(
+    store: Store, plan: Plan, config: Config, *, beside: Callable[[], None] | None = None
+) -> int:
+    """Render every recipient of the audience; any problem raises TemplateError, nothing sent.
+    ``beside`` starts work that runs beside the check (``render.parallel.check_audience``)."""
 
     source = RecipientSource(config, store=store)
-    report = check_variants(plan.variants or (plan.compiled,), source)
+    report = check_variants(plan.variants or (plan.compiled,), source, beside=beside)
     if report.problems:
         first = report.problems[0]
         more = (

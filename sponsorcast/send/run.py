@@ -24,13 +24,12 @@ from sponsorcast.send.caps import DailyCap
 from sponsorcast.send.claims import ClaimAgain, Claimer, Stopped
 from sponsorcast.send.followups import add_due, waiting
 from sponsorcast.send.frequency import FrequencyHold
+from sponsorcast.send.opening import open_send, shared_budget
 from sponsorcast.send.pick import pick_if_due
-from sponsorcast.send.plan import NOT_STARTED, Plan, validate_all
+from sponsorcast.send.plan import NOT_STARTED, Plan
 from sponsorcast.send.reports import Progress, ProgressCallback, RunReport
 from sponsorcast.send.rolling import add_new_leads
-from sponsorcast.send.snapshot import take_snapshot
 from sponsorcast.store import Store
-from sponsorcast.store.budget import StoreBudget, team_of
 from sponsorcast.store.lifecycle import (
     get_campaign_row,
     status_counts,
@@ -220,14 +219,6 @@ def finish_if_done(store: Store, campaign_id: str) -> str:
         return str(get_campaign_row(conn, campaign_id)["status"])
 
 
-def shared_budget(store: Store, config: Config) -> StoreBudget | None:
-    """The team's request budget in the store, when sending through Resend with it on."""
-    key = config.secrets.resend_api_key
-    if config.transport != "resend" or not config.resend.shared_limit or not key:
-        return None
-    return StoreBudget(store, team_of(config.resend.base_url, key))
-
-
 def run_campaign(
     store: Store,
     config: Config,
@@ -310,8 +301,7 @@ def send_campaign(
         with store.read() as conn:  # paused or failed before the start: nothing snapshotted yet
             fresh = get_campaign_row(conn, campaign_id)["started_at"] is None
     if fresh:
-        validate_all(store, plan, config)
-        take_snapshot(store, plan, batch_size)
+        transport = open_send(store, config, plan, batch_size, transport=transport)
         if plan.campaign.follows:
             add_due(store, config, campaign_id, batch_size)
     with store.write() as conn:

@@ -6,6 +6,7 @@ snapshot + batch number)."""
 from __future__ import annotations
 
 import secrets
+from collections.abc import Callable
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
@@ -34,10 +35,22 @@ if TYPE_CHECKING:
     from sponsorcast.campaign import CampaignFile
 
 
-def take_snapshot(store: Store, plan: Plan, batch_size: int, *, cause: str = "send") -> bool:
+class _Abandoned(Exception):
+    """``commit_when`` said no: the snapshot's transaction is rolled back."""
+
+
+def take_snapshot(
+    store: Store,
+    plan: Plan,
+    batch_size: int,
+    *,
+    cause: str = "send",
+    commit_when: Callable[[], bool] | None = None,
+) -> bool:
     """Turn the audience into delivery rows and batches in one transaction.
 
-    Returns False when another process snapshotted this campaign first (nothing written).
+    Returns False when another process snapshotted this campaign first, or ``commit_when``
+    (called before the commit, and may wait) said no: nothing written either way.
     """
     campaign = plan.campaign
     now = utcnow()
@@ -93,6 +106,10 @@ def take_snapshot(store: Store, plan: Plan, batch_size: int, *, cause: str = "se
                 .values(total_recipients=total)
             )
             transition(conn, campaign.id, CampaignStatus.SENDING, cause, extra={"started_at": now})
+            if commit_when is not None and not commit_when():
+                raise _Abandoned
+    except _Abandoned:
+        return False
     except sa.exc.IntegrityError:
         # PostgreSQL: a concurrent process inserted the campaign row first
         return False

@@ -15,10 +15,11 @@ from __future__ import annotations
 import os
 import re
 import sqlite3
+import threading
 import weakref
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -46,6 +47,9 @@ class Store:
     engine: sa.Engine
     read_only: bool = False  # a SQLite file on a read-only file system
     committed: int = 0  # write transactions this Store committed (what a later error keeps)
+    # SQLite writers of this process queue here: SQLite's own busy handler sleeps in steps of
+    # up to 100 ms, which a sender's rate slot (in the same store) cannot afford to wait
+    _writers: threading.RLock = field(default_factory=threading.RLock, repr=False)
 
     @property
     def is_sqlite(self) -> bool:
@@ -72,7 +76,7 @@ class Store:
                 "there; copy the store to a writable place for the rest.",
             )
         try:
-            with self.engine.connect() as conn:
+            with self._queue(), self.engine.connect() as conn:
                 conn = conn.execution_options(sqlite_begin="IMMEDIATE")
                 with conn.begin():
                     yield conn
@@ -90,6 +94,15 @@ class Store:
                 ) from None
             raise self._full(exc) or exc from None
         self.committed += 1
+
+    @contextmanager
+    def _queue(self) -> Iterator[None]:
+        """Hold this process's SQLite write turn (nothing on PostgreSQL: its locks wake at once)."""
+        if not self.is_sqlite:
+            yield
+            return
+        with self._writers:
+            yield
 
     def _full(self, exc: sa.exc.DBAPIError) -> StoreFull | None:
         orig = exc.orig

@@ -22,7 +22,7 @@ from __future__ import annotations
 import json
 import re
 import zlib
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -90,6 +90,12 @@ class Transport(Protocol):
         self, emails: Sequence[OutgoingEmail], idempotency_key: str
     ) -> BatchOutcome:
         """Send one batch under one idempotency key; raise a ``TransportError`` on failure."""
+        ...
+
+    def preflight(self) -> Callable[[], None]:
+        """Before anything is recorded: take a slot for one question to the provider now,
+        and return the question (blocking; it raises ``AuthError`` when the provider refuses
+        our key). Run beside the render check."""
         ...
 
     async def aclose(self) -> None:

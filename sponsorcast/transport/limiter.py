@@ -4,7 +4,8 @@ Resend limits requests per team in fixed one-second windows. Two rules keep a ru
 while any number of requests are in flight at once (latency never caps throughput):
 
 1. Pacing, a token bucket of size one: departures are planned ``1 / rate`` apart, with
-   ``rate = SAFETY x limit``. A bigger bucket would let a burst straddle a window's start.
+   ``rate = SAFETY x limit`` (``SAFETY = 1 / (1 + GUARD)``). A bigger bucket would let a
+   burst straddle a window's start.
 2. A hard window rule on actual departures: never more than ``limit`` of them in any
    ``1 s + GUARD``. Pacing alone is not enough: when the event loop is busy (rendering,
    the ledger), callers whose slots passed would all leave at once. The guard absorbs
@@ -16,6 +17,9 @@ while any number of requests are in flight at once (latency never caps throughpu
    later request and would otherwise fall outside the guard.
 
 Together they reach about 96 % of the limit with no 429 in a steady run.
+
+   A request made before the run (the key check of ``transport.keycheck``) can stand in for
+   the probe: ``reserve()`` gives it a slot, and ``seed()`` with its answer tells the limit.
 
 4. Shared slots (``shared=``, ``store/budget.py``): every sender of one team, in any process
    on any host, takes its departure slots from one budget in the store instead of pacing on
@@ -42,8 +46,8 @@ from typing import Any, Protocol, TypeVar
 _T = TypeVar("_T")
 
 AUTO_START = 2.0
-SAFETY = 0.96  # pace at 96 % of the limit
 GUARD = 0.04  # seconds added to the one-second window of the hard rule
+SAFETY = 1.0 / (1.0 + GUARD)  # pacing at the hard rule's rate: ``limit`` per ``1 s + GUARD``
 PROBE_WAIT = 2.0  # longest wait for the first answer before the others go anyway
 HISTORY = 60.0  # seconds of departures kept (answers can take up to the timeout)
 _NUMBER = re.compile(r"\s*(\d+(?:\.\d+)?)")
@@ -115,6 +119,7 @@ class RateLimiter:
         self._shared = shared
         self._take_lock: asyncio.Lock | None = None
         self._budget_thread: ThreadPoolExecutor | None = None
+        self._untold: float | None = None  # a limit ``seed`` learned, not yet in the budget
 
     @property
     def limit(self) -> float:
@@ -168,6 +173,43 @@ class RateLimiter:
                 return departed
             # the limit changed or a 429 came in while we waited: queue up again
 
+    def reserve(self) -> float:
+        """A slot for one request made outside the run's event loop (the key check): blocks
+        until it and returns its departure. The request counts like any other."""
+        while True:
+            now = self._clock()
+            if self._shared is None:
+                slot = max(now, self._next, self._hold_until)
+                self._next = slot + 1.0 / self.rate
+            else:
+                grant = self._shared.take(1.0 / self.rate)
+                if grant.limit is not None:
+                    self._set_server_limit(grant.limit)
+                if grant.delay is None:
+                    time.sleep(grant.retry_in)
+                    continue
+                slot = max(now + grant.delay, self._hold_until)
+            if slot > now:
+                time.sleep(slot - now)
+            departed = self._clock()
+            self._remember(departed)
+            return departed
+
+    def seed(self, headers: Mapping[str, str] | None, sent_at: float) -> None:
+        """Start from the answer to a ``reserve()``d request. One that announced the limit
+        stands in for the probe: the run's first requests go at once, at the known rate. No
+        answer, or one without the limit, leaves the probe to the run. Nothing is written to
+        a shared budget here (its store may be busy with the snapshot): the team hears the
+        limit with this sender's first slot."""
+        limit = _number(headers.get("ratelimit-limit")) if headers is not None else None
+        if limit is None or limit <= 0:
+            return
+        self._probe_at = sent_at
+        self._answered = True
+        self._set_server_limit(limit)
+        if self._shared is not None:
+            self._untold = limit
+
     def close(self) -> None:
         """Let the budget thread go (a limiter without a shared budget has none)."""
         if self._budget_thread is not None:
@@ -202,6 +244,9 @@ class RateLimiter:
         assert self._shared is not None
         if self._take_lock is None:
             self._take_lock = asyncio.Lock()
+        if self._untold is not None:
+            limit, self._untold = self._untold, None
+            await self._in_budget_thread(self._shared.learn, limit)
         while True:
             # one take at a time, first come first served: slots follow the order of acquire()
             async with self._take_lock:

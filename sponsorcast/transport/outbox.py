@@ -18,7 +18,7 @@ import asyncio
 import hashlib
 import os
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from email.message import EmailMessage
 from email.parser import BytesHeaderParser
@@ -60,6 +60,10 @@ class OutboxTransport:
         """Write one ``.eml`` per email; a bad header rejects that email only."""
         check_batch(emails, idempotency_key)
         return await asyncio.to_thread(self._write_batch, list(emails), idempotency_key)
+
+    def preflight(self) -> Callable[[], None]:
+        """Nothing to ask: the outbox takes every batch."""
+        return _nothing
 
     async def aclose(self) -> None:
         """Nothing to release."""
@@ -139,3 +143,7 @@ def _write_atomically(path: Path, data: bytes) -> None:
     finally:
         if tmp.exists():
             tmp.unlink()
+
+
+def _nothing() -> None:
+    """The outbox's question to its provider: none."""

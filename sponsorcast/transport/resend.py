@@ -29,7 +29,7 @@ from __future__ import annotations
 
 import json
 import random
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import quote
@@ -53,10 +53,12 @@ from sponsorcast.errors import (
     TransportError,
 )
 from sponsorcast.transport.base import BatchOutcome, OutgoingEmail, api_key_problem, check_batch
+from sponsorcast.transport.keycheck import ask_provider
 from sponsorcast.transport.limiter import RateLimiter, parse_retry_after
 
 USER_AGENT = f"sponsorcast/{__version__}"
 BATCH_MAX = 100
+KEY_CHECK_TIMEOUT = 5.0  # seconds the key check may take before the run goes on without it
 QUOTA_NAMES = frozenset({"daily_quota_exceeded", "monthly_quota_exceeded"})
 
 
@@ -152,6 +154,27 @@ class ResendTransport:
         }
         self._backoff_initial = backoff
         self._backoff_max = backoff_max
+
+    def preflight(self) -> Callable[[], None]:
+        """Take a slot of the rate limit now (blocking) for one question to Resend, and
+        return the question: it asks whether Resend takes the key (a refusal raises
+        ``AuthError``) and seeds the limiter with the limit the answer announces."""
+        sent_at = self.limiter.reserve()
+
+        def ask() -> None:
+            timeout = min(self.config.timeout, KEY_CHECK_TIMEOUT)
+            answer = ask_provider(self._base, self._key, timeout)
+            self.limiter.seed(answer.headers, sent_at)
+            if answer.status == 429 and answer.headers is not None:
+                self.limiter.penalise(parse_retry_after(answer.headers.get("retry-after")))
+            if answer.verdict == "refused":
+                raise AuthError(
+                    f"{answer.detail}; nothing was sent.",
+                    hint="Check RESEND_API_KEY (a full-access or sending key of this team) "
+                    "and [resend] base_url.",
+                )
+
+        return ask
 
     async def send_batch(
         self, emails: Sequence[OutgoingEmail], idempotency_key: str

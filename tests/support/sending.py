@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from email.utils import parseaddr
 
@@ -66,6 +66,13 @@ class MemoryTransport:
     reject: set[str] = field(default_factory=set)  # addresses refused per email
     keys: list[str] = field(default_factory=list)
     latency: float = 0.0  # seconds each request takes
+    preflights: int = 0  # times the run asked before recording anything
+
+    def preflight(self) -> Callable[[], None]:
+        def ask() -> None:
+            self.preflights += 1
+
+        return ask
 
     async def send_batch(
         self, emails: Sequence[OutgoingEmail], idempotency_key: str
