@@ -1,19 +1,24 @@
 """One request budget per provider team, kept in the store and shared by every sender.
 
 Resend limits requests per team (per API key), not per process, so every ``send`` and
-``run-due`` of one store, on one host or many, takes its request slots from one row: a
-generic cell rate algorithm. The row holds the theoretical arrival time ``tat``, the next
-free slot; a slot is taken with one atomic statement,
+``run-due`` of one store, on one host or many, takes its request slots from one row. The rule
+is a sliding window: at most ``per_window`` slots in any ``window`` seconds (the limiter asks
+for ``floor(limit)`` per ``1 s + GUARD``). The row keeps the slots of the last window
+(``recent``) and ``tat``, before which no slot is given (the latest slot, or a 429's hold).
+A slot is taken in one transaction that locks the row (``FOR UPDATE`` on PostgreSQL; SQLite
+runs it under its write lock):
 
-    UPDATE rate_budget SET tat = greatest(tat, now) + interval
-    WHERE team = :team AND tat - now < :ahead RETURNING tat - interval - now
+    slot = max(now, tat, recent[-per_window] + window)
 
-which hands out slots ``interval`` apart however many senders ask at once, and never the same
-slot twice (the row is locked for the statement on PostgreSQL; SQLite runs it under its write
-lock). The caller sleeps until its slot *after* the transaction: nobody waits holding a lock.
+so slots are never granted twice however many senders ask at once, and never more than the
+rule allows in any window. Unlike even spacing (a generic cell rate algorithm, which this
+replaced), a window's slots may all go at its start: a run's first ``per_window`` requests
+leave at once instead of over a second, which is what a provider counting requests per
+window allows. The caller sleeps until its slot *after* the transaction: nobody waits
+holding a lock.
 
-- Bounded look-ahead: a slot is granted only while ``tat`` is less than ``ahead`` seconds away.
-  A sender that dies holding slots wastes at most that much of the budget, and a sender that
+- Bounded look-ahead: a slot is granted only while it is less than ``ahead`` seconds away. A
+  sender that dies holding slots wastes at most that much of the budget, and a sender that
   cannot get a slot is told when to ask again.
 - ``now`` is the store's clock on PostgreSQL (hosts' clocks may disagree; the database's is
   the one all of them see), the local clock on SQLite (one machine), or an injected clock.
@@ -26,6 +31,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import json
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -37,7 +43,10 @@ from sponsorcast.store.engine import Store
 from sponsorcast.store.models import utcnow
 from sponsorcast.store.tables import budget_t
 
-AHEAD = 1.0  # seconds of slots that may be handed out ahead of now
+AHEAD = 1.5  # seconds of slots that may be handed out ahead of now (more than a window)
+KEEP = 1.5  # recent slots older than this much before the newest are forgotten (besides it)
+MAX_KEPT = 1000  # and never more than this many
+BUSY = 1.0  # seconds after its last slot a budget still counts as in use
 MIN_RETRY = 0.01  # shortest wait before asking again for a slot
 _TEAM_KEY = b"sponsorcast rate budget v1"
 
@@ -118,33 +127,37 @@ class StoreBudget:
                 .on_conflict_do_nothing(index_elements=["team"])
             )
 
-    def take(self, interval: float) -> Grant:
-        """Take the next slot, ``interval`` seconds after the one before (one statement)."""
-        now, params = self._now()
-        greatest = self._greatest
-        tat = budget_t.c.tat
+    def take(self, per_window: int, window: float) -> Grant:
+        """Take the next slot that keeps at most ``per_window`` in any ``window`` seconds."""
+        if per_window < 1 or window <= 0:
+            raise ValueError("A window rule needs at least one slot per positive window.")
+        now_sql, params = self._now()
         with self._write() as conn:
             row = conn.execute(
-                budget_t.update()
-                .where(budget_t.c.team == self.team, tat - now < self.ahead)
-                .values(tat=greatest(tat, now) + interval)
-                .returning(
-                    (tat - interval - now).label("delay"),
-                    (tat - interval).label("at"),
-                    budget_t.c.rate_limit,
-                ),
-                params,
-            ).first()
-            if row is not None:
-                return Grant(max(0.0, float(row.delay)), 0.0, row.rate_limit, float(row.at))
-            # every slot within the look-ahead is taken: ask again when one comes into reach
-            left = conn.execute(
-                sa.select((tat - now).label("left"), budget_t.c.rate_limit).where(
-                    budget_t.c.team == self.team
-                ),
+                sa.select(
+                    budget_t.c.tat, budget_t.c.recent, budget_t.c.rate_limit, now_sql.label("now")
+                )
+                .where(budget_t.c.team == self.team)
+                .with_for_update(),
                 params,
             ).one()
-        return Grant(None, max(MIN_RETRY, float(left.left) - self.ahead), left.rate_limit)
+            now = float(row.now)
+            recent = _slots(row.recent)
+            slot = max(now, float(row.tat))
+            if len(recent) >= per_window:
+                slot = max(slot, recent[-per_window] + window)
+            if slot - now >= self.ahead:
+                # every slot within the look-ahead is taken: ask again when one comes into reach
+                return Grant(None, max(MIN_RETRY, slot - now - self.ahead), row.rate_limit)
+            keep = max(KEEP, window)
+            # what any sender's rule can still look at: the last ``keep`` seconds of slots
+            recent = [*[t for t in recent if t > slot - keep][-MAX_KEPT:], slot]
+            conn.execute(
+                budget_t.update()
+                .where(budget_t.c.team == self.team)
+                .values(tat=slot, recent=json.dumps(recent))
+            )
+        return Grant(slot - now, 0.0, row.rate_limit, slot)
 
     def learned(self) -> float | None:
         """The limit any sender has learned, for a sender about to take its first slot."""
@@ -155,13 +168,14 @@ class StoreBudget:
         return float(value) if value is not None else None
 
     def busy(self) -> bool:
-        """True when a slot handed out is still ahead of now (another sender is sending)."""
+        """True when a slot was handed out within the last ``BUSY`` seconds, or is still ahead
+        (another sender is sending, or probing)."""
         now, params = self._now()
         with self.store.read() as conn:
             ahead = conn.execute(
                 sa.select(budget_t.c.tat - now).where(budget_t.c.team == self.team), params
             ).scalar()
-        return ahead is not None and float(ahead) > 0
+        return ahead is not None and float(ahead) > -BUSY
 
     def learn(self, limit: float) -> None:
         """Store the limit the provider announced, for every sender to follow."""
@@ -183,6 +197,17 @@ class StoreBudget:
                 .values(tat=greatest(budget_t.c.tat, now + seconds)),
                 params,
             )
+
+
+def _slots(text: str | None) -> list[float]:
+    """The recent slots a row keeps (a JSON list; anything else counts as none)."""
+    try:
+        values = json.loads(text) if text else []
+    except ValueError:
+        return []
+    if not isinstance(values, list):
+        return []
+    return sorted(float(v) for v in values if isinstance(v, int | float))
 
 
 __all__ = ["AHEAD", "Grant", "StoreBudget", "team_of"]

@@ -32,6 +32,7 @@ CURRENT_MIGRATIONS = frozenset(
         "m009_guard_rails",
         "m010_frequency_cap",
         "m011_ab_tests",
+        "m012_budget_window",
     }
 )
 

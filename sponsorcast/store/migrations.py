@@ -292,6 +292,12 @@ def m011_ab_tests(conn: sa.Connection) -> None:
     conn.execute(sa.text("ALTER TABLE delivery ADD COLUMN variant VARCHAR"))
 
 
+@migration
+def m012_budget_window(conn: sa.Connection) -> None:
+    """The shared budget keeps the team's recent slots: a window rule instead of even spacing."""
+    conn.execute(sa.text("ALTER TABLE rate_budget ADD COLUMN recent VARCHAR"))
+
+
 @dataclass(frozen=True)
 class MigrationState:
     """Which migrations a store has, and which it still needs."""

@@ -270,8 +270,9 @@ class RateBudget(SQLModel, table=True):
     __tablename__ = "rate_budget"
 
     team: str = Field(primary_key=True, max_length=64)  # a keyed hash of the API key
-    tat: float = Field(default=0.0, sa_type=sa.Float(precision=53))  # next free slot, epoch s
+    tat: float = Field(default=0.0, sa_type=sa.Float(precision=53))  # no slot before, epoch s
     rate_limit: float | None = None  # the limit the provider announced, learned by any sender
+    recent: str | None = None  # JSON: the slots of the last window, oldest first
     updated_at: datetime | None = _dt()
 
 

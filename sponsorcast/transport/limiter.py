@@ -1,29 +1,28 @@
-"""An async rate limiter shared by every request of a run: even pacing, no bursts.
+"""An async rate limiter shared by every request of a run: a window rule, never more.
 
-Resend limits requests per team in fixed one-second windows. Two rules keep a run under it
-while any number of requests are in flight at once (latency never caps throughput):
+Resend limits requests per team in fixed one-second windows. The rule that keeps a run under
+it while any number of requests are in flight at once (latency never caps throughput):
 
-1. Pacing, a token bucket of size one: departures are planned ``1 / rate`` apart, with
-   ``rate = SAFETY x limit`` (``SAFETY = 1 / (1 + GUARD)``). A bigger bucket would let a
-   burst straddle a window's start.
-2. A hard window rule on actual departures: never more than ``limit`` of them in any
-   ``1 s + GUARD``. Pacing alone is not enough: when the event loop is busy (rendering,
-   the ledger), callers whose slots passed would all leave at once. The guard absorbs
-   differences in how long requests take to reach the server.
+1. A window rule on departures: never more than ``floor(limit)`` of them in any
+   ``1 s + GUARD`` (below one a second: one per ``(1 s + GUARD) / limit``). The guard absorbs
+   differences in how long requests take to reach the server: requests that leave within
+   ``1 s + GUARD`` of each other cannot land in two windows the provider counts as one. A
+   window's requests may leave at once, at its start; even spacing (``1 / rate`` apart) would
+   keep the same average but spread a run's first and last ``floor(limit)`` requests over a
+   second instead of sending them together.
+2. A probe: the first request of a run goes alone, and the others wait for its answer (at
+   most ``PROBE_WAIT``). It learns the limit before anything else leaves (auto mode), and it
+   opens the first connection, which takes far longer to reach the server than any later
+   request and would otherwise fall outside the guard. A request made before the run (the
+   key check of ``transport.keycheck``) can stand in for it: ``reserve()`` gives it a slot,
+   and ``seed()`` with its answer tells the limit.
 
-3. A probe: the first request of a run goes alone, and the others wait for its answer
-   (at most ``PROBE_WAIT``). It learns the limit before anything else leaves (auto mode),
-   and it opens the first connection, which takes far longer to reach the server than any
-   later request and would otherwise fall outside the guard.
+Together they reach about 96 % of the limit (``SAFETY``) with no 429 in a steady run.
 
-Together they reach about 96 % of the limit with no 429 in a steady run.
-
-   A request made before the run (the key check of ``transport.keycheck``) can stand in for
-   the probe: ``reserve()`` gives it a slot, and ``seed()`` with its answer tells the limit.
-
-4. Shared slots (``shared=``, ``store/budget.py``): every sender of one team, in any process
-   on any host, takes its departure slots from one budget in the store instead of pacing on
-   its own; the limit one of them learns is followed by all. Rules 2 and 3 stay local.
+3. Shared slots (``shared=``, ``store/budget.py``): every sender of one team, in any process
+   on any host, takes its departure slots from one budget in the store, under the same window
+   rule, instead of counting on its own; the limit one of them learns is followed by all.
+   Rules 1 and 2 stay local as well.
 
 - ``RateLimiter(None)`` ("auto") starts at 2 requests/s and follows ``ratelimit-limit``.
 - ``RateLimiter(10)`` is a ceiling: ``ratelimit-limit`` can lower the rate, never raise it.
@@ -46,8 +45,8 @@ from typing import Any, Protocol, TypeVar
 _T = TypeVar("_T")
 
 AUTO_START = 2.0
-GUARD = 0.04  # seconds added to the one-second window of the hard rule
-SAFETY = 1.0 / (1.0 + GUARD)  # pacing at the hard rule's rate: ``limit`` per ``1 s + GUARD``
+GUARD = 0.04  # seconds added to the one-second window of the rule
+SAFETY = 1.0 / (1.0 + GUARD)  # the rule's average rate as a share of the limit
 PROBE_WAIT = 2.0  # longest wait for the first answer before the others go anyway
 HISTORY = 60.0  # seconds of departures kept (answers can take up to the timeout)
 _NUMBER = re.compile(r"\s*(\d+(?:\.\d+)?)")
@@ -69,8 +68,8 @@ class SharedGrant(Protocol):
 class SharedSlots(Protocol):
     """A request budget shared with other senders of the same team (``store.budget``)."""
 
-    def take(self, interval: float) -> SharedGrant:
-        """Take the next slot, ``interval`` after the one before."""
+    def take(self, per_window: int, window: float) -> SharedGrant:
+        """Take the next slot keeping at most ``per_window`` in any ``window`` seconds."""
         ...
 
     def learned(self) -> float | None:
@@ -107,7 +106,6 @@ class RateLimiter:
         self.ceiling = ceiling
         self.server_limit: float | None = None
         self._clock = clock
-        self._next = 0.0  # earliest time the next request may leave
         self._hold_until = 0.0  # nobody leaves before this (429, remaining == 0)
         self._generation = 0  # bumped when reserved slots become invalid
         self._sent: list[float] = []  # our departure times, oldest first (last HISTORY s)
@@ -131,8 +129,17 @@ class RateLimiter:
 
     @property
     def rate(self) -> float:
-        """Requests per second actually allowed to leave."""
-        return self.limit * SAFETY
+        """Requests per second allowed to leave, on average."""
+        per_window, window = self.window_rule
+        return per_window / window
+
+    @property
+    def window_rule(self) -> tuple[int, float]:
+        """``(n, seconds)``: never more than n departures in any that many seconds."""
+        limit = self.limit
+        if limit >= 1:
+            return math.floor(limit), 1.0 + GUARD
+        return 1, (1.0 + GUARD) / limit
 
     async def acquire(self) -> float:
         """Wait for this request's turn; return its departure time (for ``observe``)."""
@@ -151,8 +158,7 @@ class RateLimiter:
                 self._probe_claimed = now
                 probe = True
             if self._shared is None:
-                slot = max(now, self._next, self._hold_until)
-                self._next = slot + 1.0 / self.rate
+                slot = max(now, self._hold_until)  # the window rule below does the rest
             else:
                 if probe and self.server_limit is None:
                     await self._await_team_probe()
@@ -179,10 +185,9 @@ class RateLimiter:
         while True:
             now = self._clock()
             if self._shared is None:
-                slot = max(now, self._next, self._hold_until)
-                self._next = slot + 1.0 / self.rate
+                slot = max(now, self._hold_until)
             else:
-                grant = self._shared.take(1.0 / self.rate)
+                grant = self._shared.take(*self.window_rule)
                 if grant.limit is not None:
                     self._set_server_limit(grant.limit)
                 if grant.delay is None:
@@ -250,7 +255,7 @@ class RateLimiter:
         while True:
             # one take at a time, first come first served: slots follow the order of acquire()
             async with self._take_lock:
-                grant = await self._in_budget_thread(self._shared.take, 1.0 / self.rate)
+                grant = await self._in_budget_thread(self._shared.take, *self.window_rule)
             if grant.limit is not None:
                 self._set_server_limit(grant.limit)  # learned by another sender
             if grant.delay is not None:
@@ -267,11 +272,11 @@ class RateLimiter:
             pass
 
     def _window_wait(self) -> float:
-        """Seconds until one more departure keeps ``limit`` per ``1 s + GUARD`` (0: go)."""
-        per_window = max(1, math.floor(self.limit))
+        """Seconds until one more departure keeps the window rule (0: go)."""
+        per_window, window = self.window_rule
         if len(self._sent) < per_window:
             return 0.0
-        return self._sent[-per_window] + 1.0 + GUARD - self._clock()
+        return self._sent[-per_window] + window - self._clock()
 
     def observe(self, headers: Mapping[str, str], sent_at: float | None = None) -> None:
         """Learn from an answer's ``ratelimit-*`` headers (``sent_at``: ``acquire``'s value).
@@ -293,7 +298,7 @@ class RateLimiter:
         shared = self._shared is not None
         if remaining == 0 and reset is not None and not shared and not self._filled_by_us(sent_at):
             # someone else (another process on the same team) used up this window: wait for
-            # its reset. When our own requests alone filled it, the spacing already carries
+            # its reset. When our own requests alone filled it, the window rule already carries
             # the next one into the next window, and waiting a rounded-up reset would waste it.
             start = sent_at if sent_at is not None else self._clock()
             self._hold(start + reset)
@@ -313,17 +318,14 @@ class RateLimiter:
         old_rate = self.rate
         self.server_limit = limit
         if self.rate != old_rate:
-            # slots handed out at the old spacing are wrong now (too close together, or
-            # needlessly far apart): wake the waiting callers to queue up again
-            last = self._sent[-1] if self._sent else None
-            self._next = last + 1.0 / self.rate if last is not None else 0.0
+            # slots handed out under the old rule are wrong now (too many, or needlessly few):
+            # wake the waiting callers to queue up again
             self._invalidate()
 
     def _hold(self, until: float) -> None:
         if until <= self._hold_until:
             return
         self._hold_until = until
-        self._next = until
         self.holds += 1
         self._invalidate()
 

@@ -19,6 +19,11 @@ request``, 422, 451, …)                     ``/emails`` that one email goes to
 retries used up                             ``OutcomeUnknown`` (re-send later, same key)
 ==========================================  ================================================
 
+Before a new campaign's snapshot, ``preflight`` takes one slot of the rate limit and asks
+whether Resend takes the key (``transport.keycheck``, ``GET /domains``): a refusal is an
+``AuthError`` before anything is recorded, and the answer's ``ratelimit-limit`` seeds the
+limiter, so the run's first requests need no probe.
+
 In one-by-one mode (``ResendConfig.endpoint == "single"``) the emails of a batch go out in
 order, each under ``f"{key}/{delivery_id}"`` (keyed by delivery id, not position, so that a
 re-sent batch from which some emails were dropped never reuses a key for another body). If

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import itertools
 import multiprocessing
 from collections.abc import Iterator
 
@@ -29,65 +28,98 @@ def budget_store(store_url: str) -> Iterator[Store]:
     store.dispose()
 
 
-def test_slots_are_interval_apart_up_to_the_look_ahead(budget_store: Store) -> None:
+def test_a_window_s_slots_go_at_once_then_one_window_after_each(budget_store: Store) -> None:
     clock = Clock(1000.0)
-    budget = StoreBudget(budget_store, "team-a", ahead=1.0, clock=clock)
-    grants = [budget.take(0.1) for _ in range(11)]
-    # tat starts in the past: the first slot is now, then 0.1 s apart while tat < now + 1 s
-    assert [round(g.delay, 6) for g in grants[:10] if g.delay is not None] == [
-        0.0, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9
-    ]  # fmt: skip
-    assert [round(g.at or 0, 6) for g in grants[:3]] == [1000.0, 1000.1, 1000.2]
-    # the 11th would be 1 s ahead: refused, ask again when it comes into reach
-    assert grants[10].delay is None and grants[10].at is None
-    assert grants[10].retry_in == pytest.approx(0.01)  # at least the minimum wait
+    budget = StoreBudget(budget_store, "team-a", ahead=2.0, clock=clock)
+    grants = [budget.take(3, 1.04) for _ in range(8)]
+    # 3 per 1.04 s: the first three now, each later one 1.04 s after the third before it,
+    # while it is less than 2 s ahead
+    assert [g.at for g in grants[:6]] == pytest.approx(
+        [1000.0, 1000.0, 1000.0, 1001.04, 1001.04, 1001.04]
+    )
+    assert [g.delay for g in grants[:6]] == pytest.approx([0, 0, 0, 1.04, 1.04, 1.04])
+    # the 7th would be 2.08 s ahead: refused, ask again when it comes into reach
+    assert grants[6].delay is None and grants[6].at is None
+    assert grants[6].retry_in == pytest.approx(0.08)
     clock.now = 1000.5
-    later = budget.take(0.1)
-    assert later.delay == pytest.approx(0.5) and later.at == pytest.approx(1001.0)
+    later = budget.take(3, 1.04)
+    assert later.delay == pytest.approx(1.58) and later.at == pytest.approx(1002.08)
 
 
-def test_busy_while_slots_are_ahead(budget_store: Store) -> None:
+def test_slots_never_exceed_the_rule_in_any_window(budget_store: Store) -> None:
+    clock = Clock(500.0)
+    budget = StoreBudget(budget_store, "team-a", ahead=60.0, clock=clock)
+    slots: list[float] = []
+    for step in range(40):  # takers asking at uneven moments
+        clock.now = 500.0 + step * 0.137
+        grant = budget.take(4, 1.04)
+        assert grant.at is not None
+        slots.append(grant.at)
+    assert slots == sorted(slots)
+    assert all(
+        sum(1 for t in slots if start <= t < start + 1.04) <= 4 for start in slots
+    )  # at most 4 in any window that starts at a slot (the worst windows do)
+
+
+def test_busy_while_slots_are_recent_or_ahead(budget_store: Store) -> None:
     clock = Clock(100.0)
     budget = StoreBudget(budget_store, "team-a", clock=clock)
     assert not budget.busy()
-    budget.take(0.5)  # the next free slot is now 0.5 s ahead
+    budget.take(1, 0.5)
+    budget.take(1, 0.5)  # the second slot is 0.5 s ahead
     assert budget.busy()
-    clock.now = 100.6
+    clock.now = 101.4  # 0.9 s after the last slot: still counted as in use
+    assert budget.busy()
+    clock.now = 101.6
     assert not budget.busy()
 
 
-def test_an_idle_budget_gives_no_burst_credit(budget_store: Store) -> None:
+def test_an_idle_budget_gives_one_window_not_more(budget_store: Store) -> None:
     clock = Clock(50.0)
     budget = StoreBudget(budget_store, "team-a", clock=clock)
-    assert budget.take(0.25).delay == 0.0
-    clock.now = 80.0  # long after the last slot
-    assert [budget.take(0.25).delay for _ in range(3)] == [0.0, 0.25, 0.5]
+    assert budget.take(2, 1.04).delay == 0.0
+    clock.now = 80.0  # long after the last slot: a fresh window, and only that
+    assert [budget.take(2, 1.04).delay for _ in range(3)] == pytest.approx([0.0, 0.0, 1.04])
+
+
+def test_a_slow_rule_below_one_a_second(budget_store: Store) -> None:
+    clock = Clock(10.0)
+    budget = StoreBudget(budget_store, "team-a", ahead=10.0, clock=clock)
+    assert [budget.take(1, 2.08).at for _ in range(3)] == pytest.approx([10.0, 12.08, 14.16])
 
 
 def test_learned_limit_and_holds_are_shared(budget_store: Store) -> None:
     clock = Clock(2000.0)
     one = StoreBudget(budget_store, "team-a", clock=clock)
     other = StoreBudget(budget_store, "team-a", clock=clock)  # another sender, same team
-    assert one.take(0.1).limit is None and other.learned() is None
+    assert one.take(1, 0.1).limit is None and other.learned() is None
     one.learn(10.0)
     assert other.learned() == 10.0
-    grant = other.take(0.1)
+    grant = other.take(1, 0.1)
     assert grant.limit == 10.0 and grant.delay == pytest.approx(0.1)
     other.hold(3.0)  # a 429 with retry-after: 3
-    refused = one.take(0.1)
-    assert refused.delay is None and refused.retry_in == pytest.approx(2.0)  # 3 s - 1 s ahead
+    refused = one.take(1, 0.1)
+    assert refused.delay is None and refused.retry_in == pytest.approx(1.5)  # 3 s - 1.5 s ahead
     clock.now = 2002.5
-    assert one.take(0.1).delay == pytest.approx(0.5)  # the first slot after the hold
+    assert one.take(1, 0.1).delay == pytest.approx(0.5)  # the first slot after the hold
     # another team's budget is its own
-    assert StoreBudget(budget_store, "team-b", clock=clock).take(0.1).delay == 0.0
+    assert StoreBudget(budget_store, "team-b", clock=clock).take(1, 0.1).delay == 0.0
 
 
-def test_two_senders_interleave_without_sharing_a_slot(budget_store: Store) -> None:
+def test_two_senders_share_one_window(budget_store: Store) -> None:
     clock = Clock(10.0)
     a = StoreBudget(budget_store, "t", ahead=5.0, clock=clock)
     b = StoreBudget(budget_store, "t", ahead=5.0, clock=clock)
-    slots = [s.take(0.2).at for s in (a, b, a, a, b)]
-    assert slots == pytest.approx([10.0, 10.2, 10.4, 10.6, 10.8])
+    slots = [s.take(2, 1.04).at for s in (a, b, a, a, b)]
+    assert slots == pytest.approx([10.0, 10.0, 11.04, 11.04, 12.08])
+
+
+def test_a_bad_rule_is_refused(budget_store: Store) -> None:
+    budget = StoreBudget(budget_store, "t", clock=Clock(1.0))
+    with pytest.raises(ValueError):
+        budget.take(0, 1.0)
+    with pytest.raises(ValueError):
+        budget.take(1, 0.0)
 
 
 def test_team_names_hide_the_key() -> None:
@@ -101,7 +133,7 @@ def test_team_names_hide_the_key() -> None:
 def _take_many(url: str, count: int, queue: multiprocessing.Queue[list[float]]) -> None:
     store = open_store(url)
     budget = StoreBudget(store, "shared", ahead=3600.0)  # the store's own clock
-    queue.put([g.at for g in (budget.take(0.001) for _ in range(count)) if g.at is not None])
+    queue.put([g.at for g in (budget.take(3, 0.01) for _ in range(count)) if g.at is not None])
     store.dispose()
 
 
@@ -117,5 +149,6 @@ def test_concurrent_processes_never_get_the_same_slot(store_url: str) -> None:
         taker.join(timeout=60)
         assert taker.exitcode == 0
     assert len(slots) == 600
-    gaps = [b - a for a, b in itertools.pairwise(slots)]
-    assert min(gaps) >= 0.001 - 1e-6  # each slot its own, one interval after the one before
+    # 3 per 0.01 s however the four raced: every slot's third successor is a window later
+    gaps = [b - a for a, b in zip(slots, slots[3:], strict=False)]
+    assert min(gaps) >= 0.01 - 1e-6

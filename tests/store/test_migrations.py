@@ -112,12 +112,13 @@ def test_db_status_and_upgrade_cli(project: Project, tmp_path: Path) -> None:
         ("m009_guard_rails", "pending"),
         ("m010_frequency_cap", "pending"),
         ("m011_ab_tests", "pending"),
+        ("m012_budget_window", "pending"),
     ]
     r = project.run("--db", url, "db", "upgrade")
     assert r.stdout == (
-        "Applied 10 migrations: m002_send_batches, m003_batch_payload_hash, m004_batch_payload, "
+        "Applied 11 migrations: m002_send_batches, m003_batch_payload_hash, m004_batch_payload, "
         "m005_email_look, m006_sponsor_layout, m007_report_indexes, m008_rate_budget, "
-        "m009_guard_rails, m010_frequency_cap, m011_ab_tests.\n"
+        "m009_guard_rails, m010_frequency_cap, m011_ab_tests, m012_budget_window.\n"
     )
     r = project.run("--db", url, "db", "upgrade")
     assert r.stdout == "The store is up to date; nothing to apply.\n"

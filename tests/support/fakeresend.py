@@ -20,7 +20,9 @@ It behaves like Resend where sponsorcast depends on it:
   429 ``rate_limit_exceeded`` (``limit_next`` requests, whatever the rate), lost
   answers (``lose_next`` / ``lose_rate``: the emails are accepted and recorded, then the
   connection is closed without an answer), ``quota`` emails after which 429
-  ``daily_quota_exceeded`` (``quota_name``);
+  ``daily_quota_exceeded`` (``quota_name``). The counted faults (``fail_next``,
+  ``limit_next``) aim at sends and status reads: ``GET /domains``, the key check ``send``
+  makes before its snapshot, does not use them up;
 - a record of every accepted email and counters, through Python (``FakeResend.accepted``,
   ``.counters``) or HTTP (``GET /_fake/record``, ``POST /_fake/config``, ``POST /_fake/reset``,
   ``POST /_fake/events``) for tests whose senders run as subprocesses.
@@ -430,7 +432,7 @@ class _Handler(BaseHTTPRequestHandler):
 
         headers, limited = self._count_rate(config)
         with state.lock:
-            if not limited and state.config.limit_next > 0:
+            if not limited and state.config.limit_next > 0 and path != "/domains":
                 state.config = replace(state.config, limit_next=state.config.limit_next - 1)
                 state.counters["rate_limited"] += 1
                 headers = {**headers, "ratelimit-remaining": "0", "retry-after": "1"}
@@ -451,7 +453,7 @@ class _Handler(BaseHTTPRequestHandler):
             self._post_emails(path, body, headers, config)
             return
         self._pause(config)
-        if self._inject_failure(headers):
+        if self._inject_failure(headers, counted=path != "/domains"):
             return
         if method == "GET" and path.startswith("/emails/") and path.count("/") == 2:
             self._get_email(unquote(path.rsplit("/", 1)[1]), headers)
@@ -470,12 +472,13 @@ class _Handler(BaseHTTPRequestHandler):
         if config.latency:
             time.sleep(config.latency)
 
-    def _inject_failure(self, headers: dict[str, str]) -> bool:
-        """Answer an injected 5xx if one is due; True if it did."""
+    def _inject_failure(self, headers: dict[str, str], *, counted: bool = True) -> bool:
+        """Answer an injected 5xx if one is due (``counted``: ``fail_next`` applies); True if
+        it did."""
         state = self.server.state
         with state.lock:
             config = state.config
-            fail = config.fail_next > 0
+            fail = counted and config.fail_next > 0
             if fail:
                 state.config = replace(config, fail_next=config.fail_next - 1)
             elif config.fail_rate and state.random.random() < config.fail_rate:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import itertools
 import time
 from pathlib import Path
 
@@ -75,30 +74,36 @@ def test_the_first_request_goes_alone() -> None:
     assert min(asyncio.run(scenario(None))) >= PROBE_WAIT - 0.01  # or, at most, PROBE_WAIT
 
 
-def test_requests_leave_evenly_spaced_with_no_burst() -> None:
+def test_a_window_s_requests_leave_at_once_and_never_more() -> None:
     limiter = RateLimiter(10)
     limiter.observe({})  # no probe wait
+    assert limiter.window_rule == (10, 1.0 + GUARD)
     times = asyncio.run(departures(limiter, 12, 6))
-    interval = 1 / limiter.rate
-    gaps = sorted(b - a for a, b in itertools.pairwise(times))
-    assert gaps[len(gaps) // 2] == pytest.approx(interval, rel=0.1)  # paced, not bunched
-    assert times[-1] - times[0] >= 11 * interval - 0.01  # pacing only ever delays
-    assert most_in_any_window(times, 1.0 + GUARD - 0.001) <= 10  # the hard rule, always
+    assert times[9] - times[0] < 0.1  # the first ten together, not spread over a second
+    assert times[10] - times[0] >= 1.0 + GUARD - 0.001  # the 11th a window after the 1st
+    assert times[11] - times[1] >= 1.0 + GUARD - 0.001
+    assert most_in_any_window(times, 1.0 + GUARD - 0.001) <= 10  # the rule, always
+
+
+def test_the_rule_below_one_request_a_second() -> None:
+    limiter = RateLimiter(0.5)
+    assert limiter.window_rule == (1, (1.0 + GUARD) / 0.5)
+    assert limiter.rate == pytest.approx(0.5 * SAFETY)
 
 
 def test_penalise_holds_every_waiting_caller() -> None:
     async def scenario() -> tuple[float, list[float]]:
-        limiter = RateLimiter(50)
+        limiter = RateLimiter(3)
         limiter.observe({})
         first = await limiter.acquire()
         waiting = asyncio.create_task(departures(limiter, 4, 4))
-        await asyncio.sleep(0.01)
-        limiter.penalise(0.3)
-        return first, await waiting
+        await asyncio.sleep(0.01)  # two more fit the window and leave; two wait for the next
+        limiter.penalise(1.5)
+        return first, sorted(await waiting)
 
     first, later = asyncio.run(scenario())
-    assert min(later) - first >= 0.3
-    assert later[-1] - first >= 0.3 + 3 / (50 * SAFETY) - 0.001  # then paced again
+    assert later[1] - first < 0.1
+    assert later[2] - first >= 1.5  # held past the window they were waiting for
 
 
 def test_lower_limit_respaces_slots_already_handed_out() -> None:
@@ -108,29 +113,30 @@ def test_lower_limit_respaces_slots_already_handed_out() -> None:
         first = await limiter.acquire()
         waiting = asyncio.create_task(departures(limiter, 4, 4))
         await asyncio.sleep(0)
-        limiter.observe({"ratelimit-limit": "10"})
+        limiter.observe({"ratelimit-limit": "4"})
         return first, await waiting
 
     first, later = asyncio.run(scenario())
-    # planned slots only ever get later, never earlier: the fourth leaves 4 intervals after
-    # the first at the new, slower pace (at 100/s it would have been 0.04 s)
-    assert later[-1] - first >= 4 / (10 * SAFETY) - 0.001
+    # at 100/s all five would leave at once; at 4 per window the fifth waits for the next
+    assert later[-1] - first >= 1.0 + GUARD - 0.001
+    assert sorted(later)[2] - first < 0.1
 
 
+@pytest.mark.slow
 def test_exhausted_window_holds_only_when_someone_else_used_it() -> None:
     async def scenario(foreign: bool) -> float:
         limiter = RateLimiter(None)
         limiter.observe({"ratelimit-limit": "5"})
         sent = [await limiter.acquire() for _ in range(1 if foreign else 5)]
         limiter.observe(
-            {"ratelimit-limit": "5", "ratelimit-remaining": "0", "ratelimit-reset": "1"}, sent[-1]
+            {"ratelimit-limit": "5", "ratelimit-remaining": "0", "ratelimit-reset": "2"}, sent[-1]
         )
         return await limiter.acquire() - sent[-1]
 
     # one request of ours and the window is full: another process shares the team's limit
-    assert asyncio.run(scenario(foreign=True)) >= 0.99
-    # five of ours filled it: the spacing already carries the next one into the next window
-    assert asyncio.run(scenario(foreign=False)) < 0.3
+    assert asyncio.run(scenario(foreign=True)) >= 1.99
+    # five of ours filled it: the window rule alone carries the next one into the next window
+    assert 1.0 + GUARD - 0.1 <= asyncio.run(scenario(foreign=False)) < 1.5
 
 
 async def hammer(
@@ -168,9 +174,9 @@ def test_no_429_at_the_servers_limit(fake_resend: FakeResend, ceiling: float | N
     assert counters["rate_limited"] == 0
     assert counters["max_window"] <= 5
     assert counters["max_in_flight"] >= 2  # 0.5 s answers at 5/s: several in flight
-    steady = sent[1:]  # auto mode learns the limit from the first answer
-    rate = (len(steady) - 1) / (steady[-1] - steady[0])
-    assert 0.9 * 5 <= rate <= 5
+    assert most_in_any_window(sent, 1.0 + GUARD - 0.001) <= 5
+    # after the probe's answer (0.5 s), a window of 5 every 1.04 s: three full ones by 3.2 s
+    assert len(sent) >= 3 * 5
 
 
 def test_the_fake_server_would_catch_a_bursty_limiter(fake_resend: FakeResend) -> None:
@@ -226,7 +232,7 @@ def test_a_stalled_event_loop_cannot_cause_a_burst() -> None:
     assert len(times) >= 15  # and it kept going (about 21 on an idle machine)
 
 
-def test_two_limiters_sharing_a_budget_pace_as_one(tmp_path: Path) -> None:
+def test_two_limiters_sharing_a_budget_count_as_one(tmp_path: Path) -> None:
     from sponsorcast.store import open_store
     from sponsorcast.store.budget import StoreBudget
 
@@ -234,19 +240,19 @@ def test_two_limiters_sharing_a_budget_pace_as_one(tmp_path: Path) -> None:
 
     async def scenario() -> list[float]:
         # two senders (two campaigns, two processes) of one team, each believing it may use
-        # the whole limit of 20/s: together they leave 1 / (20 x SAFETY) apart, not twice as often
-        a = RateLimiter(20, shared=StoreBudget(store, "team"))
-        b = RateLimiter(20, shared=StoreBudget(store, "team"))
+        # the whole limit of 5/s: together 5 per window, not 10 (alone, each would send its
+        # five at once)
+        a = RateLimiter(5, shared=StoreBudget(store, "team"))
+        b = RateLimiter(5, shared=StoreBudget(store, "team"))
         a.observe({})
         b.observe({})
-        both = await asyncio.gather(departures(a, 10, 2), departures(b, 10, 2))
+        both = await asyncio.gather(departures(a, 5, 5), departures(b, 5, 5))
         return sorted(both[0] + both[1])
 
     times = asyncio.run(scenario())
-    interval = 1 / (20 * SAFETY)
-    assert times[-1] - times[0] >= 19 * interval - 0.02
-    gaps = sorted(b - a for a, b in itertools.pairwise(times))
-    assert gaps[len(gaps) // 2] == pytest.approx(interval, rel=0.25)
+    assert most_in_any_window(times, 1.0 + GUARD - 0.01) <= 5
+    assert times[-1] - times[0] >= 1.0 + GUARD - 0.01
+    assert times[4] - times[0] < 0.2  # the first window's five went together
     store.dispose()
 
 
@@ -292,4 +298,47 @@ def test_one_probe_for_the_team(tmp_path: Path) -> None:
 
     waited, second_limit, first_limit, most = asyncio.run(scenario())
     assert 0.2 <= waited < most and second_limit == first_limit == 10
+    store.dispose()
+
+
+def test_a_request_before_the_run_stands_in_for_the_probe() -> None:
+    async def scenario() -> tuple[float, list[float]]:
+        limiter = RateLimiter(None)  # auto: 2/s until told
+        checked = limiter.reserve()  # the key check's slot, outside the event loop
+        limiter.seed({"ratelimit-limit": "5"}, checked)
+        assert limiter.limit == 5
+        return checked, await departures(limiter, 5, 5)
+
+    checked, times = asyncio.run(scenario())
+    # no probe wait: four more fit the key check's window at once; the fifth waits for the next
+    assert times[3] - checked < 0.1
+    assert times[4] - checked >= 1.0 + GUARD - 0.001
+
+
+def test_an_answer_without_the_limit_leaves_the_probe_to_the_run() -> None:
+    async def scenario() -> list[float]:
+        limiter = RateLimiter(100)
+        limiter.seed({}, limiter.reserve())  # answered, but no ratelimit-limit
+        limiter.seed(None, limiter.reserve())  # or no answer at all
+        first = await limiter.acquire()
+        others = asyncio.create_task(departures(limiter, 2, 2))
+        await asyncio.sleep(0.3)
+        limiter.observe({"ratelimit-limit": "100"}, first)
+        return [t - first for t in await others]
+
+    assert min(asyncio.run(scenario())) >= 0.3  # the run's first request probed
+
+
+def test_a_seeded_limit_reaches_the_team_with_the_first_slot(tmp_path: Path) -> None:
+    from sponsorcast.store import open_store
+    from sponsorcast.store.budget import StoreBudget
+
+    store = open_store(f"sqlite:///{tmp_path / 'budget.db'}")
+    budget = StoreBudget(store, "team")
+    limiter = RateLimiter(None, shared=budget)
+    limiter.seed({"ratelimit-limit": "7"}, limiter.reserve())
+    assert budget.learned() is None  # nothing written while the snapshot may hold the store
+    asyncio.run(limiter.acquire())
+    assert budget.learned() == 7
+    limiter.close()
     store.dispose()
