@@ -2,19 +2,22 @@
 
 Resend limits requests per team (per API key), not per process, so every ``send`` and
 ``run-due`` of one store, on one host or many, takes its request slots from one row. The rule
-is a sliding window: at most ``per_window`` slots in any ``window`` seconds (the limiter asks
-for ``floor(limit)`` per ``1 s + GUARD``). The row keeps the slots of the last window
+is a sliding window: at most ``per_window`` slots in any ``window`` seconds, each at least
+``gap`` after the one before (the limiter asks for ``floor(limit)`` per ``1 s + GUARD``, a
+quarter of a window's even spacing apart). The row keeps the slots of the last window
 (``recent``) and ``tat``, before which no slot is given (the latest slot, or a 429's hold).
 A slot is taken in one transaction that locks the row (``FOR UPDATE`` on PostgreSQL; SQLite
 runs it under its write lock):
 
-    slot = max(now, tat, recent[-per_window] + window)
+    slot = max(now, tat, recent[-1] + gap, recent[-per_window] + window)
 
 so slots are never granted twice however many senders ask at once, and never more than the
 rule allows in any window. Unlike even spacing (a generic cell rate algorithm, which this
-replaced), a window's slots may all go at its start: a run's first ``per_window`` requests
-leave at once instead of over a second, which is what a provider counting requests per
-window allows. The caller sleeps until its slot *after* the transaction: nobody waits
+replaced), a window's slots may all go near its start: a run's first ``per_window`` requests
+leave within a quarter of a second instead of over a whole one, which is what a provider
+counting requests per window allows. The small ``gap`` keeps a sender's event loop from
+writing a whole window's requests in one go, which could delay the last of them past the
+guard. The caller sleeps until its slot *after* the transaction: nobody waits
 holding a lock.
 
 - Bounded look-ahead: a slot is granted only while it is less than ``ahead`` seconds away. A
@@ -127,9 +130,10 @@ class StoreBudget:
                 .on_conflict_do_nothing(index_elements=["team"])
             )
 
-    def take(self, per_window: int, window: float) -> Grant:
-        """Take the next slot that keeps at most ``per_window`` in any ``window`` seconds."""
-        if per_window < 1 or window <= 0:
+    def take(self, per_window: int, window: float, gap: float = 0.0) -> Grant:
+        """Take the next slot that keeps at most ``per_window`` in any ``window`` seconds, and
+        at least ``gap`` seconds after the slot before."""
+        if per_window < 1 or window <= 0 or gap < 0:
             raise ValueError("A window rule needs at least one slot per positive window.")
         now_sql, params = self._now()
         with self._write() as conn:
@@ -144,6 +148,8 @@ class StoreBudget:
             now = float(row.now)
             recent = _slots(row.recent)
             slot = max(now, float(row.tat))
+            if recent:
+                slot = max(slot, recent[-1] + gap)
             if len(recent) >= per_window:
                 slot = max(slot, recent[-per_window] + window)
             if slot - now >= self.ahead:

@@ -7,9 +7,10 @@ it while any number of requests are in flight at once (latency never caps throug
    ``1 s + GUARD`` (below one a second: one per ``(1 s + GUARD) / limit``). The guard absorbs
    differences in how long requests take to reach the server: requests that leave within
    ``1 s + GUARD`` of each other cannot land in two windows the provider counts as one. A
-   window's requests may leave at once, at its start; even spacing (``1 / rate`` apart) would
+   window's requests may leave near its start, ``GAP_SHARE`` of even spacing apart (so the
+   event loop writes each before the next is due); even spacing (``1 / rate`` apart) would
    keep the same average but spread a run's first and last ``floor(limit)`` requests over a
-   second instead of sending them together.
+   second.
 2. A probe: the first request of a run goes alone, and the others wait for its answer (at
    most ``PROBE_WAIT``). It learns the limit before anything else leaves (auto mode), and it
    opens the first connection, which takes far longer to reach the server than any later
@@ -47,6 +48,7 @@ _T = TypeVar("_T")
 AUTO_START = 2.0
 GUARD = 0.04  # seconds added to the one-second window of the rule
 SAFETY = 1.0 / (1.0 + GUARD)  # the rule's average rate as a share of the limit
+GAP_SHARE = 0.25  # departures at least this share of even spacing apart (a window's in 1/4 s)
 PROBE_WAIT = 2.0  # longest wait for the first answer before the others go anyway
 HISTORY = 60.0  # seconds of departures kept (answers can take up to the timeout)
 _NUMBER = re.compile(r"\s*(\d+(?:\.\d+)?)")
@@ -68,8 +70,9 @@ class SharedGrant(Protocol):
 class SharedSlots(Protocol):
     """A request budget shared with other senders of the same team (``store.budget``)."""
 
-    def take(self, per_window: int, window: float) -> SharedGrant:
-        """Take the next slot keeping at most ``per_window`` in any ``window`` seconds."""
+    def take(self, per_window: int, window: float, gap: float) -> SharedGrant:
+        """Take the next slot keeping at most ``per_window`` in any ``window`` seconds, at
+        least ``gap`` after the one before."""
         ...
 
     def learned(self) -> float | None:
@@ -130,16 +133,19 @@ class RateLimiter:
     @property
     def rate(self) -> float:
         """Requests per second allowed to leave, on average."""
-        per_window, window = self.window_rule
+        per_window, window, _ = self.window_rule
         return per_window / window
 
     @property
-    def window_rule(self) -> tuple[int, float]:
-        """``(n, seconds)``: never more than n departures in any that many seconds."""
+    def window_rule(self) -> tuple[int, float, float]:
+        """``(n, seconds, gap)``: never more than n departures in any that many seconds, and
+        each at least ``gap`` after the one before."""
         limit = self.limit
         if limit >= 1:
-            return math.floor(limit), 1.0 + GUARD
-        return 1, (1.0 + GUARD) / limit
+            per_window, window = math.floor(limit), 1.0 + GUARD
+        else:
+            per_window, window = 1, (1.0 + GUARD) / limit
+        return per_window, window, window / per_window * GAP_SHARE
 
     async def acquire(self) -> float:
         """Wait for this request's turn; return its departure time (for ``observe``)."""
@@ -273,10 +279,13 @@ class RateLimiter:
 
     def _window_wait(self) -> float:
         """Seconds until one more departure keeps the window rule (0: go)."""
-        per_window, window = self.window_rule
-        if len(self._sent) < per_window:
+        per_window, window, gap = self.window_rule
+        if not self._sent:
             return 0.0
-        return self._sent[-per_window] + window - self._clock()
+        after = self._sent[-1] + gap
+        if len(self._sent) >= per_window:
+            after = max(after, self._sent[-per_window] + window)
+        return after - self._clock()
 
     def observe(self, headers: Mapping[str, str], sent_at: float | None = None) -> None:
         """Learn from an answer's ``ratelimit-*`` headers (``sent_at``: ``acquire``'s value).

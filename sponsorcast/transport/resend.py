@@ -164,11 +164,13 @@ class ResendTransport:
         """Take a slot of the rate limit now (blocking) for one question to Resend, and
         return the question: it asks whether Resend takes the key (a refusal raises
         ``AuthError``) and seeds the limiter with the limit the answer announces."""
+        timeout = min(self.config.timeout, KEY_CHECK_TIMEOUT)
+        client = httpx.Client(timeout=timeout)  # made first: the slot is for a ready request
         sent_at = self.limiter.reserve()
 
         def ask() -> None:
-            timeout = min(self.config.timeout, KEY_CHECK_TIMEOUT)
-            answer = ask_provider(self._base, self._key, timeout)
+            with client:
+                answer = ask_provider(self._base, self._key, timeout, client=client)
             self.limiter.seed(answer.headers, sent_at)
             if answer.status == 429 and answer.headers is not None:
                 self.limiter.penalise(parse_retry_after(answer.headers.get("retry-after")))

@@ -82,6 +82,16 @@ def test_an_idle_budget_gives_one_window_not_more(budget_store: Store) -> None:
     assert [budget.take(2, 1.04).delay for _ in range(3)] == pytest.approx([0.0, 0.0, 1.04])
 
 
+def test_slots_keep_their_gap_within_a_window(budget_store: Store) -> None:
+    clock = Clock(20.0)
+    budget = StoreBudget(budget_store, "team-a", ahead=5.0, clock=clock)
+    slots = [budget.take(3, 1.04, 0.1).at for _ in range(5)]
+    # 0.1 s apart within the window; the 4th a window after the 1st, the 5th a gap later
+    assert slots == pytest.approx([20.0, 20.1, 20.2, 21.04, 21.14])
+    with pytest.raises(ValueError):
+        budget.take(3, 1.04, -0.1)
+
+
 def test_a_slow_rule_below_one_a_second(budget_store: Store) -> None:
     clock = Clock(10.0)
     budget = StoreBudget(budget_store, "team-a", ahead=10.0, clock=clock)
