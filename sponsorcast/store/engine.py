@@ -36,6 +36,7 @@ from sponsorcast.store.tables import sponsor_t
 from sponsorcast.wording import count
 
 PG_CONNECT_TIMEOUT = 10  # seconds
+WRITE_QUEUE_TIMEOUT = BUSY_TIMEOUT_MS / 1000  # longest wait for this process's write turn
 DEFAULT_SPONSOR = "default"
 
 
@@ -82,27 +83,35 @@ class Store:
                     yield conn
         except sa.exc.OperationalError as exc:
             if "database is locked" in str(exc.orig):
-                kept = (
-                    "nothing was changed by this command"
-                    if not self.committed
-                    else "what this command had recorded before is kept; run it again to go on"
-                )
-                raise StoreBusy(
-                    f"The store {redact_url(self.url)} stayed locked by another process for "
-                    f"{BUSY_TIMEOUT_MS // 1000} s; {kept}.",
-                    hint="A large 'leads import' holds the lock until it ends: run this again afterwards.",
-                ) from None
+                raise self._busy() from None
             raise self._full(exc) or exc from None
         self.committed += 1
 
+    def _busy(self) -> StoreBusy:
+        kept = (
+            "nothing was changed by this command"
+            if not self.committed
+            else "what this command had recorded before is kept; run it again to go on"
+        )
+        return StoreBusy(
+            f"The store {redact_url(self.url)} stayed locked by another process for "
+            f"{BUSY_TIMEOUT_MS // 1000} s; {kept}.",
+            hint="A large 'leads import' holds the lock until it ends: run this again afterwards.",
+        )
+
     @contextmanager
     def _queue(self) -> Iterator[None]:
-        """Hold this process's SQLite write turn (nothing on PostgreSQL: its locks wake at once)."""
+        """Hold this process's SQLite write turn (nothing on PostgreSQL: its locks wake at once).
+        It waits as long as SQLite's own busy timeout would, never for ever."""
         if not self.is_sqlite:
             yield
             return
-        with self._writers:
+        if not self._writers.acquire(timeout=WRITE_QUEUE_TIMEOUT):
+            raise self._busy()
+        try:
             yield
+        finally:
+            self._writers.release()
 
     def _full(self, exc: sa.exc.DBAPIError) -> StoreFull | None:
         orig = exc.orig

@@ -312,12 +312,14 @@ class RateLimiter:
             start = sent_at if sent_at is not None else self._clock()
             self._hold(start + reset)
 
-    def penalise(self, retry_after: float | None) -> None:
-        """After a 429: nobody sends before ``retry_after`` seconds (1 s when absent)."""
+    def penalise(self, retry_after: float | None, *, team: bool = True) -> None:
+        """After a 429: nobody sends before ``retry_after`` seconds (1 s when absent);
+        ``team=False`` holds only this sender (the key check: the store may be held by the
+        snapshot, which waits for that check)."""
         wait = max(retry_after if retry_after is not None and retry_after >= 0 else 1.0, 0.0)
         wait = max(wait, 1.0 / self.rate)
         self._hold(self._clock() + wait)
-        if self._shared is not None:
+        if self._shared is not None and team:
             self._shared.hold(wait)
 
     def _set_server_limit(self, limit: float) -> None:

@@ -173,7 +173,8 @@ class ResendTransport:
                 answer = ask_provider(self._base, self._key, timeout, client=client)
             self.limiter.seed(answer.headers, sent_at)
             if answer.status == 429 and answer.headers is not None:
-                self.limiter.penalise(parse_retry_after(answer.headers.get("retry-after")))
+                retry_after = parse_retry_after(answer.headers.get("retry-after"))
+                self.limiter.penalise(retry_after, team=False)
             if answer.verdict == "refused":
                 raise AuthError(
                     f"{answer.detail}; nothing was sent.",

@@ -127,3 +127,52 @@ def test_a_passed_check_commits_the_snapshot_and_hands_over_the_transport(
     transport = opening.open_send(store, config, plan, 2)
     assert transport.name == "outbox"
     assert _rows(store) == (1, 3, 2)  # three deliveries in batches of two
+
+
+def test_a_429_to_the_key_check_does_not_wait_on_the_snapshot_beside_it(
+    project: Project, store: Store
+) -> None:
+    import json
+    import threading
+    import time
+
+    import httpx
+    import respx
+
+    base = "http://127.0.0.1:9"  # never reached: respx answers
+    path = project.path / "sponsorcast.toml"
+    toml = path.read_text(encoding="utf-8").replace('kind = "outbox"', 'kind = "resend"')
+    path.write_text(toml + f'\n[resend]\nbase_url = "{base}"\nbatch_size = 2\n', "utf-8")
+    (project.path / "leads.csv").write_text(LEADS, encoding="utf-8")
+    assert project.run("leads", "import", "leads.csv").exit_code == 0
+    (project.path / "c.md").write_text(CAMPAIGN, encoding="utf-8")
+
+    def batch(request: httpx.Request) -> httpx.Response:
+        emails = json.loads(request.content)
+        return httpx.Response(200, json={"data": [{"id": f"m-{e['to'][0]}"} for e in emails]})
+
+    result: list[Any] = []
+    with respx.mock(base_url=base, assert_all_called=True) as api:
+
+        def limited(request: httpx.Request) -> httpx.Response:
+            time.sleep(0.5)  # the answer comes once the snapshot waits for it, lock held
+            return httpx.Response(
+                429,
+                headers={"ratelimit-limit": "10", "retry-after": "0"},
+                json={"name": "rate_limit_exceeded", "message": "Too many requests."},
+            )
+
+        api.get("/domains").mock(side_effect=limited)
+        sent = api.post("/emails/batch").mock(side_effect=batch)
+        run = threading.Thread(
+            target=lambda: result.append(
+                project.run("send", "c.md", "--yes", env={"RESEND_API_KEY": "re_test_123456"})
+            ),
+            daemon=True,
+        )
+        run.start()
+        run.join(timeout=20)  # a store lock waited on by its own holder would last 30 s
+        assert not run.is_alive(), "the send hung"
+    assert result[0].exit_code == 0, result[0].stderr
+    assert sent.call_count == 2  # three people in batches of two
+    assert _rows(store) == (1, 3, 2)

@@ -11,7 +11,7 @@ import sqlalchemy as sa
 
 from sponsorcast.config import SponsorConfig
 from sponsorcast.errors import StoreError
-from sponsorcast.store import open_store
+from sponsorcast.store import Store, open_store
 from sponsorcast.store.models import Sponsor
 from tests.support.project import Project
 
@@ -166,3 +166,44 @@ def test_a_store_locked_too_long_is_one_clear_error(
         holder.close()
     with store.read() as conn:
         assert conn.exec_driver_sql("SELECT count(*) FROM sponsor").scalar() == 1
+
+
+def test_writers_of_one_process_queue_and_none_waits_for_ever(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import threading
+
+    from sponsorcast.errors import StoreBusy
+    from sponsorcast.store import engine
+
+    store = open_store(f"sqlite:///{tmp_path / 'q.db'}")
+    holding, release = threading.Event(), threading.Event()
+
+    def hold() -> None:
+        with store.write() as conn:
+            conn.execute(sa.text("CREATE TABLE t (x INTEGER)"))
+            holding.set()
+            release.wait()
+
+    holder = threading.Thread(target=hold)
+    holder.start()
+    holding.wait()
+    monkeypatch.setattr(engine, "WRITE_QUEUE_TIMEOUT", 0.2)
+    # its turn never comes: told, not left waiting
+    with pytest.raises(StoreBusy) as busy, store.write():
+        pass
+    assert str(busy.value.message).startswith(f"The store sqlite:///{tmp_path / 'q.db'} stayed")
+    monkeypatch.setattr(engine, "WRITE_QUEUE_TIMEOUT", 30.0)
+    waiter = threading.Thread(target=lambda: _insert(store))
+    waiter.start()  # queues behind the holder, then writes
+    release.set()
+    holder.join()
+    waiter.join(timeout=10)
+    with store.read() as conn:
+        assert conn.execute(sa.text("SELECT x FROM t")).scalars().all() == [7]
+    store.dispose()
+
+
+def _insert(store: Store) -> None:
+    with store.write() as conn:
+        conn.execute(sa.text("INSERT INTO t VALUES (7)"))
