@@ -11,10 +11,13 @@ import typer
 from sponsorcast import console
 from sponsorcast.cli.invocation import handle_errors, load, open_store
 from sponsorcast.errors import BadInput, ExitCode, Reported
+from sponsorcast.send.keyprobe import key_probe
 from sponsorcast.wording import count
 
 if TYPE_CHECKING:
+    from sponsorcast.config import Config
     from sponsorcast.send import Plan, RunReport
+    from sponsorcast.send.keyprobe import KeyProbe
     from sponsorcast.store import Store
 
 TABLE_COLUMNS = [
@@ -69,12 +72,39 @@ def send(
     ] = None,
 ) -> None:
     """Send a campaign: every recipient of its audience exactly once, resumable."""
-    from sponsorcast.send import plan_send, send_campaign, send_test, validate_all
-    from sponsorcast.send.plan import bounce_warning
-
     if as_ is not None and not test:
         raise BadInput("--as chooses whose email a --test shows; add --test YOUR_ADDRESS.")
     config = load()
+    # started before the sending machinery is imported: the key check's helper imports its own
+    with key_probe(config, wanted=not dry_run and not test) as probe:
+        _send(
+            config,
+            campaign,
+            probe,
+            dry_run=dry_run,
+            yes=yes,
+            limit=limit,
+            include_new=include_new,
+            test=test,
+            as_=as_,
+        )
+
+
+def _send(
+    config: Config,
+    campaign: Path,
+    probe: KeyProbe | None,
+    *,
+    dry_run: bool,
+    yes: bool,
+    limit: int | None,
+    include_new: bool,
+    test: list[str] | None,
+    as_: str | None,
+) -> None:
+    from sponsorcast.send import plan_send, send_campaign, send_test, validate_all
+    from sponsorcast.send.plan import bounce_warning
+
     store = open_store(config)
     # a test email goes to given addresses: an empty audience does not stop it
     plan = plan_send(store, config, campaign, run_preflight=not test)
@@ -143,6 +173,7 @@ def send(
             limit=limit,
             progress=lambda p: bar.update(p.sent, p.failed, p.emails_per_second),
             include_new=include_new,
+            probe=probe,
         )
     _summary(report)
     if limit is not None and report.status == "sending" and report.stopped_reason is None:

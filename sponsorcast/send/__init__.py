@@ -30,52 +30,101 @@ provider, and nothing above it writes a delivery row; a transport is reached onl
 
 from __future__ import annotations
 
-from sponsorcast.send.batches import (
-    BatchRenderer,
-    make_renderer,
-    stored_campaign,
-)
-from sponsorcast.send.claims import (
-    KEY_WINDOW,
-    Claim,
-    ClaimAgain,
-    Claimer,
-    Stopped,
-    payload_hash,
-)
-from sponsorcast.send.plan import (
-    NOT_STARTED,
-    Plan,
-    campaign_hash,
-    check_sponsor,
-    describe_audience,
-    plan_send,
-    preflight,
-    validate_all,
-)
-from sponsorcast.send.reports import (
-    Progress,
-    ProgressCallback,
-    RunReport,
-)
-from sponsorcast.send.run import (
-    AUTH_CAUSE,
-    INTERRUPTED_CAUSE,
-    QUOTA_CAUSE,
-    REQUEUE_LIMIT,
-    finish_if_done,
-    paused_by_the_tool,
-    run_batches,
-    run_campaign,
-    send_campaign,
-)
-from sponsorcast.send.snapshot import (
-    campaign_values,
-    take_snapshot,
-)
-from sponsorcast.send.trial import (
-    send_test,
-)
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from sponsorcast.send.batches import (
+        BatchRenderer,
+        make_renderer,
+        stored_campaign,
+    )
+    from sponsorcast.send.claims import (
+        KEY_WINDOW,
+        Claim,
+        ClaimAgain,
+        Claimer,
+        Stopped,
+        payload_hash,
+    )
+    from sponsorcast.send.plan import (
+        NOT_STARTED,
+        Plan,
+        campaign_hash,
+        check_sponsor,
+        describe_audience,
+        plan_send,
+        preflight,
+        validate_all,
+    )
+    from sponsorcast.send.reports import (
+        Progress,
+        ProgressCallback,
+        RunReport,
+    )
+    from sponsorcast.send.run import (
+        AUTH_CAUSE,
+        INTERRUPTED_CAUSE,
+        QUOTA_CAUSE,
+        REQUEUE_LIMIT,
+        finish_if_done,
+        paused_by_the_tool,
+        run_batches,
+        run_campaign,
+        send_campaign,
+    )
+    from sponsorcast.send.snapshot import (
+        campaign_values,
+        take_snapshot,
+    )
+    from sponsorcast.send.trial import (
+        send_test,
+    )
+
+_LAZY = {
+    "AUTH_CAUSE": "run",
+    "BatchRenderer": "batches",
+    "Claim": "claims",
+    "ClaimAgain": "claims",
+    "Claimer": "claims",
+    "INTERRUPTED_CAUSE": "run",
+    "KEY_WINDOW": "claims",
+    "NOT_STARTED": "plan",
+    "Plan": "plan",
+    "Progress": "reports",
+    "ProgressCallback": "reports",
+    "QUOTA_CAUSE": "run",
+    "REQUEUE_LIMIT": "run",
+    "RunReport": "reports",
+    "Stopped": "claims",
+    "campaign_hash": "plan",
+    "campaign_values": "snapshot",
+    "check_sponsor": "plan",
+    "describe_audience": "plan",
+    "finish_if_done": "run",
+    "make_renderer": "batches",
+    "paused_by_the_tool": "run",
+    "payload_hash": "claims",
+    "plan_send": "plan",
+    "preflight": "plan",
+    "run_batches": "run",
+    "run_campaign": "run",
+    "send_campaign": "run",
+    "send_test": "trial",
+    "stored_campaign": "batches",
+    "take_snapshot": "snapshot",
+    "validate_all": "plan",
+}
+
+
+def __getattr__(name: str) -> Any:
+    """Import the submodule that defines ``name`` on first use: ``send`` starts its key check
+    (``keyprobe``) before it pays for the rest of this package."""
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'sponsorcast.send' has no attribute {name!r}")
+    return getattr(importlib.import_module(f"sponsorcast.send.{module}"), name)
+
 
 __all__ = [
     "AUTH_CAUSE",

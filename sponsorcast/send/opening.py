@@ -6,7 +6,9 @@ all three run together once the check's processes are forked (a fork must not co
 with other threads):
 
 - one thread makes the transport, takes a rate slot for the question (``preflight``) and asks
-  the provider whether it takes the key;
+  the provider whether it takes the key; when ``send`` started a helper process for that
+  (``send.keyprobe``), the thread takes the slot and the helper, which has imported httpx
+  already, asks at once, while the thread makes the transport;
 - once that slot is taken (both write to the store), another thread writes the snapshot, and
   its transaction commits only when the check has passed and the key was not refused.
 
@@ -27,6 +29,7 @@ from sponsorcast.store.budget import StoreBudget, team_of
 from sponsorcast.transport import make_transport
 
 if TYPE_CHECKING:
+    from sponsorcast.send.keyprobe import KeyProbe
     from sponsorcast.transport import Transport
 
 
@@ -45,10 +48,14 @@ def open_send(
     batch_size: int,
     *,
     transport: Transport | None = None,
+    probe: KeyProbe | None = None,
 ) -> Transport:
     """Check every recipient, the key and take the snapshot, together; the run's transport.
-    A failure of any raises with nothing recorded (``transport``: injected by tests)."""
-    opening = _Opening(store, config, plan, batch_size, transport)
+    A failure of any raises with nothing recorded (``transport``: injected by tests;
+    ``probe``: a helper process that asks about the key)."""
+    if transport is not None:
+        probe = None  # an injected transport asks nobody
+    opening = _Opening(store, config, plan, batch_size, transport, probe)
     try:
         validate_all(store, plan, config, beside=opening.start)
     except BaseException:
@@ -69,8 +76,10 @@ class _Opening:
         plan: Plan,
         batch_size: int,
         transport: Transport | None,
+        probe: KeyProbe | None = None,
     ) -> None:
         self._store = store
+        self._probe = probe
         self._config = config
         self._plan = plan
         self._batch_size = batch_size
@@ -109,6 +118,9 @@ class _Opening:
 
     def _ask(self) -> None:
         try:
+            if self._probe is not None and self._probe.ready():
+                self._ask_through(self._probe)
+                return
             if self._transport is None:
                 shared = shared_budget(self._store, self._config)
                 self._transport = make_transport(
@@ -122,6 +134,25 @@ class _Opening:
         finally:
             self._slot_taken.set()
             self._asked.set()
+
+    def _ask_through(self, probe: KeyProbe) -> None:
+        """The question's slot taken here, the question asked by the helper, the transport
+        made while it is on its way."""
+        from sponsorcast.transport.limiter import RateLimiter  # on use: keeps start-up fast
+
+        shared = shared_budget(self._store, self._config)
+        limiter = RateLimiter(self._config.resend.rate_limit, shared=shared)
+        sent_at = limiter.reserve()
+        probe.go()
+        self._slot_taken.set()
+        transport = make_transport(
+            self._config, self._plan.campaign.id, shared=shared, limiter=limiter
+        )
+        self._transport = transport
+        from sponsorcast.transport.resend import ResendTransport  # after go: httpx is slow
+
+        if isinstance(transport, ResendTransport):  # the helper runs for Resend only
+            transport.hear(probe.answer(), sent_at)
 
     def _snapshot(self) -> None:
         try:

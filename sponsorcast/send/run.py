@@ -46,6 +46,7 @@ from sponsorcast.transport import make_transport
 from sponsorcast.wording import count
 
 if TYPE_CHECKING:
+    from sponsorcast.send.keyprobe import KeyProbe
     from sponsorcast.transport import Transport
 
 
@@ -268,9 +269,11 @@ def send_campaign(
     limit: int | None = None,
     progress: ProgressCallback | None = None,
     include_new: bool = False,
+    probe: KeyProbe | None = None,
 ) -> RunReport:
     """``send``: snapshot (first time) or resume, then run to the end. A rolling campaign (or
-    ``include_new``) first adds the audience's leads it has not got yet (``send.rolling``)."""
+    ``include_new``) first adds the audience's leads it has not got yet (``send.rolling``);
+    ``probe``: a helper asking about the key, used when the campaign is new."""
     campaign_id = plan.campaign.id
     batch_size = config.resend.batch_size if config.resend.endpoint == "batch" else 100
     top_up = plan.campaign.rolling or include_new
@@ -301,7 +304,7 @@ def send_campaign(
         with store.read() as conn:  # paused or failed before the start: nothing snapshotted yet
             fresh = get_campaign_row(conn, campaign_id)["started_at"] is None
     if fresh:
-        transport = open_send(store, config, plan, batch_size, transport=transport)
+        transport = open_send(store, config, plan, batch_size, transport=transport, probe=probe)
         if plan.campaign.follows:
             add_due(store, config, campaign_id, batch_size)
     with store.write() as conn:

@@ -23,14 +23,19 @@ from sponsorcast.transport.base import (
 
 if TYPE_CHECKING:
     from sponsorcast.config import Config
-    from sponsorcast.transport.limiter import SharedSlots
+    from sponsorcast.transport.limiter import RateLimiter, SharedSlots
 
 
 def make_transport(
-    config: Config, campaign_id: str, *, shared: SharedSlots | None = None
+    config: Config,
+    campaign_id: str,
+    *,
+    shared: SharedSlots | None = None,
+    limiter: RateLimiter | None = None,
 ) -> Transport:
     """The transport ``config.transport`` names, ready for one run of ``campaign_id``;
-    ``shared``: the team's request budget in the store (Resend only)."""
+    ``shared``: the team's request budget in the store, ``limiter``: one that has handed out
+    slots already (Resend only)."""
     # imported on use: a command that never sends should not pay for httpx and tenacity
     if config.transport == "outbox":
         from sponsorcast.transport.outbox import OutboxTransport  # on use: keeps start-up fast
@@ -45,7 +50,8 @@ def make_transport(
             "RESEND_API_KEY is not set.",
             hint='Export RESEND_API_KEY, or set [transport] kind = "outbox" to write .eml files.',
         )
-    limiter = RateLimiter(config.resend.rate_limit, shared=shared)
+    if limiter is None:
+        limiter = RateLimiter(config.resend.rate_limit, shared=shared)
     return ResendTransport(config.resend, key, limiter=limiter)
 
 

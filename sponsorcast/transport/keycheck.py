@@ -26,6 +26,7 @@ import httpx
 from sponsorcast import __version__
 
 Verdict = Literal["accepted", "sending-only", "refused", "unknown"]
+KEY_CHECK_TIMEOUT = 5.0  # seconds the key check may take before the run goes on without it
 
 
 @dataclass(frozen=True)
@@ -88,4 +89,4 @@ def _error_name(response: httpx.Response) -> str:
     return str(body.get("name", "")) if isinstance(body, dict) else ""
 
 
-__all__ = ["KeyAnswer", "Verdict", "ask_provider"]
+__all__ = ["KEY_CHECK_TIMEOUT", "KeyAnswer", "Verdict", "ask_provider"]

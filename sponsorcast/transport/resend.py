@@ -58,12 +58,11 @@ from sponsorcast.errors import (
     TransportError,
 )
 from sponsorcast.transport.base import BatchOutcome, OutgoingEmail, api_key_problem, check_batch
-from sponsorcast.transport.keycheck import ask_provider
+from sponsorcast.transport.keycheck import KEY_CHECK_TIMEOUT, KeyAnswer, ask_provider
 from sponsorcast.transport.limiter import RateLimiter, parse_retry_after
 
 USER_AGENT = f"sponsorcast/{__version__}"
 BATCH_MAX = 100
-KEY_CHECK_TIMEOUT = 5.0  # seconds the key check may take before the run goes on without it
 QUOTA_NAMES = frozenset({"daily_quota_exceeded", "monthly_quota_exceeded"})
 
 
@@ -171,18 +170,26 @@ class ResendTransport:
         def ask() -> None:
             with client:
                 answer = ask_provider(self._base, self._key, timeout, client=client)
-            self.limiter.seed(answer.headers, sent_at)
-            if answer.status == 429 and answer.headers is not None:
-                retry_after = parse_retry_after(answer.headers.get("retry-after"))
-                self.limiter.penalise(retry_after, team=False)
-            if answer.verdict == "refused":
-                raise AuthError(
-                    f"{answer.detail}; nothing was sent.",
-                    hint="Check RESEND_API_KEY (a full-access or sending key of this team) "
-                    "and [resend] base_url.",
-                )
+            self.hear(answer, sent_at)
 
         return ask
+
+    def hear(self, answer: KeyAnswer | None, sent_at: float) -> None:
+        """Take in the key check's answer to a request that left at ``sent_at`` (a slot of
+        this transport's limiter). A refused key raises ``AuthError``; no answer leaves
+        everything to the run."""
+        if answer is None:
+            return
+        self.limiter.seed(answer.headers, sent_at)
+        if answer.status == 429 and answer.headers is not None:
+            retry_after = parse_retry_after(answer.headers.get("retry-after"))
+            self.limiter.penalise(retry_after, team=False)
+        if answer.verdict == "refused":
+            raise AuthError(
+                f"{answer.detail}; nothing was sent.",
+                hint="Check RESEND_API_KEY (a full-access or sending key of this team) "
+                "and [resend] base_url.",
+            )
 
     async def send_batch(
         self, emails: Sequence[OutgoingEmail], idempotency_key: str

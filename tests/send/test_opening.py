@@ -130,7 +130,7 @@ def test_a_passed_check_commits_the_snapshot_and_hands_over_the_transport(
 
 
 def test_a_429_to_the_key_check_does_not_wait_on_the_snapshot_beside_it(
-    project: Project, store: Store
+    project: Project, store: Store, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     import json
     import threading
@@ -140,6 +140,8 @@ def test_a_429_to_the_key_check_does_not_wait_on_the_snapshot_beside_it(
     import respx
 
     base = "http://127.0.0.1:9"  # never reached: respx answers
+    # respx answers this process only: the key check is asked here, not by a helper process
+    monkeypatch.setattr("sponsorcast.send.keyprobe.start_probe", lambda config: None)
     path = project.path / "sponsorcast.toml"
     toml = path.read_text(encoding="utf-8").replace('kind = "outbox"', 'kind = "resend"')
     path.write_text(toml + f'\n[resend]\nbase_url = "{base}"\nbatch_size = 2\n', "utf-8")
