@@ -7,8 +7,6 @@ from dataclasses import dataclass
 from typing import Any
 
 import sqlalchemy as sa
-from email_validator import EmailNotValidError, validate_email
-from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
 from sponsorcast.errors import BadInput
@@ -35,6 +33,7 @@ def normalize_email(email: str) -> str:
 
 def validate_emails(emails: Iterable[str]) -> list[str]:
     """Normalised addresses, or BadInput naming the first invalid one (nothing is changed)."""
+    from email_validator import EmailNotValidError, validate_email  # on use: 20 ms to import
 
     result: list[str] = []
     for raw in emails:
@@ -91,6 +90,8 @@ def insert_ignore(
     instead of failing the whole transaction with an IntegrityError.
     """
     if conn.dialect.name == "postgresql":
+        from sqlalchemy.dialects.postgresql import insert as pg_insert  # PostgreSQL only
+
         pg_stmt = (
             pg_insert(table)
             .values(**values)

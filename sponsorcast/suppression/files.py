@@ -24,8 +24,6 @@ from pathlib import Path
 from typing import Any
 
 import sqlalchemy as sa
-from email_validator import EmailNotValidError, validate_email
-from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
 from sponsorcast.errors import BadInput, LeadsFileError
@@ -193,6 +191,8 @@ def _entry(
         return "no address"
     if value.startswith(ERASED_PREFIX):
         return "an erased person's hash belongs to the store it was made in"
+    from email_validator import EmailNotValidError, validate_email  # on use: 20 ms to import
+
     try:
         email = validate_email(value, check_deliverability=False).normalized.lower()
     except EmailNotValidError as exc:
@@ -219,14 +219,15 @@ def _shown(value: str, most: int = 80) -> str:
 
 def _insert(conn: sa.Connection, rows: list[dict[str, Any]]) -> int:
     """Insert what is not on the list yet (one statement); how many went in."""
-    insert = pg_insert if conn.dialect.name == "postgresql" else sqlite_insert
-    stmt = (
-        insert(suppression_t)
-        .values(rows)
-        .on_conflict_do_nothing(index_elements=["email", "sponsor_id"])
-        .returning(suppression_t.c.id)
-    )
-    return len(conn.execute(stmt).all())
+    if conn.dialect.name == "postgresql":
+        from sqlalchemy.dialects.postgresql import insert as pg_insert  # PostgreSQL only
+
+        on_pg = pg_insert(suppression_t).values(rows)
+        stmt: Any = on_pg.on_conflict_do_nothing(index_elements=["email", "sponsor_id"])
+    else:
+        on_sqlite = sqlite_insert(suppression_t).values(rows)
+        stmt = on_sqlite.on_conflict_do_nothing(index_elements=["email", "sponsor_id"])
+    return len(conn.execute(stmt.returning(suppression_t.c.id)).all())
 
 
 def _refused(path: Path, report: SuppressImport) -> BadInput:
