@@ -22,6 +22,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import select
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -45,12 +46,24 @@ class KeyProbe:
         self._gone = False  # the helper can no longer help (it died, or said why not)
         self._ready: bool | None = None
 
-    def ready(self) -> bool:
-        """Wait until the helper can ask at once; False when it cannot help (ask yourself)."""
+    def ready(self, *, wait: bool = True) -> bool:
+        """True when the helper can ask at once; False when it cannot help (ask yourself).
+        Without ``wait``, False also while it is still starting (where the pipe cannot be
+        polled, as on Windows, always then)."""
         if self._ready is None:
+            if not wait and not self._readable():
+                return False
             line = self._line()
             self._ready = line is not None and line.get("ready") is True
         return self._ready
+
+    def _readable(self) -> bool:
+        """Has the helper written a line that ``_line`` would read without waiting?"""
+        stdout = self._proc.stdout
+        if stdout is None or os.name != "posix":
+            return False
+        readable, _, _ = select.select([stdout], [], [], 0)
+        return bool(readable)
 
     def go(self) -> None:
         """The question's slot is taken: ask now."""

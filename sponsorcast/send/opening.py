@@ -19,6 +19,7 @@ provider's answer announces is known before the first email, so the run needs no
 from __future__ import annotations
 
 import threading
+import time
 from typing import TYPE_CHECKING
 
 from sponsorcast.config import Config
@@ -31,6 +32,7 @@ from sponsorcast.transport import make_transport
 if TYPE_CHECKING:
     from sponsorcast.send.keyprobe import KeyProbe
     from sponsorcast.transport import Transport
+    from sponsorcast.transport.limiter import RateLimiter
 
 
 def shared_budget(store: Store, config: Config) -> StoreBudget | None:
@@ -56,6 +58,7 @@ def open_send(
     if transport is not None:
         probe = None  # an injected transport asks nobody
     opening = _Opening(store, config, plan, batch_size, transport, probe)
+    opening.book()
     try:
         validate_all(store, plan, config, beside=opening.start)
     except BaseException:
@@ -91,6 +94,32 @@ class _Opening:
         self._checked = threading.Event()  # the render check has ended
         self._passed = False  # and every recipient rendered
         self._threads: list[threading.Thread] = []
+        self._booked: tuple[RateLimiter, float, bool] | None = None  # limiter, slot, asked
+
+    def book(self) -> None:
+        """Before the check forks, in the calling thread: when the helper is ready, book the
+        question's slot and, when that slot is now, let the helper ask at once. Done here
+        rather than in the key thread, which would first wait its turn with the check's
+        rendering; a helper still starting, or a budget that cannot say at once, leaves it
+        all to the thread."""
+        if self._probe is None or not self._probe.ready(wait=False):
+            return
+        from sponsorcast.transport.limiter import RateLimiter  # on use: keeps start-up fast
+
+        limiter = RateLimiter(
+            self._config.resend.rate_limit, shared=shared_budget(self._store, self._config)
+        )
+        try:
+            slot = limiter.book()
+        except Exception:  # the key thread meets it again and tells it after the check
+            return
+        if slot is None:
+            return
+        asked = slot <= time.monotonic()
+        if asked:
+            self._probe.go()
+        self._booked = (limiter, slot, asked)
+        self._slot_taken.set()  # the budget is written: the snapshot may begin
 
     def start(self) -> None:
         """Begin beside the check (its ``beside``)."""
@@ -136,14 +165,20 @@ class _Opening:
             self._asked.set()
 
     def _ask_through(self, probe: KeyProbe) -> None:
-        """The question's slot taken here, the question asked by the helper, the transport
-        made while it is on its way."""
+        """The question's slot taken (unless ``book`` did), the question asked by the
+        helper, the transport made while it is on its way."""
         from sponsorcast.transport.limiter import RateLimiter  # on use: keeps start-up fast
 
         shared = shared_budget(self._store, self._config)
-        limiter = RateLimiter(self._config.resend.rate_limit, shared=shared)
-        sent_at = limiter.reserve()
-        probe.go()
+        if self._booked is None:
+            limiter = RateLimiter(self._config.resend.rate_limit, shared=shared)
+            sent_at = limiter.reserve()
+            probe.go()
+        else:
+            limiter, sent_at, asked = self._booked
+            if not asked:
+                time.sleep(max(0.0, sent_at - time.monotonic()))
+                probe.go()
         self._slot_taken.set()
         transport = make_transport(
             self._config, self._plan.campaign.id, shared=shared, limiter=limiter

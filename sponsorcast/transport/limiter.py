@@ -189,22 +189,35 @@ class RateLimiter:
         """A slot for one request made outside the run's event loop (the key check): blocks
         until it and returns its departure. The request counts like any other."""
         while True:
+            slot, retry_in = self._book()
+            if slot is None:
+                time.sleep(retry_in)
+                continue
             now = self._clock()
-            if self._shared is None:
-                slot = max(now, self._hold_until)
-            else:
-                grant = self._shared.take(*self.window_rule)
-                if grant.limit is not None:
-                    self._set_server_limit(grant.limit)
-                if grant.delay is None:
-                    time.sleep(grant.retry_in)
-                    continue
-                slot = max(now + grant.delay, self._hold_until)
             if slot > now:
                 time.sleep(slot - now)
-            departed = self._clock()
-            self._remember(departed)
-            return departed
+            return slot
+
+    def book(self) -> float | None:
+        """``reserve`` without the wait: the slot's time (this limiter's clock), which the
+        request must not leave before, or None when the shared budget has none to give yet
+        (nothing is booked then)."""
+        return self._book()[0]
+
+    def _book(self) -> tuple[float | None, float]:
+        """Book the next slot; ``(None, retry_in)`` when the budget has none to give."""
+        now = self._clock()
+        if self._shared is None:
+            slot = max(now, self._hold_until)
+        else:
+            grant = self._shared.take(*self.window_rule)
+            if grant.limit is not None:
+                self._set_server_limit(grant.limit)
+            if grant.delay is None:
+                return None, grant.retry_in
+            slot = max(now + grant.delay, self._hold_until)
+        self._remember(slot)
+        return slot, 0.0
 
     def seed(self, headers: Mapping[str, str] | None, sent_at: float) -> None:
         """Start from the answer to a ``reserve()``d request. One that announced the limit

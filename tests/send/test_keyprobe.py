@@ -160,3 +160,59 @@ def test_a_campaign_file_that_cannot_be_read_costs_no_request(
     assert r.stderr.startswith("Error: c.md")
     assert _requests(fake_resend) == 0  # the helper was never told to go
     assert _rows(store) == (0, 0)
+
+
+def test_ready_without_waiting_is_false_until_the_helper_says_so() -> None:
+    import subprocess
+    import sys
+
+    # a stand-in helper that says it is ready only once it reads a line
+    script = "import sys; sys.stdin.readline(); print('{\"ready\": true}', flush=True)"
+    proc = subprocess.Popen(
+        [sys.executable, "-c", script], stdin=subprocess.PIPE, stdout=subprocess.PIPE
+    )
+    probe = keyprobe.KeyProbe(proc)
+    try:
+        assert probe.ready(wait=False) is False
+        probe.go()
+        assert probe.ready() is True
+        assert probe.ready(wait=False) is True  # told once, known from then on
+    finally:
+        probe.close()
+    assert probe.exit_code == 0
+
+
+def test_the_question_leaves_before_the_check_begins(
+    project: Project, store: Store, fake_resend: FakeResend, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from sponsorcast.send import opening
+    from sponsorcast.send.plan import plan_send
+
+    _prepare(project, fake_resend)
+    config = _config(project, fake_resend.api_key)
+    plan = plan_send(store, config, project.path / "c.md")
+    events: list[str] = []
+    from sponsorcast.send.plan import validate_all as checked
+
+    def check(*args: Any, **kwargs: Any) -> int:
+        events.append("check")
+        return checked(*args, **kwargs)
+
+    monkeypatch.setattr("sponsorcast.send.opening.validate_all", check)
+    probe = keyprobe.start_probe(config)
+    assert probe is not None
+    try:
+        assert probe.ready()  # started long before, as at a real send's opening
+        went = probe.go
+
+        def go() -> None:
+            events.append("go")
+            went()
+
+        monkeypatch.setattr(probe, "go", go)
+        opening.open_send(store, config, plan, 1, probe=probe)
+    finally:
+        probe.close()
+    assert events == ["go", "check"]  # booked and asked in the caller, before the fork
+    assert _requests(fake_resend) == 1
+    assert _rows(store) == (1, 3)

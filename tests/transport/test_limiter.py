@@ -347,3 +347,21 @@ def test_a_seeded_limit_reaches_the_team_with_the_first_slot(tmp_path: Path) -> 
     assert budget.learned() == 7
     limiter.close()
     store.dispose()
+
+
+def test_a_booked_slot_is_given_at_once_however_far_ahead_it_is(tmp_path: Path) -> None:
+    from sponsorcast.store import open_store
+    from sponsorcast.store.budget import StoreBudget
+
+    store = open_store(f"sqlite:///{tmp_path / 'budget.db'}")
+    first = RateLimiter(1, shared=StoreBudget(store, "team"))
+    second = RateLimiter(1, shared=StoreBudget(store, "team"))
+    asked = time.monotonic()
+    now_slot = first.book()
+    later_slot = second.book()  # one a window: the team's next slot is a window later
+    took = time.monotonic() - asked
+    assert now_slot is not None and later_slot is not None
+    assert now_slot - asked < 0.1
+    assert later_slot - now_slot == pytest.approx(1.0 + GUARD, abs=0.05)
+    assert took < 0.5  # neither waited for its slot: the caller does
+    store.dispose()
