@@ -24,7 +24,9 @@ holding a lock.
   sender that dies holding slots wastes at most that much of the budget, and a sender that
   cannot get a slot is told when to ask again.
 - ``now`` is the store's clock on PostgreSQL (hosts' clocks may disagree; the database's is
-  the one all of them see), the local clock on SQLite (one machine), or an injected clock.
+  the one all of them see), the local clock on SQLite (one machine), or an injected clock,
+  read once the row is locked: a sender that waited for another's transaction (a snapshot
+  holds SQLite's lock for a moment) is not granted a slot that is already past.
 - The limit the provider announces (``ratelimit-limit``) is learned by the first sender that
   sees it and stored in the row, so every sender follows it at once.
 - The team is identified by an HMAC of the API URL and key, never the key itself.
@@ -135,17 +137,16 @@ class StoreBudget:
         at least ``gap`` seconds after the slot before."""
         if per_window < 1 or window <= 0 or gap < 0:
             raise ValueError("A window rule needs at least one slot per positive window.")
-        now_sql, params = self._now()
         with self._write() as conn:
             row = conn.execute(
-                sa.select(
-                    budget_t.c.tat, budget_t.c.recent, budget_t.c.rate_limit, now_sql.label("now")
-                )
+                sa.select(budget_t.c.tat, budget_t.c.recent, budget_t.c.rate_limit)
                 .where(budget_t.c.team == self.team)
-                .with_for_update(),
-                params,
+                .with_for_update()
             ).one()
-            now = float(row.now)
+            # read once the row is ours: the time spent waiting for another sender's lock
+            # must not make the slot look earlier than it is
+            now_sql, params = self._now()
+            now = float(conn.execute(sa.select(now_sql), params).scalar_one())
             recent = _slots(row.recent)
             slot = max(now, float(row.tat))
             if recent:
@@ -194,9 +195,9 @@ class StoreBudget:
 
     def hold(self, seconds: float) -> None:
         """No slot for anyone before ``seconds`` from now (a 429's ``retry-after``)."""
-        now, params = self._now()
         greatest = self._greatest
         with self._write() as conn:
+            now, params = self._now()  # once the lock is held, as in ``take``
             conn.execute(
                 budget_t.update()
                 .where(budget_t.c.team == self.team)

@@ -206,16 +206,17 @@ class RateLimiter:
 
     def _book(self) -> tuple[float | None, float]:
         """Book the next slot; ``(None, retry_in)`` when the budget has none to give."""
-        now = self._clock()
         if self._shared is None:
-            slot = max(now, self._hold_until)
+            slot = max(self._clock(), self._hold_until)
         else:
             grant = self._shared.take(*self.window_rule)
             if grant.limit is not None:
                 self._set_server_limit(grant.limit)
             if grant.delay is None:
                 return None, grant.retry_in
-            slot = max(now + grant.delay, self._hold_until)
+            # the delay counts from the moment the budget granted it: after the take, which
+            # may have waited for the store's lock
+            slot = max(self._clock() + grant.delay, self._hold_until)
         self._remember(slot)
         return slot, 0.0
 
@@ -274,12 +275,19 @@ class RateLimiter:
         while True:
             # one take at a time, first come first served: slots follow the order of acquire()
             async with self._take_lock:
-                grant = await self._in_budget_thread(self._shared.take, *self.window_rule)
+                grant, granted_at = await self._in_budget_thread(self._timed_take)
             if grant.limit is not None:
                 self._set_server_limit(grant.limit)  # learned by another sender
             if grant.delay is not None:
-                return self._clock() + grant.delay
+                return granted_at + grant.delay
             await self._sleep(grant.retry_in)
+
+    def _timed_take(self) -> tuple[SharedGrant, float]:
+        """A take and this limiter's clock when it was granted: the event loop may resume
+        the caller later, and the delay counts from the grant."""
+        assert self._shared is not None
+        grant = self._shared.take(*self.window_rule)
+        return grant, self._clock()
 
     async def _sleep(self, seconds: float) -> None:
         """Sleep, but wake at once when the slots handed out are invalidated."""

@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import multiprocessing
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
+import sqlalchemy as sa
 
 from sponsorcast.store import Store, open_store
 from sponsorcast.store.budget import StoreBudget, team_of
+from sponsorcast.store.tables import budget_t
 
 
 class Clock:
@@ -162,3 +165,45 @@ def test_concurrent_processes_never_get_the_same_slot(store_url: str) -> None:
     # 3 per 0.01 s however the four raced: every slot's third successor is a window later
     gaps = [b - a for a, b in zip(slots, slots[3:], strict=False)]
     assert min(gaps) >= 0.01 - 1e-6
+
+
+def test_a_taker_that_waited_for_the_lock_counts_from_when_it_got_it(
+    budget_store: Store,
+) -> None:
+    """A snapshot or another sender may hold the store's lock for a moment: the slot must be
+    measured from the clock once the row is held, not from before the wait (it would be
+    granted in the past, and the taker's request would leave later than the row says)."""
+    import threading
+
+    events: list[str] = []
+    read = threading.Event()
+    clock = Clock(50.0)
+
+    def reading() -> float:
+        events.append("clock read")
+        read.set()
+        return clock()
+
+    budget = StoreBudget(budget_store, "team", clock=reading)
+    held = threading.Event()
+    grants: list[Any] = []
+
+    def hold_the_lock() -> None:
+        with budget_store.write() as conn:  # SQLite: its write lock; PostgreSQL: the row's
+            conn.execute(
+                sa.select(budget_t.c.tat).where(budget_t.c.team == "team").with_for_update()
+            )
+            held.set()
+            read.wait(timeout=0.3)  # a taker reading its clock before the lock would do so now
+            clock.now = 55.0  # the lock was held for five seconds
+            events.append("lock released")
+
+    holder = threading.Thread(target=hold_the_lock)
+    holder.start()
+    held.wait()
+    taker = threading.Thread(target=lambda: grants.append(budget.take(10, 1.04)))
+    taker.start()
+    holder.join()
+    taker.join()
+    assert events == ["lock released", "clock read"]
+    assert (grants[0].at, grants[0].delay) == (55.0, 0.0)

@@ -365,3 +365,37 @@ def test_a_booked_slot_is_given_at_once_however_far_ahead_it_is(tmp_path: Path) 
     assert later_slot - now_slot == pytest.approx(1.0 + GUARD, abs=0.05)
     assert took < 0.5  # neither waited for its slot: the caller does
     store.dispose()
+
+
+def test_a_shared_slot_counts_from_when_the_budget_granted_it() -> None:
+    from dataclasses import dataclass
+
+    @dataclass
+    class Granted:
+        delay: float | None
+        retry_in: float = 0.0
+        limit: float | None = None
+
+    now = [100.0]
+
+    class SlowBudget:
+        """A budget whose take waits five seconds for the store's lock, then grants 0.5 s."""
+
+        def take(self, per_window: int, window: float, gap: float) -> Granted:
+            now[0] += 5.0
+            return Granted(0.5)
+
+        def learned(self) -> float | None:
+            return 10.0
+
+        def busy(self) -> bool:
+            return False
+
+        def learn(self, limit: float) -> None:
+            pass
+
+        def hold(self, seconds: float) -> None:
+            pass
+
+    limiter = RateLimiter(10, clock=lambda: now[0], shared=SlowBudget())
+    assert limiter.book() == 105.5  # not 100.5: that moment had passed when it was granted
