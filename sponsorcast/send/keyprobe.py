@@ -7,10 +7,11 @@ and build a client, on the CPU the render check needs, after the check's process
 been forked. So ``send`` starts a helper process at once (``probe_worker``): on a CPU idle
 while ``send`` imports, it imports httpx, builds its client and says it is ready, then waits.
 
-The key thread takes the question's rate slot itself (the budget lives in the store the
-parent has open), tells the helper to go, and reads the answer. Nothing leaves before
-``go()``, so a bad campaign file costs no request. When the helper cannot help (it died, it
-could not start), ``ready()`` is False and the thread asks itself, as it would without one.
+``send`` books the question's rate slot itself (the budget lives in the store it has open)
+once the campaign is planned, just before the check forks, tells the helper to go, and its
+key thread reads the answer. Nothing leaves before ``go()``, so a bad campaign file costs no
+request. When the helper cannot help (it died, it could not start), ``ready()`` is False
+and the key thread asks itself, as it would without one.
 
 Lines on the helper's stdout, one JSON object each: ``{"ready": true}``, then
 ``{"answer": {...}}`` (a ``KeyAnswer``), or ``{"error": "..."}`` at any point. The API key
@@ -36,6 +37,7 @@ if TYPE_CHECKING:
     from sponsorcast.transport.keycheck import KeyAnswer
 
 _WORKER = "from sponsorcast.send.keyprobe import probe_worker; probe_worker()"
+LINE_MOST = 65_536  # bytes of one line from the helper (an answer is a few hundred)
 
 
 class KeyProbe:
@@ -111,7 +113,7 @@ class KeyProbe:
     def _line(self) -> dict[str, Any] | None:
         if self._gone or self._proc.stdout is None:
             return None
-        raw = self._proc.stdout.readline()
+        raw = self._proc.stdout.readline(LINE_MOST)
         try:
             data = json.loads(raw) if raw else None
         except ValueError:

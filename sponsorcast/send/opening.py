@@ -6,9 +6,9 @@ all three run together once the check's processes are forked (a fork must not co
 with other threads):
 
 - one thread makes the transport, takes a rate slot for the question (``preflight``) and asks
-  the provider whether it takes the key; when ``send`` started a helper process for that
-  (``send.keyprobe``), the thread takes the slot and the helper, which has imported httpx
-  already, asks at once, while the thread makes the transport;
+  the provider whether it takes the key. When ``send`` started a helper process for that
+  (``send.keyprobe``), the slot is booked before the check forks and the helper, which has
+  imported httpx already, asks at once; the thread makes the transport and reads the answer;
 - once that slot is taken (both write to the store), another thread writes the snapshot, and
   its transaction commits only when the check has passed and the key was not refused.
 
@@ -169,20 +169,20 @@ class _Opening:
         helper, the transport made while it is on its way."""
         from sponsorcast.transport.limiter import RateLimiter  # on use: keeps start-up fast
 
-        shared = shared_budget(self._store, self._config)
         if self._booked is None:
+            shared = shared_budget(self._store, self._config)  # writes: before the snapshot
             limiter = RateLimiter(self._config.resend.rate_limit, shared=shared)
             sent_at = limiter.reserve()
             probe.go()
         else:
+            # nothing here may write to the store: the snapshot may hold it, waiting for
+            # this thread's answer
             limiter, sent_at, asked = self._booked
             if not asked:
                 time.sleep(max(0.0, sent_at - time.monotonic()))
                 probe.go()
         self._slot_taken.set()
-        transport = make_transport(
-            self._config, self._plan.campaign.id, shared=shared, limiter=limiter
-        )
+        transport = make_transport(self._config, self._plan.campaign.id, limiter=limiter)
         self._transport = transport
         from sponsorcast.transport.resend import ResendTransport  # after go: httpx is slow
 

@@ -216,3 +216,48 @@ def test_the_question_leaves_before_the_check_begins(
     assert events == ["go", "check"]  # booked and asked in the caller, before the fork
     assert _requests(fake_resend) == 1
     assert _rows(store) == (1, 3)
+
+
+def test_the_key_thread_writes_nothing_while_the_snapshot_holds_the_store(
+    project: Project, store: Store, fake_resend: FakeResend, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The snapshot's transaction commits only once the key thread has the answer: a store
+    write of that thread's while the snapshot holds SQLite's lock would wait for itself."""
+    import threading
+
+    from sponsorcast.send import opening
+    from sponsorcast.send.plan import plan_send
+
+    _prepare(project, fake_resend)
+    config = _config(project, fake_resend.api_key)
+    plan = plan_send(store, config, project.path / "c.md")
+    holding = threading.Event()
+    from sponsorcast.send.snapshot import take_snapshot as snapshot
+
+    budget = opening.shared_budget
+
+    def held_snapshot(*args: Any, commit_when: Any, **kwargs: Any) -> bool:
+        def commit() -> bool:
+            holding.set()  # the snapshot's rows are written, its transaction still open
+            return bool(commit_when())
+
+        return snapshot(*args, commit_when=commit, **kwargs)
+
+    def late_budget(*args: Any) -> Any:
+        if threading.current_thread().name == "send-key-check":
+            holding.wait(timeout=5)  # let the snapshot take the store first
+        return budget(*args)
+
+    monkeypatch.setattr("sponsorcast.send.opening.take_snapshot", held_snapshot)
+    monkeypatch.setattr("sponsorcast.send.opening.shared_budget", late_budget)
+    monkeypatch.setattr("sponsorcast.store.engine.WRITE_QUEUE_TIMEOUT", 2.0)  # fail fast
+    probe = keyprobe.start_probe(config)
+    assert probe is not None
+    try:
+        assert probe.ready()
+        opening.open_send(store, config, plan, 1, probe=probe)
+    finally:
+        probe.close()
+    assert holding.is_set()
+    assert _rows(store) == (1, 3)
+    assert _requests(fake_resend) == 1
