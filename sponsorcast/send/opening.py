@@ -104,11 +104,7 @@ class _Opening:
         all to the thread."""
         if self._probe is None or not self._probe.ready(wait=False):
             return
-        from sponsorcast.transport.limiter import RateLimiter  # on use: keeps start-up fast
-
-        limiter = RateLimiter(
-            self._config.resend.rate_limit, shared=shared_budget(self._store, self._config)
-        )
+        limiter = self._limiter()
         try:
             slot = limiter.book()
         except Exception:  # the key thread meets it again and tells it after the check
@@ -120,6 +116,14 @@ class _Opening:
             self._probe.go()
         self._booked = (limiter, slot, asked)
         self._slot_taken.set()  # the budget is written: the snapshot may begin
+
+    def _limiter(self) -> RateLimiter:
+        """The run's limiter, on the team's budget (making the budget writes its row)."""
+        from sponsorcast.transport.limiter import RateLimiter  # on use: keeps start-up fast
+
+        return RateLimiter(
+            self._config.resend.rate_limit, shared=shared_budget(self._store, self._config)
+        )
 
     def start(self) -> None:
         """Begin beside the check (its ``beside``)."""
@@ -167,11 +171,8 @@ class _Opening:
     def _ask_through(self, probe: KeyProbe) -> None:
         """The question's slot taken (unless ``book`` did), the question asked by the
         helper, the transport made while it is on its way."""
-        from sponsorcast.transport.limiter import RateLimiter  # on use: keeps start-up fast
-
         if self._booked is None:
-            shared = shared_budget(self._store, self._config)  # writes: before the snapshot
-            limiter = RateLimiter(self._config.resend.rate_limit, shared=shared)
+            limiter = self._limiter()  # writes: before the snapshot begins
             sent_at = limiter.reserve()
             probe.go()
         else:

@@ -187,7 +187,8 @@ class RateLimiter:
 
     def reserve(self) -> float:
         """A slot for one request made outside the run's event loop (the key check): blocks
-        until it and returns its departure. The request counts like any other."""
+        until it and returns it (the request leaves then). The request counts like any
+        other."""
         while True:
             slot, retry_in = self._book()
             if slot is None:
