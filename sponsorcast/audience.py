@@ -414,5 +414,11 @@ def iter_recipients(
     # options of this statement only: Connection.execution_options() would set them on the
     # connection for every later statement of the transaction (an INSERT in a server cursor)
     result = conn.execute(query, execution_options={"stream_results": True, "yield_per": chunk})
-    for row in result.mappings():
-        yield recipient(dict(row))
+    keys = list(result.keys())
+    # plain tuples zipped with the keys: half the time of ``result.mappings()`` a row, which
+    # counts for the render check of a whole audience before the first email
+    for row in result:
+        data = dict(zip(keys, row, strict=True))  # as ``recipient`` makes it, without a copy
+        data["tags"] = tags_to_list(data.get("tags"))
+        data["fields"] = dict(data.get("fields") or {})
+        yield data

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import struct
 import subprocess
 import sys
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
@@ -101,6 +102,14 @@ def counted(
         yield row
 
 
+# The audience is cut into ranges of lead ids ("chunks") that the processes take as they go:
+# a process with work beside the check (the send's snapshot and transport) takes fewer, and
+# none sits idle while another still has a fixed share to do.
+CHUNK_RECIPIENTS = 500  # about this many recipients a chunk
+CHUNKS_PER_SHARD = 8  # at least, so that the processes can even out
+MAX_CHUNKS = 1024  # 4 bytes each: every claim fits in one atomic pipe write (PIPE_BUF)
+
+
 def _check_in_parallel(
     compiled: CompiledCampaign,
     source: RecipientSource,
@@ -130,39 +139,95 @@ def _check_in_parallel(
         root=str(source.config.root),
         language=source.config.language,
         shards=shards,
+        chunks=chunks_of(*source.id_span(campaign.sponsor, campaign.audience), shards),
         variant=campaign.variant,
     )
     fork = fork_usable()
-    workers = [
-        _Forked(job, shard, compiled) if fork else _Spawned(job, shard)
-        for shard in range(1, shards)
-    ]
+    mine: Iterable[int]
+    claims: _Claims | None = None
+    if fork:
+        claims = mine = _Claims(len(job.chunks))
+        workers: list[_Forked | _Spawned] = [
+            _Forked(job, shard, compiled, claims) for shard in range(1, shards)
+        ]
+    else:  # a spawned process cannot share the claims: each gets every shards-th chunk
+        mine = range(0, len(job.chunks), shards)
+        workers = [_Spawned(job, shard) for shard in range(1, shards)]
     if beside is not None:
         beside()
     try:
-        checked, found = _check_shard(
-            job, 0, compiled=compiled, store=source.store(), progress=source.progress
+        checked, found, done = _check_shard(
+            job, mine, compiled=compiled, store=source.store(), progress=source.progress
         )
         for worker in workers:
             answer = worker.answer()
-            if answer is None:  # the worker died: do its share here rather than fail
-                more, their = _check_shard(
-                    job, worker.shard, compiled=compiled, store=source.store()
-                )
-            elif "error" in answer:
+            if answer is None:  # the worker died: its chunks are done here below
+                continue
+            if "error" in answer:
                 raise _ShardFailure(**answer["error"]).error()
-            else:
-                more = answer["checked"]
-                their = {
+            checked += answer["checked"]
+            merge_found(
+                found,
+                {
                     (p, line, msg): [n, order, email]
                     for p, line, msg, n, order, email in answer["found"]
-                }
+                },
+            )
+            done += answer["done"]
+        finished = set(done)
+        # what a worker took and never answered for, or never took: checked here, once
+        missing = [k for k in range(len(job.chunks)) if k not in finished]
+        if missing:
+            more, their, _ = _check_shard(job, missing, compiled=compiled, store=source.store())
             checked += more
             merge_found(found, their)
     finally:
         for worker in workers:
             worker.stop()
+        if claims is not None:
+            claims.close()
     return report_of(campaign, checked, found)
+
+
+def chunks_of(count: int, low: int | None, high: int | None, shards: int) -> list[list[int]]:
+    """The id ranges ``[first, last]`` a check of ``count`` recipients with lead ids from
+    ``low`` to ``high`` is cut into."""
+    if not count or low is None or high is None:
+        return []
+    wanted = min(MAX_CHUNKS, max(shards * CHUNKS_PER_SHARD, count // CHUNK_RECIPIENTS))
+    width = -(-(high - low + 1) // wanted)  # ceiling: at most ``wanted`` chunks
+    return [[first, min(high, first + width - 1)] for first in range(low, high + 1, width)]
+
+
+class _Claims:
+    """Chunk numbers handed out through a pipe, each to exactly one process.
+
+    Every number is written, as 4 bytes, before any process is forked, and the writing end is
+    closed: a read of 4 bytes then takes one whole number (a pipe's reads are serialised and
+    all the bytes are there), and an empty read says that every chunk is taken.
+    """
+
+    def __init__(self, count: int) -> None:
+        if count > MAX_CHUNKS:
+            raise ValueError(f"at most {MAX_CHUNKS} chunks fit the pipe in one write")
+        self._read, write = os.pipe()
+        try:
+            data = struct.pack(f"<{count}I", *range(count))
+            while data:
+                data = data[os.write(write, data) :]
+        finally:
+            os.close(write)
+
+    def __iter__(self) -> Iterator[int]:
+        while True:
+            number = os.read(self._read, 4)
+            if len(number) < 4:
+                return
+            yield int(struct.unpack("<I", number)[0])
+
+    def close(self) -> None:
+        """Close this process's reading end."""
+        os.close(self._read)
 
 
 @dataclass(frozen=True)
@@ -226,7 +291,9 @@ class _Forked:
     or flushed twice.
     """
 
-    def __init__(self, job: _ShardJob, shard: int, compiled: CompiledCampaign) -> None:
+    def __init__(
+        self, job: _ShardJob, shard: int, compiled: CompiledCampaign, claims: Iterable[int]
+    ) -> None:
         self.shard = shard
         read_end, write_end = os.pipe()
         pid = os.fork()
@@ -235,7 +302,7 @@ class _Forked:
             code = 1
             try:
                 with os.fdopen(write_end, "wb") as out:
-                    out.write(json.dumps(_shard_answer(job, shard, compiled)).encode())
+                    out.write(json.dumps(_shard_answer(job, claims, compiled)).encode())
                 code = 0
             finally:
                 os._exit(code)
@@ -277,18 +344,21 @@ def shard_worker() -> None:
 
     data = json.loads(sys.argv[1])
     shard = data.pop("shard")
-    sys.stdout.write(json.dumps(_shard_answer(_ShardJob(**data), shard)))
+    job = _ShardJob(**data)
+    sys.stdout.write(json.dumps(_shard_answer(job, range(shard, len(job.chunks), job.shards))))
 
 
 def _shard_answer(
-    job: _ShardJob, shard: int, compiled: CompiledCampaign | None = None
+    job: _ShardJob, chunks: Iterable[int], compiled: CompiledCampaign | None = None
 ) -> dict[str, Any]:
-    """A shard's result as data: what was checked and found, or the error it met."""
+    """A shard's result as data: what was checked and found, and which chunks; or the error
+    it met."""
     try:
-        checked, found = _check_shard(job, shard, compiled=compiled)
+        checked, found, done = _check_shard(job, chunks, compiled=compiled)
         answer: dict[str, Any] = {
             "checked": checked,
             "found": [[*key, *value] for key, value in found.items()],
+            "done": done,
         }
     except InputFileError as exc:
         answer = {
@@ -325,18 +395,20 @@ class _ShardJob:
     language: str
     root: str  # the project folder, for partials
     shards: int
+    chunks: list[list[int]]  # [first, last] lead id of each chunk (``chunks_of``)
     variant: str | None = None  # the A/B variant checked
 
 
 def _check_shard(
     job: _ShardJob,
-    shard: int,
+    chunks: Iterable[int],
     *,
     compiled: CompiledCampaign | None = None,
     store: Store | None = None,
     progress: Callable[[int], None] | None = None,
-) -> tuple[int, Found]:
-    """Check the audience's leads whose id modulo ``job.shards`` is ``shard``."""
+) -> tuple[int, Found, list[int]]:
+    """Check the audience's leads of the given chunks (numbers into ``job.chunks``, taken
+    one by one); what was checked and found, and the chunks done."""
 
     own_store = store is None
     if compiled is None:
@@ -357,13 +429,21 @@ def _check_shard(
     if store is None:
         store = open_store(job.store_url, migrate=False, create=False)
     campaign = compiled.campaign
-    query = select_recipients(campaign.sponsor, campaign.audience).where(
-        lead_t.c.id % job.shards == shard
-    )
+    query = select_recipients(campaign.sponsor, campaign.audience)
+    done: list[int] = []
+
+    def rows(conn: Any) -> Iterator[Mapping[str, Any]]:
+        for number in chunks:
+            first, last = job.chunks[number]
+            yield from iter_recipients(conn, query.where(lead_t.c.id.between(first, last)))
+            done.append(number)
+
     try:
         with store.read() as conn:
-            rows = counted(iter_recipients(conn, query), progress, scale=job.shards)
-            return collect_problems(compiled, rows)
+            checked, found = collect_problems(
+                compiled, counted(rows(conn), progress, scale=job.shards)
+            )
+            return checked, found, done
     finally:
         if own_store:
             store.dispose()

@@ -12,6 +12,7 @@ import sqlalchemy as sa
 from sponsorcast.audience import (
     PERSON_COLUMNS,
     RECIPIENT_COLUMNS,
+    audience_filter,
     check_ledger,
     count_recipients,
     iter_recipients,
@@ -167,6 +168,17 @@ class RecipientSource:
         least = FORK_MIN_RECIPIENTS if fork_usable() else PARALLEL_MIN_RECIPIENTS
         return min(cpus, MAX_SHARDS) if total >= least else 1
 
+    def id_span(self, sponsor_id: str, audience: Audience) -> tuple[int, int | None, int | None]:
+        """How many leads the audience has, and its lowest and highest lead id."""
+        c = lead_t.c
+        with self.store().read() as conn:
+            count, low, high = conn.execute(
+                sa.select(sa.func.count(), sa.func.min(c.id), sa.func.max(c.id)).where(
+                    audience_filter(sponsor_id, audience)
+                )
+            ).one()
+        return int(count), low, high
+
     def close(self) -> None:
         """Release the store."""
         if self._store is not None:
@@ -174,8 +186,8 @@ class RecipientSource:
             self._store = None
 
 
-# A check of a large audience in the store is split over the CPUs: lead id modulo the number
-# of shards, each shard streamed and rendered by its own process (the main one does shard 0).
+# A check of a large audience in the store is split over the CPUs: ranges of lead ids, each
+# streamed and rendered by whichever process takes it (render.parallel; the main one too).
 PARALLEL_MIN_RECIPIENTS = 50_000  # below this, starting a process costs more than it saves
 # A forked shard starts with everything imported and the campaign compiled: it pays from here.
 FORK_MIN_RECIPIENTS = 10_000

@@ -121,16 +121,22 @@ class StoreBudget:
 
     def _ensure(self) -> None:
         """The team's row, made once however many senders start at the same moment."""
-        from sqlalchemy.dialects.postgresql import insert as pg_insert
-        from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+        row = {"team": self.team, "tat": 0.0, "updated_at": utcnow()}
+        statement: sa.Executable
+        if self._postgres:  # imported only there: the dialect takes 20 ms to import
+            from sqlalchemy.dialects.postgresql import insert as pg_insert
 
-        insert = pg_insert if self._postgres else sqlite_insert
-        with self.store.write() as conn:
-            conn.execute(
-                insert(budget_t)
-                .values(team=self.team, tat=0.0, updated_at=utcnow())
-                .on_conflict_do_nothing(index_elements=["team"])
+            statement = (
+                pg_insert(budget_t).values(row).on_conflict_do_nothing(index_elements=["team"])
             )
+        else:
+            from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+
+            statement = (
+                sqlite_insert(budget_t).values(row).on_conflict_do_nothing(index_elements=["team"])
+            )
+        with self.store.write() as conn:
+            conn.execute(statement)
 
     def take(self, per_window: int, window: float, gap: float = 0.0) -> Grant:
         """Take the next slot that keeps at most ``per_window`` in any ``window`` seconds, and

@@ -11,6 +11,7 @@ import os
 import re
 import sqlite3
 import threading
+import time
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -713,17 +714,30 @@ def test_check_split_over_processes_reports_the_same(
     single = project.run(*args)
     monkeypatch.setattr(render_module.RecipientSource, "shards", lambda self, sponsor, audience: 3)
     monkeypatch.setattr(parallel_module, "fork_usable", lambda: fork)
-    calls: list[int] = []
+    log = project.path / "chunks.log"
     real = parallel_module._check_shard
 
-    def shard_in_main(job: Any, shard: int, **kw: Any) -> Any:
-        calls.append(shard)
-        return real(job, shard, **kw)
+    def logged(job: Any, chunks: Any, **kw: Any) -> Any:
+        result = real(job, chunks, **kw)
+        with log.open("a") as out:  # forked shards run this too: one line each, appended
+            out.write(json.dumps([os.getpid(), job.path, result[2]]) + "\n")
+        return result
 
-    monkeypatch.setattr(parallel_module, "_check_shard", shard_in_main)
+    monkeypatch.setattr(parallel_module, "_check_shard", logged)
     split = project.run(*args)
-    assert calls == [0, 0]  # shard 0 of each campaign here; shards 1 and 2 in other processes
     assert (split.exit_code, split.stdout) == (single.exit_code, single.stdout)
+    lines = [json.loads(line) for line in log.read_text().splitlines()]
+    by_file: dict[str, list[int]] = {}
+    for _pid, path, done in lines:
+        by_file.setdefault(path, []).extend(done)
+    # 12 leads with ids 1..12 over 3 shards: 24 chunks wanted, so one lead id a chunk
+    if fork:  # every process takes chunks as it goes: each chunk checked once, none twice
+        assert {path: sorted(done) for path, done in by_file.items()} == {
+            path: list(range(12)) for path in by_file
+        }
+        assert len(by_file) == 2 and os.getpid() in {pid for pid, _path, _done in lines}
+    else:  # a spawned shard gets every third chunk; only this process's own call logs here
+        assert by_file == {path: [0, 3, 6, 9] for path in by_file} and len(by_file) == 2
     problems = json.loads(split.stdout)["campaigns"][0]["problems"]
     assert [(p["line"], p["recipients"], p["example"]) for p in problems] == [
         (2, 12, "l0@x.test"),
@@ -773,13 +787,24 @@ def test_check_survives_a_shard_process_that_dies(
     monkeypatch.setattr(parallel_module, "fork_usable", lambda: fork)
     main = os.getpid()
     real = parallel_module._check_shard
-    redone: list[int] = []
+    taken = project.path / "taken.log"
+    calls: list[list[int]] = []
 
-    def dies_in_a_child(job: Any, shard: int, **kw: Any) -> Any:
-        if os.getpid() != main:
-            os._exit(1)  # a forked shard that crashes
-        redone.append(shard)
-        return real(job, shard, **kw)
+    def dies_in_a_child(job: Any, chunks: Any, **kw: Any) -> Any:
+        if os.getpid() != main:  # a forked shard that takes a chunk, then crashes
+            claimed = next(iter(chunks), None)
+            with taken.open("a") as out:
+                out.write(f"{claimed}\n")
+            os._exit(1)
+        if fork and not calls:  # let both children take their chunk first
+            deadline = time.monotonic() + 10
+            while time.monotonic() < deadline and (
+                not taken.exists() or len(taken.read_text().split()) < 2
+            ):
+                time.sleep(0.01)
+        result = real(job, chunks, **kw)
+        calls.append(result[2])
+        return result
 
     monkeypatch.setattr(parallel_module, "_check_shard", dies_in_a_child)
     monkeypatch.setattr("sys.executable", "/bin/false")  # every spawned shard exits 1 at once
@@ -790,7 +815,14 @@ def test_check_survives_a_shard_process_that_dies(
             f"{CAMPAIGNS / 'check' / 'good.md'}: 6 recipients checked, ok\n1 campaign file checked: no problems.\n"
         ),
     )
-    assert redone == [0, 1, 2]  # shards 1 and 2 done again here, after their process died
+    # 6 leads, 3 shards: a chunk per lead id. The main process checks what it takes, then
+    # what the dead shards took or were given and never answered for.
+    assert len(calls) == 2 and sorted(calls[0] + calls[1]) == list(range(6))
+    if fork:
+        lost = sorted(int(n) for n in taken.read_text().split())
+        assert len(lost) == 2 and calls[1] == lost
+    else:
+        assert (calls[0], calls[1]) == ([0, 3], [1, 2, 4, 5])
 
 
 def test_shards_are_forked_from_a_smaller_audience_and_only_without_threads(
