@@ -417,12 +417,14 @@ def apply_sponsors(store: Store, sponsors: tuple[SponsorConfig, ...]) -> None:
 
 def get_sponsor(store: Store, sponsor_id: str) -> Sponsor:
     """The sponsor with this id, or NotFound naming the known ones."""
-    with store.session() as session:
-        sponsor = session.get(Sponsor, sponsor_id)
-        if sponsor is None:
-            known = ", ".join(s.id for s in session.query(Sponsor).order_by(Sponsor.id)) or "none"
+    # a Core read: the ORM's first query configures every mapper, 15 ms of a send's start
+    with store.read() as conn:
+        row = conn.execute(sa.select(sponsor_t).where(sponsor_t.c.id == sponsor_id)).first()
+        if row is None:
+            ids = conn.execute(sa.select(sponsor_t.c.id).order_by(sponsor_t.c.id)).scalars()
+            known = ", ".join(ids) or "none"
             raise NotFound(f"Unknown sponsor '{sponsor_id}' (known: {known}).")
-        return sponsor
+    return Sponsor(**row._asdict())
 
 
 def redact_url(url: str) -> str:
