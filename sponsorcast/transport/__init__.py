@@ -1,7 +1,8 @@
 """Transports: what carries a rendered batch of emails to the provider (or to the outbox).
 
 Rule of this package: ``base`` holds the shared types and depends on nothing else here;
-``outbox`` and ``resend`` implement ``Transport`` and import only ``base`` (and ``limiter``);
+``outbox`` and ``resend`` implement ``Transport`` and import only ``base`` (and the parts
+of a request to Resend: ``limiter``, ``keycheck``, ``wire``);
 the send engine sees the protocol, never a concrete class, except through ``make_transport``.
 """
 

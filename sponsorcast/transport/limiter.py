@@ -122,6 +122,10 @@ class RateLimiter:
         self._budget_thread: ThreadPoolExecutor | None = None
         self._untold: float | None = None  # a limit ``seed`` learned, not yet in the budget
 
+    def clock(self) -> float:
+        """The time on this limiter's clock (its slots and departures are on it)."""
+        return self._clock()
+
     @property
     def limit(self) -> float:
         """The limit we believe applies, in requests per second (before the safety margin)."""
@@ -184,6 +188,21 @@ class RateLimiter:
                     self._probe_at = departed
                 return departed
             # the limit changed or a 429 came in while we waited: queue up again
+
+    def left(self, departed: float, on_the_wire: float) -> None:
+        """The request ``acquire`` let go at ``departed`` reached the wire at ``on_the_wire``
+        (its headers were written): the window rule counts it from then. A run's first
+        requests open their connections, and the very first pays for the client's lazy
+        set-up, so they can reach the provider a tenth of a second after their slot; later
+        ones, on open connections, do not, and counted from the slot they would land in the
+        provider's window of the first ones."""
+        if on_the_wire <= departed:
+            return
+        i = bisect.bisect_left(self._sent, departed)
+        if i == len(self._sent) or self._sent[i] != departed:
+            return  # already trimmed from the history, or never ours
+        del self._sent[i]
+        bisect.insort(self._sent, on_the_wire)
 
     def reserve(self) -> float:
         """A slot for one request made outside the run's event loop (the key check): blocks

@@ -60,6 +60,7 @@ from sponsorcast.errors import (
 from sponsorcast.transport.base import BatchOutcome, OutgoingEmail, api_key_problem, check_batch
 from sponsorcast.transport.keycheck import KEY_CHECK_TIMEOUT, KeyAnswer, ask_provider
 from sponsorcast.transport.limiter import RateLimiter, parse_retry_after
+from sponsorcast.transport.wire import traced, warm_up
 
 USER_AGENT = f"sponsorcast/{__version__}"
 BATCH_MAX = 100
@@ -140,6 +141,8 @@ class ResendTransport:
         self._key = api_key
         self._base = config.base_url.rstrip("/")
         self._own_client = client is None
+        if client is None:
+            warm_up()
         self._client = (
             client
             if client is not None
@@ -338,7 +341,9 @@ class ResendTransport:
         sent_at = await self.limiter.acquire()
         self.stats.requests += 1
         try:
-            response = await self._client.request(method, url, content=body, headers=headers)
+            response = await self._client.request(
+                method, url, content=body, headers=headers, extensions=traced(self.limiter, sent_at)
+            )
         except httpx.TimeoutException as exc:
             self.limiter.observe({}, sent_at)
             self.stats.network_errors += 1

@@ -154,6 +154,7 @@ class _State:
         self.by_id: dict[str, Accepted] = {}
         self.last_event: dict[str, str] = {}
         self.windows: dict[int, int] = {}
+        self.counted: list[tuple[float, bool]] = []  # each rate-counted arrival: (time, limited)
         self.idempotent: dict[str, _Stored] = {}
         self.in_flight_keys: set[str] = set()
         self.sends: list[tuple[str | None, str]] = []  # (idempotency key, sha256 of the body)
@@ -276,6 +277,7 @@ def _record(state: _State, *, emails: bool) -> dict[str, Any]:
     with state.lock:
         accepted = list(state.accepted)
         data: dict[str, Any] = {"counters": {**state.counters, "emails": len(accepted)}}
+        data["counted"] = [list(each) for each in state.counted]
     seen: dict[str, int] = {}
     for item in accepted:
         for to in item.to:
@@ -510,6 +512,7 @@ class _Handler(BaseHTTPRequestHandler):
                 del state.windows[old]
             limit = int(config.rate)
             limited = count > limit
+            state.counted.append((now, limited))
             if limited:
                 state.counters["rate_limited"] += 1
             else:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -550,6 +551,45 @@ def test_single_mode_against_the_stand_in(fake_resend: FakeResend) -> None:
     assert sorted(outcome.accepted) == [1, 3]
     assert "`to`" in outcome.rejected[2]
     assert [r.idempotency_key for r in fake_resend.accepted] == ["camp/b1/1", "camp/b1/3"]
+
+
+class _WireLog(RateLimiter):
+    """A limiter that notes what the transport tells it of each request's wire time."""
+
+    def __init__(self) -> None:
+        super().__init__(1000.0)
+        self.slots: list[float] = []
+        self.wire: list[tuple[float, float]] = []
+
+    async def acquire(self) -> float:
+        slot = await super().acquire()
+        self.slots.append(slot)
+        return slot
+
+    def left(self, departed: float, on_the_wire: float) -> None:
+        self.wire.append((departed, on_the_wire))
+        super().left(departed, on_the_wire)
+
+
+def test_the_limiter_hears_when_each_request_reached_the_wire(fake_resend: FakeResend) -> None:
+    limiter = _WireLog()
+    config = ResendConfig(base_url=fake_resend.url, max_attempts=3, timeout=5.0)
+    transport = ResendTransport(config, fake_resend.api_key, limiter=limiter)
+    # what httpcore imports on a first request is there before it: that request leaves on time
+    assert {"h11", "anyio._backends._asyncio"} <= set(sys.modules)
+
+    async def two() -> list[Any]:
+        try:  # the second on the connection the first opened
+            return [await transport.send_batch([email(n)], f"camp/b{n}") for n in (1, 2)]
+        finally:
+            await transport.aclose()
+
+    before = time.monotonic()
+    outcomes = run(two())
+    after = time.monotonic()
+    assert [len(outcome.accepted) for outcome in outcomes] == [1, 1]
+    assert [departed for departed, _ in limiter.wire] == limiter.slots  # one report a request
+    assert all(before <= slot <= wire <= after for slot, wire in limiter.wire)
 
 
 @pytest.mark.slow
